@@ -1,0 +1,13 @@
+//! hvsim: a simulated Hyper-V host and guest for vmbmmio's tests and demo.
+//!
+//! # What this crate owns
+//! - Models of the platform pieces that exist only on a Hyper-V host: the VMBus Kernel Mode
+//!   Client Library (filling `kmcl::KmclApi` with `extern "system"` functions), the guest's
+//!   VMBus driver, kernel sections, HDV and guest physical memory (filled by later issues).
+//! - Byte-accurate memory, so a test can prove that what the guest writes is what the host reads.
+//!
+//! # What this crate must not do
+//! - Model what is convenient for the driver: every rule it enforces cites the line of
+//!   `shared/reference/` it comes from, and where the reference says a behaviour is uncertain
+//!   the model takes the stricter reading and says so.
+//! - Ship in the driver: it is a std crate used by tests, benchmarks and the demo only.

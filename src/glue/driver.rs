@@ -1,0 +1,86 @@
+//! DriverEntry and the WDF driver/device callbacks.
+
+use wdk_sys::{
+    _WDF_EXECUTION_LEVEL, _WDF_SYNCHRONIZATION_SCOPE, DRIVER_OBJECT, NTSTATUS, PCUNICODE_STRING,
+    PDRIVER_OBJECT, PWDFDEVICE_INIT, ULONG, WDF_DRIVER_CONFIG, WDF_NO_HANDLE,
+    WDF_NO_OBJECT_ATTRIBUTES, WDF_OBJECT_ATTRIBUTES, WDFDEVICE, WDFDRIVER,
+    call_unsafe_wdf_function_binding,
+};
+
+/// `WDF_DRIVER_CONFIG.Size`; the struct is far smaller than 4 GiB, checked at compile time.
+const WDF_DRIVER_CONFIG_SIZE: ULONG = {
+    let size = core::mem::size_of::<WDF_DRIVER_CONFIG>();
+    assert!(size <= ULONG::MAX as usize);
+    size as ULONG
+};
+
+/// `WDF_OBJECT_ATTRIBUTES.Size`, checked the same way.
+const WDF_OBJECT_ATTRIBUTES_SIZE: ULONG = {
+    let size = core::mem::size_of::<WDF_OBJECT_ATTRIBUTES>();
+    assert!(size <= ULONG::MAX as usize);
+    size as ULONG
+};
+
+/// `WDF_OBJECT_ATTRIBUTES_INIT` (a FORCEINLINE C helper wdk-sys does not generate): zeroed,
+/// with the execution level and synchronization scope inherited from the parent.
+fn object_attributes() -> WDF_OBJECT_ATTRIBUTES {
+    WDF_OBJECT_ATTRIBUTES {
+        Size: WDF_OBJECT_ATTRIBUTES_SIZE,
+        ExecutionLevel: _WDF_EXECUTION_LEVEL::WdfExecutionLevelInheritFromParent,
+        SynchronizationScope: _WDF_SYNCHRONIZATION_SCOPE::WdfSynchronizationScopeInheritFromParent,
+        ..WDF_OBJECT_ATTRIBUTES::default()
+    }
+}
+
+/// The driver's entry point, called by `FxDriverEntry` after WDF is bound.
+///
+/// IRQL: PASSIVE_LEVEL, in the system process.
+///
+/// # Safety
+/// Called once by the kernel with a valid driver object and registry path.
+#[cfg_attr(not(test), unsafe(export_name = "DriverEntry"))]
+pub unsafe extern "system" fn driver_entry(
+    driver: &mut DRIVER_OBJECT,
+    registry_path: PCUNICODE_STRING,
+) -> NTSTATUS {
+    let mut config = WDF_DRIVER_CONFIG {
+        Size: WDF_DRIVER_CONFIG_SIZE,
+        EvtDriverDeviceAdd: Some(evt_driver_device_add),
+        ..WDF_DRIVER_CONFIG::default()
+    };
+    let driver_object: PDRIVER_OBJECT = driver;
+    // SAFETY: `driver_object` and `registry_path` come straight from the kernel and are valid for
+    // the duration of DriverEntry; `config` is a fully initialised WDF_DRIVER_CONFIG that lives
+    // across the call; WDF_NO_OBJECT_ATTRIBUTES and WDF_NO_HANDLE are the documented "none"
+    // values of the optional parameters.
+    unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDriverCreate,
+            driver_object,
+            registry_path,
+            WDF_NO_OBJECT_ATTRIBUTES,
+            &raw mut config,
+            WDF_NO_HANDLE.cast::<WDFDRIVER>()
+        )
+    }
+}
+
+/// `EvtDriverDeviceAdd`: PnP found the root-enumerated `Root\vmbmmio` device.
+///
+/// IRQL: PASSIVE_LEVEL.
+extern "C" fn evt_driver_device_add(_driver: WDFDRIVER, device_init: PWDFDEVICE_INIT) -> NTSTATUS {
+    let mut device_init = device_init;
+    let mut attributes = object_attributes();
+    let mut device: WDFDEVICE = core::ptr::null_mut();
+    // SAFETY: WDF passes a valid WDFDEVICE_INIT that this callback owns until WdfDeviceCreate;
+    // WdfDeviceCreate takes the address of that pointer, and `attributes` and `device` are live
+    // locals for the whole call.
+    unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDeviceCreate,
+            &raw mut device_init,
+            &raw mut attributes,
+            &raw mut device
+        )
+    }
+}

@@ -1,0 +1,287 @@
+//! Checks the driver's install template `inf/vmbmmio.inx`.
+//!
+//! InfVerif runs only on Windows (during `cargo make`), so the invariants that matter for this
+//! driver are checked here on every test run: PnpLockdown, the Driver Store destination
+//! (DIRID 13), the KMDF service section with the stamped `$KMDFVERSION$`, a demand-start kernel
+//! service, and a binary named after the crate. Each invariant also has a test on a deliberately
+//! broken copy, so a checker that silently passes everything would fail here.
+
+use std::collections::BTreeMap;
+
+const INX: &str = include_str!("../inf/vmbmmio.inx");
+
+/// The driver binary the packaging produces: `<crate name>.sys`.
+fn binary_name() -> String {
+    format!("{}.sys", env!("CARGO_PKG_NAME").replace('-', "_"))
+}
+
+/// One INF section: its lines as (key, value) with the key lower-cased, or (None, line).
+type Section = Vec<(Option<String>, String)>;
+
+/// A minimal INF reader: sections by lower-cased name, `;` comments outside quotes removed.
+fn parse(text: &str) -> BTreeMap<String, Section> {
+    let mut sections: BTreeMap<String, Section> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for raw in text.lines() {
+        let line = strip_comment(raw).trim().to_string();
+        if line.is_empty() {
+            continue;
+        }
+        if line.starts_with('[') && line.ends_with(']') {
+            let name = line[1..line.len() - 1].trim().to_ascii_lowercase();
+            sections.entry(name.clone()).or_default();
+            current = Some(name);
+            continue;
+        }
+        let Some(section) = current.as_ref() else {
+            continue;
+        };
+        let entry = match line.split_once('=') {
+            Some((key, value)) => (
+                Some(key.trim().to_ascii_lowercase()),
+                value.trim().to_string(),
+            ),
+            None => (None, line),
+        };
+        sections.entry(section.clone()).or_default().push(entry);
+    }
+    sections
+}
+
+fn strip_comment(line: &str) -> &str {
+    let mut in_quotes = false;
+    for (index, ch) in line.char_indices() {
+        match ch {
+            '"' => in_quotes = !in_quotes,
+            ';' if !in_quotes => return &line[..index],
+            _ => {}
+        }
+    }
+    line
+}
+
+fn value<'a>(inf: &'a BTreeMap<String, Section>, section: &str, key: &str) -> Option<&'a str> {
+    inf.get(&section.to_ascii_lowercase())?
+        .iter()
+        .find(|(k, _)| k.as_deref() == Some(key))
+        .map(|(_, v)| v.as_str())
+}
+
+fn fields(value: &str) -> Vec<String> {
+    value.split(',').map(|f| f.trim().to_string()).collect()
+}
+
+/// What is wrong with an INF, as far as this driver's invariants go.
+#[derive(Debug, PartialEq, Eq)]
+enum Problem {
+    PnpLockdownNotSet,
+    ClassNotSystem,
+    DestinationNotDriverStore(String),
+    NoModelsSection,
+    NoInstallSection,
+    BinaryNotInSourceDisks,
+    BinaryNotCopied,
+    NoService,
+    ServiceNotKernelDemandStart,
+    ServiceBinaryWrong(String),
+    NoKmdfService,
+    KmdfServiceMismatch(String),
+    KmdfVersionNotStamped(String),
+}
+
+fn check(text: &str) -> Vec<Problem> {
+    let inf = parse(text);
+    let binary = binary_name();
+    let mut problems = Vec::new();
+
+    if value(&inf, "Version", "pnplockdown") != Some("1") {
+        problems.push(Problem::PnpLockdownNotSet);
+    }
+    if !value(&inf, "Version", "class").is_some_and(|c| c.eq_ignore_ascii_case("System")) {
+        problems.push(Problem::ClassNotSystem);
+    }
+    // Every destination must be DIRID 13 (the Driver Store).
+    for (key, dest) in inf.get("destinationdirs").into_iter().flatten() {
+        if dest.trim() != "13" {
+            problems.push(Problem::DestinationNotDriverStore(format!(
+                "{} = {dest}",
+                key.as_deref().unwrap_or("")
+            )));
+        }
+    }
+    if value(&inf, "DestinationDirs", "defaultdestdir").is_none() {
+        problems.push(Problem::DestinationNotDriverStore(
+            "no DefaultDestDir".into(),
+        ));
+    }
+    let source_disks = inf.get("sourcedisksfiles");
+    if !source_disks
+        .into_iter()
+        .flatten()
+        .any(|(k, v)| k.as_deref().unwrap_or(v).eq_ignore_ascii_case(&binary))
+    {
+        problems.push(Problem::BinaryNotInSourceDisks);
+    }
+
+    // [Manufacturer] -> models section -> install section.
+    let install = value(&inf, "Manufacturer", "%manufacturername%")
+        .map(fields)
+        .and_then(|f| {
+            let base = f.first()?.clone();
+            let decoration = f.get(1)?.clone();
+            Some(format!("{base}.{decoration}"))
+        })
+        .and_then(|models| inf.get(&models.to_ascii_lowercase()))
+        .and_then(|models| models.first())
+        .and_then(|(_, v)| fields(v).first().cloned());
+    let Some(install) = install else {
+        problems.push(Problem::NoModelsSection);
+        return problems;
+    };
+    let install_nt = format!("{install}.NT");
+    if !inf.contains_key(&install_nt.to_ascii_lowercase()) {
+        problems.push(Problem::NoInstallSection);
+        return problems;
+    }
+
+    let copied = value(&inf, &install_nt, "copyfiles")
+        .map(fields)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| inf.get(&s.to_ascii_lowercase()))
+        .flatten()
+        .any(|(k, v)| k.is_none() && v.eq_ignore_ascii_case(&binary));
+    if !copied {
+        problems.push(Problem::BinaryNotCopied);
+    }
+
+    let add_service = value(&inf, &format!("{install_nt}.Services"), "addservice").map(fields);
+    let service_name = add_service.as_ref().and_then(|f| f.first().cloned());
+    match add_service.as_ref().and_then(|f| f.get(2)) {
+        None => problems.push(Problem::NoService),
+        Some(section) => {
+            if value(&inf, section, "servicetype") != Some("1")
+                || value(&inf, section, "starttype") != Some("3")
+            {
+                problems.push(Problem::ServiceNotKernelDemandStart);
+            }
+            let expected = format!("%13%\\{binary}");
+            let found = value(&inf, section, "servicebinary").unwrap_or("");
+            if !found.eq_ignore_ascii_case(&expected) {
+                problems.push(Problem::ServiceBinaryWrong(found.to_string()));
+            }
+        }
+    }
+
+    match value(&inf, &format!("{install_nt}.Wdf"), "kmdfservice").map(fields) {
+        None => problems.push(Problem::NoKmdfService),
+        Some(kmdf) => {
+            let kmdf_name = kmdf.first().cloned().unwrap_or_default();
+            if Some(&kmdf_name) != service_name.as_ref() {
+                problems.push(Problem::KmdfServiceMismatch(kmdf_name));
+            }
+            let version = kmdf
+                .get(1)
+                .and_then(|section| value(&inf, section, "kmdflibraryversion"))
+                .unwrap_or("");
+            if version != "$KMDFVERSION$" {
+                problems.push(Problem::KmdfVersionNotStamped(version.to_string()));
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn shipped_inx_satisfies_every_invariant() {
+    assert_eq!(check(INX), Vec::<Problem>::new());
+}
+
+#[test]
+fn service_binary_is_named_after_the_crate() {
+    assert_eq!(binary_name(), "vmbmmio.sys");
+    assert!(INX.contains("ServiceBinary = %13%\\vmbmmio.sys"));
+}
+
+/// Replaces exactly one occurrence, so a broken copy differs from the original in one place.
+fn broken(from: &str, to: &str) -> String {
+    assert_eq!(INX.matches(from).count(), 1, "{from:?} must occur once");
+    INX.replacen(from, to, 1)
+}
+
+#[test]
+fn missing_pnp_lockdown_is_caught() {
+    let problems = check(&broken("PnpLockdown = 1", "PnpLockdown = 0"));
+    assert_eq!(problems, vec![Problem::PnpLockdownNotSet]);
+    let problems = check(&broken("PnpLockdown = 1\n", ""));
+    assert_eq!(problems, vec![Problem::PnpLockdownNotSet]);
+}
+
+#[test]
+fn destination_other_than_driver_store_is_caught() {
+    let problems = check(&broken("DefaultDestDir = 13", "DefaultDestDir = 12"));
+    assert_eq!(
+        problems,
+        vec![Problem::DestinationNotDriverStore(
+            "defaultdestdir = 12".into()
+        )]
+    );
+}
+
+#[test]
+fn service_binary_outside_driver_store_is_caught() {
+    let problems = check(&broken(
+        "ServiceBinary = %13%\\vmbmmio.sys",
+        "ServiceBinary = %12%\\vmbmmio.sys",
+    ));
+    assert_eq!(
+        problems,
+        vec![Problem::ServiceBinaryWrong("%12%\\vmbmmio.sys".into())]
+    );
+}
+
+#[test]
+fn wrong_binary_name_is_caught() {
+    let text = INX.replace("vmbmmio.sys", "other.sys");
+    let problems = check(&text);
+    assert!(
+        problems.contains(&Problem::BinaryNotInSourceDisks),
+        "{problems:?}"
+    );
+    assert!(problems.contains(&Problem::BinaryNotCopied), "{problems:?}");
+    assert!(
+        problems.contains(&Problem::ServiceBinaryWrong("%13%\\other.sys".into())),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn missing_kmdf_service_section_is_caught() {
+    let problems = check(&broken(
+        "KmdfService = vmbmmio, vmbmmio_wdfsect",
+        "; no KMDF service",
+    ));
+    assert_eq!(problems, vec![Problem::NoKmdfService]);
+    let problems = check(&broken(
+        "KmdfLibraryVersion = $KMDFVERSION$",
+        "KmdfLibraryVersion = 1.15",
+    ));
+    assert_eq!(
+        problems,
+        vec![Problem::KmdfVersionNotStamped("1.15".into())]
+    );
+    let problems = check(&broken(
+        "KmdfService = vmbmmio, vmbmmio_wdfsect",
+        "KmdfService = other, vmbmmio_wdfsect",
+    ));
+    assert_eq!(problems, vec![Problem::KmdfServiceMismatch("other".into())]);
+}
+
+#[test]
+fn auto_start_service_is_caught() {
+    let problems = check(&broken(
+        "StartType     = 3               ; SERVICE_DEMAND_START",
+        "StartType     = 2",
+    ));
+    assert_eq!(problems, vec![Problem::ServiceNotKernelDemandStart]);
+}
