@@ -11,3 +11,9 @@
 //!   `shared/reference/` it comes from, and where the reference says a behaviour is uncertain
 //!   the model takes the stricter reading and says so.
 //! - Ship in the driver: it is a std crate used by tests, benchmarks and the demo only.
+
+pub mod guest_memory;
+pub mod hdv;
+pub mod kmcl;
+pub mod memory;
+pub mod sections;
