@@ -1,5 +1,235 @@
 //! Guest MMIO reservation planning.
 //!
-//! Filled by the channel issue: from the configured shared regions it computes the
-//! `MmioMegabytes` / `MmioMegabytesOptional` pair passed to
-//! `VmbServerChannelInitSetMmioMegabytes`, and rejects impossible layouts before any KMCL call.
+//! Before any KMCL call, the driver turns the configured shared regions (sizes in bytes) into
+//! 1. a layout of one PCI BAR: every region page-aligned, packed in order from offset 0; the BAR
+//!    size is the next power of two of the total (a PCI memory BAR is a naturally aligned power
+//!    of two, hdv.md §3.7 GetDetails), at least one page;
+//! 2. the two values passed to `VmbServerChannelInitSetMmioMegabytes` (kmcl.md §5):
+//!    - `MmioMegabytes` = the BAR size in whole MiB, rounded up (never zero: the header's SAL
+//!      requires it > 0 even though the prose only needs one non-zero value, kmcl.md §9 item 5);
+//!    - `MmioMegabytesOptional` = the alignment slack: a naturally aligned BAR of size S fits in
+//!      a reservation of S + (S - guaranteed alignment) bytes wherever the guest places it.
+//!      Where and how a Windows guest aligns the reservation is not documented (anchors.md §2.5;
+//!      Linux dxgkrnl uses 64 KiB), so the plan assumes only page alignment and asks for
+//!      S - 4 KiB more, rounded up to whole MiB.
+//!
+//! Impossible layouts are rejected here with a typed error: no regions, too many, an empty
+//! region, or a BAR whose MiB counts would not fit the `u16` fields (each value at most
+//! `u16::MAX` MiB, which caps the BAR at 32 GiB).
+
+use alloc::vec::Vec;
+
+use kmcl::raw::{NTSTATUS, STATUS_INVALID_PARAMETER};
+
+/// Size of a page: the unit of every section and mapping.
+pub const PAGE_SIZE: u64 = 4096;
+/// One mebibyte, the unit of `VmbServerChannelInitSetMmioMegabytes`.
+pub const MIB: u64 = 1 << 20;
+/// Most regions one channel may share (matches the IOCTL interface's fixed capacity).
+pub const MAX_REGIONS: usize = 16;
+/// Largest BAR the `u16` MiB fields can describe with its alignment slack: 32 GiB.
+pub const MAX_BAR_SIZE: u64 = 32 << 30;
+/// Alignment the plan assumes the guest guarantees for the reserved range (see module docs).
+pub const ASSUMED_GUEST_ALIGNMENT: u64 = PAGE_SIZE;
+
+/// Where one region lives inside the BAR.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegionPlacement {
+    /// Byte offset from the start of the BAR; a multiple of [`PAGE_SIZE`].
+    pub offset: u64,
+    /// Size in bytes, rounded up to whole pages.
+    pub size: u64,
+}
+
+impl RegionPlacement {
+    /// Offset in pages, the unit of `HdvCreateSectionBackedMmioRange`.
+    pub const fn offset_pages(&self) -> u64 {
+        self.offset / PAGE_SIZE
+    }
+
+    /// Size in pages.
+    pub const fn pages(&self) -> u64 {
+        self.size / PAGE_SIZE
+    }
+}
+
+/// Why a region layout cannot be planned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlanError {
+    /// At least one region is needed.
+    NoRegions,
+    /// More than [`MAX_REGIONS`] regions.
+    TooManyRegions {
+        /// How many were asked for.
+        count: usize,
+    },
+    /// Region `index` has size zero.
+    EmptyRegion {
+        /// Index of the region.
+        index: usize,
+    },
+    /// The layout needs a BAR larger than [`MAX_BAR_SIZE`] (or overflows).
+    TooLarge,
+}
+
+impl PlanError {
+    /// Every planning error is a bad configuration: `STATUS_INVALID_PARAMETER`.
+    pub const fn to_ntstatus(self) -> NTSTATUS {
+        STATUS_INVALID_PARAMETER
+    }
+}
+
+/// A validated layout and the MMIO reservation that holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MmioPlan {
+    regions: Vec<RegionPlacement>,
+    bar_size: u64,
+    mmio_megabytes: u16,
+    mmio_megabytes_optional: u16,
+}
+
+impl MmioPlan {
+    /// Plans the layout of `region_sizes` (bytes, in order).
+    pub fn new(region_sizes: &[u64]) -> Result<Self, PlanError> {
+        if region_sizes.is_empty() {
+            return Err(PlanError::NoRegions);
+        }
+        if region_sizes.len() > MAX_REGIONS {
+            return Err(PlanError::TooManyRegions {
+                count: region_sizes.len(),
+            });
+        }
+        let mut regions = Vec::new();
+        regions
+            .try_reserve_exact(region_sizes.len())
+            .map_err(|_| PlanError::TooLarge)?;
+        let mut offset: u64 = 0;
+        for (index, &size) in region_sizes.iter().enumerate() {
+            if size == 0 {
+                return Err(PlanError::EmptyRegion { index });
+            }
+            let size = round_up(size, PAGE_SIZE).ok_or(PlanError::TooLarge)?;
+            regions.push(RegionPlacement { offset, size });
+            offset = offset.checked_add(size).ok_or(PlanError::TooLarge)?;
+            if offset > MAX_BAR_SIZE {
+                return Err(PlanError::TooLarge);
+            }
+        }
+        // offset <= MAX_BAR_SIZE, so the power of two cannot overflow.
+        let bar_size = offset.next_power_of_two().max(PAGE_SIZE);
+        if bar_size > MAX_BAR_SIZE {
+            return Err(PlanError::TooLarge);
+        }
+        let mmio_megabytes = megabytes(bar_size).ok_or(PlanError::TooLarge)?;
+        let slack = bar_size.saturating_sub(ASSUMED_GUEST_ALIGNMENT);
+        let mmio_megabytes_optional = megabytes(slack).ok_or(PlanError::TooLarge)?;
+        Ok(Self {
+            regions,
+            bar_size,
+            mmio_megabytes,
+            mmio_megabytes_optional,
+        })
+    }
+
+    /// The regions, in the order given, with their place in the BAR.
+    pub fn regions(&self) -> &[RegionPlacement] {
+        &self.regions
+    }
+
+    /// Region `index`, if it exists.
+    pub fn region(&self, index: usize) -> Option<&RegionPlacement> {
+        self.regions.get(index)
+    }
+
+    /// Size of the BAR in bytes: a power of two, at least one page.
+    pub const fn bar_size(&self) -> u64 {
+        self.bar_size
+    }
+
+    /// `MmioMegabytes` for the offer: the BAR size in MiB, rounded up; never zero.
+    pub const fn mmio_megabytes(&self) -> u16 {
+        self.mmio_megabytes
+    }
+
+    /// `MmioMegabytesOptional` for the offer: alignment slack in MiB, rounded up.
+    pub const fn mmio_megabytes_optional(&self) -> u16 {
+        self.mmio_megabytes_optional
+    }
+
+    /// Total bytes the offer asks the guest to reserve (both values).
+    pub const fn reserved_bytes(&self) -> u64 {
+        (self.mmio_megabytes as u64 + self.mmio_megabytes_optional as u64) * MIB
+    }
+}
+
+/// `value` rounded up to a multiple of `unit` (a power of two), or `None` on overflow.
+const fn round_up(value: u64, unit: u64) -> Option<u64> {
+    match value.checked_add(unit - 1) {
+        Some(v) => Some(v & !(unit - 1)),
+        None => None,
+    }
+}
+
+/// `bytes` in whole MiB, rounded up, if that fits a `u16`.
+fn megabytes(bytes: u64) -> Option<u16> {
+    let mib = round_up(bytes, MIB)? / MIB;
+    u16::try_from(mib).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_small_region_gets_one_page_bar_and_one_mib() {
+        let plan = MmioPlan::new(&[100]).unwrap();
+        assert_eq!(
+            plan.regions(),
+            &[RegionPlacement {
+                offset: 0,
+                size: 4096
+            }]
+        );
+        assert_eq!(plan.bar_size(), 4096);
+        assert_eq!(plan.mmio_megabytes(), 1);
+        // A one-page BAR fits in any page-aligned reservation: no slack needed.
+        assert_eq!(plan.mmio_megabytes_optional(), 0);
+    }
+
+    #[test]
+    fn regions_are_packed_page_aligned_in_order() {
+        let plan = MmioPlan::new(&[4096, 5000, 1 << 20]).unwrap();
+        let offsets: Vec<u64> = plan.regions().iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, [0, 4096, 12288]);
+        assert_eq!(plan.regions()[1].size, 8192);
+        assert_eq!(plan.bar_size(), 2 << 20);
+        assert_eq!(plan.mmio_megabytes(), 2);
+        assert_eq!(plan.mmio_megabytes_optional(), 2);
+    }
+
+    #[test]
+    fn largest_bar_fits_the_u16_fields() {
+        let plan = MmioPlan::new(&[MAX_BAR_SIZE]).unwrap();
+        assert_eq!(plan.mmio_megabytes(), 32768);
+        assert_eq!(plan.mmio_megabytes_optional(), 32768);
+        assert_eq!(MmioPlan::new(&[MAX_BAR_SIZE + 1]), Err(PlanError::TooLarge));
+    }
+
+    #[test]
+    fn rejects_impossible_layouts() {
+        assert_eq!(MmioPlan::new(&[]), Err(PlanError::NoRegions));
+        assert_eq!(
+            MmioPlan::new(&[4096; MAX_REGIONS + 1]),
+            Err(PlanError::TooManyRegions { count: 17 })
+        );
+        assert_eq!(
+            MmioPlan::new(&[4096, 0]),
+            Err(PlanError::EmptyRegion { index: 1 })
+        );
+        assert_eq!(MmioPlan::new(&[u64::MAX]), Err(PlanError::TooLarge));
+        assert_eq!(
+            MmioPlan::new(&[u64::MAX / 2, u64::MAX / 2]),
+            Err(PlanError::TooLarge)
+        );
+    }
+}
