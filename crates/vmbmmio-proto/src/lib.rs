@@ -1,9 +1,9 @@
 //! Wire formats shared by the vmbmmio driver, its device host and the guest.
 //!
 //! # What this crate owns
-//! - The IOCTL interface between the driver and the user-mode device host (`ioctl`, filled by a
-//!   later issue): fixed-layout little-endian structs, versioned, with reserved fields that must
-//!   be zero and explicit maximum sizes.
+//! - The IOCTL interface between the driver and the user-mode device host ([`ioctl`]):
+//!   fixed-layout little-endian structs, versioned, with reserved fields that must be zero and
+//!   explicit maximum sizes.
 //! - The control protocol spoken with the guest over the VMBus channel (later issue).
 //! - Validation of every field, with overflow-safe page arithmetic, returning typed errors.
 //!
@@ -23,3 +23,5 @@
 
 /// Size of a page, the unit of every section and MMIO range (x64 and ARM64 Windows: 4 KiB).
 pub const PAGE_SIZE: u64 = 4096;
+
+pub mod ioctl;

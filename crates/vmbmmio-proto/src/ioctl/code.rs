@@ -1,0 +1,168 @@
+//! The IOCTL codes of the driver's control device.
+//!
+//! Codes are built like the Windows `CTL_CODE` macro:
+//! `(device_type << 16) | (access << 14) | (function << 2) | method`. All of them use
+//! `FILE_DEVICE_UNKNOWN`, `METHOD_BUFFERED` (the I/O manager copies both buffers, so the driver
+//! never touches user memory directly) and `FILE_READ_DATA | FILE_WRITE_DATA` access (the I/O
+//! manager refuses the request unless the caller opened the device for reading and writing).
+//! Functions start at 0x900: values below 0x800 are reserved for Microsoft.
+
+use super::close_session::{CloseSessionReply, CloseSessionRequest};
+use super::error::{ProtoError, ProtoResult};
+use super::header::{MessageKind, WireMessage};
+use super::open_session::OpenSessionRequest;
+use super::open_session_reply::OpenSessionReply;
+use super::query_status::{QueryStatusReply, QueryStatusRequest};
+use super::region_section::{GetRegionSectionReply, GetRegionSectionRequest};
+use super::report_mapping::{ReportMappingReply, ReportMappingRequest};
+
+/// `FILE_DEVICE_UNKNOWN`.
+pub const FILE_DEVICE_UNKNOWN: u32 = 0x22;
+/// `METHOD_BUFFERED`.
+pub const METHOD_BUFFERED: u32 = 0;
+/// `FILE_READ_DATA`, as an IOCTL access bit.
+pub const FILE_READ_DATA: u32 = 1;
+/// `FILE_WRITE_DATA`, as an IOCTL access bit.
+pub const FILE_WRITE_DATA: u32 = 2;
+/// First function number of this interface.
+pub const FIRST_FUNCTION: u32 = 0x900;
+
+/// The Windows `CTL_CODE` macro.
+pub const fn ctl_code(device_type: u32, function: u32, method: u32, access: u32) -> u32 {
+    (device_type << 16) | (access << 14) | (function << 2) | method
+}
+
+/// This interface's code for `function`.
+const fn vmbmmio_code(function: u32) -> u32 {
+    ctl_code(
+        FILE_DEVICE_UNKNOWN,
+        function,
+        METHOD_BUFFERED,
+        FILE_READ_DATA | FILE_WRITE_DATA,
+    )
+}
+
+/// IOCTL code of OPEN_SESSION (function 0x900).
+pub const IOCTL_VMBMMIO_OPEN_SESSION: u32 = vmbmmio_code(FIRST_FUNCTION);
+/// IOCTL code of GET_REGION_SECTION (function 0x901).
+pub const IOCTL_VMBMMIO_GET_REGION_SECTION: u32 = vmbmmio_code(FIRST_FUNCTION + 1);
+/// IOCTL code of REPORT_MAPPING (function 0x902).
+pub const IOCTL_VMBMMIO_REPORT_MAPPING: u32 = vmbmmio_code(FIRST_FUNCTION + 2);
+/// IOCTL code of QUERY_STATUS (function 0x903).
+pub const IOCTL_VMBMMIO_QUERY_STATUS: u32 = vmbmmio_code(FIRST_FUNCTION + 3);
+/// IOCTL code of CLOSE_SESSION (function 0x904).
+pub const IOCTL_VMBMMIO_CLOSE_SESSION: u32 = vmbmmio_code(FIRST_FUNCTION + 4);
+
+/// The requests of the control device, one per IOCTL code.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IoctlCode {
+    /// Create the session of this file handle: a channel offer and its regions' sections.
+    OpenSession = IOCTL_VMBMMIO_OPEN_SESSION,
+    /// Get a handle, in the caller's process, to one region's section.
+    GetRegionSection = IOCTL_VMBMMIO_GET_REGION_SECTION,
+    /// Tell the driver what became of one region's BAR mapping.
+    ReportMapping = IOCTL_VMBMMIO_REPORT_MAPPING,
+    /// Read the session's state and counters.
+    QueryStatus = IOCTL_VMBMMIO_QUERY_STATUS,
+    /// Tear the session down.
+    CloseSession = IOCTL_VMBMMIO_CLOSE_SESSION,
+}
+
+impl IoctlCode {
+    /// Every code, in function order.
+    pub const ALL: [Self; 5] = [
+        Self::OpenSession,
+        Self::GetRegionSection,
+        Self::ReportMapping,
+        Self::QueryStatus,
+        Self::CloseSession,
+    ];
+
+    /// The numeric IOCTL code.
+    pub const fn code(self) -> u32 {
+        self as u32
+    }
+
+    /// The request with this IOCTL code, if any.
+    pub const fn from_code(code: u32) -> Option<Self> {
+        match code {
+            IOCTL_VMBMMIO_OPEN_SESSION => Some(Self::OpenSession),
+            IOCTL_VMBMMIO_GET_REGION_SECTION => Some(Self::GetRegionSection),
+            IOCTL_VMBMMIO_REPORT_MAPPING => Some(Self::ReportMapping),
+            IOCTL_VMBMMIO_QUERY_STATUS => Some(Self::QueryStatus),
+            IOCTL_VMBMMIO_CLOSE_SESSION => Some(Self::CloseSession),
+            _ => None,
+        }
+    }
+
+    /// Like [`Self::from_code`], with [`ProtoError::UnknownIoctl`] for an unknown code.
+    pub const fn parse(code: u32) -> ProtoResult<Self> {
+        match Self::from_code(code) {
+            Some(request) => Ok(request),
+            None => Err(ProtoError::UnknownIoctl { code }),
+        }
+    }
+
+    /// The function number inside the code.
+    pub const fn function(self) -> u32 {
+        (self.code() >> 2) & 0xFFF
+    }
+
+    /// Kind of the request message this code carries in its input buffer.
+    pub const fn request_kind(self) -> MessageKind {
+        match self {
+            Self::OpenSession => MessageKind::OpenSessionRequest,
+            Self::GetRegionSection => MessageKind::GetRegionSectionRequest,
+            Self::ReportMapping => MessageKind::ReportMappingRequest,
+            Self::QueryStatus => MessageKind::QueryStatusRequest,
+            Self::CloseSession => MessageKind::CloseSessionRequest,
+        }
+    }
+
+    /// Kind of the reply message the driver writes to the output buffer.
+    pub const fn reply_kind(self) -> MessageKind {
+        match self {
+            Self::OpenSession => MessageKind::OpenSessionReply,
+            Self::GetRegionSection => MessageKind::GetRegionSectionReply,
+            Self::ReportMapping => MessageKind::ReportMappingReply,
+            Self::QueryStatus => MessageKind::QueryStatusReply,
+            Self::CloseSession => MessageKind::CloseSessionReply,
+        }
+    }
+
+    /// Exact input buffer length of this request.
+    pub const fn request_size(self) -> usize {
+        match self {
+            Self::OpenSession => OpenSessionRequest::SIZE,
+            Self::GetRegionSection => GetRegionSectionRequest::SIZE,
+            Self::ReportMapping => ReportMappingRequest::SIZE,
+            Self::QueryStatus => QueryStatusRequest::SIZE,
+            Self::CloseSession => CloseSessionRequest::SIZE,
+        }
+    }
+
+    /// Size of the reply; the output buffer must be at least this long.
+    pub const fn reply_size(self) -> usize {
+        match self {
+            Self::OpenSession => OpenSessionReply::SIZE,
+            Self::GetRegionSection => GetRegionSectionReply::SIZE,
+            Self::ReportMapping => ReportMappingReply::SIZE,
+            Self::QueryStatus => QueryStatusReply::SIZE,
+            Self::CloseSession => CloseSessionReply::SIZE,
+        }
+    }
+
+    /// [`ProtoError::OutputTooSmall`] unless an output buffer of `len` bytes holds the reply.
+    ///
+    /// The driver calls this before it acts on a request, so a request whose reply could not be
+    /// delivered changes nothing.
+    pub const fn check_output_len(self, len: usize) -> ProtoResult<()> {
+        let needed = self.reply_size();
+        if len < needed {
+            Err(ProtoError::OutputTooSmall { needed, got: len })
+        } else {
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The header every message starts with, and the framing checks shared by every parser.
+//!
+//! A message is one fixed-size struct: the 16-byte [`MessageHeader`] followed by the body of its
+//! [`MessageKind`]. Parsers accept a buffer only if it holds exactly one message of the expected
+//! kind. The checks run in one fixed order, and the first that fails is reported:
+//!
+//! 1. at least 16 bytes (the header) — else [`ProtoError::TooShort`];
+//! 2. `magic`, then `version`, then `kind`;
+//! 3. the buffer length equals the message size — [`ProtoError::TooShort`] /
+//!    [`ProtoError::TooLong`];
+//! 4. the header's `size` field equals the message size, then `reserved` is zero;
+//! 5. the body's fields, in wire order (done by each message's parser).
+//!
+//! The version is checked before the length on purpose: a device host that speaks a newer
+//! version, whose messages may be longer, is told "wrong version" rather than "wrong size".
+
+use zerocopy::byteorder::little_endian::{U16, U32};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+use super::error::{ProtoError, ProtoResult, ReservedField};
+
+/// `magic` of every message: the bytes `b"VMBM"` read as a little-endian `u32`.
+pub const MAGIC: u32 = u32::from_le_bytes(*b"VMBM");
+
+/// The interface version this crate speaks.
+pub const VERSION: u16 = 1;
+
+/// Size of [`MessageHeader`] in bytes.
+pub const HEADER_SIZE: usize = 16;
+
+/// Bit set in the kind of every reply; the low bits repeat the request's kind.
+const REPLY_BIT: u16 = 0x8000;
+
+/// What a message is; carried in the header's `kind`.
+#[repr(u16)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    /// OPEN_SESSION request.
+    OpenSessionRequest = 0x0001,
+    /// GET_REGION_SECTION request.
+    GetRegionSectionRequest = 0x0002,
+    /// REPORT_MAPPING request.
+    ReportMappingRequest = 0x0003,
+    /// QUERY_STATUS request.
+    QueryStatusRequest = 0x0004,
+    /// CLOSE_SESSION request.
+    CloseSessionRequest = 0x0005,
+    /// OPEN_SESSION reply.
+    OpenSessionReply = REPLY_BIT | 0x0001,
+    /// GET_REGION_SECTION reply.
+    GetRegionSectionReply = REPLY_BIT | 0x0002,
+    /// REPORT_MAPPING reply.
+    ReportMappingReply = REPLY_BIT | 0x0003,
+    /// QUERY_STATUS reply.
+    QueryStatusReply = REPLY_BIT | 0x0004,
+    /// CLOSE_SESSION reply.
+    CloseSessionReply = REPLY_BIT | 0x0005,
+}
+
+impl MessageKind {
+    /// Every kind, requests first.
+    pub const ALL: [Self; 10] = [
+        Self::OpenSessionRequest,
+        Self::GetRegionSectionRequest,
+        Self::ReportMappingRequest,
+        Self::QueryStatusRequest,
+        Self::CloseSessionRequest,
+        Self::OpenSessionReply,
+        Self::GetRegionSectionReply,
+        Self::ReportMappingReply,
+        Self::QueryStatusReply,
+        Self::CloseSessionReply,
+    ];
+
+    /// The value of the header's `kind` field.
+    pub const fn to_u16(self) -> u16 {
+        self as u16
+    }
+
+    /// The kind with this `kind` value, if any.
+    pub const fn from_u16(value: u16) -> Option<Self> {
+        Some(match value {
+            0x0001 => Self::OpenSessionRequest,
+            0x0002 => Self::GetRegionSectionRequest,
+            0x0003 => Self::ReportMappingRequest,
+            0x0004 => Self::QueryStatusRequest,
+            0x0005 => Self::CloseSessionRequest,
+            0x8001 => Self::OpenSessionReply,
+            0x8002 => Self::GetRegionSectionReply,
+            0x8003 => Self::ReportMappingReply,
+            0x8004 => Self::QueryStatusReply,
+            0x8005 => Self::CloseSessionReply,
+            _ => return None,
+        })
+    }
+
+    /// Whether this kind is a reply (driver to device host).
+    pub const fn is_reply(self) -> bool {
+        self.to_u16() & REPLY_BIT != 0
+    }
+}
+
+/// The 16-byte header that starts every message.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
+pub struct MessageHeader {
+    /// [`MAGIC`].
+    pub magic: U32,
+    /// [`VERSION`].
+    pub version: U16,
+    /// A [`MessageKind`].
+    pub kind: U16,
+    /// Size of the whole message in bytes, header included.
+    pub size: U32,
+    /// Must be zero.
+    pub reserved: U32,
+}
+
+const _: () = assert!(size_of::<MessageHeader>() == HEADER_SIZE);
+
+impl MessageHeader {
+    /// The header of a message of `kind` that is `size` bytes long, in this version.
+    pub const fn new(kind: MessageKind, size: u32) -> Self {
+        Self {
+            magic: U32::new(MAGIC),
+            version: U16::new(VERSION),
+            kind: U16::new(kind.to_u16()),
+            size: U32::new(size),
+            reserved: U32::new(0),
+        }
+    }
+}
+
+/// A complete message: a fixed-layout struct that starts with a [`MessageHeader`].
+///
+/// Implemented by every request and reply struct of this interface. Received bytes are meant to
+/// go through the message's `parse_*` function, which returns checked values; reading the raw
+/// struct with zerocopy would skip every check.
+pub trait WireMessage: FromBytes + IntoBytes + KnownLayout + Immutable + Unaligned + Sized {
+    /// The kind this message carries in its header.
+    const KIND: MessageKind;
+    /// Exact size of the message in bytes.
+    const SIZE: usize = size_of::<Self>();
+
+    /// The correct header of this message.
+    fn header_for_kind() -> MessageHeader {
+        // Every message is a few hundred bytes at most (checked by const asserts), so the size
+        // fits a u32.
+        MessageHeader::new(Self::KIND, Self::SIZE as u32)
+    }
+
+    /// Writes the message to the start of `out` and returns the number of bytes written.
+    ///
+    /// Fails with [`ProtoError::OutputTooSmall`] (and writes nothing) if `out` is shorter than
+    /// [`Self::SIZE`].
+    fn encode(&self, out: &mut [u8]) -> ProtoResult<usize> {
+        let got = out.len();
+        match self.write_to_prefix(out) {
+            Ok(()) => Ok(Self::SIZE),
+            Err(_) => Err(ProtoError::OutputTooSmall {
+                needed: Self::SIZE,
+                got,
+            }),
+        }
+    }
+}
+
+/// Checks the framing of `bytes` as a `T` (header and exact length, in the order of the module
+/// docs) and returns them as that message, whose body is not yet checked.
+///
+/// Crate-private on purpose: outside this crate a message body is only ever seen through a
+/// parser that checked it.
+pub(crate) fn unframe<T: WireMessage>(bytes: &[u8]) -> ProtoResult<&T> {
+    let too_short = ProtoError::TooShort {
+        expected: T::SIZE,
+        got: bytes.len(),
+    };
+    let (header, _) = MessageHeader::ref_from_prefix(bytes).map_err(|_| too_short)?;
+    check_header_identity(header, T::KIND)?;
+    if bytes.len() < T::SIZE {
+        return Err(too_short);
+    }
+    if bytes.len() > T::SIZE {
+        return Err(ProtoError::TooLong {
+            expected: T::SIZE,
+            got: bytes.len(),
+        });
+    }
+    let size = header.size.get();
+    // Every message is a few hundred bytes (const asserts next to each struct), so SIZE fits
+    // a u32 and the comparison is exact.
+    if u64::from(size) != T::SIZE as u64 {
+        return Err(ProtoError::SizeFieldMismatch {
+            expected: T::SIZE as u32,
+            got: size,
+        });
+    }
+    check_zero(ReservedField::Header, header.reserved.get().into())?;
+    T::ref_from_bytes(bytes).map_err(|_| too_short)
+}
+
+/// Checks `magic`, `version` and `kind`, in that order.
+fn check_header_identity(header: &MessageHeader, kind: MessageKind) -> ProtoResult<()> {
+    let magic = header.magic.get();
+    if magic != MAGIC {
+        return Err(ProtoError::BadMagic {
+            expected: MAGIC,
+            got: magic,
+        });
+    }
+    let version = header.version.get();
+    if version != VERSION {
+        return Err(ProtoError::UnsupportedVersion {
+            expected: VERSION,
+            got: version,
+        });
+    }
+    let got = header.kind.get();
+    if got != kind.to_u16() {
+        return Err(ProtoError::WrongKind {
+            expected: kind,
+            got,
+        });
+    }
+    Ok(())
+}
+
+/// `Ok` if the reserved `field` holds zero.
+pub(crate) const fn check_zero(field: ReservedField, got: u64) -> ProtoResult<()> {
+    if got == 0 {
+        Ok(())
+    } else {
+        Err(ProtoError::ReservedNotZero { field, got })
+    }
+}

@@ -1,0 +1,73 @@
+//! The IOCTL interface between the driver's control device and the user-mode device host.
+//!
+//! # Why it looks like this
+//! The device host (`vmbmmio-devhost`) is privileged but may be buggy, and a bad buffer must not
+//! take the host down or leave half-made objects behind. So every message is one fixed-size,
+//! `#[repr(C)]` struct of little-endian, alignment-1 fields ([`zerocopy`]), and every parser
+//! accepts a buffer only if it is exactly one well-formed message: right length, magic, version,
+//! kind, size field, zero reserved fields, known enum values, counts within the explicit limits
+//! and page arithmetic that cannot overflow. The first broken rule comes back as a
+//! [`ProtoError`] naming the field; the driver acts only on the validated values the parsers
+//! return, so a rejected request changes nothing.
+//!
+//! The flow of one session (one per file handle of the control device):
+//! 1. [`IoctlCode::OpenSession`]: target VM, offer GUIDs, regions → session id, MMIO
+//!    reservation, BAR layout.
+//! 2. [`IoctlCode::GetRegionSection`] per region → a section handle valid in the caller's
+//!    process only, for `HdvCreateSectionBackedMmioRange` (hdv.md §3.3).
+//! 3. [`IoctlCode::ReportMapping`] per region → what HDV did with it.
+//! 4. [`IoctlCode::QueryStatus`] at any time; [`IoctlCode::CloseSession`] at the end.
+//!
+//! Each message has a builder or constructor (for the side that sends it), a parser (for the side
+//! that receives it) and an encoder into a caller-provided buffer ([`WireMessage::encode`]).
+//! Nothing allocates. The byte layouts, the NTSTATUS of each [`ErrorClass`] and the versioning
+//! policy are in `docs/ioctl.md`.
+
+mod close_session;
+mod code;
+mod error;
+mod guid;
+mod header;
+mod limits;
+mod open_session;
+mod open_session_reply;
+mod query_status;
+mod region_section;
+mod report_mapping;
+
+pub use close_session::{
+    CloseSessionReply, CloseSessionRequest, parse_close_session, parse_close_session_reply,
+};
+pub use code::{
+    FILE_DEVICE_UNKNOWN, FILE_READ_DATA, FILE_WRITE_DATA, FIRST_FUNCTION,
+    IOCTL_VMBMMIO_CLOSE_SESSION, IOCTL_VMBMMIO_GET_REGION_SECTION, IOCTL_VMBMMIO_OPEN_SESSION,
+    IOCTL_VMBMMIO_QUERY_STATUS, IOCTL_VMBMMIO_REPORT_MAPPING, IoctlCode, METHOD_BUFFERED, ctl_code,
+};
+pub use error::{ErrorClass, GuidField, PagedField, ProtoError, ProtoResult, ReservedField};
+pub use guid::WireGuid;
+pub use header::{HEADER_SIZE, MAGIC, MessageHeader, MessageKind, VERSION, WireMessage};
+pub use limits::{
+    MAX_BAR_SIZE, MAX_REGION_SIZE, MAX_REGIONS, MAX_REGIONS_U32, MAX_TOTAL_SIZE, MIB,
+    is_page_aligned, round_up_to_page,
+};
+pub use open_session::{
+    OPEN_SESSION_RESERVED_WORDS, OpenSessionParams, OpenSessionRequest, REGION_FLAG_GUEST_WRITABLE,
+    RegionRequest, TARGET_LOOPBACK, TARGET_VMBUS_HANDLE, Target, ValidRegion, WireRegionSpec,
+    parse_open_session,
+};
+pub use open_session_reply::{
+    BarRegion, OpenSessionReply, SessionOpened, WireBarRegion, parse_open_session_reply,
+};
+pub use query_status::{
+    QueryStatusReply, QueryStatusRequest, STATUS_RESERVED_WORDS, SessionState, SessionStatus,
+    StatusCounters, parse_query_status, parse_query_status_reply,
+};
+pub use region_section::{
+    ACCESS_MAP_READ, ACCESS_MAP_WRITE, GetRegionSectionParams, GetRegionSectionReply,
+    GetRegionSectionRequest, RegionSection, SectionAccess, parse_get_region_section,
+    parse_get_region_section_reply,
+};
+pub use report_mapping::{
+    MappingState, ReportMappingParams, ReportMappingReply, ReportMappingRequest,
+    parse_report_mapping, parse_report_mapping_reply,
+};
