@@ -2,7 +2,7 @@
 //! reservation is backed by kernel sections shared with a paired HDV device host.
 //!
 //! # Layering
-//! - [`glue`] (Windows only, `driver` feature): DriverEntry, device add and the other WDF entry
+//! - `glue` (Windows only, `driver` feature): DriverEntry, device add and the other WDF entry
 //!   points. Mechanical translation between wdk-sys and the portable modules; no decisions.
 //! - Portable modules (everything else): the decisions, written against `kmcl::KmclApi` and small
 //!   backend traits, `no_std` + `alloc`, tested on Linux against the simulator `hvsim` and

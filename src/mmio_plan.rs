@@ -25,8 +25,8 @@ use kmcl::raw::{NTSTATUS, STATUS_INVALID_PARAMETER};
 pub const PAGE_SIZE: u64 = 4096;
 /// One mebibyte, the unit of `VmbServerChannelInitSetMmioMegabytes`.
 pub const MIB: u64 = 1 << 20;
-/// Most regions one channel may share (matches the IOCTL interface's fixed capacity).
-pub const MAX_REGIONS: usize = 16;
+/// Most regions one channel may share: the IOCTL interface's fixed capacity.
+pub const MAX_REGIONS: usize = vmbmmio_proto::ioctl::MAX_REGIONS;
 /// Largest BAR the `u16` MiB fields can describe with its alignment slack: 32 GiB.
 pub const MAX_BAR_SIZE: u64 = 32 << 30;
 /// Alignment the plan assumes the guest guarantees for the reserved range (see module docs).

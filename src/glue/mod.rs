@@ -7,3 +7,4 @@
 //! Windows CI workflow, never on Linux.
 
 mod driver;
+pub mod sections;

@@ -1,0 +1,310 @@
+//! Kernel sections, handles and views: the model behind `vmbmmio::sections::SectionBackend`
+//! and `memory::SectionResolver`.
+//!
+//! # What it models, and from where
+//! - The calls the Windows glue makes, in the same order (windows-drivers-rs.md §3):
+//!   `ZwCreateSection` with `OBJ_KERNEL_HANDLE` (the kernel handle lands in the System
+//!   process's table), `ObReferenceObjectByHandle` (the driver's kernel reference), `ZwClose`
+//!   of the kernel handle, `ObOpenObjectByPointer(UserMode)` into the **current** process's
+//!   table, `ObDereferenceObject`.
+//! - The device host's side (hdv.md §3.3 "Section handle"): a user-mode handle valid only in
+//!   the process it was opened in, with `SECTION_MAP_*` rights that decide how it may be
+//!   mapped; `CloseHandle`, `DuplicateHandle` (HDV marshals the handle to the VM worker),
+//!   `MapViewOfFile`, `UnmapViewOfFile`.
+//! - General Windows object-manager semantics, not in `shared/reference/` (each place says
+//!   so): objects live while a kernel reference, handle or view exists; process exit closes
+//!   every handle and unmaps every view of that process; handle values are reused after close.
+//! - Byte accuracy: each section is one `memory::SectionMemory`.
+//! - Fault injection ([`FaultPoint`]) and counters ([`SimCounters`]) so tests can prove that
+//!   every path releases what it made.
+//!
+//! # What it does not model
+//! Security descriptors and the UserMode access check of `ObOpenObjectByPointer`, commit
+//! charge, and the thread-context switch itself: the test says which process the current
+//! thread runs in with [`SimKernel::set_current_process`].
+
+mod faults;
+mod handle_table;
+mod object;
+mod state;
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use kmcl::raw::NTSTATUS;
+use vmbmmio::sections::{ProcessKey, SectionBackend, UserHandle};
+
+pub use faults::FaultPoint;
+pub use handle_table::KERNEL_HANDLE_BIT;
+pub use object::ObjectId;
+pub use state::STATUS_PROCESS_IS_TERMINATING;
+
+use crate::memory::{ProcessId, ResolveError, SectionAccess, SectionMemory, SectionResolver};
+use state::State;
+
+/// The System process (PID 4 on Windows): owner of kernel handles and of driver threads that
+/// do not run in a caller's context.
+pub const SYSTEM_PROCESS: ProcessId = ProcessId(4);
+
+/// A mapped view in one process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ViewId(pub u64);
+
+/// The driver's kernel reference to a section (the object pointer the glue keeps).
+/// Not `Clone`: released once, by `SectionBackend::close_section`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SimSection(ObjectId);
+
+impl SimSection {
+    /// The object it references.
+    pub fn object(&self) -> ObjectId {
+        self.0
+    }
+}
+
+/// Everything the model created and released, for leak checks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SimCounters {
+    /// Section objects created.
+    pub sections_created: u64,
+    /// Section objects destroyed (last reference, handle and view gone).
+    pub sections_destroyed: u64,
+    /// Kernel handles opened (`ZwCreateSection`).
+    pub kernel_handles_opened: u64,
+    /// Kernel handles closed (`ZwClose`).
+    pub kernel_handles_closed: u64,
+    /// Kernel references taken (`ObReferenceObjectByHandle`).
+    pub references_taken: u64,
+    /// Kernel references released (`ObDereferenceObject`).
+    pub references_released: u64,
+    /// User handles opened (`ObOpenObjectByPointer`, `DuplicateHandle`).
+    pub user_handles_opened: u64,
+    /// User handles closed (`CloseHandle`, process exit).
+    pub user_handles_closed: u64,
+    /// Views mapped.
+    pub views_mapped: u64,
+    /// Views unmapped (`UnmapViewOfFile`, process exit).
+    pub views_unmapped: u64,
+}
+
+impl SimCounters {
+    /// Whether every object, handle, reference and view ever made has been released.
+    pub fn all_released(&self) -> bool {
+        self.sections_created == self.sections_destroyed
+            && self.kernel_handles_opened == self.kernel_handles_closed
+            && self.references_taken == self.references_released
+            && self.user_handles_opened == self.user_handles_closed
+            && self.views_mapped == self.views_unmapped
+    }
+}
+
+/// The simulated kernel's section, handle and view state. Cheap to clone: every clone is the
+/// same kernel (hand one to the driver's `SectionManager`, one to the HDV model, keep one).
+#[derive(Clone, Debug)]
+pub struct SimKernel {
+    state: Arc<Mutex<State>>,
+}
+
+impl Default for SimKernel {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl From<ProcessId> for ProcessKey {
+    fn from(pid: ProcessId) -> Self {
+        ProcessKey(u64::from(pid.0))
+    }
+}
+
+impl SimKernel {
+    /// A kernel with only the System process; the current thread runs in it.
+    pub fn new() -> Self {
+        Self {
+            state: Arc::new(Mutex::new(State::new())),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A failed assertion in another test thread must not hide the state from later checks.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts a user-mode process (a device host, a VM worker) and returns its id.
+    pub fn spawn_process(&self) -> ProcessId {
+        let mut state = self.lock();
+        state.next_pid += 4;
+        let pid = ProcessId(state.next_pid);
+        state.processes.insert(pid, state::Process::default());
+        pid
+    }
+
+    /// The process exits (or crashes): the OS unmaps all its views and closes all its handles.
+    /// Returns `(handles closed, views unmapped)`. The System process never exits.
+    pub fn exit_process(&self, pid: ProcessId) -> (usize, usize) {
+        self.lock().exit(pid)
+    }
+
+    /// Says which process the current thread runs in (the driver's IOCTL handler runs in the
+    /// requester's context only from `EvtIoInCallerContext`; elsewhere it may be any process).
+    pub fn set_current_process(&self, pid: ProcessId) {
+        self.lock().current = pid;
+    }
+
+    /// Arms `point` to fail its `nth` call from now (1-based) with `status`, once.
+    pub fn fail_nth(&self, point: FaultPoint, nth: u64, status: NTSTATUS) {
+        self.lock().faults.arm(point, nth, status);
+    }
+
+    /// Calls of `point` so far (failed ones included).
+    pub fn calls(&self, point: FaultPoint) -> u64 {
+        self.lock().faults.calls(point)
+    }
+
+    /// What was created and released so far.
+    pub fn counters(&self) -> SimCounters {
+        self.lock().counters
+    }
+
+    /// Section objects alive now.
+    pub fn live_sections(&self) -> usize {
+        self.lock().objects.len()
+    }
+
+    /// Whether `object` is still alive.
+    pub fn is_alive(&self, object: ObjectId) -> bool {
+        self.lock().objects.contains_key(&object)
+    }
+
+    /// Open handles (user and kernel) in `pid`'s table.
+    pub fn handle_count(&self, pid: ProcessId) -> usize {
+        self.lock()
+            .processes
+            .get(&pid)
+            .map_or(0, |p| p.handles.len())
+    }
+
+    /// Whether `pid` holds no handle and maps no view (true after it exits).
+    pub fn process_is_clean(&self, pid: ProcessId) -> bool {
+        self.lock()
+            .processes
+            .get(&pid)
+            .is_none_or(|p| p.handles.is_empty() && p.views.is_empty())
+    }
+
+    /// Views mapped in `pid`.
+    pub fn view_count(&self, pid: ProcessId) -> usize {
+        self.lock().processes.get(&pid).map_or(0, |p| p.views.len())
+    }
+
+    /// The object and granted `ACCESS_MASK` behind a user handle in `pid`.
+    pub fn handle_info(&self, pid: ProcessId, handle: u64) -> Option<(ObjectId, u32)> {
+        self.lock()
+            .user_entry(pid, handle)
+            .map(|e| (e.object, e.access_mask))
+    }
+
+    /// The bytes of a section, seen through the driver's kernel reference (what the driver
+    /// would map with `MmMapViewInSystemSpace`).
+    pub fn kernel_memory(&self, section: &SimSection) -> Option<Arc<SectionMemory>> {
+        self.lock()
+            .objects
+            .get(&section.0)
+            .map(|o| Arc::clone(&o.memory))
+    }
+
+    /// `CloseHandle(handle)` in `pid`.
+    pub fn close_handle(&self, pid: ProcessId, handle: u64) -> Result<(), ResolveError> {
+        self.lock().close_user_handle(pid, handle)
+    }
+
+    /// `DuplicateHandle` from `source` to `target` with the same access (how HDV passes the
+    /// section to the VM worker, hdv.md §3.3 "system_handle(sh_section)").
+    pub fn duplicate_handle(
+        &self,
+        source: ProcessId,
+        handle: u64,
+        target: ProcessId,
+    ) -> Result<u64, ResolveError> {
+        self.lock().duplicate(source, handle, target)
+    }
+
+    /// `MapViewOfFile` of the whole section through `handle` in `pid`; needs the handle to grant
+    /// `access` (hdv.md §3.3: the rights must allow the mapping).
+    pub fn map_view(
+        &self,
+        pid: ProcessId,
+        handle: u64,
+        access: SectionAccess,
+    ) -> Result<ViewId, ResolveError> {
+        self.lock().map_view(pid, handle, access)
+    }
+
+    /// `UnmapViewOfFile` in `pid`; false when no such view is mapped there.
+    pub fn unmap_view(&self, pid: ProcessId, view: ViewId) -> bool {
+        self.lock().unmap_view(pid, view)
+    }
+
+    /// The bytes behind a view mapped in `pid`.
+    pub fn view_memory(&self, pid: ProcessId, view: ViewId) -> Option<Arc<SectionMemory>> {
+        self.lock().view_memory(pid, view)
+    }
+}
+
+impl SectionBackend for SimKernel {
+    type Section = SimSection;
+
+    /// The glue's sequence: `ZwCreateSection(OBJ_KERNEL_HANDLE)`, `ObReferenceObjectByHandle`,
+    /// then `ZwClose` of the kernel handle whether or not the reference was taken.
+    fn create_section(&self, size: u64) -> Result<SimSection, NTSTATUS> {
+        let mut state = self.lock();
+        let kernel_handle = state.zw_create_section(size)?;
+        let referenced = state.ob_reference_by_handle(kernel_handle);
+        state.zw_close_kernel(kernel_handle)?;
+        referenced.map(SimSection)
+    }
+
+    fn current_process(&self) -> ProcessKey {
+        self.lock().current.into()
+    }
+
+    fn open_user_handle(
+        &self,
+        section: &SimSection,
+        access_mask: u32,
+    ) -> Result<UserHandle, NTSTATUS> {
+        self.lock()
+            .ob_open_by_pointer(section.0, access_mask)
+            .map(UserHandle)
+    }
+
+    fn close_section(&self, section: SimSection) {
+        self.lock().ob_dereference(section.0);
+    }
+}
+
+impl SectionResolver for SimKernel {
+    /// The section behind a user handle in `process`, if the handle grants `access`
+    /// (hdv.md §3.3: HDV only sees the section through a handle valid in the device host).
+    fn resolve(
+        &self,
+        process: ProcessId,
+        handle: u64,
+        access: SectionAccess,
+    ) -> Result<Arc<SectionMemory>, ResolveError> {
+        let state = self.lock();
+        let entry = state
+            .user_entry(process, handle)
+            .ok_or(ResolveError::InvalidHandle)?;
+        if !state::mask_allows(entry.access_mask, access) {
+            return Err(ResolveError::AccessDenied);
+        }
+        state
+            .objects
+            .get(&entry.object)
+            .map(|o| Arc::clone(&o.memory))
+            .ok_or(ResolveError::InvalidHandle)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,334 @@
+//! The model's state: processes, their handle tables and views, and the section objects.
+//!
+//! Each primitive mirrors one kernel or Win32 call and cites where its rule comes from;
+//! `super::SimKernel` composes them in exactly the order the Windows glue calls them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kmcl::raw::{NTSTATUS, STATUS_INVALID_HANDLE, STATUS_INVALID_PARAMETER};
+
+use super::faults::{FaultPoint, Faults};
+use super::handle_table::{HandleEntry, HandleTable};
+use super::object::{ObjectId, SectionObject};
+use super::{SYSTEM_PROCESS, SimCounters, ViewId};
+use crate::memory::{ProcessId, ResolveError, SectionAccess, SectionMemory};
+
+/// `STATUS_PROCESS_IS_TERMINATING` (ntstatus.h): no new handle in an exiting process.
+pub const STATUS_PROCESS_IS_TERMINATING: NTSTATUS = 0xC000_010A_u32 as i32;
+
+// The `SECTION_*` rights a handle needs for each mapping access (winnt.h values, exported by
+// the driver).
+use vmbmmio::sections::{SECTION_MAP_READ, SECTION_MAP_WRITE};
+
+/// Page size: sections are whole pages (hdv.md §3.3 "Granularity").
+const PAGE_SIZE: u64 = 4096;
+
+#[derive(Debug, Default)]
+pub(super) struct Process {
+    pub(super) handles: HandleTable,
+    pub(super) views: BTreeMap<ViewId, ObjectId>,
+    pub(super) exited: bool,
+}
+
+#[derive(Debug)]
+pub(super) struct State {
+    pub(super) processes: BTreeMap<ProcessId, Process>,
+    pub(super) objects: BTreeMap<ObjectId, SectionObject>,
+    pub(super) current: ProcessId,
+    pub(super) next_object: u64,
+    pub(super) next_view: u64,
+    pub(super) next_pid: u32,
+    pub(super) faults: Faults,
+    pub(super) counters: SimCounters,
+}
+
+/// Whether a handle's granted mask allows mapping with `access`.
+pub(super) fn mask_allows(mask: u32, access: SectionAccess) -> bool {
+    (!access.read || mask & SECTION_MAP_READ != 0)
+        && (!access.write || mask & SECTION_MAP_WRITE != 0)
+}
+
+impl State {
+    pub(super) fn new() -> Self {
+        let mut processes = BTreeMap::new();
+        processes.insert(SYSTEM_PROCESS, Process::default());
+        Self {
+            processes,
+            objects: BTreeMap::new(),
+            current: SYSTEM_PROCESS,
+            next_object: 0,
+            next_view: 0,
+            next_pid: 1000,
+            faults: Faults::default(),
+            counters: SimCounters::default(),
+        }
+    }
+
+    fn live_process(&mut self, pid: ProcessId) -> Option<&mut Process> {
+        self.processes.get_mut(&pid).filter(|p| !p.exited)
+    }
+
+    /// Destroys `object` if nothing references it any more.
+    fn reap(&mut self, object: ObjectId) {
+        if self
+            .objects
+            .get(&object)
+            .is_some_and(SectionObject::unreferenced)
+        {
+            self.objects.remove(&object);
+            self.counters.sections_destroyed += 1;
+        }
+    }
+
+    /// `ZwCreateSection` with `OBJ_KERNEL_HANDLE`, `SEC_COMMIT`, `PAGE_READWRITE`, no file
+    /// (windows-drivers-rs.md §3): a new object and a kernel handle to it in the System
+    /// process's table, whatever process the caller runs in.
+    ///
+    /// Stricter than Windows, which rounds `MaximumSize` up to whole pages: the model refuses
+    /// a size that is zero or not whole pages (hdv.md §3.3: everything HDV maps is pages), so a
+    /// rounding bug in the driver shows up here.
+    pub(super) fn zw_create_section(&mut self, size: u64) -> Result<u64, NTSTATUS> {
+        if let Some(status) = self.faults.hit(FaultPoint::CreateSection) {
+            return Err(status);
+        }
+        if size == 0 || !size.is_multiple_of(PAGE_SIZE) {
+            return Err(STATUS_INVALID_PARAMETER);
+        }
+        let bytes = usize::try_from(size).map_err(|_| STATUS_INVALID_PARAMETER)?;
+        self.next_object += 1;
+        let id = ObjectId(self.next_object);
+        let mut object = SectionObject::new(bytes);
+        object.handles = 1;
+        self.objects.insert(id, object);
+        self.counters.sections_created += 1;
+        let entry = HandleEntry {
+            object: id,
+            access_mask: u32::MAX,
+            kernel: true,
+        };
+        let handle = self
+            .processes
+            .get_mut(&SYSTEM_PROCESS)
+            .map(|system| system.handles.insert(entry))
+            .ok_or(STATUS_INVALID_HANDLE)?;
+        self.counters.kernel_handles_opened += 1;
+        Ok(handle)
+    }
+
+    /// `ObReferenceObjectByHandle(KernelMode)` on a kernel handle: +1 pointer count.
+    pub(super) fn ob_reference_by_handle(&mut self, handle: u64) -> Result<ObjectId, NTSTATUS> {
+        if let Some(status) = self.faults.hit(FaultPoint::ReferenceObject) {
+            return Err(status);
+        }
+        let entry = self
+            .processes
+            .get(&SYSTEM_PROCESS)
+            .and_then(|system| system.handles.get(handle))
+            .filter(|entry| entry.kernel)
+            .ok_or(STATUS_INVALID_HANDLE)?;
+        let object = self
+            .objects
+            .get_mut(&entry.object)
+            .ok_or(STATUS_INVALID_HANDLE)?;
+        object.pointers += 1;
+        self.counters.references_taken += 1;
+        Ok(entry.object)
+    }
+
+    /// `ZwClose` of a kernel handle: -1 handle count; the object goes when nothing is left.
+    pub(super) fn zw_close_kernel(&mut self, handle: u64) -> Result<(), NTSTATUS> {
+        let entry = self
+            .processes
+            .get_mut(&SYSTEM_PROCESS)
+            .and_then(|system| system.handles.remove(handle))
+            .ok_or(STATUS_INVALID_HANDLE)?;
+        self.counters.kernel_handles_closed += 1;
+        self.drop_handle(entry.object);
+        Ok(())
+    }
+
+    /// `ObOpenObjectByPointer(object, 0, NULL, mask, NULL, UserMode)`: a new, non-inheritable
+    /// user handle in the **current** process's table granting exactly `mask`.
+    ///
+    /// The access check against the section's security descriptor is not modelled (an unnamed
+    /// section created without a descriptor; whether Windows grants UserMode access to it is
+    /// verified only on Windows, see docs/sections.md).
+    pub(super) fn ob_open_by_pointer(
+        &mut self,
+        object: ObjectId,
+        mask: u32,
+    ) -> Result<u64, NTSTATUS> {
+        if let Some(status) = self.faults.hit(FaultPoint::OpenUserHandle) {
+            return Err(status);
+        }
+        let current = self.current;
+        let target = self.objects.get_mut(&object).ok_or(STATUS_INVALID_HANDLE)?;
+        if target.pointers == 0 {
+            // The caller must hold a reference to pass the pointer at all.
+            return Err(STATUS_INVALID_HANDLE);
+        }
+        let process = self
+            .processes
+            .get_mut(&current)
+            .filter(|p| !p.exited)
+            .ok_or(STATUS_PROCESS_IS_TERMINATING)?;
+        let handle = process.handles.insert(HandleEntry {
+            object,
+            access_mask: mask,
+            kernel: false,
+        });
+        target.handles += 1;
+        self.counters.user_handles_opened += 1;
+        Ok(handle)
+    }
+
+    /// `ObDereferenceObject` of a kernel reference.
+    ///
+    /// Panics on a reference the model never gave out: Windows would bugcheck on an
+    /// over-dereference, and a test must fail loudly.
+    pub(super) fn ob_dereference(&mut self, object: ObjectId) {
+        let target = self.objects.get_mut(&object);
+        let Some(target) = target.filter(|o| o.pointers > 0) else {
+            panic!(
+                "hvsim: ObDereferenceObject of {object:?} without a reference (bugcheck on Windows)"
+            );
+        };
+        target.pointers -= 1;
+        self.counters.references_released += 1;
+        self.reap(object);
+    }
+
+    fn drop_handle(&mut self, object: ObjectId) {
+        if let Some(target) = self.objects.get_mut(&object) {
+            target.handles = target.handles.saturating_sub(1);
+        }
+        self.reap(object);
+    }
+
+    /// The user-mode entry behind `handle` in a live `process` (kernel handles are invisible to
+    /// user mode).
+    pub(super) fn user_entry(&self, process: ProcessId, handle: u64) -> Option<HandleEntry> {
+        self.processes
+            .get(&process)
+            .filter(|p| !p.exited)
+            .and_then(|p| p.handles.get(handle))
+            .filter(|entry| !entry.kernel)
+    }
+
+    /// `CloseHandle` in `process`.
+    pub(super) fn close_user_handle(
+        &mut self,
+        process: ProcessId,
+        handle: u64,
+    ) -> Result<(), ResolveError> {
+        self.user_entry(process, handle)
+            .ok_or(ResolveError::InvalidHandle)?;
+        let entry = self
+            .live_process(process)
+            .and_then(|p| p.handles.remove(handle))
+            .ok_or(ResolveError::InvalidHandle)?;
+        self.counters.user_handles_closed += 1;
+        self.drop_handle(entry.object);
+        Ok(())
+    }
+
+    /// `DuplicateHandle(source, handle, target, DUPLICATE_SAME_ACCESS)`.
+    pub(super) fn duplicate(
+        &mut self,
+        source: ProcessId,
+        handle: u64,
+        target: ProcessId,
+    ) -> Result<u64, ResolveError> {
+        let entry = self
+            .user_entry(source, handle)
+            .ok_or(ResolveError::InvalidHandle)?;
+        let copy = self
+            .live_process(target)
+            .map(|p| p.handles.insert(entry))
+            .ok_or(ResolveError::InvalidHandle)?;
+        if let Some(object) = self.objects.get_mut(&entry.object) {
+            object.handles += 1;
+        }
+        self.counters.user_handles_opened += 1;
+        Ok(copy)
+    }
+
+    /// `MapViewOfFile` through `handle` in `process`, with `access`.
+    pub(super) fn map_view(
+        &mut self,
+        process: ProcessId,
+        handle: u64,
+        access: SectionAccess,
+    ) -> Result<ViewId, ResolveError> {
+        let entry = self
+            .user_entry(process, handle)
+            .ok_or(ResolveError::InvalidHandle)?;
+        if !mask_allows(entry.access_mask, access) {
+            return Err(ResolveError::AccessDenied);
+        }
+        self.next_view += 1;
+        let view = ViewId(self.next_view);
+        self.live_process(process)
+            .map(|p| p.views.insert(view, entry.object))
+            .ok_or(ResolveError::InvalidHandle)?;
+        if let Some(object) = self.objects.get_mut(&entry.object) {
+            object.views += 1;
+        }
+        self.counters.views_mapped += 1;
+        Ok(view)
+    }
+
+    /// `UnmapViewOfFile` in `process`.
+    pub(super) fn unmap_view(&mut self, process: ProcessId, view: ViewId) -> bool {
+        let Some(object) = self
+            .live_process(process)
+            .and_then(|p| p.views.remove(&view))
+        else {
+            return false;
+        };
+        self.release_view(object);
+        true
+    }
+
+    fn release_view(&mut self, object: ObjectId) {
+        if let Some(target) = self.objects.get_mut(&object) {
+            target.views = target.views.saturating_sub(1);
+        }
+        self.counters.views_unmapped += 1;
+        self.reap(object);
+    }
+
+    /// The bytes behind a view mapped in `process`.
+    pub(super) fn view_memory(
+        &self,
+        process: ProcessId,
+        view: ViewId,
+    ) -> Option<Arc<SectionMemory>> {
+        let object = self.processes.get(&process)?.views.get(&view)?;
+        self.objects.get(object).map(|o| Arc::clone(&o.memory))
+    }
+
+    /// Process exit: the OS unmaps every view and closes every handle of the process
+    /// (general Windows semantics; hdv.md §3.3 relies on it for the device host's handles).
+    pub(super) fn exit(&mut self, pid: ProcessId) -> (usize, usize) {
+        if pid == SYSTEM_PROCESS {
+            return (0, 0);
+        }
+        let Some(process) = self.live_process(pid) else {
+            return (0, 0);
+        };
+        process.exited = true;
+        let views: Vec<ObjectId> = std::mem::take(&mut process.views).into_values().collect();
+        let handles = process.handles.drain();
+        let counts = (handles.len(), views.len());
+        for object in views {
+            self.release_view(object);
+        }
+        for entry in handles {
+            self.counters.user_handles_closed += 1;
+            self.drop_handle(entry.object);
+        }
+        counts
+    }
+}

@@ -1,0 +1,241 @@
+//! Tests of the model's own rules (object lifetime, handle tables, process exit, faults).
+
+use kmcl::raw::{STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER};
+use vmbmmio::sections::{RegionAccess, SectionBackend};
+
+use super::*;
+
+const RW: u32 = 0x7;
+
+#[test]
+fn create_leaves_one_kernel_reference_and_no_handle() {
+    let kernel = SimKernel::new();
+    let section = kernel.create_section(8192).unwrap();
+    assert_eq!(kernel.live_sections(), 1);
+    assert_eq!(
+        kernel.handle_count(SYSTEM_PROCESS),
+        0,
+        "the kernel handle is closed"
+    );
+    let counters = kernel.counters();
+    assert_eq!(
+        counters.kernel_handles_opened,
+        counters.kernel_handles_closed
+    );
+    assert_eq!(counters.references_taken, 1);
+    kernel.close_section(section);
+    assert_eq!(kernel.live_sections(), 0);
+    assert!(kernel.counters().all_released());
+}
+
+#[test]
+fn refuses_sizes_that_are_not_whole_pages() {
+    let kernel = SimKernel::new();
+    assert_eq!(kernel.create_section(0), Err(STATUS_INVALID_PARAMETER));
+    assert_eq!(kernel.create_section(4097), Err(STATUS_INVALID_PARAMETER));
+    assert!(kernel.counters().all_released());
+}
+
+#[test]
+fn user_handle_lands_in_the_current_process_only() {
+    let kernel = SimKernel::new();
+    let host = kernel.spawn_process();
+    let other = kernel.spawn_process();
+    let section = kernel.create_section(4096).unwrap();
+    kernel.set_current_process(host);
+    let handle = kernel.open_user_handle(&section, RW).unwrap().0;
+    assert_eq!(
+        kernel.handle_info(host, handle),
+        Some((section.object(), RW))
+    );
+    assert_eq!(kernel.handle_info(other, handle), None);
+    assert_eq!(
+        kernel
+            .resolve(other, handle, SectionAccess::READ)
+            .unwrap_err(),
+        ResolveError::InvalidHandle
+    );
+    kernel.close_section(section);
+    kernel.exit_process(host);
+    assert!(kernel.counters().all_released());
+}
+
+#[test]
+fn bytes_outlive_the_kernel_reference_while_a_handle_or_view_exists() {
+    let kernel = SimKernel::new();
+    let host = kernel.spawn_process();
+    let section = kernel.create_section(4096).unwrap();
+    let object = section.object();
+    kernel.set_current_process(host);
+    let handle = kernel.open_user_handle(&section, RW).unwrap().0;
+    let view = kernel
+        .map_view(host, handle, SectionAccess::READ_WRITE)
+        .unwrap();
+    kernel.close_section(section);
+    assert!(kernel.is_alive(object), "the handle keeps it");
+    kernel.close_handle(host, handle).unwrap();
+    assert!(kernel.is_alive(object), "the view keeps it");
+    kernel
+        .view_memory(host, view)
+        .unwrap()
+        .write(0, &[1, 2, 3])
+        .unwrap();
+    assert!(kernel.unmap_view(host, view));
+    assert!(!kernel.is_alive(object));
+    assert!(kernel.counters().all_released());
+}
+
+#[test]
+fn process_exit_closes_handles_and_unmaps_views() {
+    let kernel = SimKernel::new();
+    let host = kernel.spawn_process();
+    let section = kernel.create_section(4096).unwrap();
+    kernel.set_current_process(host);
+    let handle = kernel.open_user_handle(&section, RW).unwrap().0;
+    kernel.open_user_handle(&section, RW).unwrap();
+    kernel.map_view(host, handle, SectionAccess::READ).unwrap();
+    kernel.close_section(section);
+    assert_eq!(kernel.exit_process(host), (2, 1));
+    assert!(kernel.process_is_clean(host));
+    assert_eq!(kernel.live_sections(), 0);
+    assert!(kernel.counters().all_released());
+    // An exited process gets no new handle.
+    let section = kernel.create_section(4096).unwrap();
+    assert_eq!(
+        kernel.open_user_handle(&section, RW),
+        Err(STATUS_PROCESS_IS_TERMINATING)
+    );
+    kernel.close_section(section);
+    assert_eq!(kernel.exit_process(SYSTEM_PROCESS), (0, 0));
+}
+
+#[test]
+fn read_only_handle_cannot_map_for_write() {
+    let kernel = SimKernel::new();
+    let host = kernel.spawn_process();
+    let section = kernel.create_section(4096).unwrap();
+    kernel.set_current_process(host);
+    let mask = RegionAccess::ReadOnly.access_mask();
+    let handle = kernel.open_user_handle(&section, mask).unwrap().0;
+    assert_eq!(
+        kernel.map_view(host, handle, SectionAccess::READ_WRITE),
+        Err(ResolveError::AccessDenied)
+    );
+    assert_eq!(
+        kernel
+            .resolve(host, handle, SectionAccess::READ_WRITE)
+            .unwrap_err(),
+        ResolveError::AccessDenied
+    );
+    assert!(kernel.resolve(host, handle, SectionAccess::READ).is_ok());
+    kernel.close_section(section);
+    kernel.exit_process(host);
+}
+
+#[test]
+fn a_closed_handle_value_is_reused_for_another_object() {
+    // Why the driver never closes a user handle: the value may name something else by then.
+    let kernel = SimKernel::new();
+    let host = kernel.spawn_process();
+    kernel.set_current_process(host);
+    let first = kernel.create_section(4096).unwrap();
+    let second = kernel.create_section(4096).unwrap();
+    let handle = kernel.open_user_handle(&first, RW).unwrap().0;
+    kernel.close_handle(host, handle).unwrap();
+    let reused = kernel.open_user_handle(&second, RW).unwrap().0;
+    assert_eq!(reused, handle);
+    assert_eq!(
+        kernel.handle_info(host, reused).map(|i| i.0),
+        Some(second.object())
+    );
+    kernel.close_section(first);
+    kernel.close_section(second);
+    kernel.exit_process(host);
+    assert!(kernel.counters().all_released());
+}
+
+#[test]
+fn duplicated_handles_keep_the_section_in_the_target_process() {
+    let kernel = SimKernel::new();
+    let host = kernel.spawn_process();
+    let worker = kernel.spawn_process();
+    let section = kernel.create_section(4096).unwrap();
+    let object = section.object();
+    kernel.set_current_process(host);
+    let handle = kernel.open_user_handle(&section, RW).unwrap().0;
+    let copy = kernel.duplicate_handle(host, handle, worker).unwrap();
+    kernel.close_section(section);
+    kernel.exit_process(host);
+    assert!(kernel.is_alive(object));
+    assert!(
+        kernel
+            .resolve(worker, copy, SectionAccess::READ_WRITE)
+            .is_ok()
+    );
+    kernel.exit_process(worker);
+    assert!(!kernel.is_alive(object));
+    assert!(kernel.counters().all_released());
+}
+
+#[test]
+fn kernel_handles_are_invisible_to_user_mode() {
+    let kernel = SimKernel::new();
+    let handle = kernel.lock().zw_create_section(4096).unwrap();
+    assert_eq!(handle & KERNEL_HANDLE_BIT, KERNEL_HANDLE_BIT);
+    assert_eq!(kernel.handle_count(SYSTEM_PROCESS), 1);
+    assert!(matches!(
+        kernel.resolve(SYSTEM_PROCESS, handle, SectionAccess::READ),
+        Err(ResolveError::InvalidHandle)
+    ));
+    assert_eq!(
+        kernel.close_handle(SYSTEM_PROCESS, handle),
+        Err(ResolveError::InvalidHandle)
+    );
+    kernel.lock().zw_close_kernel(handle).unwrap();
+    assert!(kernel.counters().all_released());
+}
+
+#[test]
+fn faults_fail_the_nth_call_once_and_leave_nothing() {
+    let kernel = SimKernel::new();
+    kernel.fail_nth(FaultPoint::CreateSection, 2, STATUS_INSUFFICIENT_RESOURCES);
+    let first = kernel.create_section(4096).unwrap();
+    assert_eq!(
+        kernel.create_section(4096),
+        Err(STATUS_INSUFFICIENT_RESOURCES)
+    );
+    let third = kernel.create_section(4096).unwrap();
+    assert_eq!(kernel.calls(FaultPoint::CreateSection), 3);
+
+    kernel.fail_nth(
+        FaultPoint::ReferenceObject,
+        1,
+        STATUS_INSUFFICIENT_RESOURCES,
+    );
+    assert_eq!(
+        kernel.create_section(4096),
+        Err(STATUS_INSUFFICIENT_RESOURCES)
+    );
+    // The object made by ZwCreateSection died with its kernel handle.
+    assert_eq!(kernel.live_sections(), 2);
+
+    kernel.fail_nth(FaultPoint::OpenUserHandle, 1, STATUS_INSUFFICIENT_RESOURCES);
+    assert_eq!(
+        kernel.open_user_handle(&first, RW),
+        Err(STATUS_INSUFFICIENT_RESOURCES)
+    );
+    assert_eq!(kernel.handle_count(SYSTEM_PROCESS), 0);
+    kernel.close_section(first);
+    kernel.close_section(third);
+    assert!(kernel.counters().all_released());
+}
+
+#[test]
+#[should_panic(expected = "without a reference")]
+fn over_dereference_is_a_bugcheck() {
+    let kernel = SimKernel::new();
+    let section = kernel.create_section(4096).unwrap();
+    let forged = SimSection(section.object());
+    kernel.close_section(section);
+    kernel.close_section(forged);
+}

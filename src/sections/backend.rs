@@ -1,0 +1,113 @@
+//! The few kernel calls the section manager needs, behind a trait.
+//!
+//! The manager decides (quotas, ledger, isolation, release order); the backend only executes.
+//! On Windows the backend is `glue::sections::KernelSections` (wdk-sys); in tests it is
+//! `hvsim::sections::SimKernel`, which models the same object-manager behaviour byte-accurately.
+//!
+//! # Ownership contract every backend implements
+//! - [`SectionBackend::create_section`] returns the driver's **kernel reference** to a new
+//!   pagefile-backed `SEC_COMMIT`, `PAGE_READWRITE` section. The reference is process-context
+//!   independent (an object pointer, not a handle in whatever process the call ran in) and is
+//!   released exactly once, by [`SectionBackend::close_section`], which consumes it.
+//! - [`SectionBackend::open_user_handle`] creates a **user-mode handle in the current process's
+//!   handle table** (the device host, hdv.md §3.3 "Section handle") with exactly the requested
+//!   access. The handle is handed over: the backend and the manager never close it. A kernel
+//!   driver closing a user handle would have to guess whether the value still names the same
+//!   object in the same process; handle values are reused after a close, so a late close could
+//!   close an unrelated handle of the device host (or, in the wrong process context, of anybody).
+//!   The device host closes it, or the OS does when the process exits.
+//! - The section object stays alive while the kernel reference, any handle or any mapped view
+//!   exists (general Windows object-manager semantics), so releasing the kernel reference never
+//!   pulls memory from under a device host that still maps it.
+
+use kmcl::raw::NTSTATUS;
+
+/// `SECTION_QUERY` (winnt.h): query the section's size and attributes.
+pub const SECTION_QUERY: u32 = 0x0001;
+/// `SECTION_MAP_WRITE` (winnt.h): map views with write access.
+pub const SECTION_MAP_WRITE: u32 = 0x0002;
+/// `SECTION_MAP_READ` (winnt.h): map views with read access.
+pub const SECTION_MAP_READ: u32 = 0x0004;
+
+/// What the guest (and therefore the device host's handle) may do with a region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RegionAccess {
+    /// The guest reads and writes the region; the handle may map it read/write.
+    ReadWrite,
+    /// The guest only reads the region; the handle may only map it read-only.
+    ReadOnly,
+}
+
+impl RegionAccess {
+    /// The `ACCESS_MASK` of a user handle to a region with this access: what HDV needs to map
+    /// and size the section (hdv.md §3.3: "rights that allow mapping it (read/write/query)"),
+    /// without `SECTION_MAP_WRITE` for a read-only region, and nothing more (no
+    /// `SECTION_EXTEND_SIZE`, no `SECTION_MAP_EXECUTE`, no `WRITE_DAC`).
+    pub const fn access_mask(self) -> u32 {
+        match self {
+            Self::ReadWrite => SECTION_MAP_READ | SECTION_MAP_WRITE | SECTION_QUERY,
+            Self::ReadOnly => SECTION_MAP_READ | SECTION_QUERY,
+        }
+    }
+}
+
+/// Identifies a process to the section manager (the process id, `PsGetCurrentProcessId` on
+/// Windows). The device host's key is recorded when it opens the driver's file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProcessKey(pub u64);
+
+/// A user-mode handle value, valid only in the process it was opened in.
+///
+/// The driver never dereferences or closes it; it is only returned to the device host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UserHandle(pub u64);
+
+/// The kernel calls behind the section manager.
+///
+/// Implementations execute; they do not decide. Errors are the NTSTATUS the kernel returned.
+pub trait SectionBackend {
+    /// The driver's kernel reference to one section object. Not `Clone`: it is released once,
+    /// by [`SectionBackend::close_section`].
+    type Section;
+
+    /// Creates an unnamed pagefile-backed `SEC_COMMIT` `PAGE_READWRITE` section of `size` bytes
+    /// (a non-zero multiple of 4 KiB, at most 32 GiB; the manager guarantees both) and returns
+    /// the driver's kernel reference to it. No handle to it remains open in any process.
+    ///
+    /// IRQL: PASSIVE_LEVEL (ZwCreateSection).
+    fn create_section(&self, size: u64) -> Result<Self::Section, NTSTATUS>;
+
+    /// The process whose context the calling thread runs in.
+    ///
+    /// IRQL: <= DISPATCH_LEVEL (PsGetCurrentProcessId).
+    fn current_process(&self) -> ProcessKey;
+
+    /// Opens a new user-mode handle to `section` in the **current process** with exactly
+    /// `access_mask` ([`RegionAccess::access_mask`]). The handle is not inheritable. Ownership of
+    /// the handle passes to that process (see the module docs).
+    ///
+    /// IRQL: PASSIVE_LEVEL (ObOpenObjectByPointer), in the requesting process's context.
+    fn open_user_handle(
+        &self,
+        section: &Self::Section,
+        access_mask: u32,
+    ) -> Result<UserHandle, NTSTATUS>;
+
+    /// Releases the driver's kernel reference. The object itself lives on while handles or
+    /// views to it exist.
+    ///
+    /// IRQL: PASSIVE_LEVEL (ObDereferenceObject may run the section's deletion).
+    fn close_section(&self, section: Self::Section);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_masks_are_exactly_what_hdv_needs() {
+        assert_eq!(RegionAccess::ReadWrite.access_mask(), 0x7);
+        assert_eq!(RegionAccess::ReadOnly.access_mask(), 0x5);
+        assert_eq!(RegionAccess::ReadOnly.access_mask() & SECTION_MAP_WRITE, 0);
+    }
+}
