@@ -1,14 +1,34 @@
 //! The vmbmmio device host: a user-mode HDV (Host Device Virtualization) emulator.
 //!
 //! # What this crate owns
-//! - The portable logic of the device host (filled by a later issue): configuration parsing,
-//!   PCI configuration-space emulation, BAR masks for the region layout, the retry policy while
-//!   the VM is not ready, and the HDV call sequence that maps the driver's sections into the BAR
-//!   with `HdvCreateSectionBackedMmioRange`.
-//! - The Windows API calls (HCS, HDV, the driver's control device) behind a trait, implemented
-//!   with `windows-sys` under `cfg(windows)` and by `hvsim` in tests.
+//! - The portable logic of the device host: configuration ([`config`]), PCI configuration-space
+//!   emulation ([`pci`]), the emulator behind the HDV callbacks with the intercept fallback
+//!   ([`emulator`]), the layout checks ([`layout`]) and the HCS/HDV/driver call sequence with
+//!   its reverse-order unwinding ([`sequence`]).
+//! - The platform as traits ([`platform`], [`driver`], [`views`], [`clock`]): implemented with
+//!   `windows-sys` under `cfg(windows)` (module `windows`) and by `hvsim` in tests.
 //!
 //! # What this crate must not do
 //! - Hold kernel policy: quotas, ownership and validation of sections live in the driver.
 //! - Call Windows APIs outside the `cfg(windows)` backend: everything else must build, run and
 //!   be tested on Linux, and pass the Windows-target type-check (`std,panic_abort`).
+//!
+//! See `docs/devhost.md` for running it and for the platform caveats (hdv.md §3.3).
+
+pub mod callbacks;
+pub mod clock;
+pub mod config;
+pub mod driver;
+pub mod driver_ioctl;
+pub mod emulator;
+pub mod guid;
+pub mod hresult;
+pub mod layout;
+pub mod loopback;
+pub mod pci;
+pub mod platform;
+pub mod sequence;
+pub mod views;
+pub mod vm_config;
+#[cfg(windows)]
+pub mod windows;

@@ -1,0 +1,305 @@
+//! The device host's `HcsApi` and `HdvApi` over the model. Every rule cites hdv.md.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use vmbmmio_devhost::callbacks::{PCI_BAR_COUNT, PciDeviceCallbacks};
+use vmbmmio_devhost::guid::Guid;
+use vmbmmio_devhost::hresult::HResult;
+use vmbmmio_devhost::platform::{
+    ComputeSystem, DeviceHandle, DeviceHostFlags, DeviceHostHandle, HcsApi, HdvApi, MmioRange,
+};
+
+use super::codes;
+use super::sim::HdvSim;
+use super::state::{Device, Host, Range, State, VmState};
+use crate::memory::{ResolveError, SectionAccess};
+
+/// Page size of every HDV range (hdv.md §3.3 "Granularity").
+const PAGE_SIZE: u64 = 4096;
+
+fn system_of(state: &State, system: ComputeSystem) -> Result<Guid, HResult> {
+    state
+        .handles
+        .get(&system.0)
+        .copied()
+        .ok_or(codes::BAD_HANDLE)
+}
+
+fn vm_state(state: &State, vm: Guid) -> Result<VmState, HResult> {
+    state
+        .systems
+        .get(&vm)
+        .map(|system| system.state)
+        .ok_or(codes::NOT_FOUND)
+}
+
+/// The size of BAR `bar` from GetDetails' probed values (hdv.md §3.7: the value the BAR
+/// reads back after all ones; bit 0 = I/O, bits 2:1 = 10b for 64-bit, the next index holding
+/// the upper 32 bits of the mask; 0 = unused). `None` for an unused or I/O BAR.
+fn bar_size(probed: &[u32; PCI_BAR_COUNT], bar: u8) -> Option<u64> {
+    let index = usize::from(bar);
+    let low = *probed.get(index)?;
+    if low == 0 || low & 1 != 0 {
+        return None;
+    }
+    let high = if (low >> 1) & 0b11 == 0b10 {
+        u64::from(*probed.get(index + 1)?)
+    } else {
+        // A 32-bit BAR: the upper half of the mask is all ones.
+        u64::from(u32::MAX)
+    };
+    let mask = (high << 32) | u64::from(low & !0xF);
+    Some((!mask).wrapping_add(1))
+}
+
+impl HcsApi for HdvSim {
+    fn open_compute_system(&mut self, vm_id: Guid) -> Result<ComputeSystem, HResult> {
+        let mut state = self.lock();
+        vm_state(&state, vm_id)?;
+        let handle = state.new_handle();
+        state.handles.insert(handle, vm_id);
+        state.counters.compute_systems_opened += 1;
+        Ok(ComputeSystem(handle))
+    }
+
+    fn pause(&mut self, system: ComputeSystem) -> Result<(), HResult> {
+        let mut state = self.lock();
+        let vm = system_of(&state, system)?;
+        let entry = state.systems.get_mut(&vm).ok_or(codes::NOT_FOUND)?;
+        // Only a running VM can be paused (model: the reference names no error code).
+        if entry.state != VmState::Running {
+            return Err(codes::INVALID_STATE);
+        }
+        entry.state = VmState::Paused;
+        state.counters.pauses += 1;
+        Ok(())
+    }
+
+    fn resume(&mut self, system: ComputeSystem) -> Result<(), HResult> {
+        let mut state = self.lock();
+        let vm = system_of(&state, system)?;
+        let entry = state.systems.get_mut(&vm).ok_or(codes::NOT_FOUND)?;
+        if entry.state != VmState::Paused {
+            return Err(codes::INVALID_STATE);
+        }
+        entry.state = VmState::Running;
+        state.counters.resumes += 1;
+        Ok(())
+    }
+
+    fn close_compute_system(&mut self, system: ComputeSystem) {
+        let mut state = self.lock();
+        if state.handles.remove(&system.0).is_some() {
+            state.counters.compute_systems_closed += 1;
+        } else {
+            state.counters.invalid_closes += 1;
+        }
+    }
+}
+
+impl HdvApi for HdvSim {
+    fn initialize_device_host(
+        &mut self,
+        system: ComputeSystem,
+        flags: DeviceHostFlags,
+    ) -> Result<DeviceHostHandle, HResult> {
+        let mut state = self.lock();
+        let vm = system_of(&state, system)?;
+        // hdv.md §3.1 (hcs-rs doc comments): initialize after the compute system is created
+        // and before it is started. Stricter reading: refused once it started.
+        if vm_state(&state, vm)? != VmState::Created {
+            return Err(codes::INVALID_STATE);
+        }
+        // hdv.md §3.1 [observed]: COM security can be set only once per process; a second
+        // request returns RPC_E_TOO_LATE.
+        if flags == DeviceHostFlags::InitializeComSecurity {
+            if state.com_security_set {
+                return Err(HResult::RPC_E_TOO_LATE);
+            }
+            state.com_security_set = true;
+        }
+        let handle = state.new_handle();
+        // hdv.md §3.1: teardown must happen on the same thread.
+        state.hosts.insert(
+            handle,
+            Host {
+                vm,
+                thread: std::thread::current().id(),
+            },
+        );
+        state.counters.device_hosts_initialized += 1;
+        Ok(DeviceHostHandle(handle))
+    }
+
+    fn create_pci_device(
+        &mut self,
+        host: DeviceHostHandle,
+        class_id: Guid,
+        instance_id: Guid,
+        emulator: Arc<dyn PciDeviceCallbacks>,
+    ) -> Result<DeviceHandle, HResult> {
+        let mut state = self.lock();
+        let vm = state.hosts.get(&host.0).ok_or(codes::BAD_HANDLE)?.vm;
+        // hdv.md §5 step 3: devices are created before HcsStartComputeSystem (stricter:
+        // refused after).
+        if vm_state(&state, vm)? != VmState::Created {
+            return Err(codes::INVALID_STATE);
+        }
+        // Two instances with one GUID in one VM: undocumented, refused (stricter reading).
+        if state
+            .devices
+            .values()
+            .any(|device| device.vm == vm && device.instance_id == instance_id)
+        {
+            return Err(codes::INVALID_ARGUMENT);
+        }
+        let handle = state.new_handle();
+        state.devices.insert(
+            handle,
+            Device {
+                host: host.0,
+                vm,
+                class_id,
+                instance_id,
+                callbacks: emulator,
+                probed: None,
+                active: false,
+                ranges: BTreeMap::new(),
+            },
+        );
+        state.counters.devices_created += 1;
+        Ok(DeviceHandle(handle))
+    }
+
+    fn create_section_backed_mmio_range(
+        &mut self,
+        device: DeviceHandle,
+        range: &MmioRange,
+    ) -> Result<(), HResult> {
+        let mut state = self.lock();
+        let entry = state.devices.get(&device.0).ok_or(codes::BAD_HANDLE)?;
+        let vm_state = vm_state(&state, entry.vm)?;
+        // hdv.md §3.3 [observed, 10.0.26100]: refused with ERROR_INVALID_STATE until the VM
+        // runs. A paused VM has run: §3.3 tells callers to pause around the call.
+        if !matches!(vm_state, VmState::Running | VmState::Paused) {
+            state.counters.ranges_refused_before_start += 1;
+            return Err(HResult::INVALID_STATE);
+        }
+        // hdv.md §2: HDV_PCI_BAR_SELECTOR is 0..5. A range has at least one page (stricter).
+        if usize::from(range.bar) >= PCI_BAR_COUNT || range.length_pages == 0 {
+            return Err(codes::INVALID_ARGUMENT);
+        }
+        // hdv.md §3.3 "BAR bounds / overlap": the reference calls this undocumented; the only
+        // safe assumption is offset + length <= BAR size / 4096 with the size GetDetails
+        // reported (§3.7), so the model refuses anything else.
+        let bar_pages = entry
+            .probed
+            .and_then(|probed| bar_size(&probed, range.bar))
+            .map(|size| size / PAGE_SIZE)
+            .ok_or(codes::INVALID_ARGUMENT)?;
+        let end = range
+            .offset_pages
+            .checked_add(range.length_pages)
+            .ok_or(codes::INVALID_ARGUMENT)?;
+        if end > bar_pages {
+            return Err(codes::INVALID_ARGUMENT);
+        }
+        // hdv.md §3.3: overlapping ranges are undocumented too; refused.
+        let overlaps = entry.ranges.iter().any(|(&(bar, start), existing)| {
+            bar == range.bar && start < end && range.offset_pages < start + existing.length_pages
+        });
+        if overlaps {
+            return Err(codes::INVALID_ARGUMENT);
+        }
+        // The section handle must be valid in the device-host process with the rights the
+        // mapping needs (hdv.md §3.3 "Section handle"). The model's handles have no execute
+        // right, so an executable mapping is refused (stricter reading).
+        if range.flags.executable {
+            return Err(codes::ACCESS_DENIED);
+        }
+        let access = if range.flags.writeable {
+            SectionAccess::READ_WRITE
+        } else {
+            SectionAccess::READ
+        };
+        let memory = self
+            .resolver
+            .resolve(self.process, range.section.0, access)
+            .map_err(|error| match error {
+                ResolveError::InvalidHandle => codes::BAD_HANDLE,
+                ResolveError::AccessDenied => codes::ACCESS_DENIED,
+            })?;
+        // hdv.md §3.3 [inference]: the section holds at least
+        // (sectionOffsetInPages + lengthInPages) * 4096 bytes.
+        let needed = range
+            .section_offset_pages
+            .checked_add(range.length_pages)
+            .and_then(|pages| pages.checked_mul(PAGE_SIZE))
+            .ok_or(codes::INVALID_ARGUMENT)?;
+        if memory.size() < needed {
+            return Err(codes::INVALID_ARGUMENT);
+        }
+        let stored = Range {
+            length_pages: range.length_pages,
+            writeable: range.flags.writeable,
+            memory,
+            section_offset_pages: range.section_offset_pages,
+        };
+        if let Some(entry) = state.devices.get_mut(&device.0) {
+            entry.ranges.insert((range.bar, range.offset_pages), stored);
+        }
+        state.counters.ranges_created += 1;
+        // hdv.md §3.3: not atomic for the guest unless the caller paused it.
+        if vm_state == VmState::Running {
+            state.counters.range_changes_while_running += 1;
+        }
+        Ok(())
+    }
+
+    fn destroy_section_backed_mmio_range(
+        &mut self,
+        device: DeviceHandle,
+        bar: u8,
+        offset_pages: u64,
+    ) -> Result<(), HResult> {
+        let mut state = self.lock();
+        let entry = state.devices.get_mut(&device.0).ok_or(codes::BAD_HANDLE)?;
+        let vm = entry.vm;
+        // hdv.md §3.3: a range is identified by BAR and start page only.
+        entry
+            .ranges
+            .remove(&(bar, offset_pages))
+            .ok_or(codes::INVALID_ARGUMENT)?;
+        state.counters.ranges_destroyed += 1;
+        if vm_state(&state, vm)? == VmState::Running {
+            state.counters.range_changes_while_running += 1;
+        }
+        Ok(())
+    }
+
+    fn teardown_device_host(&mut self, host: DeviceHostHandle) -> Result<(), HResult> {
+        let mut state = self.lock();
+        let entry = state.hosts.get(&host.0).ok_or(codes::BAD_HANDLE)?;
+        // hdv.md §3.1: balanced by HdvTeardownDeviceHost on the same thread.
+        if entry.thread != std::thread::current().id() {
+            return Err(codes::WRONG_THREAD);
+        }
+        state.hosts.remove(&host.0);
+        // hdv.md §3.1: the host's device instances stop working; their ranges go with them.
+        let released: Vec<usize> = state
+            .devices
+            .iter()
+            .filter(|(_, device)| device.host == host.0)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in released {
+            if let Some(device) = state.devices.remove(&id) {
+                state.counters.devices_released += 1;
+                state.counters.ranges_released_by_teardown += device.ranges.len() as u64;
+            }
+        }
+        state.counters.device_hosts_torn_down += 1;
+        Ok(())
+    }
+}

@@ -1,0 +1,74 @@
+//! The command line (clap). Every value is taken as text and validated together with the
+//! config file by `config::validate`, so that all problems are reported at once, each naming
+//! its field.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Emulates the vmbmmio PCI device for one Hyper-V VM with HDV and maps the vmbmmio driver's
+/// shared-memory sections into its BAR.
+///
+/// Run it elevated on the Hyper-V host, after the VM was created with the FlexibleIov entry it
+/// prints and before the VM starts; stop it with Ctrl-C. Command-line values override the
+/// config file.
+#[derive(Parser, Debug, Default, Clone, PartialEq, Eq)]
+#[command(name = "vmbmmio-devhost", version)]
+pub struct CliArgs {
+    /// TOML config file with the same settings (keys: the long option names with '_').
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Compute-system id (GUID) of the VM to serve.
+    #[arg(long, value_name = "GUID")]
+    pub vm_id: Option<String>,
+    /// Size of a shared region (bytes, or with K/KiB, M/MiB, G/GiB); repeat or separate with
+    /// commas, at most 16. Rounded up to whole 4 KiB pages.
+    #[arg(long = "region-size", value_name = "SIZE", value_delimiter = ',')]
+    pub region_sizes: Vec<String>,
+    /// PCI vendor ID of the emulated device (required; 0x0001..0xFFFE).
+    #[arg(long, value_name = "ID")]
+    pub vendor_id: Option<String>,
+    /// PCI device ID of the emulated device (required).
+    #[arg(long, value_name = "ID")]
+    pub device_id: Option<String>,
+    /// PCI subsystem vendor ID [default: the vendor ID].
+    #[arg(long, value_name = "ID")]
+    pub subsystem_vendor_id: Option<String>,
+    /// PCI subsystem ID [default: the device ID].
+    #[arg(long, value_name = "ID")]
+    pub subsystem_id: Option<String>,
+    /// PCI revision ID [default: 1].
+    #[arg(long, value_name = "ID")]
+    pub revision_id: Option<String>,
+    /// 24-bit PCI class code: base class, sub-class, programming interface [default: 0x050000,
+    /// memory controller / RAM].
+    #[arg(long, value_name = "CODE")]
+    pub class_code: Option<String>,
+    /// Emulator class GUID: the `EmulatorId` of the VM's FlexibleIov entry [default: the
+    /// vmbmmio emulator class].
+    #[arg(long, value_name = "GUID")]
+    pub emulator_class_id: Option<String>,
+    /// Device instance GUID: the key of the VM's FlexibleIov entry [default: the vmbmmio
+    /// default instance].
+    #[arg(long, value_name = "GUID")]
+    pub instance_id: Option<String>,
+    /// Index of the 64-bit BAR's low half: 0, 2 or 4 [default: 2].
+    #[arg(long, value_name = "INDEX")]
+    pub bar_index: Option<String>,
+    /// Attempts to map a region while HDV answers ERROR_INVALID_STATE [default: 20000].
+    #[arg(long, value_name = "COUNT")]
+    pub map_retry_attempts: Option<String>,
+    /// Milliseconds between mapping attempts [default: 1].
+    #[arg(long, value_name = "MS")]
+    pub map_retry_interval_ms: Option<String>,
+    /// Seconds to wait for the VM to start; 0 waits until Ctrl-C [default: 0].
+    #[arg(long, value_name = "SECONDS")]
+    pub start_timeout_secs: Option<String>,
+    /// Treat a refused section-backed mapping as fatal instead of serving the region through
+    /// intercepted MMIO.
+    #[arg(long)]
+    pub no_intercept_fallback: bool,
+    /// Run without the vmbmmio driver: create the sections in this process (for testing HDV).
+    #[arg(long)]
+    pub loopback: bool,
+}

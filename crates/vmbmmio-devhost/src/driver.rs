@@ -1,0 +1,181 @@
+//! What the device host needs from the vmbmmio driver, as a trait with Rust types.
+//!
+//! The driver creates one kernel section per shared region and, through its control device,
+//! hands the device host user-mode section handles plus the layout of the regions in one BAR.
+//! This trait is the device host's view of that control interface. It deliberately uses plain
+//! Rust types instead of the IOCTL wire formats (`vmbmmio-proto`): the IOCTL implementation
+//! over `DeviceIoControl` is written separately (see `driver_ioctl`), and the simulator or a
+//! test can implement the trait directly.
+
+use std::fmt;
+
+use crate::guid::Guid;
+use crate::hresult::HResult;
+use crate::platform::SectionHandle;
+
+/// A driver session: one device host serving one VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SessionId(pub u64);
+
+/// What the device host asks the driver for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRequest {
+    /// The VM (compute-system id) whose regions to serve.
+    pub target: Guid,
+    /// Size of each region in bytes, in order (already rounded to whole pages).
+    pub region_sizes: Vec<u64>,
+}
+
+/// Where the driver placed one region in the BAR.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegionInfo {
+    /// Byte offset from the start of the BAR (a multiple of 4 KiB).
+    pub offset: u64,
+    /// Size in bytes (a multiple of 4 KiB); the section is at least this large.
+    pub size: u64,
+}
+
+/// The driver's answer to [`DriverClient::open_session`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The session to name in later calls.
+    pub session: SessionId,
+    /// Size of the BAR in bytes: a power of two, at least 4 KiB.
+    pub bar_size: u64,
+    /// One entry per requested region, in request order.
+    pub regions: Vec<RegionInfo>,
+}
+
+/// Access the device host asks for on a section handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SectionAccess {
+    /// Map for reading.
+    Read,
+    /// Map for reading and writing.
+    ReadWrite,
+}
+
+/// How one region reaches the guest, as the device host reports it to the driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MappingState {
+    /// No mapping (before mapping and after teardown).
+    Unmapped,
+    /// `HdvCreateSectionBackedMmioRange` succeeded and no guest access of the region has
+    /// reached the emulator since.
+    SectionBacked,
+    /// The guest reaches the region through intercepted MMIO served from a view of the same
+    /// section. `hresult` is the failed mapping call's result, or `S_OK` when the mapping call
+    /// succeeded but guest accesses still reached the emulator (hdv.md §3.3: observed to have
+    /// no effect on one Windows build).
+    InterceptFallback {
+        /// Why the fast path is not in effect.
+        hresult: HResult,
+    },
+    /// The region is not reachable by the guest (mapping failed and the fallback is disabled).
+    Failed {
+        /// The failed mapping call's result.
+        hresult: HResult,
+    },
+}
+
+/// What the driver reports about a session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionStatus {
+    /// The mapping state the driver last recorded for each region.
+    pub regions: Vec<MappingState>,
+}
+
+/// Why a driver request failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DriverError {
+    /// The operating system failed the request (a Win32 error code or an NTSTATUS, as the
+    /// implementation documents).
+    Os {
+        /// The code.
+        code: u32,
+    },
+    /// The driver refused the request.
+    Rejected {
+        /// The driver's reason, for the operator.
+        reason: String,
+    },
+    /// This client does not implement the request (see `driver_ioctl`).
+    NotImplemented {
+        /// The request.
+        operation: &'static str,
+    },
+}
+
+impl fmt::Display for DriverError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Os { code } => write!(f, "the driver request failed with code 0x{code:08X}"),
+            Self::Rejected { reason } => write!(f, "the driver refused the request: {reason}"),
+            Self::NotImplemented { operation } => {
+                write!(f, "the driver client does not implement {operation} yet")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DriverError {}
+
+/// The driver's control interface as the device host uses it.
+///
+/// Ownership: a session is owned by the device host from `open_session` until
+/// `close_session`; each handle returned by `region_section` is owned by the device host, which
+/// closes it through its `SectionMapper` (it is a handle of the device-host process).
+pub trait DriverClient {
+    /// Opens a session for `request.target` with the given region sizes.
+    fn open_session(&mut self, request: &SessionRequest) -> Result<SessionInfo, DriverError>;
+    /// A new handle, in this process, to the section of region `region` with `access`.
+    fn region_section(
+        &mut self,
+        session: SessionId,
+        region: u32,
+        access: SectionAccess,
+    ) -> Result<SectionHandle, DriverError>;
+    /// Records how region `region` reaches the guest.
+    fn report_mapping(
+        &mut self,
+        session: SessionId,
+        region: u32,
+        state: MappingState,
+    ) -> Result<(), DriverError>;
+    /// The driver's view of the session.
+    fn status(&mut self, session: SessionId) -> Result<SessionStatus, DriverError>;
+    /// Closes the session.
+    fn close_session(&mut self, session: SessionId) -> Result<(), DriverError>;
+}
+
+impl<T: DriverClient + ?Sized> DriverClient for Box<T> {
+    fn open_session(&mut self, request: &SessionRequest) -> Result<SessionInfo, DriverError> {
+        (**self).open_session(request)
+    }
+
+    fn region_section(
+        &mut self,
+        session: SessionId,
+        region: u32,
+        access: SectionAccess,
+    ) -> Result<SectionHandle, DriverError> {
+        (**self).region_section(session, region, access)
+    }
+
+    fn report_mapping(
+        &mut self,
+        session: SessionId,
+        region: u32,
+        state: MappingState,
+    ) -> Result<(), DriverError> {
+        (**self).report_mapping(session, region, state)
+    }
+
+    fn status(&mut self, session: SessionId) -> Result<SessionStatus, DriverError> {
+        (**self).status(session)
+    }
+
+    fn close_session(&mut self, session: SessionId) -> Result<(), DriverError> {
+        (**self).close_session(session)
+    }
+}

@@ -1,0 +1,48 @@
+//! The whole run in one call, as `main` uses it.
+
+use super::{
+    Backends, DeviceHost, EventLog, Progress, SERVE_POLL_INTERVAL, SequenceError, ServeEnd,
+    TeardownReport,
+};
+use crate::clock::{Clock, StopSignal};
+use crate::config::DeviceHostConfig;
+use crate::driver::{DriverClient, MappingState};
+use crate::platform::{HcsApi, HdvApi};
+use crate::views::SectionMapper;
+
+/// The result of a whole run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Whether the regions were mapped before the run ended.
+    pub progress: Progress,
+    /// Why serving ended (`None` if the run stopped before serving).
+    pub serve_end: Option<ServeEnd>,
+    /// The last mapping state of each region.
+    pub states: Vec<MappingState>,
+    /// How the final release went.
+    pub teardown: TeardownReport,
+}
+
+/// Runs the whole sequence: start, map, serve, shut down.
+pub fn run<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper>(
+    config: &DeviceHostConfig,
+    backends: Backends<H, D, C, M>,
+    clock: &dyn Clock,
+    stop: &dyn StopSignal,
+    log: EventLog,
+) -> Result<RunSummary, SequenceError> {
+    let mut host = DeviceHost::start(config, backends, log)?;
+    let progress = host.map_regions(clock, stop)?;
+    let serve_end = match progress {
+        Progress::Mapped => Some(host.serve(clock, stop, SERVE_POLL_INTERVAL)?),
+        Progress::Stopped => None,
+    };
+    let states = host.mapping_states();
+    let teardown = host.shutdown();
+    Ok(RunSummary {
+        progress,
+        serve_end,
+        states,
+        teardown,
+    })
+}

@@ -1,0 +1,18 @@
+//! Windows backends of the platform traits, with `windows-sys`. Thin and mechanical: every
+//! decision lives in the portable modules; each function here makes one documented call and
+//! converts its result. Compiled only on Windows; type-checked on Linux by
+//! `scripts/check-windows-target.sh`, never run here.
+
+pub mod com;
+pub mod console;
+pub mod hcs;
+pub mod hdv;
+pub mod sections;
+mod trampolines;
+mod wide;
+
+pub use com::ComApartment;
+pub use console::install_ctrl_c_handler;
+pub use hcs::WinHcs;
+pub use hdv::WinHdv;
+pub use sections::{WinSectionFactory, WinSectionMapper, WinView};

@@ -1,0 +1,63 @@
+//! The binary on a non-Windows host: validates its arguments, prints the VM configuration the
+//! device needs, and says it only runs on Windows.
+
+#![cfg(not(windows))]
+
+use std::process::Command;
+
+fn devhost(args: &[&str]) -> (Option<i32>, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_vmbmmio-devhost"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn valid_arguments_print_the_flexible_iov_entry_and_exit_3() {
+    let (code, stdout, stderr) = devhost(&[
+        "--vm-id",
+        "62cdfa57-7648-44f3-b164-98e2da991ec5",
+        "--region-size",
+        "5000",
+        "--vendor-id",
+        "0x1af4",
+        "--device-id",
+        "0x1110",
+        "--instance-id",
+        "01234567-89ab-cdef-0123-456789abcdef",
+    ]);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stdout.contains("region 0: 5000 bytes, rounded up to 8192"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(
+        "\"FlexibleIov\": {\"01234567-89ab-cdef-0123-456789abcdef\": {\"EmulatorId\": \
+         \"9bdff1a3-9ee9-41b5-96ee-5187a86b81fe\", \"HostingModel\": \"External\"}}"
+    ));
+    assert!(
+        stderr.contains("only runs on a Windows Hyper-V host"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn invalid_arguments_list_every_problem_and_exit_2() {
+    let (code, stdout, stderr) = devhost(&["--vm-id", "nope", "--bar-index", "5"]);
+    assert_eq!(code, Some(2));
+    assert!(stdout.is_empty());
+    for expected in [
+        "vm_id (from --vm-id): \"nope\" is not a GUID",
+        "region_sizes: required",
+        "vendor_id: required",
+        "device_id: required",
+        "bar_index (from --bar-index)",
+    ] {
+        assert!(stderr.contains(expected), "{expected}\n{stderr}");
+    }
+}

@@ -1,0 +1,507 @@
+//! Fakes of HCS, HDV, the driver and the section mapper for the device host's tests.
+//!
+//! One shared `World` records every call, counts every acquisition against its release and
+//! can fail the n-th forward call once, so a test can inject a failure at every step of the
+//! sequence and check that nothing is left afterwards.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use vmbmmio_devhost::callbacks::PciDeviceCallbacks;
+use vmbmmio_devhost::clock::{Clock, RetryPolicy};
+use vmbmmio_devhost::config::DeviceHostConfig;
+use vmbmmio_devhost::driver::{
+    DriverClient, DriverError, MappingState, RegionInfo, SectionAccess, SessionId, SessionInfo,
+    SessionRequest, SessionStatus,
+};
+use vmbmmio_devhost::guid::Guid;
+use vmbmmio_devhost::hresult::HResult;
+use vmbmmio_devhost::layout::BarLayout;
+use vmbmmio_devhost::platform::{
+    ComputeSystem, DeviceHandle, DeviceHostFlags, DeviceHostHandle, HcsApi, HdvApi, MmioRange,
+    SectionHandle,
+};
+use vmbmmio_devhost::sequence::Backends;
+use vmbmmio_devhost::views::{SectionMapper, SectionView, ViewError, check_bounds};
+
+pub const VM: Guid = Guid::from_u128(0x11111111_2222_3333_4444_555555555555);
+
+/// A valid configuration with two regions (8 KiB and 4 KiB).
+pub fn config() -> DeviceHostConfig {
+    let cli = vmbmmio_devhost::config::CliArgs {
+        vm_id: Some(VM.to_string()),
+        region_sizes: vec!["8KiB".into(), "4096".into()],
+        vendor_id: Some("0x1af4".into()),
+        device_id: Some("0x1110".into()),
+        ..Default::default()
+    };
+    let mut config = vmbmmio_devhost::config::load(&cli).expect("valid test configuration");
+    config.map_retry = RetryPolicy {
+        max_attempts: 5,
+        interval: Duration::from_millis(1),
+    };
+    config
+}
+
+#[derive(Default)]
+pub struct World {
+    pub journal: Vec<String>,
+    /// Fail the forward call with this index (counted from 0), once.
+    pub fail_at: Option<usize>,
+    pub forward_calls: usize,
+    /// Forward calls made before the first release call.
+    pub forward_calls_before_release: Option<usize>,
+    /// Fail the first release call with this name.
+    pub fail_release: Option<&'static str>,
+    pub com_too_late: bool,
+    /// `create_range` answers INVALID_STATE this many times first.
+    pub invalid_state_replies: u32,
+    /// `create_range` fails with this after the INVALID_STATE replies.
+    pub create_error: Option<HResult>,
+    /// The VM starts (the emulator gets Initialize..Start) after this many sleeps.
+    pub start_after_sleeps: Option<u32>,
+    /// Replaces the layout the fake driver returns.
+    pub session_override: Option<SessionInfo>,
+    pub sleeps: u32,
+    pub slept: Duration,
+    pub now: Duration,
+    pub running: bool,
+    pub paused: bool,
+    pub emulator: Option<Arc<dyn PciDeviceCallbacks>>,
+    pub systems_open: i64,
+    pub hosts_live: i64,
+    pub devices_live: i64,
+    pub sessions_open: i64,
+    pub handles_open: i64,
+    pub ranges: BTreeMap<(u8, u64), MmioRange>,
+    pub reports: BTreeMap<u32, MappingState>,
+    pub report_log: Vec<(u32, MappingState)>,
+    pub next: u64,
+    /// Section memory per region, and which region each open handle names.
+    pub sections: Vec<Arc<Mutex<Vec<u8>>>>,
+    pub handles: BTreeMap<u64, usize>,
+    pub views_mapped: Arc<AtomicU64>,
+    pub views_unmapped: Arc<AtomicU64>,
+}
+
+impl World {
+    fn forward(&mut self, call: String) -> Result<(), ()> {
+        self.journal.push(call);
+        let index = self.forward_calls;
+        self.forward_calls += 1;
+        if self.fail_at == Some(index) {
+            self.fail_at = None;
+            self.journal.push("  -> injected failure".into());
+            return Err(());
+        }
+        Ok(())
+    }
+
+    fn release(&mut self, call: &'static str) -> Result<(), ()> {
+        self.forward_calls_before_release
+            .get_or_insert(self.forward_calls);
+        self.journal.push(call.to_string());
+        if self.fail_release == Some(call) {
+            self.fail_release = None;
+            return Err(());
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self) -> u64 {
+        self.next += 1;
+        self.next
+    }
+
+    /// What the test asserts after every run: nothing acquired is still held.
+    pub fn assert_nothing_left(&self) {
+        let context = self.journal.join("\n");
+        assert_eq!(self.systems_open, 0, "compute systems\n{context}");
+        assert_eq!(self.hosts_live, 0, "device hosts\n{context}");
+        assert_eq!(self.devices_live, 0, "devices\n{context}");
+        assert_eq!(self.sessions_open, 0, "sessions\n{context}");
+        assert_eq!(self.handles_open, 0, "section handles\n{context}");
+        assert!(self.ranges.is_empty(), "ranges\n{context}");
+        assert!(!self.paused, "VM left paused\n{context}");
+        assert_eq!(
+            self.views_mapped.load(Ordering::SeqCst),
+            self.views_unmapped.load(Ordering::SeqCst),
+            "views\n{context}"
+        );
+        for (region, state) in &self.reports {
+            assert_eq!(
+                *state,
+                MappingState::Unmapped,
+                "region {region} report\n{context}"
+            );
+        }
+    }
+}
+
+/// A handle on the shared world; implements every platform trait.
+#[derive(Clone, Default)]
+pub struct Fake(pub Arc<Mutex<World>>);
+
+impl Fake {
+    pub fn world(&self) -> MutexGuard<'_, World> {
+        self.0.lock().unwrap()
+    }
+
+    pub fn backends(&self) -> Backends<Fake, Fake, Fake, Fake> {
+        Backends {
+            hcs: self.clone(),
+            hdv: self.clone(),
+            driver: self.clone(),
+            mapper: self.clone(),
+        }
+    }
+
+    /// Powers the VM on the way HDV does (hdv.md §3.7 order).
+    pub fn start_vm(&self) {
+        let emulator = {
+            let mut world = self.world();
+            world.running = true;
+            world.emulator.clone()
+        };
+        if let Some(emulator) = emulator {
+            emulator.initialize().unwrap();
+            emulator.set_configuration(&[]).unwrap();
+            let mut bars = [0; 6];
+            emulator.get_details(&mut bars).unwrap();
+            emulator.start().unwrap();
+        }
+    }
+
+    pub fn section_bytes(&self, region: usize, offset: usize, len: usize) -> Vec<u8> {
+        let memory = self.world().sections[region].clone();
+        let bytes = memory.lock().unwrap();
+        bytes[offset..offset + len].to_vec()
+    }
+}
+
+fn platform_error() -> HResult {
+    HResult::E_FAIL
+}
+
+impl HcsApi for Fake {
+    fn open_compute_system(&mut self, vm_id: Guid) -> Result<ComputeSystem, HResult> {
+        let mut world = self.world();
+        world
+            .forward(format!("open_compute_system {vm_id}"))
+            .map_err(|()| platform_error())?;
+        world.systems_open += 1;
+        Ok(ComputeSystem(world.handle() as usize))
+    }
+
+    fn pause(&mut self, _system: ComputeSystem) -> Result<(), HResult> {
+        let mut world = self.world();
+        world
+            .forward("pause".into())
+            .map_err(|()| platform_error())?;
+        if !world.running || world.paused {
+            return Err(HResult::INVALID_STATE);
+        }
+        world.paused = true;
+        Ok(())
+    }
+
+    fn resume(&mut self, _system: ComputeSystem) -> Result<(), HResult> {
+        let mut world = self.world();
+        world
+            .forward("resume".into())
+            .map_err(|()| platform_error())?;
+        if !world.paused {
+            return Err(HResult::INVALID_STATE);
+        }
+        world.paused = false;
+        Ok(())
+    }
+
+    fn close_compute_system(&mut self, _system: ComputeSystem) {
+        let mut world = self.world();
+        world.journal.push("close_compute_system".into());
+        world.systems_open -= 1;
+    }
+}
+
+impl HdvApi for Fake {
+    fn initialize_device_host(
+        &mut self,
+        _system: ComputeSystem,
+        flags: DeviceHostFlags,
+    ) -> Result<DeviceHostHandle, HResult> {
+        let mut world = self.world();
+        world
+            .forward(format!("initialize_device_host {flags:?}"))
+            .map_err(|()| platform_error())?;
+        if world.com_too_late && flags == DeviceHostFlags::InitializeComSecurity {
+            return Err(HResult::RPC_E_TOO_LATE);
+        }
+        world.hosts_live += 1;
+        Ok(DeviceHostHandle(world.handle() as usize))
+    }
+
+    fn create_pci_device(
+        &mut self,
+        _host: DeviceHostHandle,
+        _class_id: Guid,
+        _instance_id: Guid,
+        emulator: Arc<dyn PciDeviceCallbacks>,
+    ) -> Result<DeviceHandle, HResult> {
+        let mut world = self.world();
+        world
+            .forward("create_pci_device".into())
+            .map_err(|()| platform_error())?;
+        world.devices_live += 1;
+        world.emulator = Some(emulator);
+        Ok(DeviceHandle(world.handle() as usize))
+    }
+
+    fn create_section_backed_mmio_range(
+        &mut self,
+        _device: DeviceHandle,
+        range: &MmioRange,
+    ) -> Result<(), HResult> {
+        let mut world = self.world();
+        world
+            .forward(format!("create_range {range:?}"))
+            .map_err(|()| platform_error())?;
+        assert!(
+            world.paused,
+            "mapping changes happen with the VM paused (hdv.md §3.3)"
+        );
+        if world.invalid_state_replies > 0 {
+            world.invalid_state_replies -= 1;
+            return Err(HResult::INVALID_STATE);
+        }
+        if let Some(error) = world.create_error {
+            return Err(error);
+        }
+        assert!(
+            world.handles.contains_key(&range.section.0),
+            "section handle is open"
+        );
+        world.ranges.insert((range.bar, range.offset_pages), *range);
+        Ok(())
+    }
+
+    fn destroy_section_backed_mmio_range(
+        &mut self,
+        _device: DeviceHandle,
+        bar: u8,
+        offset_pages: u64,
+    ) -> Result<(), HResult> {
+        let mut world = self.world();
+        world
+            .release("destroy_range")
+            .map_err(|()| platform_error())?;
+        world
+            .ranges
+            .remove(&(bar, offset_pages))
+            .map(|_| ())
+            .ok_or(HResult::E_INVALIDARG)
+    }
+
+    fn teardown_device_host(&mut self, _host: DeviceHostHandle) -> Result<(), HResult> {
+        let mut world = self.world();
+        world
+            .release("teardown_device_host")
+            .map_err(|()| platform_error())?;
+        world.hosts_live -= 1;
+        world.devices_live = 0;
+        world.emulator = None;
+        Ok(())
+    }
+}
+
+impl DriverClient for Fake {
+    fn open_session(&mut self, request: &SessionRequest) -> Result<SessionInfo, DriverError> {
+        let mut world = self.world();
+        world
+            .forward("open_session".into())
+            .map_err(|()| DriverError::Rejected {
+                reason: "injected".into(),
+            })?;
+        let layout = BarLayout::plan(&request.region_sizes).unwrap();
+        world.sections = layout
+            .regions()
+            .iter()
+            .map(|region| Arc::new(Mutex::new(vec![0; region.size as usize])))
+            .collect();
+        world.sessions_open += 1;
+        let info = SessionInfo {
+            session: SessionId(77),
+            bar_size: layout.bar_size(),
+            regions: layout.regions().to_vec(),
+        };
+        Ok(world.session_override.clone().unwrap_or(info))
+    }
+
+    fn region_section(
+        &mut self,
+        session: SessionId,
+        region: u32,
+        access: SectionAccess,
+    ) -> Result<SectionHandle, DriverError> {
+        assert_eq!(session, SessionId(77));
+        assert_eq!(access, SectionAccess::ReadWrite);
+        let mut world = self.world();
+        world
+            .forward(format!("region_section {region}"))
+            .map_err(|()| DriverError::Os { code: 5 })?;
+        let handle = world.handle();
+        world.handles.insert(handle, region as usize);
+        world.handles_open += 1;
+        Ok(SectionHandle(handle))
+    }
+
+    fn report_mapping(
+        &mut self,
+        _session: SessionId,
+        region: u32,
+        state: MappingState,
+    ) -> Result<(), DriverError> {
+        let mut world = self.world();
+        let injected = DriverError::Os { code: 31 };
+        if state == MappingState::Unmapped {
+            world.release("report_unmapped").map_err(|()| injected)?;
+        } else {
+            world
+                .forward(format!("report_mapping {region} {state:?}"))
+                .map_err(|()| injected)?;
+        }
+        world.reports.insert(region, state);
+        world.report_log.push((region, state));
+        Ok(())
+    }
+
+    fn status(&mut self, _session: SessionId) -> Result<SessionStatus, DriverError> {
+        let world = self.world();
+        Ok(SessionStatus {
+            regions: world.reports.values().copied().collect(),
+        })
+    }
+
+    fn close_session(&mut self, _session: SessionId) -> Result<(), DriverError> {
+        let mut world = self.world();
+        let result = world.release("close_session");
+        // The session is gone even if the driver reports an error closing it.
+        world.sessions_open -= 1;
+        result.map_err(|()| DriverError::Os { code: 6 })
+    }
+}
+
+/// A view over a fake section's bytes.
+pub struct FakeView {
+    memory: Arc<Mutex<Vec<u8>>>,
+    size: u64,
+    unmapped: Arc<AtomicU64>,
+}
+
+impl SectionView for FakeView {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), ViewError> {
+        check_bounds(offset, out.len(), self.size)?;
+        let bytes = self.memory.lock().unwrap();
+        out.copy_from_slice(&bytes[offset as usize..offset as usize + out.len()]);
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), ViewError> {
+        check_bounds(offset, data.len(), self.size)?;
+        let mut bytes = self.memory.lock().unwrap();
+        bytes[offset as usize..offset as usize + data.len()].copy_from_slice(data);
+        Ok(())
+    }
+}
+
+impl Drop for FakeView {
+    fn drop(&mut self) {
+        self.unmapped.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl SectionMapper for Fake {
+    type View = FakeView;
+
+    fn map_view(
+        &mut self,
+        handle: SectionHandle,
+        size: u64,
+        _access: SectionAccess,
+    ) -> Result<FakeView, ViewError> {
+        let mut world = self.world();
+        world
+            .forward(format!("map_view {}", handle.0))
+            .map_err(|()| ViewError::Os { code: 8 })?;
+        let region = *world
+            .handles
+            .get(&handle.0)
+            .ok_or(ViewError::InvalidHandle)?;
+        let memory = world.sections[region].clone();
+        let available = memory.lock().unwrap().len() as u64;
+        if size > available {
+            return Err(ViewError::TooLarge {
+                requested: size,
+                available,
+            });
+        }
+        world.views_mapped.fetch_add(1, Ordering::SeqCst);
+        Ok(FakeView {
+            memory,
+            size,
+            unmapped: world.views_unmapped.clone(),
+        })
+    }
+
+    fn close_handle(&mut self, handle: SectionHandle) {
+        let mut world = self.world();
+        world.journal.push(format!("close_handle {}", handle.0));
+        assert!(
+            world.handles.remove(&handle.0).is_some(),
+            "closing an open handle"
+        );
+        world.handles_open -= 1;
+    }
+}
+
+/// A clock whose sleep advances time; it can power the VM on after some sleeps.
+pub struct FakeClock {
+    pub fake: Fake,
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> Duration {
+        self.fake.world().now
+    }
+
+    fn sleep(&self, duration: Duration) {
+        let start = {
+            let mut world = self.fake.world();
+            world.sleeps += 1;
+            world.now += duration;
+            world.slept += duration;
+            world.start_after_sleeps == Some(world.sleeps)
+        };
+        if start {
+            self.fake.start_vm();
+        }
+    }
+}
+
+/// A stop flag tests can raise.
+pub fn stop_flag() -> Arc<AtomicBool> {
+    Arc::new(AtomicBool::new(false))
+}
+
+/// Region placement the fake driver uses for `config()`.
+pub fn regions() -> Vec<RegionInfo> {
+    BarLayout::plan(&[8192, 4096]).unwrap().regions().to_vec()
+}
