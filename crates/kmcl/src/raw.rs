@@ -17,6 +17,10 @@ use core::ffi::c_void;
 pub type NTSTATUS = i32;
 /// `BOOLEAN`: one byte, 0 or 1.
 pub type BOOLEAN = u8;
+/// `TRUE` as a [`BOOLEAN`].
+pub const TRUE: BOOLEAN = 1;
+/// `FALSE` as a [`BOOLEAN`].
+pub const FALSE: BOOLEAN = 0;
 /// `HANDLE`: an opaque pointer-sized kernel or user handle.
 pub type HANDLE = *mut c_void;
 
@@ -269,6 +273,10 @@ pub const STATUS_INVALID_PARAMETER_1: NTSTATUS = 0xC000_00EF_u32 as i32;
 pub const STATUS_INVALID_PARAMETER_2: NTSTATUS = 0xC000_00F0_u32 as i32;
 /// Parameter 3 invalid.
 pub const STATUS_INVALID_PARAMETER_3: NTSTATUS = 0xC000_00F1_u32 as i32;
+/// Parameter 4 invalid.
+pub const STATUS_INVALID_PARAMETER_4: NTSTATUS = 0xC000_00F2_u32 as i32;
+/// Parameter 5 invalid.
+pub const STATUS_INVALID_PARAMETER_5: NTSTATUS = 0xC000_00F3_u32 as i32;
 /// The operation was cancelled.
 pub const STATUS_CANCELLED: NTSTATUS = 0xC000_0120_u32 as i32;
 /// The object is in a state that does not allow the request.

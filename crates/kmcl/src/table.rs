@@ -1,16 +1,19 @@
 //! The one table of KMCL entry points.
 //!
-//! Every KMCL call the driver makes goes through a [`KmclApi`]. Who fills it:
-//! - **Windows driver**: the statically imported entry points of the host library
-//!   `vmbkmclr.sys` (kmcl.md §1a: the only mechanism observed for host-side server code is a
-//!   direct import from `vmbkmclr.sys`, as `vmswitch.sys` does). Entry points the reference does
-//!   not show host code importing are optional entries (`Option`), left `None` by the import
-//!   path; the driver copes without them.
-//! - **Tests and the demo**: `hvsim` fills the table with its own `extern "system"` functions,
-//!   so the driver's channel code runs unchanged against the KMCL model.
+//! Every KMCL call the driver makes goes through a [`KmclApi`]. Who fills it is described in the
+//! crate documentation ("Where the table comes from"); in short: the `vmbkmclr.sys` imports on
+//! Windows (`crate::imports`), the simulator `hvsim` in tests.
 //!
-//! Signatures are those of kmcl.md §2 (prototypes from the header [H]; `VmbChannelGetMmioSpace`
-//! from the docs [D] only). Field names keep the C function names.
+//! # Required and optional entries
+//! A statically imported function that the host library does not export stops the driver from
+//! loading at all. So only entry points with evidence of host-side use, or without which no
+//! server channel can work, are plain function pointers; every other entry is an `Option`, left
+//! `None` by the import path. The evidence for each required entry is on its field (kmcl.md §1a:
+//! `vmswitch.sys`'s `vmbkmclr!` imports; kmcl.md §4: the init and teardown sequence of the host
+//! `dxgkrnl.sys`).
+//!
+//! Signatures are those of kmcl.md §2 (prototypes from the header \[H\]; `VmbChannelGetMmioSpace`
+//! from the docs \[D\] only). Field names keep the C function names.
 #![allow(non_snake_case)]
 
 use core::ffi::c_void;
@@ -22,112 +25,153 @@ use crate::raw::{
     VMBPACKET, VMBPACKETCOMPLETION,
 };
 
+/// `VmbChannelPause`.
+pub type FnVmbChannelPause = unsafe extern "system" fn(Channel: VMBCHANNEL);
+/// `VmbChannelInitSetFlags`.
+pub type FnVmbChannelInitSetFlags =
+    unsafe extern "system" fn(Channel: VMBCHANNEL, Flags: u32) -> NTSTATUS;
+/// `VmbChannelPacketDeferToPassive` and `VmbChannelPacketFail` (same shape).
+pub type FnVmbPacketCompletionOnly =
+    unsafe extern "system" fn(PacketCompletionContext: VMBPACKETCOMPLETION);
+/// `VmbPacketAllocate`.
+pub type FnVmbPacketAllocate = unsafe extern "system" fn(Channel: VMBCHANNEL) -> VMBPACKET;
+/// `VmbPacketFree`.
+pub type FnVmbPacketFree = unsafe extern "system" fn(VmbPacket: VMBPACKET);
+/// `VmbPacketSetCompletionRoutine`.
+pub type FnVmbPacketSetCompletionRoutine = unsafe extern "system" fn(
+    PacketObject: VMBPACKET,
+    CompletionRoutine: PFN_VMB_PACKET_COMPLETION_ROUTINE,
+);
+/// `VmbPacketSend`.
+pub type FnVmbPacketSend = unsafe extern "system" fn(
+    PacketObject: VMBPACKET,
+    Buffer: *mut c_void,
+    BufferLength: u32,
+    ExternalDataMdl: PMDL,
+    Flags: u32,
+) -> NTSTATUS;
+/// `VmbChannelGetMmioSpace` (\[D\] only, kmcl.md §5).
+pub type FnVmbChannelGetMmioSpace =
+    unsafe extern "system" fn(Channel: VMBCHANNEL, MmioAddress: *mut u64, MmioSize: *mut u64);
+
 /// The KMCL entry points a server driver uses (kmcl.md §2.1–§2.3, §5).
 ///
 /// Each field is an `unsafe extern "system"` function pointer with the prototype's exact
-/// parameter order and types. The IRQL each one requires is stated in the reference (most are
-/// PASSIVE_LEVEL; packet completion and sending are allowed up to DISPATCH_LEVEL).
+/// parameter order and types. IRQL: `VmbChannelAllocate` is annotated PASSIVE_LEVEL in \[H\];
+/// Enable, Disable, Pause and the handle conversion are implied PASSIVE_LEVEL (they block or
+/// run in a process context, kmcl.md §9 item 18); the Init calls run before Enable at
+/// PASSIVE_LEVEL in practice; packet completion and sending are allowed up to DISPATCH_LEVEL.
 #[derive(Clone, Copy)]
 pub struct KmclApi {
     /// `VmbChannelAllocate(ParentDeviceObject, IsServer, *Channel)`, PASSIVE_LEVEL.
+    /// Evidence: kmcl.md §4 init step 1 (host dxgkrnl).
     pub VmbChannelAllocate: unsafe extern "system" fn(
         ParentDeviceObject: PDEVICE_OBJECT,
         IsServer: BOOLEAN,
         Channel: *mut VMBCHANNEL,
     ) -> NTSTATUS,
     /// `VmbChannelCleanup(Channel)`: frees a Disabled channel.
+    /// Evidence: kmcl.md §4 ("If any step fails: VmbChannelCleanup", host dxgkrnl).
     pub VmbChannelCleanup: unsafe extern "system" fn(Channel: VMBCHANNEL),
     /// `VmbChannelEnable(Channel)`: makes the offer; does not wait for the guest.
+    /// Evidence: kmcl.md §1a (`vmswitch.sys` imports `vmbkmclr!VmbChannelEnable`), §4 step 11.
     pub VmbChannelEnable: unsafe extern "system" fn(Channel: VMBCHANNEL) -> NTSTATUS,
     /// `VmbChannelDisable(Channel)`: rescinds the offer and blocks until teardown completes.
+    /// Evidence: kmcl.md §4 "Teardown" (recorded with the host sequence; not separately tagged
+    /// \[B\]). Required: no channel can be torn down without it.
     pub VmbChannelDisable: unsafe extern "system" fn(Channel: VMBCHANNEL),
     /// `VmbChannelStart(Channel)`: leaves the paused state (host: call right after Enable).
+    /// Evidence: kmcl.md §4 step 12 (host dxgkrnl).
     pub VmbChannelStart: unsafe extern "system" fn(Channel: VMBCHANNEL),
-    /// `VmbChannelPause(Channel)`: blocks until paused.
-    pub VmbChannelPause: unsafe extern "system" fn(Channel: VMBCHANNEL),
+    /// `VmbChannelPause(Channel)`: blocks until paused. **Optional**: no host import observed.
+    pub VmbChannelPause: Option<FnVmbChannelPause>,
     /// `VmbChannelInitSetMaximumPacketSize(Channel, PacketSize)`.
+    /// Evidence: kmcl.md §4 step 3 (host dxgkrnl).
     pub VmbChannelInitSetMaximumPacketSize:
         unsafe extern "system" fn(Channel: VMBCHANNEL, PacketSize: u32) -> NTSTATUS,
     /// `VmbChannelInitSetStateChangeCallbacks(Channel, StateChangeCallbacks)`.
+    /// Evidence: kmcl.md §4 step 6 (host dxgkrnl).
     pub VmbChannelInitSetStateChangeCallbacks: unsafe extern "system" fn(
         Channel: VMBCHANNEL,
         StateChangeCallbacks: PVMB_CHANNEL_STATE_CHANGE_CALLBACKS,
     ) -> NTSTATUS,
     /// `VmbChannelInitSetProcessPacketCallbacks(Channel, ProcessPacket, ProcessingComplete)`.
+    /// Evidence: kmcl.md §4 step 7 (host dxgkrnl).
     pub VmbChannelInitSetProcessPacketCallbacks: unsafe extern "system" fn(
         Channel: VMBCHANNEL,
         ProcessPacketCallback: PFN_VMB_CHANNEL_PROCESS_PACKET,
         ProcessingCompleteCallback: PFN_VMB_CHANNEL_PROCESSING_COMPLETE,
     ) -> NTSTATUS,
     /// `VmbChannelInitSetFriendlyName(Channel, Name)`.
+    /// Evidence: kmcl.md §4 step 9 (host dxgkrnl).
     pub VmbChannelInitSetFriendlyName:
         unsafe extern "system" fn(Channel: VMBCHANNEL, Name: PCUNICODE_STRING) -> NTSTATUS,
-    /// `VmbChannelInitSetFlags(Channel, Flags)` (`VMBUS_CHANNEL_INIT_FLAGS`).
-    pub VmbChannelInitSetFlags:
-        unsafe extern "system" fn(Channel: VMBCHANNEL, Flags: u32) -> NTSTATUS,
+    /// `VmbChannelInitSetFlags(Channel, Flags)` (`VMBUS_CHANNEL_INIT_FLAGS`). **Optional**: no
+    /// host import observed, and the driver does not need pipe mode.
+    pub VmbChannelInitSetFlags: Option<FnVmbChannelInitSetFlags>,
     /// `VmbServerChannelInitSetFlags(Channel, Flags)` (`VMBUS_SERVER_CHANNEL_INIT_FLAGS`).
+    /// Evidence: kmcl.md §4 step 8 (host dxgkrnl, flags 0x2 or 0x3).
     pub VmbServerChannelInitSetFlags:
         unsafe extern "system" fn(Channel: VMBCHANNEL, Flags: u32) -> NTSTATUS,
     /// `VmbServerChannelInitSetMmioMegabytes(Channel, MmioMegabytes, MmioMegabytesOptional)`.
+    /// Evidence: kmcl.md §4 step 10 and §5 (host dxgkrnl calls it as `(ch, N, 0)`).
     pub VmbServerChannelInitSetMmioMegabytes: unsafe extern "system" fn(
         Channel: VMBCHANNEL,
         MmioMegabytes: u16,
         MmioMegabytesOptional: u16,
     ) -> NTSTATUS,
     /// `VmbServerChannelInitSetTargetInterfaceId(Channel, InterfaceType, InterfaceInstance)`;
-    /// both GUIDs **by value**.
+    /// both GUIDs **by value** (kmcl.md §2.1, §9 item 6).
+    /// Evidence: kmcl.md §4 step 5 (host dxgkrnl).
     pub VmbServerChannelInitSetTargetInterfaceId: unsafe extern "system" fn(
         Channel: VMBCHANNEL,
         InterfaceType: GUID,
         InterfaceInstance: GUID,
     ) -> NTSTATUS,
     /// `VmbServerChannelInitSetVmbusHandle(Channel, VmbusHandle)` (kernel handle).
+    /// Evidence: kmcl.md §4 step 2 (host dxgkrnl).
     pub VmbServerChannelInitSetVmbusHandle:
         unsafe extern "system" fn(Channel: VMBCHANNEL, VmbusHandle: HANDLE) -> NTSTATUS,
     /// `VmbConvertVmbusHandleToKernelHandle(VmbusHandle, *KernelHandle)`; must run in the
     /// process that owns the user-mode handle; the caller closes the kernel handle.
+    /// Evidence: kmcl.md §1a (`vmswitch.sys` imports it) and §6 (vmswitch's `VmsVmNicMorph`).
     pub VmbConvertVmbusHandleToKernelHandle:
         unsafe extern "system" fn(VmbusHandle: HANDLE, KernelHandle: *mut HANDLE) -> NTSTATUS,
     /// `VmbChannelSetPointer(Channel, Pointer)` (FASTCALL on x86 only).
+    /// Evidence: kmcl.md §1a (`vmswitch.sys` imports it), §4 step 4.
     pub VmbChannelSetPointer: unsafe extern "system" fn(Channel: VMBCHANNEL, Pointer: *mut c_void),
     /// `VmbChannelGetPointer(Channel)` (FASTCALL on x86 only).
+    /// Evidence: none observed directly. Required by contract: it is the only documented way
+    /// back from a callback's `VMBCHANNEL` to the pointer stored with `VmbChannelSetPointer`
+    /// (kmcl.md §2.1), which host code does import.
     pub VmbChannelGetPointer: unsafe extern "system" fn(Channel: VMBCHANNEL) -> *mut c_void,
     /// `VmbChannelSetIncomingProcessingAtPassive(Channel, RequirePassive)`.
+    /// Evidence: kmcl.md §4 "Optional extras" (host dxgkrnl's VAIL path calls it after Allocate).
     pub VmbChannelSetIncomingProcessingAtPassive:
         unsafe extern "system" fn(Channel: VMBCHANNEL, RequirePassive: BOOLEAN),
     /// `VmbChannelPacketComplete(Packet, Buffer, BufSize)`: exactly once per delivered packet.
+    /// Evidence: none observed directly. Required by contract: every ProcessPacket delivery must
+    /// be balanced by exactly one completion (kmcl.md §2.2, §3).
     pub VmbChannelPacketComplete: unsafe extern "system" fn(
         PacketCompletionContext: VMBPACKETCOMPLETION,
         PacketCompletionBuffer: *mut c_void,
         BufSize: u32,
     ),
-    /// `VmbChannelPacketDeferToPassive(Packet)`: only inline from ProcessPacket.
-    pub VmbChannelPacketDeferToPassive:
-        unsafe extern "system" fn(PacketCompletionContext: VMBPACKETCOMPLETION),
-    /// `VmbChannelPacketFail(Packet)`: stops the incoming queue.
-    pub VmbChannelPacketFail:
-        unsafe extern "system" fn(PacketCompletionContext: VMBPACKETCOMPLETION),
-    /// `VmbPacketAllocate(Channel)`: NULL on failure.
-    pub VmbPacketAllocate: unsafe extern "system" fn(Channel: VMBCHANNEL) -> VMBPACKET,
+    /// `VmbChannelPacketDeferToPassive(Packet)`: only inline from ProcessPacket. **Optional**.
+    pub VmbChannelPacketDeferToPassive: Option<FnVmbPacketCompletionOnly>,
+    /// `VmbChannelPacketFail(Packet)`: stops the incoming queue. **Optional**.
+    pub VmbChannelPacketFail: Option<FnVmbPacketCompletionOnly>,
+    /// `VmbPacketAllocate(Channel)`: NULL on failure. **Optional**.
+    pub VmbPacketAllocate: Option<FnVmbPacketAllocate>,
     /// `VmbPacketFree(Packet)`: only for packets never sent (or with a replaced completion).
-    pub VmbPacketFree: unsafe extern "system" fn(VmbPacket: VMBPACKET),
-    /// `VmbPacketSetCompletionRoutine(Packet, CompletionRoutine)`.
-    pub VmbPacketSetCompletionRoutine: unsafe extern "system" fn(
-        PacketObject: VMBPACKET,
-        CompletionRoutine: PFN_VMB_PACKET_COMPLETION_ROUTINE,
-    ),
-    /// `VmbPacketSend(Packet, Buffer, BufferLength, ExternalDataMdl, Flags)`.
-    pub VmbPacketSend: unsafe extern "system" fn(
-        PacketObject: VMBPACKET,
-        Buffer: *mut c_void,
-        BufferLength: u32,
-        ExternalDataMdl: PMDL,
-        Flags: u32,
-    ) -> NTSTATUS,
+    /// **Optional**.
+    pub VmbPacketFree: Option<FnVmbPacketFree>,
+    /// `VmbPacketSetCompletionRoutine(Packet, CompletionRoutine)`. **Optional**.
+    pub VmbPacketSetCompletionRoutine: Option<FnVmbPacketSetCompletionRoutine>,
+    /// `VmbPacketSend(Packet, Buffer, BufferLength, ExternalDataMdl, Flags)`. **Optional**.
+    pub VmbPacketSend: Option<FnVmbPacketSend>,
     /// `VmbChannelGetMmioSpace(Channel, *MmioAddress, *MmioSize)`, docs only (kmcl.md §5):
-    /// valid after Opened; behaviour on a server channel undocumented. **Optional**: not
-    /// statically imported, so the driver loads where the host library lacks it.
-    pub VmbChannelGetMmioSpace: Option<
-        unsafe extern "system" fn(Channel: VMBCHANNEL, MmioAddress: *mut u64, MmioSize: *mut u64),
-    >,
+    /// valid after Opened; behaviour on a server channel undocumented. **Optional**: not in the
+    /// header \[H\], no host import observed.
+    pub VmbChannelGetMmioSpace: Option<FnVmbChannelGetMmioSpace>,
 }

@@ -1,1 +1,0 @@
-//! Placeholder: filled by the helper that owns this model.

@@ -1,0 +1,166 @@
+//! The rules the KMCL model enforces, each with the reference text it comes from.
+//!
+//! A broken rule is recorded as a [`Violation`] (visible to tests through `Sim::violations`),
+//! and, where the entry point returns an NTSTATUS, answered with the documented error. Where the
+//! reference is uncertain or silent the model takes the stricter reading and says so in the
+//! citation.
+
+use super::ChannelId;
+
+/// One rule of the KMCL contract as the model enforces it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Rule {
+    /// An Init call on a channel that is not Disabled.
+    InitWhileNotDisabled,
+    /// An Init argument the reference documents as invalid (packet size 0, wrong callback
+    /// table version or size, ...).
+    InvalidInitArgument,
+    /// `VmbServerChannelInitSetMmioMegabytes` with both values 0, or with `MmioMegabytes` 0.
+    MmioMegabytesZero,
+    /// Flag bits outside the documented mask.
+    InvalidFlags,
+    /// A call on a channel that was never allocated or is already cleaned up.
+    UnknownChannel,
+    /// `VmbChannelEnable` on a channel that is not Disabled.
+    EnableWhileEnabled,
+    /// An offer with no partition to go to (neither a VMBus handle nor the loopback flag), or
+    /// with both.
+    NoPartitionTarget,
+    /// `VmbChannelStart` before Enable or after Disable.
+    StartOutsideEnabled,
+    /// `VmbChannelStart` or `VmbChannelPause` inside a state-change callback.
+    StartOrPauseInStateCallback,
+    /// `VmbChannelDisable` or `VmbChannelPause` inside any callback of the channel (deadlock).
+    BlockingCallInCallback,
+    /// `VmbChannelCleanup` on a channel that is not Disabled.
+    CleanupWhileEnabled,
+    /// Delivered packets still not completed when Suspend returned.
+    PacketsOutstandingAtSuspend,
+    /// Delivered packets still not completed at Cleanup.
+    PacketsOutstandingAtCleanup,
+    /// `VmbChannelGetMmioSpace` before Opened (or after Closed).
+    MmioSpaceBeforeOpened,
+    /// `VmbChannelPacketComplete` (or Fail) for a packet already completed.
+    PacketCompletedTwice,
+    /// A packet-completion context the model never delivered.
+    UnknownPacket,
+    /// `VmbChannelPacketDeferToPassive` outside ProcessPacket for that packet.
+    DeferOutsideProcessPacket,
+    /// A PASSIVE_LEVEL entry point called at DISPATCH_LEVEL.
+    PassiveCallAtDispatch,
+    /// `VmbConvertVmbusHandleToKernelHandle` outside the process that owns the user handle.
+    ConvertOutsideOwningProcess,
+    /// `VmbServerChannelInitSetVmbusHandle` with a kernel handle that is unknown or closed.
+    InvalidKernelHandle,
+    /// The kernel VMBus handle closed while a channel bound to it is not cleaned up.
+    HandleClosedBeforeCleanup,
+    /// A kernel handle closed twice, or a handle the model never issued.
+    HandleClosedTwice,
+    /// A required pointer argument is NULL.
+    NullArgument,
+    /// An outgoing packet used after it was freed, or freed twice.
+    OutgoingPacketMisuse,
+}
+
+impl Rule {
+    /// Where the rule comes from (`shared/reference/kmcl.md`), and how strictly it is read.
+    pub const fn citation(self) -> &'static str {
+        match self {
+            Self::InitWhileNotDisabled => {
+                "kmcl.md §2.0: Init calls only while Disabled, else STATUS_INVALID_PARAMETER_1; §4 step 1"
+            }
+            Self::InvalidInitArgument => {
+                "kmcl.md §2.1: documented Init errors (_PARAMETER_2: PacketSize 0, callback Version/Size)"
+            }
+            Self::MmioMegabytesZero => {
+                "kmcl.md §5: both 0 -> STATUS_INVALID_PARAMETER; §9 item 5: SAL requires MmioMegabytes > 0 (stricter reading: 0 rejected too)"
+            }
+            Self::InvalidFlags => {
+                "kmcl.md §2.1: invalid flag bits -> STATUS_INVALID_PARAMETER_2; §7 masks"
+            }
+            Self::UnknownChannel => {
+                "kmcl.md §2.0: STATUS_INVALID_PARAMETER_1 for an invalid channel; §2.1 Cleanup frees it"
+            }
+            Self::EnableWhileEnabled => {
+                "kmcl.md §4 steps 1-2: Enable moves Disabled -> Enabled (stricter reading: only from Disabled)"
+            }
+            Self::NoPartitionTarget => {
+                "kmcl.md §6: the VMBus handle selects the partition; without one dxgkrnl sets LOOPBACK_OFFER (inferred, UNCERTAIN; stricter reading: exactly one of the two)"
+            }
+            Self::StartOutsideEnabled => {
+                "kmcl.md §4: Start and Pause are valid only between Enable and Disable"
+            }
+            Self::StartOrPauseInStateCallback => {
+                "kmcl.md §4 'Not allowed inside callbacks': Start and Pause must not be called inside state-change callbacks"
+            }
+            Self::BlockingCallInCallback => {
+                "kmcl.md §4 'Not allowed inside callbacks': Disable/Pause from a callback would deadlock (inferred, stricter reading)"
+            }
+            Self::CleanupWhileEnabled => {
+                "kmcl.md §4 step 8 and §2.1: Cleanup requires the channel to be Disabled"
+            }
+            Self::PacketsOutstandingAtSuspend => {
+                "kmcl.md §3 Suspend / §4 step 6: all delivered packets must be completed; KMCL blocks until they are"
+            }
+            Self::PacketsOutstandingAtCleanup => {
+                "kmcl.md §2.2: exactly one VmbChannelPacketComplete for every ProcessPacket delivery"
+            }
+            Self::MmioSpaceBeforeOpened => {
+                "kmcl.md §4 'Validity windows' / §5: VmbChannelGetMmioSpace valid only after Opened (stricter: while open)"
+            }
+            Self::PacketCompletedTwice => {
+                "kmcl.md §2.2: call VmbChannelPacketComplete exactly once per delivery"
+            }
+            Self::UnknownPacket => {
+                "kmcl.md §7: VMBPACKETCOMPLETION identifies one incoming packet until completion"
+            }
+            Self::DeferOutsideProcessPacket => {
+                "kmcl.md §2.2 / §4: VmbChannelPacketDeferToPassive only inline from ProcessPacket"
+            }
+            Self::PassiveCallAtDispatch => {
+                "kmcl.md §2.1: Allocate is _IRQL_requires_(PASSIVE_LEVEL); §9 item 18: Enable/Disable/Pause/Convert implied PASSIVE"
+            }
+            Self::ConvertOutsideOwningProcess => {
+                "kmcl.md §6: must run in the context of the user-mode process that owns the handle"
+            }
+            Self::InvalidKernelHandle => {
+                "kmcl.md §6: VmbusHandle is a kernel-mode handle to the partition's VMBus (from VmbConvertVmbusHandleToKernelHandle)"
+            }
+            Self::HandleClosedBeforeCleanup => {
+                "kmcl.md §4 'Teardown': closing the handle before Cleanup is UNCERTAIN; the model takes the stricter reading (after Cleanup only)"
+            }
+            Self::HandleClosedTwice => {
+                "kmcl.md §6: the caller closes the kernel handle (once: one owner, one release)"
+            }
+            Self::NullArgument => "kmcl.md §2: _In_/_Out_ parameters are required (non-NULL)",
+            Self::OutgoingPacketMisuse => {
+                "kmcl.md §2.3: VmbPacketFree only for packets never sent (or with a replaced completion routine)"
+            }
+        }
+    }
+}
+
+/// One broken rule, as recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The rule.
+    pub rule: Rule,
+    /// [`Rule::citation`] of that rule.
+    pub citation: &'static str,
+    /// The channel involved, if any.
+    pub channel: Option<ChannelId>,
+    /// What happened.
+    pub detail: String,
+}
+
+impl Violation {
+    /// A violation of `rule`.
+    pub fn new(rule: Rule, channel: Option<ChannelId>, detail: impl Into<String>) -> Self {
+        Self {
+            rule,
+            citation: rule.citation(),
+            channel,
+            detail: detail.into(),
+        }
+    }
+}
