@@ -7,7 +7,7 @@
 #
 # Checked:
 #   kmcl, vmbmmio-proto        no_std kernel crates            -Zbuild-std=core,alloc
-#   vmbmmio (portable modules) the driver without its wdk glue -Zbuild-std=core,alloc
+#   vmbmmio-core               the driver's portable logic    -Zbuild-std=core,alloc
 #   vmbmmio-devhost            user-mode std crate             -Zbuild-std=std,panic_abort
 # Not checkable here: the driver's `glue` module (needs wdk-sys, which needs the WDK) and hvsim
 # (a Linux test tool). Any failing check fails the script.
@@ -37,7 +37,7 @@ check_kernel() {
 
 check_kernel kmcl
 check_kernel vmbmmio-proto
-check_kernel vmbmmio --no-default-features
+check_kernel vmbmmio-core
 
 echo "check-windows-target: vmbmmio-devhost (std,panic_abort)"
 cargo check -q -Zbuild-std=std,panic_abort --target "$TARGET" -p vmbmmio-devhost --lib --bins

@@ -11,8 +11,8 @@ use kmcl::raw::{
     VMBUS_SERVER_CHANNEL_INIT_FLAG_LOOPBACK_OFFER,
 };
 use kmcl::{KmclError, KmclFunction as F, SetupError};
-use vmbmmio::channel::{ChannelError, ChannelTarget, ConfigError};
-use vmbmmio::mmio_plan::MmioPlan;
+use vmbmmio_core::channel::{ChannelError, ChannelTarget, ConfigError};
+use vmbmmio_core::mmio_plan::MmioPlan;
 
 /// kmcl.md §4 "Init order" (host dxgkrnl `CreateServerVmBusChannel`), with
 /// `VmbChannelSetIncomingProcessingAtPassive` right after Allocate (dxgkrnl's VAIL path, §4
@@ -177,10 +177,10 @@ fn a_failed_conversion_creates_nothing() {
         STATUS_INSUFFICIENT_RESOURCES,
     );
     let vm = sim.add_vm(GuestConfig::default());
-    let user = vmbmmio::channel::UserVmbusHandle::new(vm.user_handle).unwrap();
+    let user = vmbmmio_core::channel::UserVmbusHandle::new(vm.user_handle).unwrap();
     let error = sim
         .in_process(vm.worker, || {
-            vmbmmio::channel::convert_vmbus_handle::<
+            vmbmmio_core::channel::convert_vmbus_handle::<
                 hvsim::kmcl::HvsimKmcl,
                 hvsim::kmcl::SimHandleCloser,
             >(user)
@@ -193,7 +193,8 @@ fn a_failed_conversion_creates_nothing() {
 
 #[test]
 fn invalid_configurations_make_no_kmcl_call_and_close_the_handle() {
-    type Mutate = fn(&mut vmbmmio::channel::ChannelConfig<'static, hvsim::kmcl::SimHandleCloser>);
+    type Mutate =
+        fn(&mut vmbmmio_core::channel::ChannelConfig<'static, hvsim::kmcl::SimHandleCloser>);
     let cases: [(Mutate, ConfigError); 5] = [
         (
             |c| c.interface_type = kmcl::raw::GUID::default(),
@@ -273,7 +274,7 @@ fn the_model_rejects_mmio_megabytes_zero_even_with_an_optional_amount() {
     };
     let error = kmcl::server::ServerChannel::<
         hvsim::kmcl::HvsimKmcl,
-        vmbmmio::channel::ChannelShared,
+        vmbmmio_core::channel::ChannelShared,
     >::create(params, Default::default())
     .err()
     .unwrap();

@@ -7,7 +7,7 @@ use hvsim::kmcl::{
     CallbackKind, GuestConfig, GuestError, GuestEvent, LogEntry, PacketOutcome, Sim,
 };
 use kmcl::KmclFunction as F;
-use vmbmmio::channel::{ChannelState, UNSUPPORTED_PACKET_COMPLETION};
+use vmbmmio_core::channel::{ChannelState, UNSUPPORTED_PACKET_COMPLETION};
 
 /// The callbacks the model made, in order.
 fn callbacks(sim: &Sim) -> Vec<CallbackKind> {

@@ -10,8 +10,8 @@ use hvsim::kmcl::{
 };
 use kmcl::raw::VMBUS_SERVER_CHANNEL_INIT_FLAG_ENUMERATE_DEVICE_INTERFACE;
 use proptest::prelude::*;
-use vmbmmio::channel::{ChannelState, DEFAULT_PACKET_SIZE, GuestMmioWindow, VmChannel};
-use vmbmmio::mmio_plan::{MAX_BAR_SIZE, MAX_REGIONS, MmioPlan, PAGE_SIZE};
+use vmbmmio_core::channel::{ChannelState, DEFAULT_PACKET_SIZE, GuestMmioWindow, VmChannel};
+use vmbmmio_core::mmio_plan::{MAX_BAR_SIZE, MAX_REGIONS, MmioPlan, PAGE_SIZE};
 
 /// Offers `regions` and checks the offer and the reservation against the plan.
 fn check_layout(regions: &[u64], guest: GuestConfig) {

@@ -7,10 +7,10 @@ use channel_support::{Channel, config, vm_target};
 use hvsim::kmcl::{GuestConfig, HvsimKmcl, Rule, Sim, SimHandleCloser, VmId};
 use kmcl::KmclFunction as F;
 use kmcl::raw::{STATUS_INVALID_HANDLE, VMBUS_SERVER_CHANNEL_INIT_FLAG_LOOPBACK_OFFER};
-use vmbmmio::channel::{
+use vmbmmio_core::channel::{
     ChannelError, ChannelState, ChannelTarget, UserVmbusHandle, convert_vmbus_handle,
 };
-use vmbmmio::mmio_plan::MmioPlan;
+use vmbmmio_core::mmio_plan::MmioPlan;
 
 fn plan() -> MmioPlan {
     MmioPlan::new(&[2 << 20]).unwrap()

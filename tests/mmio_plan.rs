@@ -1,7 +1,7 @@
-//! Property tests of the MMIO reservation plan (`vmbmmio::mmio_plan`).
+//! Property tests of the MMIO reservation plan (`vmbmmio_core::mmio_plan`).
 
 use proptest::prelude::*;
-use vmbmmio::mmio_plan::{MAX_BAR_SIZE, MAX_REGIONS, MIB, MmioPlan, PAGE_SIZE, PlanError};
+use vmbmmio_core::mmio_plan::{MAX_BAR_SIZE, MAX_REGIONS, MIB, MmioPlan, PAGE_SIZE, PlanError};
 
 /// Region sizes from one byte to a few GiB, biased towards page boundaries.
 fn region_size() -> impl Strategy<Value = u64> {

@@ -1,4 +1,4 @@
-//! The driver's section manager (`vmbmmio::sections`) against the simulated kernel
+//! The driver's section manager (`vmbmmio_core::sections`) against the simulated kernel
 //! (`hvsim::sections`): sizes, quotas, isolation and byte accuracy.
 //!
 //! Release paths (failures, device-host exit, unload) are in `tests/sections_release.rs`.
@@ -7,8 +7,8 @@ use hvsim::memory::{ProcessId, ResolveError, SectionAccess, SectionResolver};
 use hvsim::sections::{FaultPoint, SYSTEM_PROCESS, SimKernel};
 use kmcl::raw::{STATUS_ACCESS_DENIED, STATUS_INVALID_PARAMETER, STATUS_QUOTA_EXCEEDED};
 use proptest::prelude::*;
-use vmbmmio::mmio_plan::PAGE_SIZE;
-use vmbmmio::sections::{
+use vmbmmio_core::mmio_plan::PAGE_SIZE;
+use vmbmmio_core::sections::{
     RegionAccess, RegionId, RegionSpec, SectionError, SectionManager, SectionQuotas, SessionId,
 };
 

@@ -9,7 +9,7 @@
 use hvsim::memory::{ProcessId, SectionAccess, SectionResolver};
 use hvsim::sections::{FaultPoint, SimKernel, ViewId};
 use kmcl::raw::{STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_DEVICE_STATE};
-use vmbmmio::sections::{
+use vmbmmio_core::sections::{
     RegionAccess, RegionId, RegionSpec, SectionError, SectionManager, SectionQuotas, SessionId,
 };
 

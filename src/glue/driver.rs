@@ -1,5 +1,7 @@
 //! DriverEntry and the WDF driver/device callbacks.
 
+use super::control;
+
 use wdk_sys::{
     _WDF_EXECUTION_LEVEL, _WDF_SYNCHRONIZATION_SCOPE, DRIVER_OBJECT, NTSTATUS, PCUNICODE_STRING,
     PDRIVER_OBJECT, PWDFDEVICE_INIT, ULONG, WDF_DRIVER_CONFIG, WDF_NO_HANDLE,
@@ -23,7 +25,7 @@ const WDF_OBJECT_ATTRIBUTES_SIZE: ULONG = {
 
 /// `WDF_OBJECT_ATTRIBUTES_INIT` (a FORCEINLINE C helper wdk-sys does not generate): zeroed,
 /// with the execution level and synchronization scope inherited from the parent.
-fn object_attributes() -> WDF_OBJECT_ATTRIBUTES {
+pub(super) fn object_attributes() -> WDF_OBJECT_ATTRIBUTES {
     WDF_OBJECT_ATTRIBUTES {
         Size: WDF_OBJECT_ATTRIBUTES_SIZE,
         ExecutionLevel: _WDF_EXECUTION_LEVEL::WdfExecutionLevelInheritFromParent,
@@ -65,22 +67,33 @@ pub unsafe extern "system" fn driver_entry(
     }
 }
 
-/// `EvtDriverDeviceAdd`: PnP found the root-enumerated `Root\vmbmmio` device.
+/// `EvtDriverDeviceAdd`: PnP found the root-enumerated `Root\vmbmmio` device. It becomes the
+/// control device (`super::control`).
 ///
 /// IRQL: PASSIVE_LEVEL.
 extern "C" fn evt_driver_device_add(_driver: WDFDRIVER, device_init: PWDFDEVICE_INIT) -> NTSTATUS {
     let mut device_init = device_init;
-    let mut attributes = object_attributes();
+    // SAFETY: WDF passes a valid, unconsumed WDFDEVICE_INIT to device add.
+    let status = unsafe { control::configure_device_init(device_init) };
+    if status < 0 {
+        return status;
+    }
+    let mut attributes = control::device_attributes();
     let mut device: WDFDEVICE = core::ptr::null_mut();
     // SAFETY: WDF passes a valid WDFDEVICE_INIT that this callback owns until WdfDeviceCreate;
     // WdfDeviceCreate takes the address of that pointer, and `attributes` and `device` are live
     // locals for the whole call.
-    unsafe {
+    let status = unsafe {
         call_unsafe_wdf_function_binding!(
             WdfDeviceCreate,
             &raw mut device_init,
             &raw mut attributes,
             &raw mut device
         )
+    };
+    if status < 0 {
+        return status;
     }
+    // SAFETY: `device` was just created by WdfDeviceCreate for this driver.
+    unsafe { control::configure_control_device(device) }
 }

@@ -6,5 +6,7 @@
 //! This module is compiled only on Windows with the `driver` feature, so it is checked by the
 //! Windows CI workflow, never on Linux.
 
+mod control;
 mod driver;
+mod handles;
 pub mod sections;

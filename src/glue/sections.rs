@@ -1,7 +1,7 @@
-//! The kernel section calls behind `crate::sections::SectionBackend`, with wdk-sys.
+//! The kernel section calls behind `vmbmmio_core::sections::SectionBackend`, with wdk-sys.
 //!
 //! Mechanical: every decision (sizes, quotas, who may get a handle, when to release) is in
-//! `crate::sections`. Calls and types follow windows-drivers-rs.md §3.
+//! `vmbmmio_core::sections`. Calls and types follow windows-drivers-rs.md §3.
 //!
 //! # The kernel reference is an object pointer, not a kernel handle
 //! `create_section` calls `ZwCreateSection` with `OBJ_KERNEL_HANDLE` (so the handle is never in
@@ -18,7 +18,7 @@
 //! table with exactly the requested access. The portable manager checks beforehand that the
 //! current process is the requester; the IOCTL that asks for a handle must therefore be
 //! handled from `EvtIoInCallerContext`. The handle is never closed here (see
-//! `crate::sections::backend`).
+//! `vmbmmio_core::sections::backend`).
 
 use core::ffi::c_void;
 use core::ptr::{NonNull, null_mut};
@@ -33,7 +33,7 @@ use wdk_sys::{
     PAGE_READWRITE, PVOID, SEC_COMMIT, ULONG,
 };
 
-use crate::sections::{
+use vmbmmio_core::sections::{
     ProcessKey, SECTION_MAP_READ, SECTION_MAP_WRITE, SECTION_QUERY, SectionBackend, UserHandle,
 };
 

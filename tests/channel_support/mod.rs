@@ -4,11 +4,11 @@
 
 use hvsim::kmcl::{GuestConfig, HvsimKmcl, Sim, SimHandleCloser, SimVm};
 use kmcl::raw::GUID;
-use vmbmmio::channel::{
+use vmbmmio_core::channel::{
     ChannelConfig, ChannelError, ChannelTarget, DEFAULT_PACKET_SIZE, UserVmbusHandle, VmChannel,
     convert_vmbus_handle,
 };
-use vmbmmio::mmio_plan::MmioPlan;
+use vmbmmio_core::mmio_plan::MmioPlan;
 
 /// The channel type every test uses.
 pub type Channel = VmChannel<HvsimKmcl, SimHandleCloser>;

@@ -26,9 +26,15 @@ pub struct SectionAccess {
 
 impl SectionAccess {
     /// Read-only mapping rights.
-    pub const READ: Self = Self { read: true, write: false };
+    pub const READ: Self = Self {
+        read: true,
+        write: false,
+    };
     /// Read and write mapping rights.
-    pub const READ_WRITE: Self = Self { read: true, write: true };
+    pub const READ_WRITE: Self = Self {
+        read: true,
+        write: true,
+    };
 
     /// Whether a handle with `self` rights allows a request for `wanted`.
     pub const fn allows(self, wanted: Self) -> bool {
@@ -73,7 +79,11 @@ impl SectionMemory {
     }
 
     fn range(&self, offset: u64, len: usize) -> Result<std::ops::Range<usize>, MemoryError> {
-        let error = MemoryError::OutOfBounds { offset, len: len as u64, size: self.size };
+        let error = MemoryError::OutOfBounds {
+            offset,
+            len: len as u64,
+            size: self.size,
+        };
         let end = offset.checked_add(len as u64).ok_or(error)?;
         if end > self.size {
             return Err(error);

@@ -4,7 +4,7 @@
 //! # What it is
 //! - [`HvsimKmcl`]: a `kmcl::KmclProvider` whose table is filled with this module's
 //!   `extern "system"` functions, so the driver's real channel code (the `kmcl` wrapper and
-//!   `vmbmmio::channel`) runs unchanged against the model, down to the C calling convention.
+//!   `vmbmmio_core::channel`) runs unchanged against the model, down to the C calling convention.
 //!   [`HvsimKmclWithoutMmioSpace`] is the same table without the optional
 //!   `VmbChannelGetMmioSpace`, like the Windows import table.
 //! - [`Sim`]: the test's handle on the simulated host: VMs and their worker processes, the
@@ -36,7 +36,7 @@ mod sim;
 
 use kmcl::server::ParentDevice;
 use kmcl::{ContextEvent, KmclApi, KmclProvider};
-use vmbmmio::channel::{KernelHandleCloser, KernelHandleValue};
+use vmbmmio_core::channel::{KernelHandleCloser, KernelHandleValue};
 
 pub use guest::{
     GuestConfig, GuestError, GuestEvent, MIB, Offer, OptionalMmio, PacketOutcome, SimGuest,

@@ -1,4 +1,4 @@
-//! Kernel sections, handles and views: the model behind `vmbmmio::sections::SectionBackend`
+//! Kernel sections, handles and views: the model behind `vmbmmio_core::sections::SectionBackend`
 //! and `memory::SectionResolver`.
 //!
 //! # What it models, and from where
@@ -31,7 +31,7 @@ mod state;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use kmcl::raw::NTSTATUS;
-use vmbmmio::sections::{ProcessKey, SectionBackend, UserHandle};
+use vmbmmio_core::sections::{ProcessKey, SectionBackend, UserHandle};
 
 pub use faults::FaultPoint;
 pub use handle_table::KERNEL_HANDLE_BIT;

@@ -19,7 +19,7 @@ pub const STATUS_PROCESS_IS_TERMINATING: NTSTATUS = 0xC000_010A_u32 as i32;
 
 // The `SECTION_*` rights a handle needs for each mapping access (winnt.h values, exported by
 // the driver).
-use vmbmmio::sections::{SECTION_MAP_READ, SECTION_MAP_WRITE};
+use vmbmmio_core::sections::{SECTION_MAP_READ, SECTION_MAP_WRITE};
 
 /// Page size: sections are whole pages (hdv.md §3.3 "Granularity").
 const PAGE_SIZE: u64 = 4096;

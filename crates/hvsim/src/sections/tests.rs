@@ -1,7 +1,7 @@
 //! Tests of the model's own rules (object lifetime, handle tables, process exit, faults).
 
 use kmcl::raw::{STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER};
-use vmbmmio::sections::{RegionAccess, SectionBackend};
+use vmbmmio_core::sections::{RegionAccess, SectionBackend};
 
 use super::*;
 

@@ -1,0 +1,104 @@
+//! Why a control-device request was refused, and the NTSTATUS it completes with.
+
+use kmcl::raw::{
+    NTSTATUS, STATUS_ACCESS_DENIED, STATUS_BUFFER_TOO_SMALL, STATUS_DEVICE_REMOVED,
+    STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_BUFFER_SIZE, STATUS_INVALID_DEVICE_REQUEST,
+    STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER, STATUS_REVISION_MISMATCH,
+};
+use vmbmmio_proto::ioctl::{ErrorClass, ProtoError};
+
+use crate::channel::ChannelError;
+use crate::mmio_plan::PlanError;
+use crate::sections::SectionError;
+
+/// `STATUS_TOO_MANY_OPENED_FILES` (ntstatus.h).
+pub const STATUS_TOO_MANY_OPENED_FILES: NTSTATUS = 0xC000_011F_u32 as i32;
+
+/// Every way a control-device request fails. A request that fails changed nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControlError {
+    /// The IOCTL code, the buffers or a field of the message were rejected by the wire-format
+    /// rules (docs/ioctl.md).
+    Proto(ProtoError),
+    /// The region layout cannot be reserved (`mmio_plan`).
+    Plan(PlanError),
+    /// The section manager refused (quota, isolation, wrong process, kernel failure).
+    Section(SectionError),
+    /// The channel could not be offered, or the VMBus handle not converted.
+    Channel(ChannelError),
+    /// OPEN_SESSION on a file handle that already has a session.
+    SessionExists,
+    /// A request that needs a session on a file handle without one.
+    NoSession,
+    /// A region index past the session's regions.
+    RegionOutOfRange {
+        /// The index asked for.
+        index: u32,
+    },
+    /// The request came from a process other than the one that opened the file handle.
+    WrongProcess,
+    /// The request came through a file handle the control device does not know.
+    UnknownFile,
+    /// The same file handle was announced twice.
+    FileAlreadyOpen,
+    /// Too many file handles are open.
+    TooManyFiles,
+    /// The driver is unloading.
+    ShuttingDown,
+    /// An allocation failed.
+    OutOfMemory,
+}
+
+impl ControlError {
+    /// The NTSTATUS the request completes with.
+    pub const fn to_ntstatus(self) -> NTSTATUS {
+        match self {
+            Self::Proto(error) => proto_error_to_ntstatus(error),
+            Self::Plan(error) => error.to_ntstatus(),
+            Self::Section(error) => error.to_ntstatus(),
+            Self::Channel(error) => error.to_ntstatus(),
+            Self::SessionExists | Self::NoSession => STATUS_INVALID_DEVICE_STATE,
+            Self::RegionOutOfRange { .. } => STATUS_INVALID_PARAMETER,
+            Self::WrongProcess => STATUS_ACCESS_DENIED,
+            Self::UnknownFile | Self::FileAlreadyOpen => STATUS_INVALID_DEVICE_REQUEST,
+            Self::TooManyFiles => STATUS_TOO_MANY_OPENED_FILES,
+            Self::ShuttingDown => STATUS_DEVICE_REMOVED,
+            Self::OutOfMemory => STATUS_INSUFFICIENT_RESOURCES,
+        }
+    }
+}
+
+/// The NTSTATUS an IOCTL completes with when `vmbmmio-proto` rejects it (docs/ioctl.md).
+pub const fn proto_error_to_ntstatus(error: ProtoError) -> NTSTATUS {
+    match error.class() {
+        ErrorClass::BufferTooSmall => STATUS_BUFFER_TOO_SMALL,
+        ErrorClass::BadSize => STATUS_INVALID_BUFFER_SIZE,
+        ErrorClass::BadVersion => STATUS_REVISION_MISMATCH,
+        ErrorClass::BadField => STATUS_INVALID_PARAMETER,
+        ErrorClass::UnknownRequest => STATUS_INVALID_DEVICE_REQUEST,
+    }
+}
+
+impl From<ProtoError> for ControlError {
+    fn from(error: ProtoError) -> Self {
+        Self::Proto(error)
+    }
+}
+
+impl From<PlanError> for ControlError {
+    fn from(error: PlanError) -> Self {
+        Self::Plan(error)
+    }
+}
+
+impl From<SectionError> for ControlError {
+    fn from(error: SectionError) -> Self {
+        Self::Section(error)
+    }
+}
+
+impl From<ChannelError> for ControlError {
+    fn from(error: ChannelError) -> Self {
+        Self::Channel(error)
+    }
+}

@@ -1,0 +1,185 @@
+//! The control device's portable logic: what the device host may ask of the driver.
+//!
+//! The Windows glue (`glue::control`) owns the WDF objects and calls into a [`ControlDevice`]
+//! for every file-create, IOCTL and file-cleanup on the control device, under one passive-level
+//! lock (a WDF wait lock): every method takes `&mut self`. Everything that decides lives here,
+//! so it runs in tests against `hvsim`.
+//!
+//! # Sessions
+//! One session per open file handle. `OPEN_SESSION` plans the MMIO reservation
+//! ([`crate::mmio_plan`]), creates the regions' sections ([`crate::sections`]) and offers the
+//! VMBus channel ([`crate::channel`]); later requests on the same file handle reach only that
+//! session's regions. Closing the session (`CLOSE_SESSION`, file cleanup when the device host
+//! exits or crashes, or driver unload) tears the channel down first (the guest sees the offer
+//! rescinded) and then releases the sections' kernel references.
+//!
+//! # Order of checks in [`ControlDevice::dispatch`]
+//! IOCTL code, output length, the whole input message ([`vmbmmio_proto::ioctl`]), then the
+//! session's own rules; only then does anything change. A rejected request changes nothing
+//! (docs/ioctl.md).
+//!
+//! # IRQL and context
+//! | Entry point | IRQL | Context |
+//! |---|---|---|
+//! | [`ControlDevice::file_create`] | PASSIVE_LEVEL | the opening process (`EvtDeviceFileCreate`) |
+//! | [`ControlDevice::dispatch`] | PASSIVE_LEVEL | **the calling process** (`EvtIoInCallerContext`): VMBus handles are converted and section handles opened there |
+//! | [`ControlDevice::file_cleanup`] | PASSIVE_LEVEL | `EvtFileCleanup` (last handle closed, or process exit) |
+//! | [`ControlDevice::shutdown`] | PASSIVE_LEVEL | device cleanup / driver unload |
+
+mod dispatch;
+mod error;
+mod session;
+
+use alloc::vec::Vec;
+
+use kmcl::KmclProvider;
+use kmcl::server::ParentDevice;
+
+use crate::channel::KernelHandleCloser;
+use crate::sections::{ProcessKey, SectionBackend, SectionCounters, SectionManager, SectionQuotas};
+
+pub use error::{ControlError, proto_error_to_ntstatus};
+
+use session::FileEntry;
+
+/// The platform pieces a control device runs on: the KMCL table, the kernel-handle closer and
+/// the section backend. The Windows glue names the real ones; tests name hvsim's.
+pub trait Platform: 'static {
+    /// Where KMCL comes from.
+    type Kmcl: KmclProvider;
+    /// How the kernel VMBus handle is closed.
+    type HandleCloser: KernelHandleCloser;
+    /// The kernel section calls.
+    type Sections: SectionBackend;
+}
+
+/// Identifies one open file handle of the control device (the `WDFFILEOBJECT` value on
+/// Windows). Never dereferenced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FileKey(pub usize);
+
+/// Who sent a request: which file handle, from which process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The file handle the request came through.
+    pub file: FileKey,
+    /// The process the calling thread runs in.
+    pub process: ProcessKey,
+}
+
+/// Most file handles open on the control device at once.
+pub const MAX_OPEN_FILES: usize = 64;
+
+/// The offer settings the driver uses for every session.
+#[derive(Clone, Copy, Debug)]
+pub struct OfferSettings {
+    /// Friendly name of every channel (debugging, perf counters).
+    pub friendly_name: &'static str,
+    /// `VmbChannelInitSetMaximumPacketSize` of every channel.
+    pub max_packet_size: u32,
+}
+
+impl Default for OfferSettings {
+    fn default() -> Self {
+        Self {
+            friendly_name: "vmbmmio",
+            max_packet_size: crate::channel::DEFAULT_PACKET_SIZE,
+        }
+    }
+}
+
+/// The driver's control state: every open file handle and its session.
+pub struct ControlDevice<X: Platform> {
+    parent: ParentDevice,
+    offer: OfferSettings,
+    sections: SectionManager<X::Sections>,
+    files: Vec<FileEntry<X>>,
+    shut_down: bool,
+}
+
+impl<X: Platform> ControlDevice<X> {
+    /// A control device with no open files. `parent` is the device object every channel is
+    /// allocated under (`VmbChannelAllocate`).
+    ///
+    /// IRQL: <= DISPATCH_LEVEL (allocates nothing).
+    pub fn new(
+        parent: ParentDevice,
+        backend: X::Sections,
+        quotas: SectionQuotas,
+        offer: OfferSettings,
+    ) -> Self {
+        Self {
+            parent,
+            offer,
+            sections: SectionManager::new(backend, quotas),
+            files: Vec::new(),
+            shut_down: false,
+        }
+    }
+
+    /// A file handle was opened (`EvtDeviceFileCreate`).
+    ///
+    /// IRQL: PASSIVE_LEVEL.
+    pub fn file_create(&mut self, caller: Caller) -> Result<(), ControlError> {
+        if self.shut_down {
+            return Err(ControlError::ShuttingDown);
+        }
+        if self.files.iter().any(|f| f.file == caller.file) {
+            return Err(ControlError::FileAlreadyOpen);
+        }
+        if self.files.len() >= MAX_OPEN_FILES {
+            return Err(ControlError::TooManyFiles);
+        }
+        self.files
+            .try_reserve(1)
+            .map_err(|_| ControlError::OutOfMemory)?;
+        self.files.push(FileEntry::new(caller));
+        Ok(())
+    }
+
+    /// The last handle to a file was closed, or its process exited (`EvtFileCleanup`): closes
+    /// that file's session, if any, and forgets the file. Unknown files are ignored.
+    ///
+    /// IRQL: PASSIVE_LEVEL. Blocks while the channel is disabled (kmcl.md §2.1).
+    pub fn file_cleanup(&mut self, file: FileKey) {
+        if let Some(position) = self.files.iter().position(|f| f.file == file) {
+            let mut entry = self.files.swap_remove(position);
+            entry.close_session(&mut self.sections);
+        }
+    }
+
+    /// Driver unload or device removal: closes every session, releases every section and
+    /// refuses everything from now on. Idempotent.
+    ///
+    /// IRQL: PASSIVE_LEVEL.
+    pub fn shutdown(&mut self) {
+        self.shut_down = true;
+        while let Some(mut entry) = self.files.pop() {
+            entry.close_session(&mut self.sections);
+        }
+        self.sections.release_all();
+    }
+
+    /// How many file handles are open.
+    pub fn open_files(&self) -> usize {
+        self.files.len()
+    }
+
+    /// How many of them have a session.
+    pub fn live_sessions(&self) -> usize {
+        self.files.iter().filter(|f| f.session.is_some()).count()
+    }
+
+    /// The section manager's counters (creations against releases).
+    pub fn section_counters(&self) -> SectionCounters {
+        self.sections.counters()
+    }
+}
+
+impl<X: Platform> Drop for ControlDevice<X> {
+    fn drop(&mut self) {
+        // The glue calls `shutdown` explicitly at PASSIVE_LEVEL; this only catches a path that
+        // forgot, so nothing is ever leaked.
+        self.shutdown();
+    }
+}

@@ -1,0 +1,92 @@
+//! One open file handle of the control device and the session it may hold.
+
+use vmbmmio_proto::ioctl::{
+    MAX_REGIONS, MappingState, SessionState, SessionStatus, StatusCounters,
+};
+
+use super::{Caller, FileKey, Platform};
+use crate::channel::{ChannelState, VmChannel};
+use crate::sections::{SectionManager, SessionId};
+
+/// One open file handle.
+pub(super) struct FileEntry<X: Platform> {
+    pub(super) file: FileKey,
+    /// The process that opened the file (the device host).
+    pub(super) opener: Caller,
+    pub(super) session: Option<Session<X>>,
+    /// Requests on this file rejected by the wire-format or session rules.
+    pub(super) rejected_requests: u64,
+}
+
+/// A live session: one VM's channel and its regions' sections.
+pub(super) struct Session<X: Platform> {
+    pub(super) sections: SessionId,
+    /// Dropped (Disable, Cleanup, close the VMBus handle) before the sections are released.
+    pub(super) channel: VmChannel<X::Kmcl, X::HandleCloser>,
+    /// What the device host last reported for each region.
+    pub(super) mapping: [MappingState; MAX_REGIONS],
+    /// Section handles opened for the device host.
+    pub(super) handles_issued: u64,
+}
+
+impl<X: Platform> FileEntry<X> {
+    pub(super) fn new(opener: Caller) -> Self {
+        Self {
+            file: opener.file,
+            opener,
+            session: None,
+            rejected_requests: 0,
+        }
+    }
+
+    /// Tears the session down, channel first: the guest sees the offer rescinded before the
+    /// driver lets go of the sections (a device host still mapping them keeps them alive).
+    ///
+    /// IRQL: PASSIVE_LEVEL; blocks in `VmbChannelDisable`.
+    pub(super) fn close_session(&mut self, sections: &mut SectionManager<X::Sections>) {
+        if let Some(session) = self.session.take() {
+            session.channel.close();
+            // The id came from this manager and only this path closes it, so it is known;
+            // an error here would mean the ledger was already released by `release_all`.
+            let _ = sections.close_session(session.sections);
+        }
+    }
+
+    /// QUERY_STATUS content for this file.
+    pub(super) fn status(&self, sections: &SectionManager<X::Sections>) -> SessionStatus {
+        let Some(session) = &self.session else {
+            return SessionStatus {
+                state: SessionState::NoSession,
+                counters: StatusCounters {
+                    protocol_errors: self.rejected_requests,
+                    ..StatusCounters::default()
+                },
+            };
+        };
+        let stats = session.channel.stats();
+        let regions = sections.region_count(session.sections).unwrap_or(0);
+        let mapped = session
+            .mapping
+            .iter()
+            .filter(|state| **state == MappingState::SectionBacked)
+            .count();
+        SessionStatus {
+            state: match session.channel.state() {
+                ChannelState::Offered | ChannelState::Closed => SessionState::Offered,
+                ChannelState::Opened { .. }
+                | ChannelState::Started
+                | ChannelState::Running
+                | ChannelState::Suspended => SessionState::Open,
+            },
+            counters: StatusCounters {
+                sections_created: regions as u64,
+                section_handles_issued: session.handles_issued,
+                regions_mapped: mapped as u64,
+                guest_packets: stats.packets_received,
+                protocol_errors: self
+                    .rejected_requests
+                    .saturating_add(stats.packets_rejected),
+            },
+        }
+    }
+}

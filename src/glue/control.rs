@@ -1,0 +1,438 @@
+//! The control device's WDF callbacks: mechanical translation into `vmbmmio_core::control`.
+//!
+//! The root-enumerated device is named `\Device\vmbmmio` (symbolic link `\DosDevices\vmbmmio`,
+//! opened from user mode as `\\.\vmbmmio`) with an SDDL that admits only SYSTEM and
+//! Administrators. Every IOCTL is handled in `EvtIoInCallerContext`, in the caller's process,
+//! because OPEN_SESSION converts the caller's VMBus handle and GET_REGION_SECTION opens a
+//! section handle in the caller's process. Other requests go to the default queue, which fails
+//! them. One WDF wait lock serializes every call into the portable `ControlDevice`.
+//!
+//! Nothing here decides anything: each callback gathers its arguments, takes the lock, calls
+//! the portable method and completes the request with what it returned.
+
+use core::ptr::{self, null_mut};
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+use kmcl::server::ParentDevice;
+use vmbmmio_proto::ioctl::IoctlCode;
+use wdk_sys::ntddk::PsGetCurrentProcessId;
+use wdk_sys::{
+    _WDF_FILEOBJECT_CLASS, _WDF_IO_QUEUE_DISPATCH_TYPE, _WDF_REQUEST_TYPE, _WDF_TRI_STATE,
+    NTSTATUS, PVOID, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_DEVICE_REQUEST, STATUS_SUCCESS,
+    ULONG, UNICODE_STRING, WDF_FILEOBJECT_CONFIG, WDF_IO_QUEUE_CONFIG, WDF_NO_OBJECT_ATTRIBUTES,
+    WDF_OBJECT_ATTRIBUTES, WDF_REQUEST_PARAMETERS, WDFDEVICE, WDFFILEOBJECT, WDFOBJECT, WDFQUEUE,
+    WDFREQUEST, WDFWAITLOCK, call_unsafe_wdf_function_binding,
+};
+
+use super::driver::object_attributes;
+use super::handles::ZwCloseHandles;
+use super::sections::KernelSections;
+use vmbmmio_core::control::{Caller, ControlDevice, FileKey, OfferSettings, Platform};
+use vmbmmio_core::sections::{ProcessKey, SectionQuotas};
+
+/// The real platform: KMCL from `vmbkmclr.sys`, `ZwClose`, kernel sections.
+pub struct WindowsPlatform;
+
+impl Platform for WindowsPlatform {
+    type Kmcl = kmcl::Vmbkmclr;
+    type HandleCloser = ZwCloseHandles;
+    type Sections = KernelSections;
+}
+
+/// The control state and the lock that serializes it. One per driver (one device).
+struct ControlState {
+    lock: WDFWAITLOCK,
+    control: ControlDevice<WindowsPlatform>,
+}
+
+/// Set by device add, taken by the device's cleanup callback.
+static STATE: AtomicPtr<ControlState> = AtomicPtr::new(null_mut());
+
+/// Largest input the portable code ever needs to see: the largest request plus one byte, so
+/// that an oversized request still reaches the parser and is rejected as too long.
+const INPUT_COPY_SIZE: usize = {
+    let mut max = 0;
+    let mut i = 0;
+    while i < IoctlCode::ALL.len() {
+        let size = IoctlCode::ALL[i].request_size();
+        if size > max {
+            max = size;
+        }
+        i += 1;
+    }
+    max + 1
+};
+
+/// Builds a counted string from a static NUL-free UTF-16 array.
+const fn unicode(text: &'static [u16]) -> UNICODE_STRING {
+    UNICODE_STRING {
+        Length: (text.len() * 2) as u16,
+        MaximumLength: (text.len() * 2) as u16,
+        Buffer: text.as_ptr().cast_mut(),
+    }
+}
+
+/// UTF-16 of an ASCII literal, at compile time.
+macro_rules! utf16 {
+    ($text:literal) => {{
+        const BYTES: &[u8] = $text.as_bytes();
+        const UNITS: [u16; BYTES.len()] = {
+            let mut units = [0u16; BYTES.len()];
+            let mut i = 0;
+            while i < BYTES.len() {
+                units[i] = BYTES[i] as u16;
+                i += 1;
+            }
+            units
+        };
+        &UNITS
+    }};
+}
+
+const DEVICE_NAME: &[u16] = utf16!("\\Device\\vmbmmio");
+const SYMBOLIC_LINK: &[u16] = utf16!("\\DosDevices\\vmbmmio");
+/// Protected DACL: GENERIC_ALL for SYSTEM and the built-in Administrators, nobody else.
+const DEVICE_SDDL: &[u16] = utf16!("D:P(A;;GA;;;SY)(A;;GA;;;BA)");
+
+/// The calling thread's process, as the portable code identifies it.
+fn current_process() -> ProcessKey {
+    // SAFETY: PsGetCurrentProcessId has no preconditions and is callable at any IRQL.
+    let id = unsafe { PsGetCurrentProcessId() };
+    ProcessKey(id as usize as u64)
+}
+
+/// Runs `f` on the control state under the wait lock; `None` if there is no state.
+///
+/// IRQL: PASSIVE_LEVEL (WdfWaitLockAcquire with an infinite wait).
+fn with_control<R>(f: impl FnOnce(&mut ControlDevice<WindowsPlatform>) -> R) -> Option<R> {
+    let state = STATE.load(Ordering::Acquire);
+    if state.is_null() {
+        return None;
+    }
+    // SAFETY: `state` was published by `configure_control_device` and is only freed by
+    // `evt_device_cleanup`, after WDF has stopped delivering file and I/O callbacks.
+    let lock = unsafe { (*state).lock };
+    // SAFETY: `lock` is a wait lock owned by the device, alive as long as `state`; a NULL
+    // timeout waits forever, which is allowed at PASSIVE_LEVEL.
+    let _ = unsafe { call_unsafe_wdf_function_binding!(WdfWaitLockAcquire, lock, null_mut()) };
+    // SAFETY: the wait lock gives this thread exclusive access to `control`.
+    let result = f(unsafe { &mut (*state).control });
+    // SAFETY: acquired above on this thread.
+    unsafe { call_unsafe_wdf_function_binding!(WdfWaitLockRelease, lock) };
+    Some(result)
+}
+
+/// Names the device, restricts it with the SDDL and registers the file and in-caller-context
+/// callbacks. Called from `EvtDriverDeviceAdd` before `WdfDeviceCreate`.
+///
+/// IRQL: PASSIVE_LEVEL.
+///
+/// # Safety
+/// `device_init` is the `WDFDEVICE_INIT` WDF passed to device add, not yet consumed.
+pub unsafe fn configure_device_init(device_init: wdk_sys::PWDFDEVICE_INIT) -> NTSTATUS {
+    let name = unicode(DEVICE_NAME);
+    // SAFETY: `device_init` is valid per this function's contract; `name` outlives the call.
+    let status =
+        unsafe { call_unsafe_wdf_function_binding!(WdfDeviceInitAssignName, device_init, &name) };
+    if status < 0 {
+        return status;
+    }
+    let sddl = unicode(DEVICE_SDDL);
+    // SAFETY: as above; `sddl` outlives the call.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(WdfDeviceInitAssignSDDLString, device_init, &sddl)
+    };
+    if status < 0 {
+        return status;
+    }
+    let mut file_config = WDF_FILEOBJECT_CONFIG {
+        Size: size_of::<WDF_FILEOBJECT_CONFIG>() as ULONG,
+        EvtDeviceFileCreate: Some(evt_device_file_create),
+        EvtFileClose: None,
+        EvtFileCleanup: Some(evt_file_cleanup),
+        AutoForwardCleanupClose: _WDF_TRI_STATE::WdfUseDefault,
+        FileObjectClass: _WDF_FILEOBJECT_CLASS::WdfFileObjectWdfCannotUseFsContexts,
+    };
+    // SAFETY: `device_init` is valid; `file_config` is fully initialised and outlives the call.
+    unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDeviceInitSetFileObjectConfig,
+            device_init,
+            &raw mut file_config,
+            WDF_NO_OBJECT_ATTRIBUTES
+        )
+    };
+    // SAFETY: `device_init` is valid; the callback is a static function.
+    unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDeviceInitSetIoInCallerContextCallback,
+            device_init,
+            Some(evt_io_in_caller_context)
+        )
+    };
+    STATUS_SUCCESS
+}
+
+/// The attributes `WdfDeviceCreate` gets: the device's cleanup callback frees the state.
+pub fn device_attributes() -> WDF_OBJECT_ATTRIBUTES {
+    WDF_OBJECT_ATTRIBUTES {
+        EvtCleanupCallback: Some(evt_device_cleanup),
+        ..object_attributes()
+    }
+}
+
+/// After `WdfDeviceCreate`: symbolic link, default queue, wait lock and the portable state.
+///
+/// IRQL: PASSIVE_LEVEL.
+///
+/// # Safety
+/// `device` is the device WDF just created for this driver.
+pub unsafe fn configure_control_device(device: WDFDEVICE) -> NTSTATUS {
+    let link = unicode(SYMBOLIC_LINK);
+    // SAFETY: `device` is valid per this function's contract; `link` outlives the call.
+    let status =
+        unsafe { call_unsafe_wdf_function_binding!(WdfDeviceCreateSymbolicLink, device, &link) };
+    if status < 0 {
+        return status;
+    }
+
+    let mut queue_config = WDF_IO_QUEUE_CONFIG {
+        Size: size_of::<WDF_IO_QUEUE_CONFIG>() as ULONG,
+        PowerManaged: _WDF_TRI_STATE::WdfFalse,
+        DefaultQueue: 1,
+        DispatchType: _WDF_IO_QUEUE_DISPATCH_TYPE::WdfIoQueueDispatchParallel,
+        EvtIoDefault: Some(evt_io_default),
+        ..WDF_IO_QUEUE_CONFIG::default()
+    };
+    queue_config.Settings.Parallel.NumberOfPresentedRequests = ULONG::MAX;
+    let mut queue: WDFQUEUE = null_mut();
+    // SAFETY: `device` is valid; the config is initialised as WDF_IO_QUEUE_CONFIG_INIT would.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfIoQueueCreate,
+            device,
+            &raw mut queue_config,
+            WDF_NO_OBJECT_ATTRIBUTES,
+            &raw mut queue
+        )
+    };
+    if status < 0 {
+        return status;
+    }
+
+    let mut lock_attributes = WDF_OBJECT_ATTRIBUTES {
+        ParentObject: device.cast(),
+        ..object_attributes()
+    };
+    let mut lock: WDFWAITLOCK = null_mut();
+    // SAFETY: the attributes parent the lock to `device`, so it lives as long as the device.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfWaitLockCreate,
+            &raw mut lock_attributes,
+            &raw mut lock
+        )
+    };
+    if status < 0 {
+        return status;
+    }
+
+    // SAFETY: `device` is valid; the WDM device object lives as long as the WDF device, which
+    // outlives every channel (all are closed by `evt_device_cleanup`).
+    let wdm = unsafe { call_unsafe_wdf_function_binding!(WdfDeviceWdmGetDeviceObject, device) };
+    // SAFETY: as above.
+    let Some(parent) = (unsafe { ParentDevice::from_raw(wdm.cast()) }) else {
+        return STATUS_INVALID_DEVICE_REQUEST;
+    };
+    let control = ControlDevice::new(
+        parent,
+        KernelSections,
+        SectionQuotas::default(),
+        OfferSettings::default(),
+    );
+    let Some(state) = try_box(ControlState { lock, control }) else {
+        return STATUS_INSUFFICIENT_RESOURCES;
+    };
+    STATE.store(Box::into_raw(state), Ordering::Release);
+    STATUS_SUCCESS
+}
+
+/// `Box::new` without the allocation-failure panic (a bugcheck in the kernel).
+fn try_box<T>(value: T) -> Option<Box<T>> {
+    let mut one = Vec::new();
+    one.try_reserve_exact(1).ok()?;
+    one.push(value);
+    let raw = Box::into_raw(one.into_boxed_slice()).cast::<T>();
+    // SAFETY: a boxed one-element slice has exactly the layout of a boxed `T`, and ownership
+    // moves from the slice box (just consumed) to the returned box.
+    Some(unsafe { Box::from_raw(raw) })
+}
+
+/// `EvtCleanupCallback` of the device: closes every session and frees the state.
+///
+/// IRQL: PASSIVE_LEVEL.
+extern "C" fn evt_device_cleanup(_device: WDFOBJECT) {
+    let state = STATE.swap(null_mut(), Ordering::AcqRel);
+    if state.is_null() {
+        return;
+    }
+    // SAFETY: `state` came from `Box::into_raw` in `configure_control_device` and was just
+    // unpublished, so this is the only owner; WDF delivers no more callbacks for the device.
+    let mut state = unsafe { Box::from_raw(state) };
+    state.control.shutdown();
+}
+
+/// `EvtDeviceFileCreate`: a process opened `\\.\vmbmmio`.
+///
+/// IRQL: PASSIVE_LEVEL, in the opening process's context.
+extern "C" fn evt_device_file_create(_device: WDFDEVICE, request: WDFREQUEST, file: WDFFILEOBJECT) {
+    let caller = Caller {
+        file: FileKey(file as usize),
+        process: current_process(),
+    };
+    let status = match with_control(|control| control.file_create(caller)) {
+        Some(Ok(())) => STATUS_SUCCESS,
+        Some(Err(error)) => error.to_ntstatus(),
+        None => STATUS_INVALID_DEVICE_REQUEST,
+    };
+    // SAFETY: WDF passed `request` to this callback, which completes it exactly once.
+    unsafe { call_unsafe_wdf_function_binding!(WdfRequestComplete, request, status) };
+}
+
+/// `EvtFileCleanup`: the last handle to `file` was closed (or its process exited).
+///
+/// IRQL: PASSIVE_LEVEL.
+extern "C" fn evt_file_cleanup(file: WDFFILEOBJECT) {
+    let _ = with_control(|control| control.file_cleanup(FileKey(file as usize)));
+}
+
+/// `EvtIoDefault` of the default queue: anything that is not one of our IOCTLs.
+///
+/// IRQL: <= DISPATCH_LEVEL.
+extern "C" fn evt_io_default(_queue: WDFQUEUE, request: WDFREQUEST) {
+    // SAFETY: WDF presented `request` to this callback, which completes it exactly once.
+    unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfRequestComplete,
+            request,
+            STATUS_INVALID_DEVICE_REQUEST
+        )
+    };
+}
+
+/// `EvtIoInCallerContext`: every request, in the requesting thread's process.
+///
+/// IRQL: PASSIVE_LEVEL for IOCTLs from user mode (METHOD_BUFFERED).
+extern "C" fn evt_io_in_caller_context(device: WDFDEVICE, request: WDFREQUEST) {
+    let mut params = WDF_REQUEST_PARAMETERS {
+        Size: size_of::<WDF_REQUEST_PARAMETERS>() as u16,
+        ..WDF_REQUEST_PARAMETERS::default()
+    };
+    // SAFETY: `request` is the request WDF passed in; `params` is initialised as
+    // WDF_REQUEST_PARAMETERS_INIT would.
+    unsafe { call_unsafe_wdf_function_binding!(WdfRequestGetParameters, request, &raw mut params) };
+    if params.Type != _WDF_REQUEST_TYPE::WdfRequestTypeDeviceControl {
+        // SAFETY: `device` and `request` are valid; on failure the request is still ours.
+        let status =
+            unsafe { call_unsafe_wdf_function_binding!(WdfDeviceEnqueueRequest, device, request) };
+        if status < 0 {
+            complete(request, status, 0);
+        }
+        return;
+    }
+    // SAFETY: for a device-control request the DeviceIoControl member is the active one.
+    let (code, input_len, output_len) = unsafe {
+        let io = params.Parameters.DeviceIoControl;
+        (
+            io.IoControlCode,
+            io.InputBufferLength,
+            io.OutputBufferLength,
+        )
+    };
+
+    // METHOD_BUFFERED: input and output share one system buffer. Copy the input out first so
+    // the portable code never holds two views of the same bytes.
+    let mut input = [0u8; INPUT_COPY_SIZE];
+    let mut input_used = 0usize;
+    if input_len > 0 {
+        let mut buffer: PVOID = null_mut();
+        let mut length: usize = 0;
+        // SAFETY: `request` is valid; both out-parameters are live locals.
+        let status = unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfRequestRetrieveInputBuffer,
+                request,
+                0,
+                &raw mut buffer,
+                &raw mut length
+            )
+        };
+        if status < 0 {
+            complete(request, status, 0);
+            return;
+        }
+        input_used = length.min(INPUT_COPY_SIZE);
+        // SAFETY: WDF returned `length` readable bytes at `buffer`; at most `input_used <=
+        // length` are copied into the local array, which does not overlap the system buffer.
+        unsafe { ptr::copy_nonoverlapping(buffer.cast::<u8>(), input.as_mut_ptr(), input_used) };
+    }
+
+    let mut output_ptr: *mut u8 = null_mut();
+    let mut output_used = 0usize;
+    if output_len > 0 {
+        let mut buffer: PVOID = null_mut();
+        let mut length: usize = 0;
+        // SAFETY: as for the input buffer.
+        let status = unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfRequestRetrieveOutputBuffer,
+                request,
+                0,
+                &raw mut buffer,
+                &raw mut length
+            )
+        };
+        if status < 0 {
+            complete(request, status, 0);
+            return;
+        }
+        output_ptr = buffer.cast();
+        output_used = length;
+    }
+    let output: &mut [u8] = if output_ptr.is_null() {
+        &mut []
+    } else {
+        // SAFETY: WDF returned `output_used` writable bytes at `output_ptr`, valid until the
+        // request completes below; no other reference to them exists (the input was copied).
+        unsafe { core::slice::from_raw_parts_mut(output_ptr, output_used) }
+    };
+
+    // SAFETY: `request` is valid; the file object is the one the request was sent through.
+    let file = unsafe { call_unsafe_wdf_function_binding!(WdfRequestGetFileObject, request) };
+    let caller = Caller {
+        file: FileKey(file as usize),
+        process: current_process(),
+    };
+    let input = input.get(..input_used).unwrap_or(&[]);
+    match with_control(|control| control.dispatch(caller, code, input, output)) {
+        Some(Ok(written)) => complete(request, STATUS_SUCCESS, written),
+        Some(Err(error)) => complete(request, error.to_ntstatus(), 0),
+        None => complete(request, STATUS_INVALID_DEVICE_REQUEST, 0),
+    }
+}
+
+/// Completes `request` with `status` and `information` bytes.
+fn complete(request: WDFREQUEST, status: NTSTATUS, information: usize) {
+    // SAFETY: every caller owns `request` and completes it exactly once, here.
+    unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfRequestCompleteWithInformation,
+            request,
+            status,
+            information as u64
+        )
+    };
+}
