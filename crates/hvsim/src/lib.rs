@@ -16,4 +16,5 @@ pub mod guest_memory;
 pub mod hdv;
 pub mod kmcl;
 pub mod memory;
+pub mod platform;
 pub mod sections;

@@ -68,10 +68,21 @@ impl Sim {
     /// User handle values differ per VM (`0x1a4 + 4 * id`), so a conversion in another VM's
     /// worker process, or in the System process, does not find the handle.
     pub fn add_vm(&self, guest: GuestConfig) -> SimVm {
-        with_host(|h| {
-            let id = VmId(h.guests.len() as u32);
+        let worker = with_host(|h| {
             let worker = ProcessId(h.next_process);
             h.next_process += 4;
+            worker
+        });
+        self.add_vm_for_process(guest, worker)
+    }
+
+    /// Adds a VM whose VMBus user handle lives in `process` (e.g. a device-host process the
+    /// section model spawned), so one process can both convert the VMBus handle and receive
+    /// section handles. kmcl.md §6 only requires that the conversion runs in the process that
+    /// owns the handle; how a device host comes to own one is NOT FOUND in the reference.
+    pub fn add_vm_for_process(&self, guest: GuestConfig, worker: ProcessId) -> SimVm {
+        with_host(|h| {
+            let id = VmId(h.guests.len() as u32);
             let user_handle = 0x1a4 + 4 * u64::from(id.0);
             h.user_handles.insert((worker, user_handle as usize), id);
             h.guests.insert(id, GuestState::new(guest));

@@ -1,0 +1,203 @@
+//! Shared setup of the control-device tests: the driver's real `ControlDevice` over the
+//! simulated platform (KMCL model, object-manager model), driven with IOCTL bytes built by
+//! `vmbmmio-proto`, exactly as the glue would pass them.
+#![allow(dead_code)] // each test crate uses a different subset
+
+use hvsim::kmcl::{GuestConfig, Sim, SimVm};
+use hvsim::memory::ProcessId;
+use hvsim::platform::SimPlatform;
+use hvsim::sections::SimKernel;
+use kmcl::raw::NTSTATUS;
+use vmbmmio_core::control::{Caller, ControlDevice, FileKey, OfferSettings};
+use vmbmmio_core::sections::SectionQuotas;
+use vmbmmio_proto::ioctl::{
+    CloseSessionRequest, GetRegionSectionRequest, IoctlCode, MappingState, OpenSessionRequest,
+    QueryStatusRequest, RegionRequest, ReportMappingRequest, SectionAccess, SessionOpened,
+    SessionStatus, Target, WireGuid, WireMessage, parse_get_region_section_reply,
+    parse_open_session_reply, parse_query_status_reply,
+};
+
+/// Interface type GUID of the tests' sessions.
+pub const INTERFACE_TYPE: WireGuid = WireGuid::from_u128(0x3c1d_77a0_52e4_4b8e_9d21_6f0a_b5c3_0001);
+/// Interface instance GUID of the tests' sessions.
+pub const INTERFACE_INSTANCE: WireGuid =
+    WireGuid::from_u128(0x3c1d_77a0_52e4_4b8e_9d21_6f0a_b5c3_1001);
+
+/// The driver's control device and the simulated host around it.
+pub struct Bench {
+    pub sim: Sim,
+    pub kernel: SimKernel,
+    pub control: ControlDevice<SimPlatform>,
+}
+
+impl Bench {
+    pub fn new() -> Self {
+        Self::with_quotas(SectionQuotas::default())
+    }
+
+    pub fn with_quotas(quotas: SectionQuotas) -> Self {
+        let sim = Sim::new();
+        let kernel = SimKernel::new();
+        let control = ControlDevice::new(
+            sim.parent_device(),
+            kernel.clone(),
+            quotas,
+            OfferSettings::default(),
+        );
+        Self {
+            sim,
+            kernel,
+            control,
+        }
+    }
+
+    /// A device-host process that owns the VMBus handle of a new VM.
+    pub fn device_host_with_vm(&self) -> (ProcessId, SimVm) {
+        let process = self.kernel.spawn_process();
+        let vm = self.sim.add_vm_for_process(GuestConfig::default(), process);
+        (process, vm)
+    }
+
+    /// The device host opens `\\.\vmbmmio`: a new file handle in `process`.
+    pub fn open_file(&mut self, process: ProcessId, file: usize) -> Caller {
+        let caller = Caller {
+            file: FileKey(file),
+            process: process.into(),
+        };
+        self.control.file_create(caller).unwrap();
+        caller
+    }
+
+    /// One IOCTL from `caller`, in its process context (as `EvtIoInCallerContext` runs).
+    pub fn ioctl(
+        &mut self,
+        caller: Caller,
+        code: u32,
+        input: &[u8],
+        output_len: usize,
+    ) -> Result<Vec<u8>, NTSTATUS> {
+        let process = ProcessId(caller.process.0 as u32);
+        self.kernel.set_current_process(process);
+        let mut output = vec![0u8; output_len];
+        let control = &mut self.control;
+        let result = self.sim.in_process(process, || {
+            control.dispatch(caller, code, input, &mut output)
+        });
+        match result {
+            Ok(written) => {
+                output.truncate(written);
+                Ok(output)
+            }
+            Err(error) => Err(error.to_ntstatus()),
+        }
+    }
+
+    pub fn open_session(
+        &mut self,
+        caller: Caller,
+        target: Target,
+        sizes: &[u64],
+    ) -> Result<SessionOpened, NTSTATUS> {
+        let reply = self.ioctl(
+            caller,
+            IoctlCode::OpenSession.code(),
+            &open_session_bytes(target, sizes),
+            IoctlCode::OpenSession.reply_size(),
+        )?;
+        Ok(parse_open_session_reply(&reply).unwrap())
+    }
+
+    pub fn region_section(
+        &mut self,
+        caller: Caller,
+        index: u32,
+    ) -> Result<(u64, u64, u64), NTSTATUS> {
+        let request = GetRegionSectionRequest::build(index, SectionAccess::ReadWrite).unwrap();
+        let reply = self.ioctl(
+            caller,
+            IoctlCode::GetRegionSection.code(),
+            &encode(&request),
+            IoctlCode::GetRegionSection.reply_size(),
+        )?;
+        let section = parse_get_region_section_reply(&reply).unwrap();
+        Ok((
+            section.section_handle(),
+            section.size(),
+            section.offset_in_bar(),
+        ))
+    }
+
+    pub fn report_mapping(
+        &mut self,
+        caller: Caller,
+        index: u32,
+        state: MappingState,
+    ) -> Result<(), NTSTATUS> {
+        let request = ReportMappingRequest::build(index, state, 0).unwrap();
+        self.ioctl(
+            caller,
+            IoctlCode::ReportMapping.code(),
+            &encode(&request),
+            IoctlCode::ReportMapping.reply_size(),
+        )
+        .map(drop)
+    }
+
+    pub fn status(&mut self, caller: Caller) -> Result<SessionStatus, NTSTATUS> {
+        let reply = self.ioctl(
+            caller,
+            IoctlCode::QueryStatus.code(),
+            &encode(&QueryStatusRequest::new()),
+            IoctlCode::QueryStatus.reply_size(),
+        )?;
+        Ok(parse_query_status_reply(&reply).unwrap())
+    }
+
+    pub fn close_session(&mut self, caller: Caller) -> Result<(), NTSTATUS> {
+        self.ioctl(
+            caller,
+            IoctlCode::CloseSession.code(),
+            &encode(&CloseSessionRequest::new()),
+            IoctlCode::CloseSession.reply_size(),
+        )
+        .map(drop)
+    }
+
+    /// Everything any session created has been released: the driver's ledger, the section
+    /// objects, handles and views, and the KMCL channels, contexts and kernel handles.
+    pub fn assert_nothing_left(&self) {
+        assert_eq!(self.control.live_sessions(), 0);
+        let ledger = self.control.section_counters();
+        assert!(ledger.all_released(), "{ledger:?}");
+        assert_eq!(self.kernel.live_sections(), 0);
+        let objects = self.kernel.counters();
+        assert!(objects.all_released(), "{objects:?}");
+        self.sim.assert_clean();
+    }
+}
+
+/// An OPEN_SESSION request for `target` with guest-writable regions of `sizes`.
+pub fn open_session_bytes(target: Target, sizes: &[u64]) -> Vec<u8> {
+    let regions: Vec<RegionRequest> = sizes
+        .iter()
+        .map(|&size| RegionRequest {
+            size,
+            guest_writable: true,
+        })
+        .collect();
+    encode(
+        &OpenSessionRequest::build(target, INTERFACE_TYPE, INTERFACE_INSTANCE, &regions).unwrap(),
+    )
+}
+
+/// A message's bytes.
+pub fn encode<M: WireMessage>(message: &M) -> Vec<u8> {
+    let mut bytes = vec![0u8; M::SIZE];
+    message.encode(&mut bytes).unwrap();
+    bytes
+}
+
+/// The VMBus-handle target of `vm`.
+pub fn vm_target(vm: &SimVm) -> Target {
+    Target::VmbusHandle(std::num::NonZeroU64::new(vm.user_handle).unwrap())
+}
