@@ -12,6 +12,7 @@
 //!   the model takes the stricter reading and says so.
 //! - Ship in the driver: it is a std crate used by tests, benchmarks and the demo only.
 
+pub mod demo;
 pub mod guest_memory;
 pub mod hdv;
 pub mod kmcl;

@@ -4,11 +4,12 @@
 //! hands the device host user-mode section handles plus the layout of the regions in one BAR.
 //! This trait is the device host's view of that control interface. It deliberately uses plain
 //! Rust types instead of the IOCTL wire formats (`vmbmmio-proto`): the IOCTL implementation
-//! over `DeviceIoControl` is written separately (see `driver_ioctl`), and the simulator or a
-//! test can implement the trait directly.
+//! over `DeviceIoControl` lives in `driver_ioctl` (`ProtoDriverClient`), and the loopback mode,
+//! the simulator or a test can implement the trait directly.
 
 use std::fmt;
 
+use crate::driver_ioctl::IoctlFailure;
 use crate::guid::Guid;
 use crate::hresult::HResult;
 use crate::platform::SectionHandle;
@@ -78,31 +79,36 @@ pub enum MappingState {
     },
 }
 
-/// What the driver reports about a session.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SessionStatus {
-    /// The mapping state the driver last recorded for each region.
-    pub regions: Vec<MappingState>,
-}
+/// What the driver reports about a session: exactly what QUERY_STATUS returns (docs/ioctl.md).
+///
+/// The driver does not report per-region mapping states back (the device host is their source;
+/// it keeps them itself, see `DeviceHost::mapping_states`), only the session's state and
+/// counters. These are `vmbmmio-proto`'s plain value types, not wire structs: the state and
+/// counters mean the same on both sides, so the device host reuses them instead of a copy.
+pub use vmbmmio_proto::ioctl::{SessionState, SessionStatus, StatusCounters};
 
 /// Why a driver request failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DriverError {
-    /// The operating system failed the request (a Win32 error code or an NTSTATUS, as the
-    /// implementation documents).
+    /// The operating system failed the request (a Win32 error code, as the implementation
+    /// documents).
     Os {
         /// The code.
         code: u32,
     },
-    /// The driver refused the request.
-    Rejected {
-        /// The driver's reason, for the operator.
-        reason: String,
+    /// The control device's IOCTL failed (`driver_ioctl`): the driver or the I/O manager
+    /// completed it with an error.
+    Ioctl {
+        /// The request, as `docs/ioctl.md` names it (`OPEN_SESSION`, ...).
+        request: &'static str,
+        /// The status the transport saw.
+        failure: IoctlFailure,
     },
-    /// This client does not implement the request (see `driver_ioctl`).
-    NotImplemented {
-        /// The request.
-        operation: &'static str,
+    /// The driver refused the request, or answered with something the device host cannot
+    /// accept (a reply that does not parse, a layout other than the one asked for).
+    Rejected {
+        /// The reason, for the operator.
+        reason: String,
     },
 }
 
@@ -110,10 +116,8 @@ impl fmt::Display for DriverError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Os { code } => write!(f, "the driver request failed with code 0x{code:08X}"),
+            Self::Ioctl { request, failure } => write!(f, "{request} failed: {failure}"),
             Self::Rejected { reason } => write!(f, "the driver refused the request: {reason}"),
-            Self::NotImplemented { operation } => {
-                write!(f, "the driver client does not implement {operation} yet")
-            }
         }
     }
 }

@@ -4,7 +4,9 @@
 //! - The portable logic of the device host: configuration ([`config`]), PCI configuration-space
 //!   emulation ([`pci`]), the emulator behind the HDV callbacks with the intercept fallback
 //!   ([`emulator`]), the layout checks ([`layout`]) and the HCS/HDV/driver call sequence with
-//!   its reverse-order unwinding ([`sequence`]).
+//!   its reverse-order unwinding ([`sequence`]), and the driver client over the control
+//!   device's IOCTLs ([`driver_ioctl`], re-exported here: [`ProtoDriverClient`] over an
+//!   [`IoctlTransport`]).
 //! - The platform as traits ([`platform`], [`driver`], [`views`], [`clock`]): implemented with
 //!   `windows-sys` under `cfg(windows)` (module `windows`) and by `hvsim` in tests.
 //!
@@ -32,3 +34,9 @@ pub mod views;
 pub mod vm_config;
 #[cfg(windows)]
 pub mod windows;
+
+pub use driver_ioctl::{
+    DriverSessionSettings, DriverTarget, IoctlFailure, IoctlTransport, ProtoDriverClient,
+};
+#[cfg(windows)]
+pub use windows::DeviceIoControlTransport;

@@ -9,7 +9,7 @@
 
 use crate::driver::{
     DriverClient, DriverError, MappingState, RegionInfo, SectionAccess, SessionId, SessionInfo,
-    SessionRequest, SessionStatus,
+    SessionRequest, SessionState, SessionStatus, StatusCounters,
 };
 use crate::layout::BarLayout;
 use crate::platform::SectionHandle;
@@ -32,6 +32,7 @@ struct Session {
     id: SessionId,
     sections: Vec<SectionHandle>,
     states: Vec<MappingState>,
+    handles_issued: u64,
 }
 
 /// The loopback driver.
@@ -100,6 +101,7 @@ impl<F: SectionFactory> DriverClient for LoopbackDriver<F> {
             id,
             states: vec![MappingState::Unmapped; sections.len()],
             sections,
+            handles_issued: 0,
         });
         Ok(SessionInfo {
             session: id,
@@ -122,7 +124,10 @@ impl<F: SectionFactory> DriverClient for LoopbackDriver<F> {
         let handle = handle.ok_or_else(|| DriverError::Rejected {
             reason: format!("no region {region}"),
         })?;
-        self.factory.duplicate_handle(handle, access)
+        let duplicate = self.factory.duplicate_handle(handle, access)?;
+        let session = self.session(session)?;
+        session.handles_issued = session.handles_issued.saturating_add(1);
+        Ok(duplicate)
     }
 
     fn report_mapping(
@@ -139,9 +144,24 @@ impl<F: SectionFactory> DriverClient for LoopbackDriver<F> {
         Ok(())
     }
 
+    /// What the driver's QUERY_STATUS would say. There is no channel in loopback mode, so no
+    /// guest packets; the state is `Open` while the session exists (it is fully usable).
     fn status(&mut self, session: SessionId) -> Result<SessionStatus, DriverError> {
+        let session = self.session(session)?;
+        let mapped = session
+            .states
+            .iter()
+            .filter(|state| **state == MappingState::SectionBacked)
+            .count();
         Ok(SessionStatus {
-            regions: self.session(session)?.states.clone(),
+            state: SessionState::Open,
+            counters: StatusCounters {
+                sections_created: session.sections.len() as u64,
+                section_handles_issued: session.handles_issued,
+                regions_mapped: mapped as u64,
+                guest_packets: 0,
+                protocol_errors: 0,
+            },
         })
     }
 

@@ -1,14 +1,18 @@
 //! `vmbmmio-devhost`: command-line entry point of the device host.
 //!
-//! Validates the configuration on every OS (so a config can be checked anywhere), prints the
-//! VM configuration the device needs, and on Windows runs the HCS/HDV sequence until Ctrl-C.
+//! Validates the configuration on every OS (so a config can be checked anywhere), including the
+//! driver session's target unless `--loopback`, prints the VM configuration the device needs,
+//! and on Windows runs the HCS/HDV sequence until Ctrl-C, talking to the driver through
+//! `ProtoDriverClient<DeviceIoControlTransport>` (or to the in-process loopback driver).
 //! Exit codes: 0 clean run, 1 a step or the teardown failed, 2 invalid configuration, 3 not
 //! Windows.
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use vmbmmio_devhost::DriverSessionSettings;
 use vmbmmio_devhost::config::{self, CliArgs, DeviceHostConfig};
+use vmbmmio_devhost::driver_ioctl::DriverTarget;
 use vmbmmio_devhost::vm_config::flexible_iov_snippet;
 
 fn main() -> ExitCode {
@@ -20,11 +24,22 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    print_summary(&config);
-    platform::run(&config)
+    let driver = if config.loopback {
+        None
+    } else {
+        match config.driver_session() {
+            Ok(settings) => Some(settings),
+            Err(errors) => {
+                eprint!("vmbmmio-devhost: {errors}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    print_summary(&config, driver.as_ref());
+    platform::run(&config, driver)
 }
 
-fn print_summary(config: &DeviceHostConfig) {
+fn print_summary(config: &DeviceHostConfig, driver: Option<&DriverSessionSettings>) {
     let id = config.pnp_id;
     println!("vmbmmio-devhost: VM {}", config.vm_id);
     println!(
@@ -52,8 +67,21 @@ fn print_summary(config: &DeviceHostConfig) {
             println!("vmbmmio-devhost: region {index}: {asked} bytes, rounded up to {size}");
         }
     }
-    if config.loopback {
-        println!("vmbmmio-devhost: loopback mode: sections are created here, not by the driver");
+    match driver {
+        None => {
+            println!("vmbmmio-devhost: loopback mode: sections are created here, not by the driver")
+        }
+        Some(settings) => {
+            let target = match settings.target {
+                DriverTarget::VmbusHandle(value) => format!("the VM of VMBus handle {value:#x}"),
+                DriverTarget::LoopbackOffer => "the host itself (loopback offer)".to_string(),
+            };
+            println!(
+                "vmbmmio-devhost: driver session: channel offered to {target}, interface type \
+                 {}, instance {}",
+                settings.interface_type, settings.interface_instance
+            );
+        }
     }
     println!("vmbmmio-devhost: the VM's configuration (VirtualMachine.Devices) needs:");
     println!(
@@ -66,9 +94,10 @@ fn print_summary(config: &DeviceHostConfig) {
 mod platform {
     use std::process::ExitCode;
 
+    use vmbmmio_devhost::DriverSessionSettings;
     use vmbmmio_devhost::config::DeviceHostConfig;
 
-    pub fn run(_config: &DeviceHostConfig) -> ExitCode {
+    pub fn run(_config: &DeviceHostConfig, _driver: Option<DriverSessionSettings>) -> ExitCode {
         eprintln!(
             "vmbmmio-devhost: the arguments are valid, but the device host only runs on a \
              Windows Hyper-V host (it needs HCS and HDV); on Linux use the simulator (hvsim)"
@@ -84,14 +113,15 @@ mod platform {
     use vmbmmio_devhost::clock::SystemClock;
     use vmbmmio_devhost::config::DeviceHostConfig;
     use vmbmmio_devhost::driver::DriverClient;
-    use vmbmmio_devhost::driver_ioctl::IoctlDriverClient;
     use vmbmmio_devhost::loopback::LoopbackDriver;
     use vmbmmio_devhost::sequence::{Backends, Event, run as run_sequence};
     use vmbmmio_devhost::windows::{
-        ComApartment, WinHcs, WinHdv, WinSectionFactory, WinSectionMapper, install_ctrl_c_handler,
+        CONTROL_DEVICE_PATH, ComApartment, WinHcs, WinHdv, WinSectionFactory, WinSectionMapper,
+        install_ctrl_c_handler,
     };
+    use vmbmmio_devhost::{DeviceIoControlTransport, DriverSessionSettings, ProtoDriverClient};
 
-    pub fn run(config: &DeviceHostConfig) -> ExitCode {
+    pub fn run(config: &DeviceHostConfig, driver: Option<DriverSessionSettings>) -> ExitCode {
         let _apartment = match ComApartment::enter() {
             Ok(apartment) => apartment,
             Err(hr) => {
@@ -106,10 +136,20 @@ mod platform {
                 return ExitCode::from(1);
             }
         };
-        let driver: Box<dyn DriverClient> = if config.loopback {
-            Box::new(LoopbackDriver::new(WinSectionFactory))
-        } else {
-            Box::new(IoctlDriverClient)
+        // `main` passes settings exactly when not in loopback mode.
+        let driver: Box<dyn DriverClient> = match driver {
+            None => Box::new(LoopbackDriver::new(WinSectionFactory)),
+            Some(settings) => match DeviceIoControlTransport::open() {
+                Ok(transport) => Box::new(ProtoDriverClient::new(transport, settings)),
+                Err(failure) => {
+                    eprintln!(
+                        "vmbmmio-devhost: cannot open the driver's control device \
+                         {CONTROL_DEVICE_PATH}: {failure} (is the vmbmmio driver installed and \
+                         started? --loopback runs without it)"
+                    );
+                    return ExitCode::from(1);
+                }
+            },
         };
         let backends = Backends {
             hcs: WinHcs::default(),

@@ -30,8 +30,14 @@ fn valid_arguments_print_the_flexible_iov_entry_and_exit_3() {
         "0x1110",
         "--instance-id",
         "01234567-89ab-cdef-0123-456789abcdef",
+        "--vmbus-handle",
+        "0x1a4",
     ]);
     assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stdout.contains("driver session: channel offered to the VM of VMBus handle 0x1a4"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("region 0: 5000 bytes, rounded up to 8192"),
         "{stdout}"
@@ -60,4 +66,38 @@ fn invalid_arguments_list_every_problem_and_exit_2() {
     ] {
         assert!(stderr.contains(expected), "{expected}\n{stderr}");
     }
+}
+
+const VALID: [&str; 8] = [
+    "--vm-id",
+    "62cdfa57-7648-44f3-b164-98e2da991ec5",
+    "--region-size",
+    "4096",
+    "--vendor-id",
+    "0x1af4",
+    "--device-id",
+    "0x1110",
+];
+
+#[test]
+fn without_loopback_the_driver_target_is_required() {
+    let (code, stdout, stderr) = devhost(&VALID);
+    assert_eq!(code, Some(2), "{stdout}");
+    assert!(stderr.contains("vmbus_handle"), "{stderr}");
+    assert!(stderr.contains("--offer-loopback"), "{stderr}");
+
+    let mut args = VALID.to_vec();
+    args.push("--loopback");
+    let (code, stdout, stderr) = devhost(&args);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stdout.contains("loopback mode"), "{stdout}");
+
+    let mut args = VALID.to_vec();
+    args.push("--offer-loopback");
+    let (code, stdout, stderr) = devhost(&args);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stdout.contains("channel offered to the host itself (loopback offer)"),
+        "{stdout}"
+    );
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use vmbmmio_devhost::driver::{
     DriverClient, DriverError, MappingState, RegionInfo, SectionAccess, SessionRequest,
+    SessionState, SessionStatus, StatusCounters,
 };
 use vmbmmio_devhost::guid::Guid;
 use vmbmmio_devhost::loopback::{LoopbackDriver, SectionFactory};
@@ -87,8 +88,17 @@ fn serves_a_session_like_the_driver() {
         .report_mapping(info.session, 1, MappingState::SectionBacked)
         .unwrap();
     assert_eq!(
-        driver.status(info.session).unwrap().regions,
-        [MappingState::Unmapped, MappingState::SectionBacked]
+        driver.status(info.session).unwrap(),
+        SessionStatus {
+            state: SessionState::Open,
+            counters: StatusCounters {
+                sections_created: 2,
+                section_handles_issued: 1,
+                regions_mapped: 1,
+                guest_packets: 0,
+                protocol_errors: 0,
+            },
+        }
     );
     driver.close_session(info.session).unwrap();
     // Only the duplicate handed out is left; its owner (the device host) closes it.

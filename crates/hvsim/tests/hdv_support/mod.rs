@@ -13,7 +13,7 @@ use vmbmmio_devhost::clock::Clock;
 use vmbmmio_devhost::config::DeviceHostConfig;
 use vmbmmio_devhost::driver::{
     DriverClient, DriverError, MappingState, SectionAccess as DevhostAccess, SessionId,
-    SessionInfo, SessionRequest, SessionStatus,
+    SessionInfo, SessionRequest, SessionState, SessionStatus, StatusCounters,
 };
 use vmbmmio_devhost::guid::Guid;
 use vmbmmio_devhost::layout::BarLayout;
@@ -171,7 +171,8 @@ impl DriverClient for TestDriver {
 
     fn status(&mut self, _session: SessionId) -> Result<SessionStatus, DriverError> {
         Ok(SessionStatus {
-            regions: Vec::new(),
+            state: SessionState::Open,
+            counters: StatusCounters::default(),
         })
     }
 

@@ -36,7 +36,9 @@ use kmcl::KmclProvider;
 use kmcl::server::ParentDevice;
 
 use crate::channel::KernelHandleCloser;
-use crate::sections::{ProcessKey, SectionBackend, SectionCounters, SectionManager, SectionQuotas};
+use crate::sections::{
+    ProcessKey, RegionId, SectionBackend, SectionCounters, SectionManager, SectionQuotas,
+};
 
 pub use error::{ControlError, proto_error_to_ntstatus};
 
@@ -168,6 +170,26 @@ impl<X: Platform> ControlDevice<X> {
     /// How many of them have a session.
     pub fn live_sessions(&self) -> usize {
         self.files.iter().filter(|f| f.session.is_some()).count()
+    }
+
+    /// The driver's own kernel reference to region `region` of the session on `file`: the
+    /// host side of the shared bytes (for the guest control protocol and tests).
+    ///
+    /// IRQL: <= DISPATCH_LEVEL (no kernel call); callers hold the control lock.
+    pub fn region_section(
+        &self,
+        file: FileKey,
+        region: u32,
+    ) -> Option<&<X::Sections as SectionBackend>::Section> {
+        let session = self
+            .files
+            .iter()
+            .find(|f| f.file == file)?
+            .session
+            .as_ref()?;
+        self.sections
+            .kernel_section(session.sections, RegionId::new(session.sections, region))
+            .ok()
     }
 
     /// The section manager's counters (creations against releases).

@@ -69,6 +69,24 @@ pub struct CliArgs {
     #[arg(long)]
     pub no_intercept_fallback: bool,
     /// Run without the vmbmmio driver: create the sections in this process (for testing HDV).
+    /// Not to be confused with --offer-loopback.
     #[arg(long)]
     pub loopback: bool,
+    /// Driver session target: a VMBus handle value (decimal or 0x hex), valid in this process,
+    /// selecting the VM the driver offers the channel to. One of --vmbus-handle and
+    /// --offer-loopback is required unless --loopback.
+    #[arg(long, value_name = "VALUE")]
+    pub vmbus_handle: Option<String>,
+    /// Driver session target: ask the driver for a loopback offer (the channel is offered back
+    /// to the host, for host-local testing) instead of a VM's VMBus handle.
+    #[arg(long)]
+    pub offer_loopback: bool,
+    /// Interface type GUID of the driver's channel offer [default:
+    /// 9d0ee607-90ef-4c63-8f88-a81dcbc7ca83].
+    #[arg(long, value_name = "GUID")]
+    pub interface_type: Option<String>,
+    /// Interface instance GUID of the driver's channel offer [default:
+    /// db36f587-469a-4cf2-b817-03b5aedbde58].
+    #[arg(long, value_name = "GUID")]
+    pub interface_instance: Option<String>,
 }

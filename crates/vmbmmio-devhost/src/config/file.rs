@@ -56,10 +56,13 @@ pub fn parse(text: &str) -> Result<RawSettings, Vec<ConfigError>> {
 /// Converts a TOML value to the raw form of `field`, or names the type found.
 fn convert(field: Field, value: &toml::Value) -> Result<RawValue, &'static str> {
     match (field, value) {
-        (Field::InterceptFallback | Field::Loopback, toml::Value::Boolean(flag)) => {
-            Ok(RawValue::Flag(*flag))
+        (
+            Field::InterceptFallback | Field::Loopback | Field::OfferLoopback,
+            toml::Value::Boolean(flag),
+        ) => Ok(RawValue::Flag(*flag)),
+        (Field::InterceptFallback | Field::Loopback | Field::OfferLoopback, other) => {
+            Err(other.type_str())
         }
-        (Field::InterceptFallback | Field::Loopback, other) => Err(other.type_str()),
         (Field::RegionSizes, toml::Value::Array(items)) => items
             .iter()
             .map(scalar_text)

@@ -13,6 +13,11 @@
 //! - The 64-bit BAR takes two BAR slots, so its index is 0, 2 or 4 (hdv.md §3.7).
 //! - Vendor and device IDs have no default: the project has no PCI vendor ID of its own and a
 //!   default would silently claim someone else's.
+//! - The driver session's target is either a VMBus handle (`--vmbus-handle`) or the driver's
+//!   loopback offer (`--offer-loopback`), never both, and neither goes with `--loopback` (which
+//!   runs without the driver). Validation accepts a configuration without a target, so a
+//!   library user or a test can build one; running against the driver requires one
+//!   ([`DeviceHostConfig::driver_session`]), and the binary checks that on every OS.
 
 mod cli;
 mod file;
@@ -27,6 +32,8 @@ pub use cli::CliArgs;
 
 use crate::callbacks::PciPnpId;
 use crate::clock::RetryPolicy;
+pub use crate::driver_ioctl::{DEFAULT_INTERFACE_INSTANCE, DEFAULT_INTERFACE_TYPE};
+use crate::driver_ioctl::{DriverSessionSettings, DriverTarget};
 use crate::guid::Guid;
 use crate::layout::{BarLayout, LayoutError, MAX_REGIONS};
 
@@ -71,6 +78,38 @@ pub struct DeviceHostConfig {
     pub intercept_fallback: bool,
     /// Run without the driver, with sections this process creates.
     pub loopback: bool,
+    /// Where the driver offers the channel (`--vmbus-handle` / `--offer-loopback`); `None`
+    /// when neither was given.
+    pub driver_target: Option<DriverTarget>,
+    /// Interface type GUID of the driver's channel offer.
+    pub interface_type: Guid,
+    /// Interface instance GUID of the driver's channel offer.
+    pub interface_instance: Guid,
+}
+
+impl DeviceHostConfig {
+    /// The driver session settings, or an error naming the missing target. Regions are
+    /// guest-writable: the device host maps the BAR and its own views writable.
+    pub fn driver_session(&self) -> Result<DriverSessionSettings, ConfigErrors> {
+        let Some(target) = self.driver_target else {
+            return Err(ConfigErrors(vec![ConfigError {
+                field: Field::VmbusHandle,
+                source: Source::Missing,
+                problem: Problem::Invalid(
+                    "the driver session needs a target: --vmbus-handle <value> (a VMBus handle \
+                     valid in this process) or --offer-loopback (the driver's loopback offer); \
+                     or run without the driver with --loopback"
+                        .to_string(),
+                ),
+            }]));
+        };
+        Ok(DriverSessionSettings {
+            target,
+            interface_type: self.interface_type,
+            interface_instance: self.interface_instance,
+            guest_writable: true,
+        })
+    }
 }
 
 /// A configuration setting.
@@ -110,10 +149,18 @@ pub enum Field {
     InterceptFallback,
     /// `loopback`.
     Loopback,
+    /// `vmbus_handle`.
+    VmbusHandle,
+    /// `offer_loopback`.
+    OfferLoopback,
+    /// `interface_type`.
+    InterfaceType,
+    /// `interface_instance`.
+    InterfaceInstance,
 }
 
 impl Field {
-    const SETTINGS: [Self; 16] = [
+    const SETTINGS: [Self; 20] = [
         Self::VmId,
         Self::RegionSizes,
         Self::VendorId,
@@ -130,6 +177,10 @@ impl Field {
         Self::StartTimeoutSecs,
         Self::InterceptFallback,
         Self::Loopback,
+        Self::VmbusHandle,
+        Self::OfferLoopback,
+        Self::InterfaceType,
+        Self::InterfaceInstance,
     ];
 
     /// The config-file key.
@@ -152,6 +203,10 @@ impl Field {
             Self::StartTimeoutSecs => "start_timeout_secs",
             Self::InterceptFallback => "intercept_fallback",
             Self::Loopback => "loopback",
+            Self::VmbusHandle => "vmbus_handle",
+            Self::OfferLoopback => "offer_loopback",
+            Self::InterfaceType => "interface_type",
+            Self::InterfaceInstance => "interface_instance",
         }
     }
 
@@ -175,6 +230,10 @@ impl Field {
             Self::StartTimeoutSecs => "--start-timeout-secs",
             Self::InterceptFallback => "--no-intercept-fallback",
             Self::Loopback => "--loopback",
+            Self::VmbusHandle => "--vmbus-handle",
+            Self::OfferLoopback => "--offer-loopback",
+            Self::InterfaceType => "--interface-type",
+            Self::InterfaceInstance => "--interface-instance",
         }
     }
 
@@ -184,9 +243,13 @@ impl Field {
 
     fn expected_type(self) -> &'static str {
         match self {
-            Self::InterceptFallback | Self::Loopback => "a boolean",
+            Self::InterceptFallback | Self::Loopback | Self::OfferLoopback => "a boolean",
             Self::RegionSizes => "an array of sizes (strings or integers)",
-            Self::VmId | Self::EmulatorClassId | Self::InstanceId => "a GUID string",
+            Self::VmId
+            | Self::EmulatorClassId
+            | Self::InstanceId
+            | Self::InterfaceType
+            | Self::InterfaceInstance => "a GUID string",
             _ => "an integer or a string",
         }
     }
@@ -318,6 +381,9 @@ impl RawSettings {
             (Field::MapRetryAttempts, &cli.map_retry_attempts),
             (Field::MapRetryIntervalMs, &cli.map_retry_interval_ms),
             (Field::StartTimeoutSecs, &cli.start_timeout_secs),
+            (Field::VmbusHandle, &cli.vmbus_handle),
+            (Field::InterfaceType, &cli.interface_type),
+            (Field::InterfaceInstance, &cli.interface_instance),
         ];
         for (field, text) in texts {
             if let Some(text) = text {
@@ -351,14 +417,20 @@ impl RawSettings {
                 },
             );
         }
-        if cli.loopback {
-            settings.set(
-                Field::Loopback,
-                Raw {
-                    source: Source::CommandLine,
-                    value: RawValue::Flag(true),
-                },
-            );
+        let switches = [
+            (Field::Loopback, cli.loopback),
+            (Field::OfferLoopback, cli.offer_loopback),
+        ];
+        for (field, on) in switches {
+            if on {
+                settings.set(
+                    field,
+                    Raw {
+                        source: Source::CommandLine,
+                        value: RawValue::Flag(true),
+                    },
+                );
+            }
         }
         settings
     }
@@ -406,6 +478,11 @@ impl RawSettings {
         });
         let intercept_fallback = v.flag(Field::InterceptFallback, true);
         let loopback = v.flag(Field::Loopback, false);
+        let vmbus_handle = v.optional(Field::VmbusHandle, parse_vmbus_handle);
+        let offer_loopback = v.flag(Field::OfferLoopback, false);
+        let interface_type = v.optional(Field::InterfaceType, parse_interface_guid);
+        let interface_instance = v.optional(Field::InterfaceInstance, parse_interface_guid);
+        let driver_target = v.driver_target(vmbus_handle, offer_loopback, loopback);
 
         let (
             Some(vm_id),
@@ -422,6 +499,9 @@ impl RawSettings {
             Ok(attempts),
             Ok(interval_ms),
             Ok(start_timeout),
+            Ok(interface_type),
+            Ok(interface_instance),
+            Ok(driver_target),
             true,
         ) = (
             vm_id,
@@ -438,6 +518,9 @@ impl RawSettings {
             attempts,
             interval_ms,
             start_timeout,
+            interface_type,
+            interface_instance,
+            driver_target,
             v.errors.is_empty(),
         )
         else {
@@ -473,6 +556,9 @@ impl RawSettings {
                 .map(Duration::from_secs),
             intercept_fallback,
             loopback,
+            driver_target,
+            interface_type: interface_type.unwrap_or(DEFAULT_INTERFACE_TYPE),
+            interface_instance: interface_instance.unwrap_or(DEFAULT_INTERFACE_INSTANCE),
         })
     }
 }
@@ -491,6 +577,25 @@ fn parse_bar_index(text: &str) -> Result<u8, String> {
     }
 }
 
+fn parse_vmbus_handle(text: &str) -> Result<u64, String> {
+    match values::parse_integer(text)? {
+        0 => Err(format!(
+            "{text:?} is not a handle: a VMBus handle value is non-zero"
+        )),
+        value => Ok(value),
+    }
+}
+
+fn parse_interface_guid(text: &str) -> Result<Guid, String> {
+    let guid = values::parse_guid(text)?;
+    if guid.to_u128() == 0 {
+        return Err(format!(
+            "{text:?} is the nil GUID, which the driver refuses for a channel offer"
+        ));
+    }
+    Ok(guid)
+}
+
 struct Validator<'a> {
     settings: &'a RawSettings,
     errors: Vec<ConfigError>,
@@ -503,6 +608,47 @@ impl Validator<'_> {
             source,
             problem,
         });
+    }
+
+    fn source(&self, field: Field) -> Source {
+        self.settings
+            .values
+            .get(&field)
+            .map_or(Source::Missing, |raw| raw.source)
+    }
+
+    /// The driver's target from `vmbus_handle` and `offer_loopback`, checked against each
+    /// other and against `loopback`. `Err(())` when a problem was reported.
+    fn driver_target(
+        &mut self,
+        vmbus_handle: Result<Option<u64>, ()>,
+        offer_loopback: bool,
+        loopback: bool,
+    ) -> Result<Option<DriverTarget>, ()> {
+        let handle = vmbus_handle?;
+        if loopback && (handle.is_some() || offer_loopback) {
+            let why = "--loopback runs without the driver, so it cannot be combined with the \
+                       driver session's target (vmbus_handle / offer_loopback)";
+            let source = self.source(Field::Loopback);
+            self.error(Field::Loopback, source, Problem::Invalid(why.to_string()));
+            return Err(());
+        }
+        match (handle, offer_loopback) {
+            (Some(_), true) => {
+                let why = "the channel is offered either to the VM of vmbus_handle or back to \
+                           the host (offer_loopback), not both";
+                let source = self.source(Field::OfferLoopback);
+                self.error(
+                    Field::OfferLoopback,
+                    source,
+                    Problem::Invalid(why.to_string()),
+                );
+                Err(())
+            }
+            (Some(handle), false) => Ok(Some(DriverTarget::VmbusHandle(handle))),
+            (None, true) => Ok(Some(DriverTarget::LoopbackOffer)),
+            (None, false) => Ok(None),
+        }
     }
 
     /// Reports a missing required setting, unless the config file had it with a bad type.

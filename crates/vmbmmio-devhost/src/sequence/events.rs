@@ -53,7 +53,7 @@ pub enum Event {
         /// Intercepted accesses counted for the region since it was mapped.
         intercepts: u64,
     },
-    /// The driver's view of the session.
+    /// The driver's view of the session (QUERY_STATUS: state and counters).
     DriverStatus(SessionStatus),
     /// The driver's status could not be read (not fatal).
     DriverStatusUnavailable(String),
@@ -104,7 +104,21 @@ impl fmt::Display for Event {
                 "region {region}: {intercepts} guest access(es) reached the emulator although \
                  the section is mapped; serving it through intercepts"
             ),
-            Self::DriverStatus(status) => write!(f, "driver status: {:?}", status.regions),
+            Self::DriverStatus(status) => {
+                let c = &status.counters;
+                write!(
+                    f,
+                    "driver status: session {:?}, {} section(s), {} section handle(s) issued, \
+                     {} region(s) mapped section-backed, {} guest packet(s), {} protocol \
+                     error(s)",
+                    status.state,
+                    c.sections_created,
+                    c.section_handles_issued,
+                    c.regions_mapped,
+                    c.guest_packets,
+                    c.protocol_errors
+                )
+            }
             Self::DriverStatusUnavailable(why) => write!(f, "driver status unavailable: {why}"),
             Self::UnmapWithoutPause(hr) => {
                 write!(

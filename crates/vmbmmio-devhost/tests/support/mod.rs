@@ -16,7 +16,7 @@ use vmbmmio_devhost::clock::{Clock, RetryPolicy};
 use vmbmmio_devhost::config::DeviceHostConfig;
 use vmbmmio_devhost::driver::{
     DriverClient, DriverError, MappingState, RegionInfo, SectionAccess, SessionId, SessionInfo,
-    SessionRequest, SessionStatus,
+    SessionRequest, SessionState, SessionStatus, StatusCounters,
 };
 use vmbmmio_devhost::guid::Guid;
 use vmbmmio_devhost::hresult::HResult;
@@ -381,8 +381,18 @@ impl DriverClient for Fake {
 
     fn status(&mut self, _session: SessionId) -> Result<SessionStatus, DriverError> {
         let world = self.world();
+        let mapped = world
+            .reports
+            .values()
+            .filter(|state| **state == MappingState::SectionBacked)
+            .count();
         Ok(SessionStatus {
-            regions: world.reports.values().copied().collect(),
+            state: SessionState::Open,
+            counters: StatusCounters {
+                sections_created: world.sections.len() as u64,
+                regions_mapped: mapped as u64,
+                ..StatusCounters::default()
+            },
         })
     }
 

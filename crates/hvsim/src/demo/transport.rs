@@ -1,0 +1,53 @@
+//! The device host's IOCTLs, delivered in-process to the driver's real `ControlDevice`.
+//!
+//! On Windows the device host calls `DeviceIoControl` and the driver's glue runs
+//! `ControlDevice::dispatch` in `EvtIoInCallerContext`, in the device host's process. Here the
+//! transport does the same directly: it marks the device-host process current in both the
+//! section model and the KMCL model, then dispatches the bytes the device host built.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use vmbmmio_core::control::{Caller, ControlDevice};
+use vmbmmio_devhost::{IoctlFailure, IoctlTransport};
+
+use crate::kmcl::Sim;
+use crate::memory::ProcessId;
+use crate::platform::SimPlatform;
+use crate::sections::SimKernel;
+
+/// The driver as the simulated device host reaches it.
+pub struct InProcessTransport {
+    pub(super) control: Rc<RefCell<ControlDevice<SimPlatform>>>,
+    pub(super) sim: Rc<Sim>,
+    pub(super) kernel: SimKernel,
+    pub(super) caller: Caller,
+}
+
+impl IoctlTransport for InProcessTransport {
+    fn ioctl(&mut self, code: u32, input: &[u8], output: &mut [u8]) -> Result<usize, IoctlFailure> {
+        let process = ProcessId(u32::try_from(self.caller.process.0).unwrap_or(u32::MAX));
+        self.kernel.set_current_process(process);
+        let control = &self.control;
+        let caller = self.caller;
+        self.sim
+            .in_process(process, || {
+                control.borrow_mut().dispatch(caller, code, input, output)
+            })
+            .map_err(|error| IoctlFailure::NtStatus(error.to_ntstatus()))
+    }
+
+    fn close_handle(&mut self, handle: u64) {
+        let process = ProcessId(u32::try_from(self.caller.process.0).unwrap_or(u32::MAX));
+        // A handle the client refused is closed by the device host, like any of its handles.
+        let _ = self.kernel.close_handle(process, handle);
+    }
+}
+
+impl Drop for InProcessTransport {
+    /// The device host's handle to the control device closes: WDF runs file cleanup, which
+    /// ends the session if CLOSE_SESSION was never sent (docs/ioctl.md).
+    fn drop(&mut self) {
+        self.control.borrow_mut().file_cleanup(self.caller.file);
+    }
+}

@@ -1,0 +1,336 @@
+//! [`ProtoDriverClient`]: the five requests of docs/ioctl.md, built and parsed with
+//! `vmbmmio-proto`, sent through an [`IoctlTransport`].
+
+use core::num::NonZeroU64;
+
+use vmbmmio_proto::ioctl::{
+    CloseSessionRequest, GetRegionSectionRequest, IoctlCode, OpenSessionRequest, ProtoResult,
+    QueryStatusRequest, RegionRequest, RegionSection, ReportMappingRequest,
+    SectionAccess as WireAccess, SessionOpened, Target, WireGuid, WireMessage,
+    parse_close_session_reply, parse_get_region_section_reply, parse_open_session_reply,
+    parse_query_status_reply, parse_report_mapping_reply, round_up_to_page,
+};
+
+use super::mapping::mapping_to_wire;
+use super::settings::{DriverSessionSettings, DriverTarget};
+use super::transport::IoctlTransport;
+use crate::driver::{
+    DriverClient, DriverError, MappingState, RegionInfo, SectionAccess, SessionId, SessionInfo,
+    SessionRequest, SessionStatus,
+};
+use crate::guid::Guid;
+use crate::platform::SectionHandle;
+
+/// The name docs/ioctl.md gives the request of `code`, for messages.
+pub const fn request_name(code: IoctlCode) -> &'static str {
+    match code {
+        IoctlCode::OpenSession => "OPEN_SESSION",
+        IoctlCode::GetRegionSection => "GET_REGION_SECTION",
+        IoctlCode::ReportMapping => "REPORT_MAPPING",
+        IoctlCode::QueryStatus => "QUERY_STATUS",
+        IoctlCode::CloseSession => "CLOSE_SESSION",
+    }
+}
+
+fn rejected(code: IoctlCode, why: impl core::fmt::Display) -> DriverError {
+    DriverError::Rejected {
+        reason: format!("{}: {why}", request_name(code)),
+    }
+}
+
+fn wire_guid(guid: Guid) -> WireGuid {
+    WireGuid::from_u128(guid.to_u128())
+}
+
+/// The driver client over the control device's IOCTLs.
+///
+/// One client is one handle to the control device and at most one session (the driver's rule:
+/// one session per file handle). The session id the driver returns is checked locally on every
+/// later call; the requests themselves do not carry it, because the driver finds the session by
+/// the file handle.
+///
+/// Ownership: the client owns the transport, hence the driver session (closing the handle ends
+/// it, docs/ioctl.md). Section handles it returns belong to the caller.
+pub struct ProtoDriverClient<T: IoctlTransport> {
+    transport: T,
+    settings: DriverSessionSettings,
+    session: Option<(SessionId, SessionOpened)>,
+}
+
+impl<T: IoctlTransport> ProtoDriverClient<T> {
+    /// A client sending through `transport`, opening sessions with `settings`.
+    pub fn new(transport: T, settings: DriverSessionSettings) -> Self {
+        Self {
+            transport,
+            settings,
+            session: None,
+        }
+    }
+
+    /// The settings every OPEN_SESSION uses.
+    pub fn settings(&self) -> &DriverSessionSettings {
+        &self.settings
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// The transport, mutably (tests reconfigure their fakes).
+    pub fn transport_mut(&mut self) -> &mut T {
+        &mut self.transport
+    }
+
+    /// The transport back; the driver session, if any, ends when it closes its handle.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    /// The driver's validated OPEN_SESSION reply (MMIO reservation, BAR layout) while a session
+    /// is open.
+    pub fn opened(&self) -> Option<&SessionOpened> {
+        self.session.as_ref().map(|(_, opened)| opened)
+    }
+
+    /// The OPEN_SESSION request this client sends for `request`. Errors are
+    /// [`DriverError::Rejected`] naming what the wire format does not allow.
+    pub fn open_session_request(
+        &self,
+        request: &SessionRequest,
+    ) -> Result<OpenSessionRequest, DriverError> {
+        let code = IoctlCode::OpenSession;
+        let target = match self.settings.target {
+            DriverTarget::VmbusHandle(value) => Target::VmbusHandle(
+                NonZeroU64::new(value).ok_or_else(|| rejected(code, "VMBus handle 0"))?,
+            ),
+            DriverTarget::LoopbackOffer => Target::Loopback,
+        };
+        let regions: Vec<RegionRequest> = request
+            .region_sizes
+            .iter()
+            .map(|&size| RegionRequest {
+                size,
+                guest_writable: self.settings.guest_writable,
+            })
+            .collect();
+        OpenSessionRequest::build(
+            target,
+            wire_guid(self.settings.interface_type),
+            wire_guid(self.settings.interface_instance),
+            &regions,
+        )
+        .map_err(|error| rejected(code, format_args!("invalid request: {error:?}")))
+    }
+
+    /// Sends `request` with `code` and parses the reply with `parse`.
+    fn call<M: WireMessage, R>(
+        &mut self,
+        code: IoctlCode,
+        request: &M,
+        parse: fn(&[u8]) -> ProtoResult<R>,
+    ) -> Result<R, DriverError> {
+        let mut input = vec![0u8; M::SIZE];
+        request.encode(&mut input).map_err(|error| {
+            rejected(code, format_args!("cannot encode the request: {error:?}"))
+        })?;
+        let mut output = vec![0u8; code.reply_size()];
+        let written = self
+            .transport
+            .ioctl(code.code(), &input, &mut output)
+            .map_err(|failure| DriverError::Ioctl {
+                request: request_name(code),
+                failure,
+            })?;
+        let reply = output.get(..written).ok_or_else(|| {
+            rejected(
+                code,
+                format_args!(
+                    "the driver reported {written} bytes written to a {}-byte buffer",
+                    output.len()
+                ),
+            )
+        })?;
+        parse(reply).map_err(|error| rejected(code, format_args!("malformed reply: {error:?}")))
+    }
+
+    /// The open session's reply if `session` is it.
+    fn session(&self, code: IoctlCode, session: SessionId) -> Result<&SessionOpened, DriverError> {
+        match &self.session {
+            Some((id, opened)) if *id == session => Ok(opened),
+            Some((id, _)) => Err(rejected(
+                code,
+                format_args!(
+                    "no session {} (this handle's session is {})",
+                    session.0, id.0
+                ),
+            )),
+            None => Err(rejected(
+                code,
+                format_args!("no session {} (no session is open)", session.0),
+            )),
+        }
+    }
+
+    /// The reply's regions, in request order, if they are what `request` asked for.
+    fn check_layout(
+        opened: &SessionOpened,
+        request: &SessionRequest,
+    ) -> Result<Vec<RegionInfo>, String> {
+        if opened.regions().len() != request.region_sizes.len() {
+            return Err(format!(
+                "the reply has {} region(s), {} were asked for",
+                opened.regions().len(),
+                request.region_sizes.len()
+            ));
+        }
+        let mut regions = Vec::with_capacity(opened.regions().len());
+        for (index, (region, &asked)) in opened
+            .regions()
+            .iter()
+            .zip(&request.region_sizes)
+            .enumerate()
+        {
+            // `build` accepted the request, so every size rounds up to whole pages.
+            let wanted = round_up_to_page(asked).unwrap_or(u64::MAX);
+            if region.size < wanted {
+                return Err(format!(
+                    "region {index} has {} bytes, {wanted} were asked for",
+                    region.size
+                ));
+            }
+            regions.push(RegionInfo {
+                offset: region.offset,
+                size: region.size,
+            });
+        }
+        Ok(regions)
+    }
+}
+
+impl<T: IoctlTransport> DriverClient for ProtoDriverClient<T> {
+    /// OPEN_SESSION. `request.target` (the VM's compute-system id) is not sent: the driver
+    /// selects the VM by the settings' target. A reply whose layout contradicts the request
+    /// closes the driver's session again (CLOSE_SESSION) before the error returns.
+    fn open_session(&mut self, request: &SessionRequest) -> Result<SessionInfo, DriverError> {
+        let code = IoctlCode::OpenSession;
+        if let Some((id, _)) = &self.session {
+            return Err(rejected(
+                code,
+                format_args!("session {} is already open on this handle", id.0),
+            ));
+        }
+        let wire = self.open_session_request(request)?;
+        let opened = self.call(code, &wire, parse_open_session_reply)?;
+        match Self::check_layout(&opened, request) {
+            Ok(regions) => {
+                let session = SessionId(opened.session_id());
+                let info = SessionInfo {
+                    session,
+                    bar_size: opened.bar_size(),
+                    regions,
+                };
+                self.session = Some((session, opened));
+                Ok(info)
+            }
+            Err(why) => {
+                let close = CloseSessionRequest::new();
+                let closed = self.call(IoctlCode::CloseSession, &close, parse_close_session_reply);
+                let reason = match closed {
+                    Ok(()) => format!("{why}; the session was closed again"),
+                    Err(error) => format!("{why}; closing the session again failed: {error}"),
+                };
+                Err(rejected(code, reason))
+            }
+        }
+    }
+
+    /// GET_REGION_SECTION. A handle whose size or BAR offset contradicts the session's layout
+    /// is closed (through the transport) and refused.
+    fn region_section(
+        &mut self,
+        session: SessionId,
+        region: u32,
+        access: SectionAccess,
+    ) -> Result<SectionHandle, DriverError> {
+        let code = IoctlCode::GetRegionSection;
+        let opened = self.session(code, session)?;
+        let count = opened.regions().len();
+        let placement = usize::try_from(region)
+            .ok()
+            .and_then(|index| opened.regions().get(index))
+            .copied()
+            .ok_or_else(|| {
+                rejected(
+                    code,
+                    format_args!("no region {region} (the session has {count})"),
+                )
+            })?;
+        let access = match access {
+            SectionAccess::Read => WireAccess::Read,
+            SectionAccess::ReadWrite => WireAccess::ReadWrite,
+        };
+        let wire = GetRegionSectionRequest::build(region, access)
+            .map_err(|error| rejected(code, format_args!("invalid request: {error:?}")))?;
+        let section: RegionSection = self.call(code, &wire, parse_get_region_section_reply)?;
+        if section.size() != placement.size || section.offset_in_bar() != placement.offset {
+            self.transport.close_handle(section.section_handle());
+            return Err(rejected(
+                code,
+                format_args!(
+                    "region {region}: the section has {} bytes at BAR offset {:#x}, the session \
+                     placed {} bytes at {:#x} (the handle was closed)",
+                    section.size(),
+                    section.offset_in_bar(),
+                    placement.size,
+                    placement.offset
+                ),
+            ));
+        }
+        Ok(SectionHandle(section.section_handle()))
+    }
+
+    /// REPORT_MAPPING, with the state and HRESULT of [`mapping_to_wire`](super::mapping_to_wire).
+    fn report_mapping(
+        &mut self,
+        session: SessionId,
+        region: u32,
+        state: MappingState,
+    ) -> Result<(), DriverError> {
+        let code = IoctlCode::ReportMapping;
+        let count = self.session(code, session)?.regions().len();
+        if usize::try_from(region).map_or(true, |index| index >= count) {
+            return Err(rejected(
+                code,
+                format_args!("no region {region} (the session has {count})"),
+            ));
+        }
+        let (wire_state, hresult) = mapping_to_wire(state);
+        let wire = ReportMappingRequest::build(region, wire_state, hresult.0).map_err(|error| {
+            rejected(
+                code,
+                format_args!("cannot report {state:?} for region {region}: {error:?}"),
+            )
+        })?;
+        self.call(code, &wire, parse_report_mapping_reply)
+    }
+
+    /// QUERY_STATUS.
+    fn status(&mut self, session: SessionId) -> Result<SessionStatus, DriverError> {
+        let code = IoctlCode::QueryStatus;
+        self.session(code, session)?;
+        let wire = QueryStatusRequest::new();
+        self.call(code, &wire, parse_query_status_reply)
+    }
+
+    /// CLOSE_SESSION. The session is forgotten only when the driver confirms; if the request
+    /// fails, the driver still ends the session when the transport closes its handle.
+    fn close_session(&mut self, session: SessionId) -> Result<(), DriverError> {
+        let code = IoctlCode::CloseSession;
+        self.session(code, session)?;
+        let wire = CloseSessionRequest::new();
+        self.call(code, &wire, parse_close_session_reply)?;
+        self.session = None;
+        Ok(())
+    }
+}
