@@ -6,6 +6,14 @@
 //! on Linux against the simulator `hvsim`); the glue only translates between wdk-sys and it.
 //! See `docs/architecture.md`.
 #![no_std]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc
+)]
 
 // The Linux build links this crate as an (empty) cdylib, which needs std's panic handler;
 // tests need std everywhere.

@@ -53,6 +53,8 @@ static STATE: AtomicPtr<ControlState> = AtomicPtr::new(null_mut());
 
 /// Largest input the portable code ever needs to see: the largest request plus one byte, so
 /// that an oversized request still reaches the parser and is rejected as too long.
+// Indexing here is evaluated at compile time: out of range fails the build, never the kernel.
+#[allow(clippy::indexing_slicing)]
 const INPUT_COPY_SIZE: usize = {
     let mut max = 0;
     let mut i = 0;
@@ -79,6 +81,8 @@ const fn unicode(text: &'static [u16]) -> UNICODE_STRING {
 macro_rules! utf16 {
     ($text:literal) => {{
         const BYTES: &[u8] = $text.as_bytes();
+        // Evaluated at compile time: an index out of range fails the build, never the kernel.
+        #[allow(clippy::indexing_slicing)]
         const UNITS: [u16; BYTES.len()] = {
             let mut units = [0u16; BYTES.len()];
             let mut i = 0;
@@ -358,56 +362,24 @@ extern "C" fn evt_io_in_caller_context(device: WDFDEVICE, request: WDFREQUEST) {
     let mut input = [0u8; INPUT_COPY_SIZE];
     let mut input_used = 0usize;
     if input_len > 0 {
-        let mut buffer: PVOID = null_mut();
-        let mut length: usize = 0;
-        // SAFETY: `request` is valid; both out-parameters are live locals.
-        let status = unsafe {
-            call_unsafe_wdf_function_binding!(
-                WdfRequestRetrieveInputBuffer,
-                request,
-                0,
-                &raw mut buffer,
-                &raw mut length
-            )
+        let (buffer, length) = match retrieve_buffer(request, Buffer::Input) {
+            Ok(found) => found,
+            Err(status) => return complete(request, status, 0),
         };
-        if status < 0 {
-            complete(request, status, 0);
-            return;
-        }
         input_used = length.min(INPUT_COPY_SIZE);
         // SAFETY: WDF returned `length` readable bytes at `buffer`; at most `input_used <=
         // length` are copied into the local array, which does not overlap the system buffer.
-        unsafe { ptr::copy_nonoverlapping(buffer.cast::<u8>(), input.as_mut_ptr(), input_used) };
+        unsafe { ptr::copy_nonoverlapping(buffer, input.as_mut_ptr(), input_used) };
     }
-
-    let mut output_ptr: *mut u8 = null_mut();
-    let mut output_used = 0usize;
-    if output_len > 0 {
-        let mut buffer: PVOID = null_mut();
-        let mut length: usize = 0;
-        // SAFETY: as for the input buffer.
-        let status = unsafe {
-            call_unsafe_wdf_function_binding!(
-                WdfRequestRetrieveOutputBuffer,
-                request,
-                0,
-                &raw mut buffer,
-                &raw mut length
-            )
-        };
-        if status < 0 {
-            complete(request, status, 0);
-            return;
+    let output: &mut [u8] = if output_len > 0 {
+        match retrieve_buffer(request, Buffer::Output) {
+            // SAFETY: WDF returned `length` writable bytes at `buffer`, valid until the request
+            // completes below; no other reference to them exists (the input was copied).
+            Ok((buffer, length)) => unsafe { core::slice::from_raw_parts_mut(buffer, length) },
+            Err(status) => return complete(request, status, 0),
         }
-        output_ptr = buffer.cast();
-        output_used = length;
-    }
-    let output: &mut [u8] = if output_ptr.is_null() {
-        &mut []
     } else {
-        // SAFETY: WDF returned `output_used` writable bytes at `output_ptr`, valid until the
-        // request completes below; no other reference to them exists (the input was copied).
-        unsafe { core::slice::from_raw_parts_mut(output_ptr, output_used) }
+        &mut []
     };
 
     // SAFETY: `request` is valid; the file object is the one the request was sent through.
@@ -422,6 +394,50 @@ extern "C" fn evt_io_in_caller_context(device: WDFDEVICE, request: WDFREQUEST) {
         Some(Err(error)) => complete(request, error.to_ntstatus(), 0),
         None => complete(request, STATUS_INVALID_DEVICE_REQUEST, 0),
     }
+}
+
+/// Which of a request's buffers to retrieve.
+enum Buffer {
+    Input,
+    Output,
+}
+
+/// `WdfRequestRetrieve{Input,Output}Buffer` with no minimum length: the system buffer and its
+/// length (never NULL on success).
+fn retrieve_buffer(request: WDFREQUEST, which: Buffer) -> Result<(*mut u8, usize), NTSTATUS> {
+    let mut buffer: PVOID = null_mut();
+    let mut length: usize = 0;
+    let status = match which {
+        // SAFETY: `request` is the request WDF passed to the caller; both out-parameters are
+        // live locals for the duration of the call.
+        Buffer::Input => unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfRequestRetrieveInputBuffer,
+                request,
+                0,
+                &raw mut buffer,
+                &raw mut length
+            )
+        },
+        // SAFETY: as above.
+        Buffer::Output => unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfRequestRetrieveOutputBuffer,
+                request,
+                0,
+                &raw mut buffer,
+                &raw mut length
+            )
+        },
+    };
+    if status < 0 || buffer.is_null() {
+        return Err(if status < 0 {
+            status
+        } else {
+            STATUS_INVALID_DEVICE_REQUEST
+        });
+    }
+    Ok((buffer.cast(), length))
 }
 
 /// Completes `request` with `status` and `information` bytes.
