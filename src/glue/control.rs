@@ -18,7 +18,6 @@ use alloc::vec::Vec;
 
 use kmcl::server::ParentDevice;
 use vmbmmio_proto::ioctl::IoctlCode;
-use wdk_sys::ntddk::PsGetCurrentProcessId;
 use wdk_sys::{
     _WDF_FILEOBJECT_CLASS, _WDF_IO_QUEUE_DISPATCH_TYPE, _WDF_REQUEST_TYPE, _WDF_TRI_STATE,
     NTSTATUS, PVOID, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_DEVICE_REQUEST, STATUS_SUCCESS,
@@ -31,7 +30,7 @@ use super::driver::object_attributes;
 use super::handles::ZwCloseHandles;
 use super::sections::KernelSections;
 use vmbmmio_core::control::{Caller, ControlDevice, FileKey, OfferSettings, Platform};
-use vmbmmio_core::sections::{ProcessKey, SectionQuotas};
+use vmbmmio_core::sections::{ProcessKey, SectionBackend, SectionQuotas};
 
 /// The real platform: KMCL from `vmbkmclr.sys`, `ZwClose`, kernel sections.
 pub struct WindowsPlatform;
@@ -101,11 +100,10 @@ const SYMBOLIC_LINK: &[u16] = utf16!("\\DosDevices\\vmbmmio");
 /// Protected DACL: GENERIC_ALL for SYSTEM and the built-in Administrators, nobody else.
 const DEVICE_SDDL: &[u16] = utf16!("D:P(A;;GA;;;SY)(A;;GA;;;BA)");
 
-/// The calling thread's process, as the portable code identifies it.
+/// The calling thread's process, as the portable code identifies it (the same key the section
+/// backend compares against when it opens a handle).
 fn current_process() -> ProcessKey {
-    // SAFETY: PsGetCurrentProcessId has no preconditions and is callable at any IRQL.
-    let id = unsafe { PsGetCurrentProcessId() };
-    ProcessKey(id as usize as u64)
+    KernelSections.current_process()
 }
 
 /// Runs `f` on the control state under the wait lock; `None` if there is no state.
