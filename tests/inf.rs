@@ -9,6 +9,8 @@
 use std::collections::BTreeMap;
 
 const INX: &str = include_str!("../inf/vmbmmio.inx");
+/// SYSTEM and Administrators only: the SDDL the driver assigns to its device object.
+const DEVICE_SDDL: &str = "D:P(A;;GA;;;SY)(A;;GA;;;BA)";
 
 /// The driver binary the packaging produces: `<crate name>.sys`.
 fn binary_name() -> String {
@@ -87,6 +89,7 @@ enum Problem {
     NoKmdfService,
     KmdfServiceMismatch(String),
     KmdfVersionNotStamped(String),
+    DeviceSecurityNotAdminsOnly(String),
 }
 
 fn check(text: &str) -> Vec<Problem> {
@@ -171,6 +174,29 @@ fn check(text: &str) -> Vec<Problem> {
                 problems.push(Problem::ServiceBinaryWrong(found.to_string()));
             }
         }
+    }
+
+    // The device's security: exactly SYSTEM and Administrators, as the driver's own SDDL.
+    let security = value(&inf, &format!("{install_nt}.HW"), "addreg")
+        .map(fields)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| inf.get(&s.to_ascii_lowercase()))
+        .flatten()
+        .find_map(|(k, v)| {
+            let line = k.as_deref().map_or(v.clone(), |k| format!("{k}={v}"));
+            let parts = fields(&line);
+            (parts
+                .first()
+                .is_some_and(|root| root.eq_ignore_ascii_case("HKR"))
+                && parts
+                    .get(2)
+                    .is_some_and(|name| name.eq_ignore_ascii_case("Security")))
+            .then(|| parts.get(4).cloned().unwrap_or_default())
+        })
+        .unwrap_or_default();
+    if security != format!("\"{DEVICE_SDDL}\"") {
+        problems.push(Problem::DeviceSecurityNotAdminsOnly(security));
     }
 
     match value(&inf, &format!("{install_nt}.Wdf"), "kmdfservice").map(fields) {
@@ -275,6 +301,31 @@ fn missing_kmdf_service_section_is_caught() {
         "KmdfService = other, vmbmmio_wdfsect",
     ));
     assert_eq!(problems, vec![Problem::KmdfServiceMismatch("other".into())]);
+}
+
+#[test]
+fn a_device_open_to_everyone_is_caught() {
+    let problems = check(&broken(
+        "HKR,,Security,,\"D:P(A;;GA;;;SY)(A;;GA;;;BA)\"",
+        "HKR,,Security,,\"D:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;GA;;;WD)\"",
+    ));
+    assert_eq!(
+        problems,
+        vec![Problem::DeviceSecurityNotAdminsOnly(
+            "\"D:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;GA;;;WD)\"".into()
+        )]
+    );
+    let problems = check(&broken("AddReg = vmbmmio_Security_AddReg", "; none"));
+    assert_eq!(
+        problems,
+        vec![Problem::DeviceSecurityNotAdminsOnly(String::new())]
+    );
+}
+
+#[test]
+fn the_glue_assigns_the_same_sddl() {
+    let glue = include_str!("../src/glue/control.rs");
+    assert!(glue.contains(&format!("utf16!(\"{DEVICE_SDDL}\")")));
 }
 
 #[test]
