@@ -58,6 +58,7 @@ fn main() -> ExitCode {
             let options = DemoOptions {
                 region_sizes: regions,
                 mapping_has_no_effect,
+                ..DemoOptions::default()
             };
             let stdout = std::io::stdout();
             let mut out = stdout.lock();

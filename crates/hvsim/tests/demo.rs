@@ -11,6 +11,7 @@ fn demo(region_sizes: Vec<u64>, mapping_has_no_effect: bool) -> (DemoReport, Str
         &DemoOptions {
             region_sizes,
             mapping_has_no_effect,
+            ..DemoOptions::default()
         },
         &mut out,
     )
@@ -56,6 +57,39 @@ fn the_largest_session_the_driver_allows() {
     // The plan itself allows a 32 GiB BAR (tests/channel_offer.rs offers it); the driver's
     // default per-session quota caps what it will back with sections: 256 MiB.
     assert_passed(vec![SectionQuotas::default().session_bytes]);
+}
+
+#[test]
+fn the_largest_bar_the_plan_and_the_ioctl_interface_allow() {
+    // 8 regions of 4 GiB (the IOCTL's per-region maximum) fill the largest BAR the plan allows,
+    // 32 GiB: MmioMegabytes and MmioMegabytesOptional are both 32768. Quotas are raised to let
+    // the driver back it; pages are sampled (every 256th plus each region's first and last),
+    // since walking 8 Mi pages is not a unit test. Section memory is sparse, so this is cheap.
+    let sizes = vec![4 << 30; 8];
+    let quotas = SectionQuotas {
+        session_bytes: 32 << 30,
+        global_bytes: 32 << 30,
+        ..SectionQuotas::default()
+    };
+    let mut out = Vec::new();
+    let report = run(
+        &DemoOptions {
+            region_sizes: sizes,
+            quotas,
+            page_stride: 256,
+            ..DemoOptions::default()
+        },
+        &mut out,
+    )
+    .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(report.passed(), "{report:?}\n{text}");
+    assert_eq!(report.pages_verified, 8 * (4096 + 1));
+    assert!(
+        text.contains("(MmioMegabytes 32768, optional 32768)"),
+        "{text}"
+    );
+    assert!(text.contains("BAR2 sized 33554432 KiB"), "{text}");
 }
 
 #[test]

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use vmbmmio_core::control::{Caller, ControlDevice, FileKey, OfferSettings};
 use vmbmmio_core::mmio_plan::{MmioPlan, PAGE_SIZE};
-use vmbmmio_core::sections::SectionQuotas;
 use vmbmmio_devhost::clock::Clock;
 use vmbmmio_devhost::config::{CliArgs, DeviceHostConfig};
 use vmbmmio_devhost::guid::Guid;
@@ -111,7 +110,7 @@ impl<'a> DemoWorld<'a> {
         let control = Rc::new(RefCell::new(ControlDevice::new(
             sim.parent_device(),
             kernel.clone(),
-            SectionQuotas::default(),
+            options.quotas,
             OfferSettings::default(),
         )));
         let device_host = kernel.spawn_process();
@@ -279,12 +278,20 @@ impl<'a> DemoWorld<'a> {
         })
     }
 
-    /// Pages in the BAR that belong to regions.
-    pub fn pages(&self) -> u64 {
-        self.plan
-            .regions()
-            .last()
-            .map_or(0, |r| (r.offset + r.size) / PAGE_SIZE)
+    /// The BAR pages to check: every `stride`-th page of the regions (1: all of them), plus the
+    /// first and last page of every region, in order.
+    pub fn pages(&self, stride: u64) -> Vec<u64> {
+        let stride = stride.max(1);
+        let mut pages = Vec::new();
+        for region in self.plan.regions() {
+            let first = region.offset / PAGE_SIZE;
+            let last = first + region.pages() - 1;
+            pages.extend((first..=last).filter(|page| (page - first).is_multiple_of(stride)));
+            if pages.last() != Some(&last) {
+                pages.push(last);
+            }
+        }
+        pages
     }
 
     /// Prints one narration line.
