@@ -263,3 +263,26 @@ fn quota_exceeded_is_refused_before_anything_is_created() {
     assert_eq!(snapshot(&bench), before);
     assert!(bench.sim.guest(vm.id).offers().is_empty());
 }
+
+#[test]
+fn the_precheck_refuses_codes_and_lengths_before_any_buffer_is_touched() {
+    let mut bench = Bench::new();
+    let devhost = bench.kernel.spawn_process();
+    let caller = bench.open_file(devhost, 1);
+    let code = IoctlCode::GetRegionSection;
+    let cases = [
+        (code.code() + 0x100, 32, 40, STATUS_INVALID_DEVICE_REQUEST),
+        (code.code(), 33, 40, STATUS_INVALID_BUFFER_SIZE),
+        (code.code(), 1 << 20, 40, STATUS_INVALID_BUFFER_SIZE),
+        (code.code(), 32, 39, STATUS_BUFFER_TOO_SMALL),
+    ];
+    for (code, input_len, output_len, status) in cases {
+        let before = snapshot(&bench);
+        let result = bench.control.precheck(caller, code, input_len, output_len);
+        assert_eq!(result.map_err(|e| e.to_ntstatus()), Err(status));
+        assert_eq!(snapshot(&bench), before);
+    }
+    // A request that fits is let through (shorter input is the parser's to refuse).
+    assert_eq!(bench.control.precheck(caller, code.code(), 31, 40), Ok(()));
+    assert_eq!(bench.status(caller).unwrap().counters.protocol_errors, 4);
+}

@@ -13,11 +13,11 @@
 use core::ptr::{self, null_mut};
 use core::sync::atomic::{AtomicPtr, Ordering};
 
+use alloc::alloc::Layout;
 use alloc::boxed::Box;
-use alloc::vec::Vec;
 
 use kmcl::server::ParentDevice;
-use vmbmmio_proto::ioctl::IoctlCode;
+use vmbmmio_proto::ioctl::MAX_REQUEST_SIZE;
 use wdk_sys::{
     _WDF_FILEOBJECT_CLASS, _WDF_IO_QUEUE_DISPATCH_TYPE, _WDF_REQUEST_TYPE, _WDF_TRI_STATE,
     NTSTATUS, PVOID, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_DEVICE_REQUEST, STATUS_SUCCESS,
@@ -26,10 +26,12 @@ use wdk_sys::{
     WDFREQUEST, WDFWAITLOCK, call_unsafe_wdf_function_binding,
 };
 
-use super::driver::object_attributes;
+use super::driver::{object_attributes, wdf_size, wdf_size_u16};
 use super::handles::ZwCloseHandles;
 use super::sections::KernelSections;
-use vmbmmio_core::control::{Caller, ControlDevice, FileKey, OfferSettings, Platform};
+use vmbmmio_core::control::{
+    Caller, ControlDevice, ControlError, FileKey, OfferSettings, Platform,
+};
 use vmbmmio_core::sections::{ProcessKey, SectionBackend, SectionQuotas};
 
 /// The real platform: KMCL from `vmbkmclr.sys`, `ZwClose`, kernel sections.
@@ -49,23 +51,6 @@ struct ControlState {
 
 /// Set by device add, taken by the device's cleanup callback.
 static STATE: AtomicPtr<ControlState> = AtomicPtr::new(null_mut());
-
-/// Largest input the portable code ever needs to see: the largest request plus one byte, so
-/// that an oversized request still reaches the parser and is rejected as too long.
-// Indexing here is evaluated at compile time: out of range fails the build, never the kernel.
-#[allow(clippy::indexing_slicing)]
-const INPUT_COPY_SIZE: usize = {
-    let mut max = 0;
-    let mut i = 0;
-    while i < IoctlCode::ALL.len() {
-        let size = IoctlCode::ALL[i].request_size();
-        if size > max {
-            max = size;
-        }
-        i += 1;
-    }
-    max + 1
-};
 
 /// Builds a counted string from a static NUL-free UTF-16 array.
 const fn unicode(text: &'static [u16]) -> UNICODE_STRING {
@@ -115,7 +100,10 @@ fn with_control<R>(f: impl FnOnce(&mut ControlDevice<WindowsPlatform>) -> R) -> 
         return None;
     }
     // SAFETY: `state` was published by `configure_control_device` and is only freed by
-    // `evt_device_cleanup`, after WDF has stopped delivering file and I/O callbacks.
+    // `evt_device_cleanup`, the device's EvtCleanupCallback. WDF runs that after
+    // IRP_MN_REMOVE_DEVICE, when every file object has been cleaned up and no
+    // EvtIoInCallerContext or EvtFile* callback of this device is in flight, so no caller of
+    // `with_control` can still hold `state` then.
     let lock = unsafe { (*state).lock };
     // SAFETY: `lock` is a wait lock owned by the device, alive as long as `state`; a NULL
     // timeout waits forever, which is allowed at PASSIVE_LEVEL.
@@ -151,7 +139,7 @@ pub unsafe fn configure_device_init(device_init: wdk_sys::PWDFDEVICE_INIT) -> NT
         return status;
     }
     let mut file_config = WDF_FILEOBJECT_CONFIG {
-        Size: size_of::<WDF_FILEOBJECT_CONFIG>() as ULONG,
+        Size: const { wdf_size::<WDF_FILEOBJECT_CONFIG>() },
         EvtDeviceFileCreate: Some(evt_device_file_create),
         EvtFileClose: None,
         EvtFileCleanup: Some(evt_file_cleanup),
@@ -202,7 +190,7 @@ pub unsafe fn configure_control_device(device: WDFDEVICE) -> NTSTATUS {
     }
 
     let mut queue_config = WDF_IO_QUEUE_CONFIG {
-        Size: size_of::<WDF_IO_QUEUE_CONFIG>() as ULONG,
+        Size: const { wdf_size::<WDF_IO_QUEUE_CONFIG>() },
         PowerManaged: _WDF_TRI_STATE::WdfFalse,
         DefaultQueue: 1,
         DispatchType: _WDF_IO_QUEUE_DISPATCH_TYPE::WdfIoQueueDispatchParallel,
@@ -262,15 +250,23 @@ pub unsafe fn configure_control_device(device: WDFDEVICE) -> NTSTATUS {
     STATUS_SUCCESS
 }
 
-/// `Box::new` without the allocation-failure panic (a bugcheck in the kernel).
+/// `Box::new` without the allocation-failure path (which would bugcheck in the kernel).
 fn try_box<T>(value: T) -> Option<Box<T>> {
-    let mut one = Vec::new();
-    one.try_reserve_exact(1).ok()?;
-    one.push(value);
-    let raw = Box::into_raw(one.into_boxed_slice()).cast::<T>();
-    // SAFETY: a boxed one-element slice has exactly the layout of a boxed `T`, and ownership
-    // moves from the slice box (just consumed) to the returned box.
-    Some(unsafe { Box::from_raw(raw) })
+    let layout = Layout::new::<T>();
+    if layout.size() == 0 {
+        return None;
+    }
+    // SAFETY: `layout` has a non-zero size (checked above).
+    let memory = unsafe { alloc::alloc::alloc(layout) }.cast::<T>();
+    if memory.is_null() {
+        return None;
+    }
+    // SAFETY: `memory` is a fresh, suitably sized and aligned allocation for one `T`
+    // (Layout::new::<T>(); the pool allocator aligns to 16 bytes, more than `T` needs here).
+    unsafe { memory.write(value) };
+    // SAFETY: `memory` came from the global allocator with `Layout::new::<T>()` and now holds
+    // an initialised `T`; the returned box is its only owner.
+    Some(unsafe { Box::from_raw(memory) })
 }
 
 /// `EvtCleanupCallback` of the device: closes every session and frees the state.
@@ -298,7 +294,7 @@ extern "C" fn evt_device_file_create(_device: WDFDEVICE, request: WDFREQUEST, fi
     let status = match with_control(|control| control.file_create(caller)) {
         Some(Ok(())) => STATUS_SUCCESS,
         Some(Err(error)) => error.to_ntstatus(),
-        None => STATUS_INVALID_DEVICE_REQUEST,
+        None => ControlError::NotReady.to_ntstatus(),
     };
     // SAFETY: WDF passed `request` to this callback, which completes it exactly once.
     unsafe { call_unsafe_wdf_function_binding!(WdfRequestComplete, request, status) };
@@ -330,7 +326,7 @@ extern "C" fn evt_io_default(_queue: WDFQUEUE, request: WDFREQUEST) {
 /// IRQL: PASSIVE_LEVEL for IOCTLs from user mode (METHOD_BUFFERED).
 extern "C" fn evt_io_in_caller_context(device: WDFDEVICE, request: WDFREQUEST) {
     let mut params = WDF_REQUEST_PARAMETERS {
-        Size: size_of::<WDF_REQUEST_PARAMETERS>() as u16,
+        Size: const { wdf_size_u16::<WDF_REQUEST_PARAMETERS>() },
         ..WDF_REQUEST_PARAMETERS::default()
     };
     // SAFETY: `request` is the request WDF passed in; `params` is initialised as
@@ -354,20 +350,39 @@ extern "C" fn evt_io_in_caller_context(device: WDFDEVICE, request: WDFREQUEST) {
             io.OutputBufferLength,
         )
     };
+    // SAFETY: `request` is valid; the file object is the one the request was sent through.
+    let file = unsafe { call_unsafe_wdf_function_binding!(WdfRequestGetFileObject, request) };
+    let caller = Caller {
+        file: FileKey(file as usize),
+        process: current_process(),
+    };
+    // Code and lengths first, before any buffer is touched (the portable code decides).
+    match with_control(|control| control.precheck(caller, code, input_len, output_len)) {
+        Some(Ok(())) => {}
+        Some(Err(error)) => return complete(request, error.to_ntstatus(), 0),
+        None => return complete(request, ControlError::NotReady.to_ntstatus(), 0),
+    }
 
     // METHOD_BUFFERED: input and output share one system buffer. Copy the input out first so
-    // the portable code never holds two views of the same bytes.
-    let mut input = [0u8; INPUT_COPY_SIZE];
-    let mut input_used = 0usize;
-    if input_len > 0 {
+    // the portable code never holds two views of the same bytes. `precheck` guaranteed
+    // `input_len <= MAX_REQUEST_SIZE`.
+    let mut input = [0u8; MAX_REQUEST_SIZE];
+    let Some(input_copy) = input.get_mut(..input_len) else {
+        return complete(request, ControlError::BufferUnavailable.to_ntstatus(), 0);
+    };
+    if !input_copy.is_empty() {
         let (buffer, length) = match retrieve_buffer(request, Buffer::Input) {
             Ok(found) => found,
             Err(status) => return complete(request, status, 0),
         };
-        input_used = length.min(INPUT_COPY_SIZE);
-        // SAFETY: WDF returned `length` readable bytes at `buffer`; at most `input_used <=
-        // length` are copied into the local array, which does not overlap the system buffer.
-        unsafe { ptr::copy_nonoverlapping(buffer, input.as_mut_ptr(), input_used) };
+        if length < input_copy.len() {
+            return complete(request, ControlError::BufferUnavailable.to_ntstatus(), 0);
+        }
+        // SAFETY: WDF returned `length >= input_copy.len()` readable bytes at `buffer`; they
+        // are copied into the local array, which does not overlap the system buffer.
+        unsafe {
+            ptr::copy_nonoverlapping(buffer, input_copy.as_mut_ptr(), input_copy.len());
+        }
     }
     let output: &mut [u8] = if output_len > 0 {
         match retrieve_buffer(request, Buffer::Output) {
@@ -380,17 +395,11 @@ extern "C" fn evt_io_in_caller_context(device: WDFDEVICE, request: WDFREQUEST) {
         &mut []
     };
 
-    // SAFETY: `request` is valid; the file object is the one the request was sent through.
-    let file = unsafe { call_unsafe_wdf_function_binding!(WdfRequestGetFileObject, request) };
-    let caller = Caller {
-        file: FileKey(file as usize),
-        process: current_process(),
-    };
-    let input = input.get(..input_used).unwrap_or(&[]);
+    let input: &[u8] = input_copy;
     match with_control(|control| control.dispatch(caller, code, input, output)) {
         Some(Ok(written)) => complete(request, STATUS_SUCCESS, written),
         Some(Err(error)) => complete(request, error.to_ntstatus(), 0),
-        None => complete(request, STATUS_INVALID_DEVICE_REQUEST, 0),
+        None => complete(request, ControlError::NotReady.to_ntstatus(), 0),
     }
 }
 
@@ -428,12 +437,11 @@ fn retrieve_buffer(request: WDFREQUEST, which: Buffer) -> Result<(*mut u8, usize
             )
         },
     };
-    if status < 0 || buffer.is_null() {
-        return Err(if status < 0 {
-            status
-        } else {
-            STATUS_INVALID_DEVICE_REQUEST
-        });
+    if status < 0 {
+        return Err(status);
+    }
+    if buffer.is_null() {
+        return Err(ControlError::BufferUnavailable.to_ntstatus());
     }
     Ok((buffer.cast(), length))
 }

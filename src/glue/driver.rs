@@ -9,19 +9,25 @@ use wdk_sys::{
     call_unsafe_wdf_function_binding,
 };
 
-/// `WDF_DRIVER_CONFIG.Size`; the struct is far smaller than 4 GiB, checked at compile time.
-const WDF_DRIVER_CONFIG_SIZE: ULONG = {
-    let size = core::mem::size_of::<WDF_DRIVER_CONFIG>();
+/// The `Size` member of a WDF structure (`ULONG`). Use as `const { wdf_size::<T>() }` so the
+/// range check runs at compile time.
+pub(super) const fn wdf_size<T>() -> ULONG {
+    let size = size_of::<T>();
     assert!(size <= ULONG::MAX as usize);
     size as ULONG
-};
+}
 
-/// `WDF_OBJECT_ATTRIBUTES.Size`, checked the same way.
-const WDF_OBJECT_ATTRIBUTES_SIZE: ULONG = {
-    let size = core::mem::size_of::<WDF_OBJECT_ATTRIBUTES>();
-    assert!(size <= ULONG::MAX as usize);
-    size as ULONG
-};
+/// The `Size` member of a WDF structure that declares it `USHORT`; checked the same way.
+pub(super) const fn wdf_size_u16<T>() -> u16 {
+    let size = size_of::<T>();
+    assert!(size <= u16::MAX as usize);
+    size as u16
+}
+
+/// `WDF_DRIVER_CONFIG.Size`.
+const WDF_DRIVER_CONFIG_SIZE: ULONG = wdf_size::<WDF_DRIVER_CONFIG>();
+/// `WDF_OBJECT_ATTRIBUTES.Size`.
+const WDF_OBJECT_ATTRIBUTES_SIZE: ULONG = wdf_size::<WDF_OBJECT_ATTRIBUTES>();
 
 /// `WDF_OBJECT_ATTRIBUTES_INIT` (a FORCEINLINE C helper wdk-sys does not generate): zeroed,
 /// with the execution level and synchronization scope inherited from the parent.

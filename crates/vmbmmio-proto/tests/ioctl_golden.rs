@@ -519,3 +519,13 @@ fn enum_values_are_golden() {
     assert_eq!(MAX_TOTAL_SIZE, 0x8_0000_0000);
     assert_eq!(MAX_BAR_SIZE, 0x8_0000_0000);
 }
+
+#[test]
+fn the_largest_request_is_open_session() {
+    use vmbmmio_proto::ioctl::{IoctlCode, MAX_REQUEST_SIZE};
+    assert_eq!(MAX_REQUEST_SIZE, 336);
+    assert_eq!(IoctlCode::OpenSession.request_size(), MAX_REQUEST_SIZE);
+    assert!(IoctlCode::GetRegionSection.check_input_len(32).is_ok());
+    assert!(IoctlCode::GetRegionSection.check_input_len(31).is_ok());
+    assert!(IoctlCode::GetRegionSection.check_input_len(33).is_err());
+}

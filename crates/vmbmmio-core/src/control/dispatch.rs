@@ -17,6 +17,39 @@ use crate::mmio_plan::MmioPlan;
 use crate::sections::{RegionAccess, RegionId, RegionSpec};
 
 impl<X: Platform> ControlDevice<X> {
+    /// The checks that need only the request's code and buffer lengths: the IOCTL code, the
+    /// input length (never longer than the request, so the glue's copy of the input never needs
+    /// more than [`vmbmmio_proto::ioctl::MAX_REQUEST_SIZE`] bytes) and the output length. The
+    /// glue calls this before it touches the buffers; a failure is counted like any rejected
+    /// request.
+    ///
+    /// IRQL: PASSIVE_LEVEL (no kernel call; callers hold the control lock).
+    pub fn precheck(
+        &mut self,
+        caller: Caller,
+        code: u32,
+        input_len: usize,
+        output_len: usize,
+    ) -> Result<(), ControlError> {
+        let result = IoctlCode::parse(code)
+            .and_then(|code| {
+                code.check_input_len(input_len)?;
+                code.check_output_len(output_len)
+            })
+            .map_err(ControlError::from);
+        self.count_rejection(caller, &result);
+        result
+    }
+
+    fn count_rejection<T>(&mut self, caller: Caller, result: &Result<T, ControlError>) {
+        if let (Err(_), Some(entry)) = (
+            result,
+            self.files.iter_mut().find(|f| f.file == caller.file),
+        ) {
+            entry.rejected_requests = entry.rejected_requests.saturating_add(1);
+        }
+    }
+
     /// Handles one IOCTL from `caller`: `input` is a copy of the request, `output` the reply
     /// buffer. Returns how many bytes of `output` were written.
     ///
@@ -34,12 +67,7 @@ impl<X: Platform> ControlDevice<X> {
         output: &mut [u8],
     ) -> Result<usize, ControlError> {
         let result = self.dispatch_checked(caller, code, input, output);
-        if let (Err(_), Some(entry)) = (
-            &result,
-            self.files.iter_mut().find(|f| f.file == caller.file),
-        ) {
-            entry.rejected_requests = entry.rejected_requests.saturating_add(1);
-        }
+        self.count_rejection(caller, &result);
         result
     }
 
@@ -54,6 +82,7 @@ impl<X: Platform> ControlDevice<X> {
             return Err(ControlError::ShuttingDown);
         }
         let code = IoctlCode::parse(code)?;
+        code.check_input_len(input.len())?;
         code.check_output_len(output.len())?;
         let index = self
             .files
@@ -223,6 +252,10 @@ impl<X: Platform> ControlDevice<X> {
         } else {
             RegionAccess::ReadOnly
         };
+        // Once opened, the handle belongs to the caller's process and the driver never closes
+        // it (docs/sections.md): so everything that could still fail is checked first, with a
+        // stand-in handle value. The output length was checked by the caller.
+        RegionSection::new(u64::MAX, placement.size, placement.offset)?;
         let handle = self.sections.open_user_handle(
             session.sections,
             RegionId::new(session.sections, region_index),
@@ -230,8 +263,7 @@ impl<X: Platform> ControlDevice<X> {
             caller.process,
         )?;
         session.handles_issued = session.handles_issued.saturating_add(1);
-        // From here the handle belongs to the caller's process (docs/sections.md); the output
-        // length was checked before it was opened, so encoding cannot fail for lack of room.
+        // Only a NULL handle could fail here, and a successful open never returns one.
         let reply = RegionSection::new(handle.0, placement.size, placement.offset)?;
         Ok(reply.encode(output)?)
     }

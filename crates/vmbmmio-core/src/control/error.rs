@@ -1,9 +1,10 @@
 //! Why a control-device request was refused, and the NTSTATUS it completes with.
 
 use kmcl::raw::{
-    NTSTATUS, STATUS_ACCESS_DENIED, STATUS_BUFFER_TOO_SMALL, STATUS_DEVICE_REMOVED,
-    STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_BUFFER_SIZE, STATUS_INVALID_DEVICE_REQUEST,
-    STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER, STATUS_REVISION_MISMATCH,
+    NTSTATUS, STATUS_ACCESS_DENIED, STATUS_BUFFER_TOO_SMALL, STATUS_DEVICE_NOT_READY,
+    STATUS_DEVICE_REMOVED, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_BUFFER_SIZE,
+    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER,
+    STATUS_REVISION_MISMATCH,
 };
 use vmbmmio_proto::ioctl::{ErrorClass, ProtoError};
 
@@ -45,6 +46,11 @@ pub enum ControlError {
     TooManyFiles,
     /// The driver is unloading.
     ShuttingDown,
+    /// The control device's state does not exist (yet, or any more): a request raced device
+    /// creation or removal.
+    NotReady,
+    /// The I/O manager handed over no buffer although the request declared one.
+    BufferUnavailable,
     /// An allocation failed.
     OutOfMemory,
 }
@@ -63,6 +69,8 @@ impl ControlError {
             Self::UnknownFile | Self::FileAlreadyOpen => STATUS_INVALID_DEVICE_REQUEST,
             Self::TooManyFiles => STATUS_TOO_MANY_OPENED_FILES,
             Self::ShuttingDown => STATUS_DEVICE_REMOVED,
+            Self::NotReady => STATUS_DEVICE_NOT_READY,
+            Self::BufferUnavailable => STATUS_INVALID_DEVICE_REQUEST,
             Self::OutOfMemory => STATUS_INSUFFICIENT_RESOURCES,
         }
     }

@@ -153,6 +153,19 @@ impl IoctlCode {
         }
     }
 
+    /// [`ProtoError::TooLong`] if an input of `len` bytes cannot be this request: longer than
+    /// its exact size. (Shorter inputs are rejected by the request's parser.) The driver calls
+    /// this before it copies the input, so it never needs a buffer larger than
+    /// [`MAX_REQUEST_SIZE`].
+    pub const fn check_input_len(self, len: usize) -> ProtoResult<()> {
+        let expected = self.request_size();
+        if len > expected {
+            Err(ProtoError::TooLong { expected, got: len })
+        } else {
+            Ok(())
+        }
+    }
+
     /// [`ProtoError::OutputTooSmall`] unless an output buffer of `len` bytes holds the reply.
     ///
     /// The driver calls this before it acts on a request, so a request whose reply could not be
@@ -166,3 +179,17 @@ impl IoctlCode {
         }
     }
 }
+
+/// The largest request of any IOCTL, in bytes: the input buffer the driver copies a request
+/// into never needs to be larger (see [`IoctlCode::check_input_len`]).
+pub const MAX_REQUEST_SIZE: usize = {
+    let mut max = 0;
+    let mut rest: &[IoctlCode] = &IoctlCode::ALL;
+    while let [code, tail @ ..] = rest {
+        if code.request_size() > max {
+            max = code.request_size();
+        }
+        rest = tail;
+    }
+    max
+};
