@@ -21,7 +21,7 @@ use vmbmmio_proto::ioctl::MAX_REQUEST_SIZE;
 use wdk_sys::{
     _WDF_FILEOBJECT_CLASS, _WDF_IO_QUEUE_DISPATCH_TYPE, _WDF_REQUEST_TYPE, _WDF_TRI_STATE,
     NTSTATUS, PVOID, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_DEVICE_REQUEST, STATUS_SUCCESS,
-    ULONG, UNICODE_STRING, WDF_FILEOBJECT_CONFIG, WDF_IO_QUEUE_CONFIG, WDF_NO_OBJECT_ATTRIBUTES,
+    ULONG, WDF_FILEOBJECT_CONFIG, WDF_IO_QUEUE_CONFIG, WDF_NO_OBJECT_ATTRIBUTES,
     WDF_OBJECT_ATTRIBUTES, WDF_REQUEST_PARAMETERS, WDFDEVICE, WDFFILEOBJECT, WDFOBJECT, WDFQUEUE,
     WDFREQUEST, WDFWAITLOCK, call_unsafe_wdf_function_binding,
 };
@@ -29,6 +29,7 @@ use wdk_sys::{
 use super::driver::{object_attributes, wdf_size, wdf_size_u16};
 use super::handles::ZwCloseHandles;
 use super::sections::KernelSections;
+use super::strings::{unicode, utf16};
 use vmbmmio_core::control::{
     Caller, ControlDevice, ControlError, FileKey, OfferSettings, Platform,
 };
@@ -51,34 +52,6 @@ struct ControlState {
 
 /// Set by device add, taken by the device's cleanup callback.
 static STATE: AtomicPtr<ControlState> = AtomicPtr::new(null_mut());
-
-/// Builds a counted string from a static NUL-free UTF-16 array.
-const fn unicode(text: &'static [u16]) -> UNICODE_STRING {
-    UNICODE_STRING {
-        Length: (text.len() * 2) as u16,
-        MaximumLength: (text.len() * 2) as u16,
-        Buffer: text.as_ptr().cast_mut(),
-    }
-}
-
-/// UTF-16 of an ASCII literal, at compile time.
-macro_rules! utf16 {
-    ($text:literal) => {{
-        const BYTES: &[u8] = $text.as_bytes();
-        // Evaluated at compile time: an index out of range fails the build, never the kernel.
-        #[allow(clippy::indexing_slicing)]
-        const UNITS: [u16; BYTES.len()] = {
-            let mut units = [0u16; BYTES.len()];
-            let mut i = 0;
-            while i < BYTES.len() {
-                units[i] = BYTES[i] as u16;
-                i += 1;
-            }
-            units
-        };
-        &UNITS
-    }};
-}
 
 const DEVICE_NAME: &[u16] = utf16!("\\Device\\vmbmmio");
 const SYMBOLIC_LINK: &[u16] = utf16!("\\DosDevices\\vmbmmio");

@@ -10,3 +10,4 @@ mod control;
 mod driver;
 mod handles;
 pub mod sections;
+mod strings;

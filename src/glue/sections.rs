@@ -23,15 +23,20 @@
 use core::ffi::c_void;
 use core::ptr::{NonNull, null_mut};
 
-use kmcl::raw::{NT_SUCCESS, NTSTATUS, STATUS_INVALID_PARAMETER, STATUS_UNSUCCESSFUL};
+use kmcl::raw::{
+    NT_SUCCESS, NTSTATUS, STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_UNSUCCESSFUL,
+};
 use wdk_sys::ntddk::{
-    ObOpenObjectByPointer, ObReferenceObjectByHandle, ObfDereferenceObject, PsGetCurrentProcessId,
-    ZwClose, ZwCreateSection,
+    MmGetSystemRoutineAddress, ObOpenObjectByPointer, ObReferenceObjectByHandle,
+    ObfDereferenceObject, PsGetCurrentProcessId, ZwClose, ZwCreateSection,
 };
 use wdk_sys::{
     _MODE, HANDLE, KPROCESSOR_MODE, LARGE_INTEGER, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES,
-    PAGE_READWRITE, PVOID, SEC_COMMIT, ULONG,
+    PAGE_READWRITE, POBJECT_TYPE, PVOID, SEC_COMMIT, ULONG,
 };
+
+use super::driver::wdf_size;
+use super::strings::{unicode, utf16};
 
 use vmbmmio_core::sections::{
     ProcessKey, SECTION_MAP_READ, SECTION_MAP_WRITE, SECTION_QUERY, SectionBackend, UserHandle,
@@ -44,15 +49,29 @@ const _: () = assert!(
         && wdk_sys::SECTION_MAP_READ == SECTION_MAP_READ
 );
 
-/// `OBJECT_ATTRIBUTES.Length`; the struct is far smaller than 4 GiB, checked at compile time.
-const OBJECT_ATTRIBUTES_LENGTH: ULONG = {
-    let size = core::mem::size_of::<OBJECT_ATTRIBUTES>();
-    assert!(size <= ULONG::MAX as usize);
-    size as ULONG
-};
+/// `OBJECT_ATTRIBUTES.Length`, range-checked at compile time.
+const OBJECT_ATTRIBUTES_LENGTH: ULONG = wdf_size::<OBJECT_ATTRIBUTES>();
 
 /// Access of the short-lived kernel handle: what the driver's own uses need, nothing more.
 const KERNEL_HANDLE_ACCESS: u32 = SECTION_MAP_READ | SECTION_MAP_WRITE | SECTION_QUERY;
+
+/// `*MmSectionObjectType`, looked up at run time: exported kernel data does not link reliably
+/// through wdk-sys (windows-drivers-rs.md §3, issue #338; option (b), MmGetSystemRoutineAddress).
+///
+/// IRQL: PASSIVE_LEVEL.
+fn section_object_type() -> Option<POBJECT_TYPE> {
+    let mut name = unicode(utf16!("MmSectionObjectType"));
+    // SAFETY: `name` is a valid counted string for the call; the routine only reads it and
+    // returns the address of the exported variable, or NULL.
+    let address = unsafe { MmGetSystemRoutineAddress(&raw mut name) };
+    if address.is_null() {
+        return None;
+    }
+    // SAFETY: the export `MmSectionObjectType` is a `POBJECT_TYPE` variable that the kernel
+    // sets at boot and never changes; `address` points at it.
+    let object_type = unsafe { address.cast::<POBJECT_TYPE>().read() };
+    (!object_type.is_null()).then_some(object_type)
+}
 
 /// The Windows section backend. Stateless.
 #[derive(Clone, Copy, Debug, Default)]
@@ -138,18 +157,22 @@ impl SectionBackend for KernelSections {
         section: &SectionObject,
         access_mask: u32,
     ) -> Result<UserHandle, NTSTATUS> {
+        // A UserMode open must name the object type (the WDK's ObOpenObjectByPointer page:
+        // ObjectType may be NULL only for KernelMode).
+        let object_type = section_object_type().ok_or(STATUS_NOT_SUPPORTED)?;
         let mut handle: HANDLE = null_mut();
         // SAFETY: `section` holds a reference, so the object is alive for the call; attributes
-        // 0 make a non-inheritable handle in the current process's table; no access state;
-        // NULL ObjectType as above; UserMode applies the access check a user-mode open would
-        // get; `handle` is a live local.
+        // 0 deliberately make a user handle (not OBJ_KERNEL_HANDLE), non-inheritable, in the
+        // current process's table; no access state; `object_type` is the section object type,
+        // required for a UserMode open; UserMode applies the access check a user-mode open
+        // would get; `handle` is a live local.
         let status = unsafe {
             ObOpenObjectByPointer(
                 section.0.as_ptr(),
                 0,
                 null_mut(),
                 access_mask,
-                null_mut(),
+                object_type,
                 _MODE::UserMode as KPROCESSOR_MODE,
                 &raw mut handle,
             )

@@ -46,8 +46,8 @@ use crate::mmio_plan::MmioPlan;
 ///
 /// Generic over where KMCL comes from (`P`: the `vmbkmclr.sys` imports on Windows, hvsim in
 /// tests) and how kernel handles are closed (`C`: `ZwClose` on Windows, hvsim in tests).
-/// Neither `Send` nor `Sync` (it owns a `ServerChannel`, see there): the glue keeps it in WDF
-/// object context memory.
+/// Neither `Send` nor `Sync` (it owns a `ServerChannel`, see there): it lives in the control
+/// device's state, which the glue owns and reaches only under its wait lock.
 pub struct VmChannel<P: KmclProvider, C: KernelHandleCloser> {
     /// `Some` until teardown; dropped before `vmbus_handle`.
     server: Option<ServerChannel<P, ChannelShared>>,

@@ -350,7 +350,8 @@ impl<B: SectionBackend> SectionManager<B> {
 
 impl<B: SectionBackend> Drop for SectionManager<B> {
     /// Backstop for a missed `release_all`: the same release path. Runs wherever the manager
-    /// is dropped, which must be PASSIVE_LEVEL (the device context's destroy callback).
+    /// is dropped, which must be PASSIVE_LEVEL (the glue frees the control state in the
+    /// device's cleanup callback).
     fn drop(&mut self) {
         self.release_all();
     }

@@ -20,8 +20,10 @@
 //!   ([`SectionManager::close_session`]) or on unload ([`SectionManager::release_all`]).
 //! - **User handles**: handed over. A handle opened for a device host belongs to that device
 //!   host; the driver records it (to bound how many it hands out, and for status) but never
-//!   closes it. The device host closes it, or the OS does when the process exits. On the device
-//!   host's file cleanup ([`SectionManager::release_process`]) the driver drops its records.
+//!   closes it. The device host closes it, or the OS does when the process exits. When the
+//!   session closes (CLOSE_SESSION, or the device host's file cleanup) the driver drops its
+//!   records of the session's handles; [`SectionManager::release_process`] drops a process's
+//!   records across sessions.
 //! - **Memory**: the section object lives while the driver's reference, any handle or any
 //!   mapped view exists, so no party can pull memory from under another.
 //!
