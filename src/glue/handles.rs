@@ -9,7 +9,7 @@ pub struct ZwCloseHandles;
 
 impl KernelHandleCloser for ZwCloseHandles {
     /// IRQL: PASSIVE_LEVEL.
-    fn close(handle: KernelHandleValue) {
+    unsafe fn close(handle: KernelHandleValue) {
         // SAFETY: the caller owns `handle`, a kernel handle (OBJ_KERNEL_HANDLE, from
         // VmbConvertVmbusHandleToKernelHandle), and never uses it again after this call.
         let _ = unsafe { ZwClose(handle.as_handle()) };

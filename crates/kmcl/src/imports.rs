@@ -29,6 +29,9 @@ use crate::table::KmclApi;
 #[cfg(target_arch = "x86")]
 compile_error!("kmcl's vmbkmclr.sys imports support 64-bit Windows only (FASTCALL entry points)");
 
+// SAFETY: each declaration below matches the header prototype in kmcl.md §2 (parameter order
+// and types, GUIDs by value §2.1, BOOLEAN = u8 §7, FASTCALL = "system" on x64/ARM64 §2.0). The
+// compiler cannot check this; a wrong declaration is an ABI bug, so every one cites its source.
 #[link(name = "vmbkmclr.sys", kind = "raw-dylib", modifiers = "+verbatim")]
 unsafe extern "system" {
     /// Evidence: kmcl.md §4 init step 1 (host dxgkrnl `CreateServerVmBusChannel`).

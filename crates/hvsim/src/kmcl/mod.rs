@@ -190,7 +190,8 @@ impl KmclProvider for HvsimKmclWithoutMmioSpace {
 pub struct SimHandleCloser;
 
 impl KernelHandleCloser for SimHandleCloser {
-    fn close(handle: KernelHandleValue) {
+    /// The model records the close (and flags a double or early close as a violation).
+    unsafe fn close(handle: KernelHandleValue) {
         with_host(|h| h.close_kernel_handle(handle.get()));
     }
 }

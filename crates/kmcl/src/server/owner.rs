@@ -38,6 +38,9 @@ impl<P: KmclProvider> Drop for AllocatedChannel<P> {
     fn drop(&mut self) {
         // SAFETY: the channel was allocated and never enabled (or its Enable failed), so it is
         // Disabled, the state Cleanup requires (kmcl.md §4 step 8); this is its only release.
+        // That a failed Enable leaves the channel Disabled is an inference from the host VSP
+        // observed in kmcl.md §4 ("If any step fails: VmbChannelCleanup(ch)", dxgkrnl), which
+        // includes Enable; the header does not say it.
         unsafe { (P::api().VmbChannelCleanup)(self.raw()) };
     }
 }

@@ -18,8 +18,12 @@ use super::error::{ChannelError, ConfigError};
 
 /// Closes kernel handles: `ZwClose` in the Windows glue, a counting model in `hvsim`.
 pub trait KernelHandleCloser: 'static {
-    /// Closes `handle`, which the caller owns and never uses again. IRQL: PASSIVE_LEVEL.
-    fn close(handle: KernelHandleValue);
+    /// Closes `handle`. IRQL: PASSIVE_LEVEL.
+    ///
+    /// # Safety
+    /// The caller owns `handle` (an open kernel handle) and never uses or closes it again.
+    /// Only `KernelVmbusHandle`'s drop calls this.
+    unsafe fn close(handle: KernelHandleValue);
 }
 
 /// The numeric value of a kernel handle (handles are table indices, not pointers).
@@ -68,7 +72,11 @@ impl<C: KernelHandleCloser> KernelVmbusHandle<C> {
     /// Takes ownership of a kernel handle (the glue's own conversions, and tests).
     ///
     /// Returns `None` for the NULL handle, which owns nothing.
-    pub fn from_owned(handle: HANDLE) -> Option<Self> {
+    ///
+    /// # Safety
+    /// `handle` is an open kernel handle that nobody else owns or closes: the returned value
+    /// closes it (through `C`) when dropped.
+    pub unsafe fn from_owned(handle: HANDLE) -> Option<Self> {
         NonZeroUsize::new(handle.addr()).map(|value| Self {
             value: KernelHandleValue(value),
             _closer: PhantomData,
@@ -96,7 +104,9 @@ impl<C: KernelHandleCloser> core::fmt::Debug for KernelVmbusHandle<C> {
 
 impl<C: KernelHandleCloser> Drop for KernelVmbusHandle<C> {
     fn drop(&mut self) {
-        C::close(self.value);
+        // SAFETY: `self` owns the handle (`from_owned`'s contract) and is being dropped, so the
+        // value is never used again.
+        unsafe { C::close(self.value) };
     }
 }
 
@@ -115,7 +125,9 @@ pub fn convert_vmbus_handle<P: KmclProvider, C: KernelHandleCloser>(
         kmcl::convert_vmbus_handle::<P>(user.get()).map_err(ChannelError::HandleConversion)?;
     // kmcl reports a NULL kernel handle as an error, so this is always `Some`; map the
     // impossible case to the same error instead of panicking.
-    KernelVmbusHandle::from_owned(kernel)
+    // SAFETY: VmbConvertVmbusHandleToKernelHandle just returned this kernel handle to us and
+    // the caller closes it (kmcl.md §6); nothing else holds it.
+    unsafe { KernelVmbusHandle::from_owned(kernel) }
         .ok_or(ChannelError::Config(ConfigError::InvalidVmbusHandle))
 }
 
@@ -127,7 +139,7 @@ mod tests {
     static CLOSED: AtomicUsize = AtomicUsize::new(0);
     struct Counting;
     impl KernelHandleCloser for Counting {
-        fn close(handle: KernelHandleValue) {
+        unsafe fn close(handle: KernelHandleValue) {
             assert_eq!(handle.get(), 0x88);
             CLOSED.fetch_add(1, Ordering::SeqCst);
         }
@@ -135,8 +147,11 @@ mod tests {
 
     #[test]
     fn owned_handle_closes_once_and_null_owns_nothing() {
-        assert!(KernelVmbusHandle::<Counting>::from_owned(ptr::null_mut()).is_none());
-        let handle = KernelVmbusHandle::<Counting>::from_owned(ptr::without_provenance_mut(0x88));
+        // SAFETY: NULL owns nothing.
+        assert!(unsafe { KernelVmbusHandle::<Counting>::from_owned(ptr::null_mut()) }.is_none());
+        // SAFETY: 0x88 is a made-up value only the counting closer sees; nobody else owns it.
+        let handle =
+            unsafe { KernelVmbusHandle::<Counting>::from_owned(ptr::without_provenance_mut(0x88)) };
         let handle = handle.unwrap();
         assert_eq!(handle.as_handle().addr(), 0x88);
         drop(handle);
