@@ -309,6 +309,9 @@ impl GuestPhysicalMemory {
                 ..Default::default()
             };
         }
+        if self.hdv.quirks().bar_accesses_not_forwarded {
+            return refused(out);
+        }
         let mut report = AccessReport::default();
         for (start, len) in pieces(decoded.offset, out.len()) {
             let piece = &mut out[start..start + len];
@@ -353,6 +356,9 @@ impl GuestPhysicalMemory {
                 section_bytes: data.len() as u64,
                 ..Default::default()
             };
+        }
+        if self.hdv.quirks().bar_accesses_not_forwarded {
+            return refused;
         }
         let mut report = AccessReport::default();
         for (start, len) in pieces(decoded.offset, data.len()) {

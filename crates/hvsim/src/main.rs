@@ -26,6 +26,11 @@ enum Command {
         /// guest access then goes through the device host's intercept fallback.
         #[arg(long)]
         mapping_has_no_effect: bool,
+        /// Simulate the whole observed nested build (hdv.md §3.3): section-backed ranges have no
+        /// effect AND BAR accesses never reach the device host, so neither path works. The demo
+        /// then reports every page as a mismatch and exits non-zero.
+        #[arg(long)]
+        observed_nested_build: bool,
     },
 }
 
@@ -54,10 +59,12 @@ fn main() -> ExitCode {
         Command::Demo {
             regions,
             mapping_has_no_effect,
+            observed_nested_build,
         } => {
             let options = DemoOptions {
                 region_sizes: regions,
-                mapping_has_no_effect,
+                mapping_has_no_effect: mapping_has_no_effect || observed_nested_build,
+                bar_accesses_not_forwarded: observed_nested_build,
                 ..DemoOptions::default()
             };
             let stdout = std::io::stdout();

@@ -136,3 +136,23 @@ fn the_demo_command_rejects_bad_arguments_clearly() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("\"twelve\" is not a size"), "{stderr}");
 }
+
+#[test]
+fn on_the_observed_nested_build_neither_path_works_and_the_demo_says_so() {
+    // hdv.md §3.3: the mapping had no effect and BAR accesses never reached the emulator.
+    let mut out = Vec::new();
+    let report = run(
+        &DemoOptions {
+            region_sizes: vec![8192],
+            mapping_has_no_effect: true,
+            bar_accesses_not_forwarded: true,
+            ..DemoOptions::default()
+        },
+        &mut out,
+    )
+    .unwrap();
+    assert!(!report.passed());
+    assert_eq!(report.mismatches, 4, "2 pages, both directions");
+    assert_eq!(report.leaked_objects, 0, "teardown is still complete");
+    assert_eq!(report.intercepted_accesses, 0);
+}

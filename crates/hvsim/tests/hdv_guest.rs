@@ -233,6 +233,7 @@ fn the_observed_no_effect_mapping_is_detected_and_the_data_stays_right() {
     let mut scene = scene();
     scene.sim.set_quirks(PlatformQuirks {
         mapping_has_no_effect: true,
+        ..PlatformQuirks::default()
     });
     start_and_map(&mut scene);
     assert_eq!(

@@ -413,6 +413,7 @@ fn the_no_effect_quirk_hides_ranges_from_the_guest() {
     let mut s = setup();
     s.sim.set_quirks(PlatformQuirks {
         mapping_has_no_effect: true,
+        ..PlatformQuirks::default()
     });
     s.sim.start_compute_system(VM).unwrap();
     let handle = section(&s, 4, SectionAccess::READ_WRITE);

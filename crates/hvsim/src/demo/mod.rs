@@ -32,6 +32,10 @@ pub struct DemoOptions {
     /// Simulate the platform behaviour observed on one nested Windows build, where a
     /// section-backed range has no effect and every access is intercepted (hdv.md §3.3).
     pub mapping_has_no_effect: bool,
+    /// Also simulate that BAR accesses never reach the device host's intercept callbacks (the
+    /// same build, hdv.md §3.3). With both switches on, neither path works, and the demo shows
+    /// it: every page mismatches.
+    pub bar_accesses_not_forwarded: bool,
     /// The driver's section quotas (the default per-session quota is 256 MiB).
     pub quotas: SectionQuotas,
     /// Check every `page_stride`-th page (1: every page), plus the first and last page of every
@@ -44,6 +48,7 @@ impl Default for DemoOptions {
         Self {
             region_sizes: vec![64 << 10, 1 << 20, 12 << 10],
             mapping_has_no_effect: false,
+            bar_accesses_not_forwarded: false,
             quotas: SectionQuotas::default(),
             page_stride: 1,
         }

@@ -116,11 +116,10 @@ impl<'a> DemoWorld<'a> {
         let device_host = kernel.spawn_process();
         let vm = sim.add_vm_for_process(GuestConfig::default(), device_host);
         let hdv = HdvSim::new(Arc::new(kernel.clone()), device_host);
-        if options.mapping_has_no_effect {
-            hdv.set_quirks(PlatformQuirks {
-                mapping_has_no_effect: true,
-            });
-        }
+        hdv.set_quirks(PlatformQuirks {
+            mapping_has_no_effect: options.mapping_has_no_effect,
+            bar_accesses_not_forwarded: options.bar_accesses_not_forwarded,
+        });
         step(
             "creating the VM",
             hdv.create_compute_system(

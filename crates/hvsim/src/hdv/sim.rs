@@ -73,6 +73,11 @@ impl HdvSim {
         self.lock().quirks = quirks;
     }
 
+    /// The observed-behaviour switches in force.
+    pub fn quirks(&self) -> PlatformQuirks {
+        self.lock().quirks
+    }
+
     /// The counters.
     pub fn counters(&self) -> HdvCounters {
         self.lock().counters

@@ -59,6 +59,11 @@ pub struct PlatformQuirks {
     /// BAR "returns success but has no visible effect". With this set, guest accesses ignore
     /// section-backed ranges and reach the emulator's intercept callbacks.
     pub mapping_has_no_effect: bool,
+    /// hdv.md §3.3 [observed, same build]: "guest reads of BAR0/BAR2 returned all ones and
+    /// never reached `ReadInterceptedMemory`" — the host (VPCI) handled the BAR itself. With this
+    /// set, BAR accesses that no section-backed range serves are refused (reads return all ones,
+    /// writes are dropped) instead of reaching the emulator.
+    pub bar_accesses_not_forwarded: bool,
 }
 
 /// Everything created and released, for leak checks.
