@@ -42,9 +42,13 @@
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::cast_possible_truncation,
     clippy::std_instead_of_core,
     clippy::std_instead_of_alloc
 )]
+// Tests may compute freely; only the shipped code is held to these.
+#![cfg_attr(test, allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation))]
 
 extern crate alloc;
 

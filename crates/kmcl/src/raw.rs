@@ -182,13 +182,21 @@ pub type PVMB_CHANNEL_STATE_CHANGE_CALLBACKS = *mut VMB_CHANNEL_STATE_CHANGE_CAL
 /// header, kmcl.md §7 "Other values").
 pub const VMB_CHANNEL_STATE_CHANGE_CALLBACKS_VERSION: u32 = 1;
 
+/// `sizeof(VMB_CHANNEL_STATE_CHANGE_CALLBACKS)` as the `ULONG` the struct carries (48 on x64).
+const VMB_CHANNEL_STATE_CHANGE_CALLBACKS_SIZE: u32 = {
+    let size = core::mem::size_of::<VMB_CHANNEL_STATE_CHANGE_CALLBACKS>();
+    assert!(size <= u32::MAX as usize);
+    #[allow(clippy::cast_possible_truncation)] // checked just above, at compile time
+    let size = size as u32;
+    size
+};
+
 /// `VMB_CHANNEL_STATE_CHANGE_CALLBACKS_INIT`: the header's FORCEINLINE helper, reimplemented
 /// (kmcl.md §3): everything zero (all callbacks NULL), `Version = 1`, `Size = sizeof`.
 pub const fn VMB_CHANNEL_STATE_CHANGE_CALLBACKS_INIT() -> VMB_CHANNEL_STATE_CHANGE_CALLBACKS {
     VMB_CHANNEL_STATE_CHANGE_CALLBACKS {
         Version: VMB_CHANNEL_STATE_CHANGE_CALLBACKS_VERSION,
-        // The struct is 48 bytes on 64-bit targets; the cast cannot truncate.
-        Size: core::mem::size_of::<VMB_CHANNEL_STATE_CHANGE_CALLBACKS>() as u32,
+        Size: VMB_CHANNEL_STATE_CHANGE_CALLBACKS_SIZE,
         EvtChannelOpened: None,
         EvtChannelClosed: None,
         EvtChannelSuspend: None,

@@ -158,14 +158,18 @@ impl MmioPlan {
 
     /// Total bytes the offer asks the guest to reserve (both values).
     pub const fn reserved_bytes(&self) -> u64 {
-        (self.mmio_megabytes as u64 + self.mmio_megabytes_optional as u64) * MIB
+        // At most 2 * 65535 MiB: far from overflowing a u64.
+        (self.mmio_megabytes as u64)
+            .saturating_add(self.mmio_megabytes_optional as u64)
+            .saturating_mul(MIB)
     }
 }
 
 /// `value` rounded up to a multiple of `unit` (a power of two), or `None` on overflow.
 const fn round_up(value: u64, unit: u64) -> Option<u64> {
-    match value.checked_add(unit - 1) {
-        Some(v) => Some(v & !(unit - 1)),
+    let mask = unit.saturating_sub(1);
+    match value.checked_add(mask) {
+        Some(v) => Some(v & !mask),
         None => None,
     }
 }

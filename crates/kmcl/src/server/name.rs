@@ -32,7 +32,10 @@ impl FriendlyName {
             .map_err(|_| SetupError::OutOfMemory)?;
         units.extend(name.encode_utf16());
         // count <= MAX_NAME_UNITS, so the byte count fits a u16.
-        let bytes = u16::try_from(count * 2).map_err(|_| SetupError::NameTooLong)?;
+        let bytes = count
+            .checked_mul(2)
+            .and_then(|bytes| u16::try_from(bytes).ok())
+            .ok_or(SetupError::NameTooLong)?;
         let string = UNICODE_STRING {
             Length: bytes,
             MaximumLength: bytes,

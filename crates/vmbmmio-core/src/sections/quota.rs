@@ -80,10 +80,9 @@ pub const fn section_size(size: u64) -> Option<u64> {
     if size == 0 {
         return None;
     }
-    match size.checked_add(PAGE_SIZE - 1) {
-        Some(padded) if padded / PAGE_SIZE * PAGE_SIZE <= MAX_BAR_SIZE => {
-            Some(padded / PAGE_SIZE * PAGE_SIZE)
-        }
+    const MASK: u64 = PAGE_SIZE - 1;
+    match size.checked_add(MASK) {
+        Some(padded) if padded & !MASK <= MAX_BAR_SIZE => Some(padded & !MASK),
         _ => None,
     }
 }

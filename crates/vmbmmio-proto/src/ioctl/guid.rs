@@ -32,12 +32,12 @@ impl WireGuid {
 
     /// The GUID whose canonical text, without dashes, is the hex spelling of `value`.
     pub const fn from_u128(value: u128) -> Self {
-        // Truncating casts pick the bit fields of the canonical spelling on purpose.
+        let b = value.to_be_bytes();
         Self {
-            data1: U32::new((value >> 96) as u32),
-            data2: U16::new((value >> 80) as u16),
-            data3: U16::new((value >> 64) as u16),
-            data4: (value as u64).to_be_bytes(),
+            data1: U32::new(u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+            data2: U16::new(u16::from_be_bytes([b[4], b[5]])),
+            data3: U16::new(u16::from_be_bytes([b[6], b[7]])),
+            data4: [b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]],
         }
     }
 

@@ -143,12 +143,18 @@ pub trait WireMessage: FromBytes + IntoBytes + KnownLayout + Immutable + Unalign
     const KIND: MessageKind;
     /// Exact size of the message in bytes.
     const SIZE: usize = size_of::<Self>();
+    /// [`Self::SIZE`] as the header's `u32` field; every message is a few hundred bytes, and a
+    /// larger one fails the build here.
+    const SIZE_U32: u32 = {
+        assert!(Self::SIZE <= u32::MAX as usize);
+        #[allow(clippy::cast_possible_truncation)] // checked just above, at compile time
+        let size = Self::SIZE as u32;
+        size
+    };
 
     /// The correct header of this message.
     fn header_for_kind() -> MessageHeader {
-        // Every message is a few hundred bytes at most (checked by const asserts), so the size
-        // fits a u32.
-        MessageHeader::new(Self::KIND, Self::SIZE as u32)
+        MessageHeader::new(Self::KIND, Self::SIZE_U32)
     }
 
     /// Writes the message to the start of `out` and returns the number of bytes written.
@@ -191,9 +197,9 @@ pub(crate) fn unframe<T: WireMessage>(bytes: &[u8]) -> ProtoResult<&T> {
     let size = header.size.get();
     // Every message is a few hundred bytes (const asserts next to each struct), so SIZE fits
     // a u32 and the comparison is exact.
-    if u64::from(size) != T::SIZE as u64 {
+    if size != T::SIZE_U32 {
         return Err(ProtoError::SizeFieldMismatch {
-            expected: T::SIZE as u32,
+            expected: T::SIZE_U32,
             got: size,
         });
     }

@@ -12,7 +12,8 @@ use crate::PAGE_SIZE;
 pub const MAX_REGIONS: usize = 16;
 
 /// [`MAX_REGIONS`] as the `u32` the wire carries.
-pub const MAX_REGIONS_U32: u32 = MAX_REGIONS as u32;
+pub const MAX_REGIONS_U32: u32 = 16;
+const _: () = assert!(MAX_REGIONS_U32 as usize == MAX_REGIONS);
 
 /// Largest single region after page rounding: 4 GiB (2^20 pages).
 ///

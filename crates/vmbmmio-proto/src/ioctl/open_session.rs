@@ -310,8 +310,8 @@ impl OpenSessionRequest {
         let mut request = Self::new_zeroed();
         request.header = Self::header_for_kind();
         request.target_kind = U32::new(target.kind());
-        // regions.len() <= MAX_REGIONS was checked above.
-        request.region_count = U32::new(regions.len() as u32);
+        // regions.len() <= MAX_REGIONS was checked above; the fallback is unreachable.
+        request.region_count = U32::new(u32::try_from(regions.len()).unwrap_or(u32::MAX));
         request.vmbus_handle = U64::new(target.handle_value());
         request.interface_type = interface_type;
         request.interface_instance = interface_instance;

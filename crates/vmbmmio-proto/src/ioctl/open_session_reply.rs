@@ -117,8 +117,8 @@ impl SessionOpened {
         reply.session_id = U64::new(session_id);
         reply.mmio_megabytes = U16::new(mmio_megabytes);
         reply.mmio_megabytes_optional = U16::new(mmio_megabytes_optional);
-        // regions.len() <= MAX_REGIONS was checked above.
-        reply.region_count = U32::new(regions.len() as u32);
+        // regions.len() <= MAX_REGIONS was checked above; the fallback is unreachable.
+        reply.region_count = U32::new(u32::try_from(regions.len()).unwrap_or(u32::MAX));
         reply.bar_size = U64::new(bar_size);
         for (wire, region) in reply.regions.iter_mut().zip(regions) {
             wire.offset = U64::new(region.offset);
@@ -159,8 +159,8 @@ impl SessionOpened {
         reply.session_id = U64::new(self.session_id);
         reply.mmio_megabytes = U16::new(self.mmio_megabytes);
         reply.mmio_megabytes_optional = U16::new(self.mmio_megabytes_optional);
-        // region_count <= MAX_REGIONS by construction.
-        reply.region_count = U32::new(self.region_count as u32);
+        // region_count <= MAX_REGIONS by construction; the fallback is unreachable.
+        reply.region_count = U32::new(u32::try_from(self.region_count).unwrap_or(u32::MAX));
         reply.bar_size = U64::new(self.bar_size);
         for (wire, region) in reply.regions.iter_mut().zip(self.regions()) {
             wire.offset = U64::new(region.offset);
