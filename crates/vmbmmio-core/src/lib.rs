@@ -34,7 +34,10 @@
     clippy::std_instead_of_alloc
 )]
 // Tests may compute freely; only the shipped code is held to these.
-#![cfg_attr(test, allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation))]
+#![cfg_attr(
+    test,
+    allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)
+)]
 
 extern crate alloc;
 #[cfg(test)]

@@ -23,7 +23,10 @@
     clippy::std_instead_of_core
 )]
 // Tests may compute freely; only the shipped code is held to these.
-#![cfg_attr(test, allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation))]
+#![cfg_attr(
+    test,
+    allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)
+)]
 
 /// Size of a page, the unit of every section and MMIO range (x64 and ARM64 Windows: 4 KiB).
 pub const PAGE_SIZE: u64 = 4096;

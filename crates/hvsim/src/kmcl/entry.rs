@@ -375,7 +375,9 @@ pub(crate) unsafe extern "system" fn init_set_state_change_callbacks(
                 );
                 return STATUS_INVALID_PARAMETER_2;
             }
-            h.channel_mut(id).init.state_callbacks = Some(table);
+            let init = &mut h.channel_mut(id).init;
+            init.state_callbacks = Some(table);
+            init.state_callbacks_at = callbacks.expose_provenance();
             STATUS_SUCCESS
         },
     )

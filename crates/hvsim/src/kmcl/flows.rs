@@ -7,7 +7,7 @@
 use std::ffi::c_void;
 use std::ptr;
 
-use kmcl::raw::{NT_SUCCESS, NTSTATUS};
+use kmcl::raw::{NT_SUCCESS, NTSTATUS, VMB_CHANNEL_STATE_CHANGE_CALLBACKS, VMBCHANNEL};
 
 use super::host::{Irql, channel_raw, packet_raw, with_host};
 use super::log::{CallbackKind, LogEntry};
@@ -17,9 +17,31 @@ use super::{ChannelId, GuestError, PacketOutcome};
 /// Runs one state callback of `channel` (NULL entries are skipped: kmcl.md §3 says dxgkrnl's
 /// VAIL path leaves two NULL, so NULL is accepted). Returns Opened's status.
 pub(crate) fn run_state_callback(channel: ChannelId, kind: CallbackKind) -> Option<NTSTATUS> {
-    let table = with_host(|h| {
+    let (registered, at) = with_host(|h| {
         h.in_callbacks.push((channel, kind, None));
-        h.channel(channel).init.state_callbacks
+        let init = &h.channel(channel).init;
+        (init.state_callbacks, init.state_callbacks_at)
+    });
+    let table = registered.map(|registered| {
+        if at == 0 {
+            return registered;
+        }
+        // SAFETY: under the stricter reading this model enforces, the driver keeps the table it
+        // registered alive until Cleanup (the kmcl wrapper keeps it in the channel context,
+        // freed only after Cleanup), so `at` still points at a readable table.
+        let current = unsafe {
+            ptr::with_exposed_provenance::<VMB_CHANNEL_STATE_CHANGE_CALLBACKS>(at).read()
+        };
+        if !same_table(&current, &registered) {
+            with_host(|h| {
+                h.violate(
+                    Rule::CallbackTableChanged,
+                    Some(channel),
+                    "the state-change callback table changed after Init",
+                );
+            });
+        }
+        current
     });
     let raw = ptr::without_provenance_mut(channel_raw(channel));
     let status = table.and_then(|table| match kind {
@@ -55,6 +77,21 @@ pub(crate) fn run_state_callback(channel: ChannelId, kind: CallbackKind) -> Opti
         });
     });
     status
+}
+
+/// Whether two callback tables hold the same version, size and callbacks.
+fn same_table(
+    a: &VMB_CHANNEL_STATE_CHANGE_CALLBACKS,
+    b: &VMB_CHANNEL_STATE_CHANGE_CALLBACKS,
+) -> bool {
+    let address = |f: Option<unsafe extern "system" fn(VMBCHANNEL)>| f.map(|f| f as usize);
+    a.Version == b.Version
+        && a.Size == b.Size
+        && a.EvtChannelOpened.map(|f| f as usize) == b.EvtChannelOpened.map(|f| f as usize)
+        && address(a.EvtChannelClosed) == address(b.EvtChannelClosed)
+        && address(a.EvtChannelSuspend) == address(b.EvtChannelSuspend)
+        && address(a.EvtChannelStarted) == address(b.EvtChannelStarted)
+        && address(a.EvtChannelPostStarted) == address(b.EvtChannelPostStarted)
 }
 
 /// Open and started, not yet running: Started, then the incoming queue opens, then

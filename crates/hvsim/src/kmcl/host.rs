@@ -52,6 +52,9 @@ pub struct InitValues {
     pub interface: Option<(GUID, GUID)>,
     /// `VmbChannelInitSetStateChangeCallbacks` (copied).
     pub state_callbacks: Option<VMB_CHANNEL_STATE_CHANGE_CALLBACKS>,
+    /// The table's address as the driver passed it: the model reads the table through it again
+    /// at every callback (stricter reading: KMCL may keep the pointer, `Rule::CallbackTableChanged`).
+    pub state_callbacks_at: usize,
     /// `VmbChannelInitSetProcessPacketCallbacks`.
     pub process_packet: PFN_VMB_CHANNEL_PROCESS_PACKET,
     /// `VmbChannelInitSetProcessPacketCallbacks` (optional second callback).

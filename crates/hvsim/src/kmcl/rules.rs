@@ -60,6 +60,9 @@ pub enum Rule {
     NullArgument,
     /// An outgoing packet used after it was freed, or freed twice.
     OutgoingPacketMisuse,
+    /// The state-change callback table changed between `VmbChannelInitSetStateChangeCallbacks`
+    /// and a callback.
+    CallbackTableChanged,
 }
 
 impl Rule {
@@ -133,6 +136,9 @@ impl Rule {
                 "kmcl.md §6: the caller closes the kernel handle (once: one owner, one release)"
             }
             Self::NullArgument => "kmcl.md §2: _In_/_Out_ parameters are required (non-NULL)",
+            Self::CallbackTableChanged => {
+                "kmcl.md §2.1/§3 do not say whether KMCL copies VMB_CHANNEL_STATE_CHANGE_CALLBACKS; stricter reading: it keeps the pointer, so the table must stay valid and unchanged until Cleanup"
+            }
             Self::OutgoingPacketMisuse => {
                 "kmcl.md §2.3: VmbPacketFree only for packets never sent (or with a replaced completion routine)"
             }

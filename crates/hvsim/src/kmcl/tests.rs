@@ -449,3 +449,35 @@ fn the_table_without_mmio_space_lacks_only_that_entry() {
     assert!(HvsimKmcl::api().VmbChannelGetMmioSpace.is_some());
     assert!(HvsimKmclWithoutMmioSpace::api().VmbChannelPause.is_some());
 }
+
+unsafe extern "system" fn first_started(_: VMBCHANNEL) {}
+unsafe extern "system" fn second_started(_: VMBCHANNEL) {}
+
+#[test]
+fn a_callback_table_changed_after_init_is_caught() {
+    let sim = Sim::new();
+    // A table that outlives the channel, as the stricter reading requires.
+    let mut table = Box::new(VMB_CHANNEL_STATE_CHANGE_CALLBACKS_INIT());
+    table.EvtChannelStarted = Some(first_started);
+    let raw = raw_channel();
+    // SAFETY: a live Disabled channel; the boxed table stays alive until after Cleanup.
+    let status = unsafe { (API.VmbChannelInitSetStateChangeCallbacks)(raw, &raw mut *table) };
+    assert_eq!(status, STATUS_SUCCESS);
+    assert_eq!(call::packet_callbacks(raw), STATUS_SUCCESS);
+    assert_eq!(
+        call::server_flags(raw, VMBUS_SERVER_CHANNEL_INIT_FLAG_LOOPBACK_OFFER),
+        STATUS_SUCCESS
+    );
+    assert_eq!(call::mmio(raw, 1, 0), STATUS_SUCCESS);
+    assert_eq!(call::enable(raw), STATUS_SUCCESS);
+    call::start(raw);
+    // The driver rewrites its table after Init: KMCL (keeping the pointer) would see it.
+    table.EvtChannelStarted = Some(second_started);
+    let guest = sim.loopback_guest();
+    let id = guest.only_offer().unwrap().channel;
+    guest.open(id).unwrap();
+    assert!(rules(&sim).contains(&Rule::CallbackTableChanged));
+    raw_teardown(raw);
+    drop(table);
+    sim.take_violations();
+}
