@@ -17,6 +17,7 @@ use windows_sys::Win32::System::IO::DeviceIoControl;
 
 use super::wide::to_wide;
 use crate::driver_ioctl::{IoctlFailure, IoctlTransport};
+use crate::platform::SectionHandle;
 
 /// Path of the driver's control device (its `\DosDevices\vmbmmio` symbolic link).
 pub const CONTROL_DEVICE_PATH: &str = r"\\.\vmbmmio";
@@ -91,9 +92,9 @@ impl IoctlTransport for DeviceIoControlTransport {
     }
 
     fn close_handle(&mut self, handle: u64) {
-        // SAFETY: `handle` is a section handle the driver opened in this process and nothing
-        // else owns (the client refused it); it is closed exactly once here.
-        unsafe { CloseHandle(handle as usize as HANDLE) };
+        // A section handle the driver opened in this process and the client refused: nothing
+        // else owns it.
+        super::sections::close_section_handle(SectionHandle(handle));
     }
 }
 

@@ -111,9 +111,15 @@ impl SectionMapper for WinSectionMapper {
     }
 
     fn close_handle(&mut self, handle: SectionHandle) {
-        // SAFETY: the device host owns `handle` and closes it exactly once.
-        unsafe { CloseHandle(handle.0 as HANDLE) };
+        close_section_handle(handle);
     }
+}
+
+/// The one way the device host closes a section handle it owns, whichever owner it is with: the
+/// driver client (a handle it refused) or the section mapper (every accepted handle).
+pub(crate) fn close_section_handle(handle: SectionHandle) {
+    // SAFETY: the caller owns `handle`, a handle of this process, and closes it exactly once.
+    unsafe { CloseHandle(handle.0 as HANDLE) };
 }
 
 /// Pagefile-backed sections for `--loopback` (hdv.md §6.3 creates them the same way).
