@@ -19,3 +19,4 @@ pub mod kmcl;
 pub mod memory;
 pub mod platform;
 pub mod sections;
+pub mod vm;
