@@ -1,21 +1,38 @@
 //! Guest MMIO reservation planning.
 //!
 //! Before any KMCL call, the driver turns the configured shared regions (sizes in bytes) into
-//! 1. a layout of one PCI BAR: every region page-aligned, packed in order from offset 0; the BAR
-//!    size is the next power of two of the total (a PCI memory BAR is a naturally aligned power
-//!    of two, hdv.md §3.7 GetDetails), at least one page;
-//! 2. the two values passed to `VmbServerChannelInitSetMmioMegabytes` (kmcl.md §5):
-//!    - `MmioMegabytes` = the BAR size in whole MiB, rounded up (never zero: the header's SAL
-//!      requires it > 0 even though the prose only needs one non-zero value, kmcl.md §9 item 5);
-//!    - `MmioMegabytesOptional` = the alignment slack: a naturally aligned BAR of size S fits in
-//!      a reservation of S + (S - guaranteed alignment) bytes wherever the guest places it.
-//!      Where and how a Windows guest aligns the reservation is not documented (anchors.md §2.5;
-//!      Linux dxgkrnl uses 64 KiB), so the plan assumes only page alignment and asks for
-//!      S - 4 KiB more, rounded up to whole MiB.
+//! 1. a layout of one PCI BAR of the paired HDV device: every region page-aligned, packed in
+//!    order from offset 0; the BAR size is the next power of two of the total (a PCI memory BAR
+//!    is a naturally aligned power of two), at least one page;
+//! 2. the two values passed to `VmbServerChannelInitSetMmioMegabytes` during channel init.
 //!
-//! Impossible layouts are rejected here with a typed error: no regions, too many, an empty
-//! region, or a BAR whose MiB counts would not fit the `u16` fields (each value at most
-//! `u16::MAX` MiB, which caps the BAR at 32 GiB).
+//! # The reservation is not where the memory lives
+//! In every real guest the channel's MMIO reservation and the paired device's BAR are two
+//! separate, exclusive claims from the same guest MMIO pool: a Linux guest's channel driver and
+//! pci-hyperv each call `vmbus_allocate_mmio` (torvalds/linux `drivers/hv/vmbus_drv.c`,
+//! `drivers/pci/controller/pci-hyperv.c`), and a Windows guest gets two PnP assignments. HDV maps
+//! sections *relative to the BAR* (`HdvCreateSectionBackedMmioRange(device, bar, offset, ...)`),
+//! wherever the guest puts it. So the shared memory lives in the BAR, and every byte reserved
+//! for the channel is a byte the guest's vPCI bridge window cannot use. The driver cannot read
+//! the guest's pool size (a per-VM setting of the host).
+//!
+//! Decision: [`RESERVATION_MEGABYTES`] = 1 and [`RESERVATION_MEGABYTES_OPTIONAL`] = 0, for every
+//! plan:
+//! - 1 MiB is the smallest request the API accepts: the header's SAL requires
+//!   `MmioMegabytes > 0` (the prose only needs one of the two non-zero; the stricter reading
+//!   wins);
+//! - optional 0: Linux never reads the optional field, and what a Windows guest does with it is
+//!   undocumented;
+//! - it is the same for every layout, so the reservation never takes room the BAR's bridge
+//!   window needs, however large the layout.
+//!
+//! A guest may still choose to place the BAR inside a range its channel driver claimed itself
+//! (a Linux kernel driver can: decode off, write the BAR, decode on). That range is the guest
+//! driver's own claim, of whatever size it asks for, not this reservation; the host accepts
+//! that placement only after checking the guest's report, and never assumes it.
+//!
+//! Impossible layouts are rejected here with a typed error before any KMCL call: no regions,
+//! too many, an empty region, or a BAR above [`MAX_BAR_SIZE`].
 
 use alloc::vec::Vec;
 
@@ -27,10 +44,14 @@ pub const PAGE_SIZE: u64 = 4096;
 pub const MIB: u64 = 1 << 20;
 /// Most regions one channel may share: the IOCTL interface's fixed capacity.
 pub const MAX_REGIONS: usize = vmbmmio_proto::ioctl::MAX_REGIONS;
-/// Largest BAR the `u16` MiB fields can describe with its alignment slack: 32 GiB.
-pub const MAX_BAR_SIZE: u64 = 32 << 30;
-/// Alignment the plan assumes the guest guarantees for the reserved range (see module docs).
-pub const ASSUMED_GUEST_ALIGNMENT: u64 = PAGE_SIZE;
+/// Largest BAR a plan may need: 32 GiB, the IOCTL interface's bound on a session's regions
+/// (`vmbmmio_proto::ioctl::MAX_BAR_SIZE`), proven end to end in the simulator with a guest
+/// whose MMIO pool also holds the channel's reservation and the vPCI config window.
+pub const MAX_BAR_SIZE: u64 = vmbmmio_proto::ioctl::MAX_BAR_SIZE;
+/// `MmioMegabytes` of every offer (see the module docs for the decision).
+pub const RESERVATION_MEGABYTES: u16 = 1;
+/// `MmioMegabytesOptional` of every offer (see the module docs for the decision).
+pub const RESERVATION_MEGABYTES_OPTIONAL: u16 = 0;
 
 /// Where one region lives inside the BAR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,7 +100,7 @@ impl PlanError {
     }
 }
 
-/// A validated layout and the MMIO reservation that holds it.
+/// A validated layout of the BAR, and the channel's MMIO reservation request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MmioPlan {
     regions: Vec<RegionPlacement>,
@@ -120,14 +141,11 @@ impl MmioPlan {
         if bar_size > MAX_BAR_SIZE {
             return Err(PlanError::TooLarge);
         }
-        let mmio_megabytes = megabytes(bar_size).ok_or(PlanError::TooLarge)?;
-        let slack = bar_size.saturating_sub(ASSUMED_GUEST_ALIGNMENT);
-        let mmio_megabytes_optional = megabytes(slack).ok_or(PlanError::TooLarge)?;
         Ok(Self {
             regions,
             bar_size,
-            mmio_megabytes,
-            mmio_megabytes_optional,
+            mmio_megabytes: RESERVATION_MEGABYTES,
+            mmio_megabytes_optional: RESERVATION_MEGABYTES_OPTIONAL,
         })
     }
 
@@ -146,12 +164,12 @@ impl MmioPlan {
         self.bar_size
     }
 
-    /// `MmioMegabytes` for the offer: the BAR size in MiB, rounded up; never zero.
+    /// `MmioMegabytes` for the offer: [`RESERVATION_MEGABYTES`]; never zero.
     pub const fn mmio_megabytes(&self) -> u16 {
         self.mmio_megabytes
     }
 
-    /// `MmioMegabytesOptional` for the offer: alignment slack in MiB, rounded up.
+    /// `MmioMegabytesOptional` for the offer: [`RESERVATION_MEGABYTES_OPTIONAL`].
     pub const fn mmio_megabytes_optional(&self) -> u16 {
         self.mmio_megabytes_optional
     }
@@ -174,12 +192,6 @@ const fn round_up(value: u64, unit: u64) -> Option<u64> {
     }
 }
 
-/// `bytes` in whole MiB, rounded up, if that fits a `u16`.
-fn megabytes(bytes: u64) -> Option<u16> {
-    let mib = round_up(bytes, MIB)? / MIB;
-    u16::try_from(mib).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,7 +208,6 @@ mod tests {
         );
         assert_eq!(plan.bar_size(), 4096);
         assert_eq!(plan.mmio_megabytes(), 1);
-        // A one-page BAR fits in any page-aligned reservation: no slack needed.
         assert_eq!(plan.mmio_megabytes_optional(), 0);
     }
 
@@ -207,15 +218,21 @@ mod tests {
         assert_eq!(offsets, [0, 4096, 12288]);
         assert_eq!(plan.regions()[1].size, 8192);
         assert_eq!(plan.bar_size(), 2 << 20);
-        assert_eq!(plan.mmio_megabytes(), 2);
-        assert_eq!(plan.mmio_megabytes_optional(), 2);
+        assert_eq!(
+            plan.mmio_megabytes(),
+            1,
+            "the reservation does not grow with the BAR"
+        );
+        assert_eq!(plan.mmio_megabytes_optional(), 0);
     }
 
     #[test]
-    fn largest_bar_fits_the_u16_fields() {
+    fn largest_bar_reserves_one_mib() {
         let plan = MmioPlan::new(&[MAX_BAR_SIZE]).unwrap();
-        assert_eq!(plan.mmio_megabytes(), 32768);
-        assert_eq!(plan.mmio_megabytes_optional(), 32768);
+        assert_eq!(plan.bar_size(), MAX_BAR_SIZE);
+        assert_eq!(plan.mmio_megabytes(), 1);
+        assert_eq!(plan.mmio_megabytes_optional(), 0);
+        assert_eq!(plan.reserved_bytes(), MIB);
         assert_eq!(MmioPlan::new(&[MAX_BAR_SIZE + 1]), Err(PlanError::TooLarge));
     }
 

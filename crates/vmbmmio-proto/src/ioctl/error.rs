@@ -182,13 +182,6 @@ pub enum ProtoError {
         /// Value of the field.
         got: u64,
     },
-    /// A reply's `mmio_megabytes` reserve less guest MMIO than the BAR needs.
-    MmioSmallerThanBar {
-        /// Value of `mmio_megabytes`.
-        mmio_megabytes: u16,
-        /// Value of `bar_size`.
-        bar_size: u64,
-    },
     /// A reply's offset or size is not a whole number of pages.
     NotPageAligned {
         /// Which field.
@@ -330,7 +323,6 @@ impl ProtoError {
             | Self::NullSectionHandle
             | Self::ZeroMmioMegabytes
             | Self::BadBarSize { .. }
-            | Self::MmioSmallerThanBar { .. }
             | Self::NotPageAligned { .. }
             | Self::RegionOutsideBar { .. }
             | Self::EmptySection

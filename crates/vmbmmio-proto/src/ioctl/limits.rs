@@ -23,10 +23,10 @@ pub const MAX_REGION_SIZE: u64 = 4 << 30;
 
 /// Largest sum of all page-rounded regions of one session: 32 GiB.
 ///
-/// The BAR that holds the regions is the next power of two of this sum, and the driver asks the
-/// guest for that many MiB (plus alignment slack) in the two `u16` fields of
-/// `VmbServerChannelInitSetMmioMegabytes` (kmcl.md §5): 32 GiB = 32768 MiB is the largest BAR
-/// whose reservation and slack both fit.
+/// The BAR of the paired device that holds the regions is the next power of two of this sum.
+/// The guest places that BAR in its MMIO pool next to everything else it claims; 32 GiB is the
+/// largest BAR the project proves end to end (the simulator's guest pool holds it together with
+/// the channel's 1 MiB reservation and the vPCI config window).
 pub const MAX_TOTAL_SIZE: u64 = 32 << 30;
 
 /// Largest BAR a reply may describe; the same 32 GiB as [`MAX_TOTAL_SIZE`].

@@ -11,7 +11,7 @@ use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout, Unaligne
 
 use super::error::{PagedField, ProtoError, ProtoResult};
 use super::header::{MessageHeader, MessageKind, WireMessage, unframe};
-use super::limits::{MAX_BAR_SIZE, MAX_REGIONS, MAX_REGIONS_U32, MIB, is_page_aligned};
+use super::limits::{MAX_BAR_SIZE, MAX_REGIONS, MAX_REGIONS_U32, is_page_aligned};
 use crate::PAGE_SIZE;
 
 /// One entry of the reply's region array.
@@ -179,8 +179,8 @@ impl SessionOpened {
 /// Validates an OPEN_SESSION output buffer (device-host side).
 ///
 /// After the framing checks, in wire order: `mmio_megabytes` non-zero, `region_count`,
-/// `bar_size` (a power of two, at most [`MAX_BAR_SIZE`], and no larger than `mmio_megabytes`
-/// MiB), then each region: offset page-aligned, size non-zero and page-aligned, not before the
+/// `bar_size` (a power of two, at most [`MAX_BAR_SIZE`]; the channel's reservation is separate
+/// from the BAR, so the two are not compared), then each region: offset page-aligned, size non-zero and page-aligned, not before the
 /// previous region's end, end inside the BAR; unused entries all zero.
 pub fn parse_open_session_reply(bytes: &[u8]) -> ProtoResult<SessionOpened> {
     let reply = unframe::<OpenSessionReply>(bytes)?;
@@ -202,13 +202,6 @@ pub fn parse_open_session_reply(bytes: &[u8]) -> ProtoResult<SessionOpened> {
     let bar_size = reply.bar_size.get();
     if bar_size < PAGE_SIZE || !bar_size.is_power_of_two() || bar_size > MAX_BAR_SIZE {
         return Err(ProtoError::BadBarSize { got: bar_size });
-    }
-    // u16 MiB always fits u64 without overflow.
-    if u64::from(mmio_megabytes) * MIB < bar_size {
-        return Err(ProtoError::MmioSmallerThanBar {
-            mmio_megabytes,
-            bar_size,
-        });
     }
 
     let mut regions = [BarRegion::default(); MAX_REGIONS];
