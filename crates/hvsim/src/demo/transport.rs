@@ -1,9 +1,11 @@
 //! The device host's IOCTLs, delivered in-process to the driver's real `ControlDevice`.
 //!
-//! On Windows the device host calls `DeviceIoControl` and the driver's glue runs
-//! `ControlDevice::dispatch` in `EvtIoInCallerContext`, in the device host's process. Here the
-//! transport does the same directly: it marks the device-host process current in both the
-//! section model and the KMCL model, then dispatches the bytes the device host built.
+//! On Windows the device host calls `DeviceIoControl` and the driver's glue, in
+//! `EvtIoInCallerContext` and in the device host's process, first calls
+//! `ControlDevice::precheck` with the code and the buffer lengths (before it touches a buffer),
+//! then `ControlDevice::dispatch` with the bytes. Here the transport does the same, in the same
+//! order: it marks the device-host process current in both the section model and the KMCL
+//! model, prechecks, then dispatches the bytes the device host built.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -32,7 +34,10 @@ impl IoctlTransport for InProcessTransport {
         let caller = self.caller;
         self.sim
             .in_process(process, || {
-                control.borrow_mut().dispatch(caller, code, input, output)
+                let mut control = control.borrow_mut();
+                // The glue's order (src/glue/control.rs): code and lengths, then the bytes.
+                control.precheck(caller, code, input.len(), output.len())?;
+                control.dispatch(caller, code, input, output)
             })
             .map_err(|error| IoctlFailure::NtStatus(error.to_ntstatus()))
     }
