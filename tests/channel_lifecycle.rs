@@ -179,3 +179,42 @@ fn packets_flow_only_while_running() {
     assert_eq!(guest.send(id, b"x"), Err(GuestError::NoSuchOffer));
     sim.assert_clean();
 }
+
+#[test]
+fn defect_06_the_driver_asks_for_the_mmio_space_only_after_opened() {
+    let sim = Sim::new();
+    let (vm, channel) = offer_to_new_vm(&sim, running_vm(GuestKind::Windows), &[1 << 20]).unwrap();
+    let guest = sim.guest(vm.id);
+    let offer = guest.only_offer().unwrap();
+    sim.clear_log();
+    guest.open(offer.channel).unwrap();
+    // Callbacks are logged when they return, calls when they are made: the query must come
+    // after Opened returned, and inside Started (before Started's own entry).
+    let log = sim.log();
+    let position = |wanted: &dyn Fn(&LogEntry) -> bool| log.iter().position(wanted).unwrap();
+    let opened = position(&|e| {
+        matches!(
+            e,
+            LogEntry::Callback {
+                kind: CallbackKind::Opened,
+                ..
+            }
+        )
+    });
+    let started = position(&|e| {
+        matches!(
+            e,
+            LogEntry::Callback {
+                kind: CallbackKind::Started,
+                ..
+            }
+        )
+    });
+    let query = position(
+        &|e| matches!(e, LogEntry::Call(call) if call.function == F::VmbChannelGetMmioSpace),
+    );
+    assert!(opened < query && query < started, "{log:#?}");
+    assert!(channel.guest_mmio_window().is_some());
+    drop(channel);
+    sim.assert_clean();
+}

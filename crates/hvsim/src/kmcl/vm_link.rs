@@ -13,7 +13,8 @@
 //!
 //! Observers run on the thread that changed the power state (`crate::vm` module docs); the
 //! KMCL model is thread-local, so each observer carries the generation of the host it was
-//! registered with and does nothing on any other host (another thread, or a later `Sim`).
+//! registered with and does nothing for a later `Sim` of the same thread; a change made on
+//! another thread panics with a clear message rather than being silently lost.
 
 use super::flows::close_if_open;
 use super::guest::Offer;
@@ -90,10 +91,21 @@ fn guest_gone(vm: VmId, power: Power) {
 /// Registers the observer that links `guest` to the model's `vm` on this thread's host.
 pub(crate) fn link(guest: &GuestVm, vm: VmId) {
     let generation = with_host(|h| h.generation);
-    guest.on_power_change(move |_, change| power_changed(generation, vm, change));
+    let thread = std::thread::current().id();
+    guest.on_power_change(move |_, change| {
+        // A change made on another thread cannot reach this thread's host; ignoring it would
+        // leave the guest's channels open after its VM stopped (looser than the platform).
+        assert_eq!(
+            std::thread::current().id(),
+            thread,
+            "the KMCL model is thread-local: change a linked VM's power on the thread of its Sim"
+        );
+        power_changed(generation, vm, change);
+    });
 }
 
 fn power_changed(generation: u64, vm: VmId, change: PowerChange) {
+    // A VM linked to an earlier `Sim` of this thread: that host is gone.
     if !with_host(|h| h.generation == generation) {
         return;
     }
