@@ -745,7 +745,7 @@ fn channel_id_of(sim: &Sim) -> ChannelId {
 }
 
 #[test]
-fn defect_03_an_old_sims_vm_does_not_reach_a_new_sim() {
+fn an_old_sims_vm_does_not_reach_a_new_sim() {
     let old = Sim::new();
     let guest_vm = GuestVm::with_default_pool(GuestKind::Windows);
     let vm = old.add_vm(guest_vm.clone());
