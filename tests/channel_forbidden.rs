@@ -4,7 +4,7 @@
 //! `ChannelRef`; the owner is `!Send + !Sync`). These deliberately bad handlers bypass it with
 //! `unsafe` calls into the raw table, to prove the model would catch a driver that did this.
 
-use hvsim::kmcl::{GuestConfig, HVSIM_API, HvsimKmcl, Rule, Sim};
+use hvsim::kmcl::{HVSIM_API, HvsimKmcl, Rule, Sim};
 use kmcl::ErrorStatus;
 use kmcl::raw::{GUID, VMBUS_SERVER_CHANNEL_INIT_FLAG_LOOPBACK_OFFER};
 use kmcl::server::{
@@ -99,7 +99,6 @@ fn forbidden_calls_from_callbacks_are_caught() {
     ];
     for (misdeed, rule) in cases {
         let sim = Sim::new();
-        let _ = sim.add_vm(GuestConfig::default());
         let channel =
             ServerChannel::<HvsimKmcl, BadHandler>::create(params(&sim), BadHandler(misdeed))
                 .unwrap();

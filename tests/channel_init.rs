@@ -3,8 +3,8 @@
 
 mod channel_support;
 
-use channel_support::{Channel, config, offer_to_new_vm, vm_target};
-use hvsim::kmcl::{CallArgs, CallbackKind, GuestConfig, LogEntry, Sim};
+use channel_support::{Channel, config, offer_to_new_vm, running_vm, vm_target};
+use hvsim::kmcl::{CallArgs, CallbackKind, GuestKind, LogEntry, Sim};
 use kmcl::raw::{
     NTSTATUS, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER, STATUS_INVALID_PARAMETER_2,
     VMBUS_SERVER_CHANNEL_INIT_FLAG_ENUMERATE_DEVICE_INTERFACE,
@@ -36,7 +36,7 @@ const VMBUS_ORDER: [F; 13] = [
 #[test]
 fn init_order_matches_the_reference_and_arguments_are_the_plans() {
     let sim = Sim::new();
-    let vm = sim.add_vm(GuestConfig::default());
+    let vm = sim.add_vm(running_vm(GuestKind::Windows));
     let target = vm_target(&sim, &vm);
     sim.clear_log();
     let plan = MmioPlan::new(&[3 << 20]).unwrap();
@@ -128,7 +128,7 @@ fn a_failure_at_every_init_step_leaves_no_channel_handle_or_context() {
         let sim = Sim::new();
         // The conversion made one kernel handle; the channel is the first Allocate.
         sim.fail_nth(function, 1, status);
-        let error = offer_to_new_vm(&sim, GuestConfig::default(), &[1 << 20])
+        let error = offer_to_new_vm(&sim, running_vm(GuestKind::Windows), &[1 << 20])
             .err()
             .unwrap();
         assert_eq!(
@@ -176,7 +176,7 @@ fn a_failed_conversion_creates_nothing() {
         1,
         STATUS_INSUFFICIENT_RESOURCES,
     );
-    let vm = sim.add_vm(GuestConfig::default());
+    let vm = sim.add_vm(running_vm(GuestKind::Windows));
     let user = vmbmmio_core::channel::UserVmbusHandle::new(vm.user_handle).unwrap();
     let error = sim
         .in_process(vm.worker, || {
@@ -219,7 +219,7 @@ fn invalid_configurations_make_no_kmcl_call_and_close_the_handle() {
     ];
     for (mutate, expected) in cases {
         let sim = Sim::new();
-        let vm = sim.add_vm(GuestConfig::default());
+        let vm = sim.add_vm(running_vm(GuestKind::Windows));
         let mut cfg = config(vm_target(&sim, &vm));
         mutate(&mut cfg);
         sim.clear_log();
@@ -236,7 +236,7 @@ fn invalid_configurations_make_no_kmcl_call_and_close_the_handle() {
 #[test]
 fn teardown_disables_then_cleans_up_then_closes_the_handle() {
     let sim = Sim::new();
-    let (_vm, channel) = offer_to_new_vm(&sim, GuestConfig::default(), &[4096]).unwrap();
+    let (_vm, channel) = offer_to_new_vm(&sim, running_vm(GuestKind::Windows), &[4096]).unwrap();
     sim.clear_log();
     channel.close();
     assert_eq!(

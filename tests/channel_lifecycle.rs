@@ -2,10 +2,8 @@
 
 mod channel_support;
 
-use channel_support::{offer_to_new_vm, running_channel};
-use hvsim::kmcl::{
-    CallbackKind, GuestConfig, GuestError, GuestEvent, LogEntry, PacketOutcome, Sim,
-};
+use channel_support::{offer_to_new_vm, running_channel, running_vm};
+use hvsim::kmcl::{CallbackKind, GuestError, GuestEvent, GuestKind, LogEntry, PacketOutcome, Sim};
 use kmcl::KmclFunction as F;
 use vmbmmio_core::channel::{ChannelState, UNSUPPORTED_PACKET_COMPLETION};
 
@@ -23,7 +21,7 @@ fn callbacks(sim: &Sim) -> Vec<CallbackKind> {
 #[test]
 fn open_runs_opened_started_post_started_in_order() {
     let sim = Sim::new();
-    let (vm, channel) = offer_to_new_vm(&sim, GuestConfig::default(), &[1 << 20]).unwrap();
+    let (vm, channel) = offer_to_new_vm(&sim, running_vm(GuestKind::Windows), &[1 << 20]).unwrap();
     let guest = sim.guest(vm.id);
     let offer = guest.only_offer().unwrap();
     sim.clear_log();
@@ -41,7 +39,7 @@ fn open_runs_opened_started_post_started_in_order() {
 fn packets_may_arrive_between_started_and_post_started() {
     let sim = Sim::new();
     sim.hold_post_started(true);
-    let (vm, channel) = offer_to_new_vm(&sim, GuestConfig::default(), &[1 << 20]).unwrap();
+    let (vm, channel) = offer_to_new_vm(&sim, running_vm(GuestKind::Windows), &[1 << 20]).unwrap();
     let guest = sim.guest(vm.id);
     let id = guest.only_offer().unwrap().channel;
     sim.clear_log();
@@ -169,7 +167,7 @@ fn every_packet_is_completed_exactly_once_with_the_documented_status() {
 #[test]
 fn packets_flow_only_while_running() {
     let sim = Sim::new();
-    let (vm, channel) = offer_to_new_vm(&sim, GuestConfig::default(), &[4096]).unwrap();
+    let (vm, channel) = offer_to_new_vm(&sim, running_vm(GuestKind::Windows), &[4096]).unwrap();
     let guest = sim.guest(vm.id);
     let id = guest.only_offer().unwrap().channel;
     assert_eq!(guest.send(id, b"x"), Err(GuestError::NotOpen));
@@ -179,5 +177,44 @@ fn packets_flow_only_while_running() {
     assert_eq!(guest.send(id, b"x"), Err(GuestError::NotOpen));
     drop(channel);
     assert_eq!(guest.send(id, b"x"), Err(GuestError::NoSuchOffer));
+    sim.assert_clean();
+}
+
+#[test]
+fn defect_06_the_driver_asks_for_the_mmio_space_only_after_opened() {
+    let sim = Sim::new();
+    let (vm, channel) = offer_to_new_vm(&sim, running_vm(GuestKind::Windows), &[1 << 20]).unwrap();
+    let guest = sim.guest(vm.id);
+    let offer = guest.only_offer().unwrap();
+    sim.clear_log();
+    guest.open(offer.channel).unwrap();
+    // Callbacks are logged when they return, calls when they are made: the query must come
+    // after Opened returned, and inside Started (before Started's own entry).
+    let log = sim.log();
+    let position = |wanted: &dyn Fn(&LogEntry) -> bool| log.iter().position(wanted).unwrap();
+    let opened = position(&|e| {
+        matches!(
+            e,
+            LogEntry::Callback {
+                kind: CallbackKind::Opened,
+                ..
+            }
+        )
+    });
+    let started = position(&|e| {
+        matches!(
+            e,
+            LogEntry::Callback {
+                kind: CallbackKind::Started,
+                ..
+            }
+        )
+    });
+    let query = position(
+        &|e| matches!(e, LogEntry::Call(call) if call.function == F::VmbChannelGetMmioSpace),
+    );
+    assert!(opened < query && query < started, "{log:#?}");
+    assert!(channel.guest_mmio_window().is_some());
+    drop(channel);
     sim.assert_clean();
 }

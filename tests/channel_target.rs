@@ -3,8 +3,8 @@
 
 mod channel_support;
 
-use channel_support::{Channel, config, vm_target};
-use hvsim::kmcl::{GuestConfig, HvsimKmcl, Rule, Sim, SimHandleCloser, VmId};
+use channel_support::{Channel, config, running_vm, vm_target};
+use hvsim::kmcl::{GuestKind, HvsimKmcl, Rule, Sim, SimHandleCloser, VmId};
 use kmcl::KmclFunction as F;
 use kmcl::raw::{STATUS_INVALID_HANDLE, VMBUS_SERVER_CHANNEL_INIT_FLAG_LOOPBACK_OFFER};
 use vmbmmio_core::channel::{
@@ -19,8 +19,8 @@ fn plan() -> MmioPlan {
 #[test]
 fn each_vm_sees_only_its_own_channel() {
     let sim = Sim::new();
-    let vm_a = sim.add_vm(GuestConfig::default());
-    let vm_b = sim.add_vm(GuestConfig::default());
+    let vm_a = sim.add_vm(running_vm(GuestKind::Windows));
+    let vm_b = sim.add_vm(running_vm(GuestKind::Windows));
     let channel_a =
         Channel::offer(sim.parent_device(), config(vm_target(&sim, &vm_a)), plan()).unwrap();
     assert_eq!(sim.guest(vm_a.id).offers().len(), 1);
@@ -40,8 +40,8 @@ fn each_vm_sees_only_its_own_channel() {
 #[test]
 fn conversion_in_the_wrong_process_is_refused() {
     let sim = Sim::new();
-    let vm_a = sim.add_vm(GuestConfig::default());
-    let vm_b = sim.add_vm(GuestConfig::default());
+    let vm_a = sim.add_vm(running_vm(GuestKind::Windows));
+    let vm_b = sim.add_vm(running_vm(GuestKind::Windows));
     let user_a = UserVmbusHandle::new(vm_a.user_handle).unwrap();
     // A queue callback may run in any process: the System process, or another VM's worker.
     for process in [sim.system_process(), vm_b.worker] {
@@ -70,7 +70,7 @@ fn conversion_in_the_wrong_process_is_refused() {
 #[test]
 fn a_handle_that_names_nothing_is_an_error_not_a_violation() {
     let sim = Sim::new();
-    let vm = sim.add_vm(GuestConfig::default());
+    let vm = sim.add_vm(running_vm(GuestKind::Windows));
     let bogus = UserVmbusHandle::new(0x7777).unwrap();
     let error = sim
         .in_process(vm.worker, || {
@@ -84,7 +84,7 @@ fn a_handle_that_names_nothing_is_an_error_not_a_violation() {
 #[test]
 fn loopback_offers_to_the_host_itself_without_a_handle() {
     let sim = Sim::new();
-    let vm = sim.add_vm(GuestConfig::default());
+    let vm = sim.add_vm(running_vm(GuestKind::Windows));
     let channel =
         Channel::offer(sim.parent_device(), config(ChannelTarget::Loopback), plan()).unwrap();
     assert!(sim.guest(vm.id).offers().is_empty());

@@ -286,3 +286,32 @@ fn the_precheck_refuses_codes_and_lengths_before_any_buffer_is_touched() {
     assert_eq!(bench.control.precheck(caller, code.code(), 31, 40), Ok(()));
     assert_eq!(bench.status(caller).unwrap().counters.protocol_errors, 4);
 }
+
+#[test]
+fn defect_03_a_session_rests_on_a_named_assumption_and_follows_the_vm() {
+    let mut bench = Bench::new();
+    let (devhost, vm, assumption) = bench.device_host_with_vm_assumed();
+    // Giving the device host the VM's VMBus handle is stated, not hidden.
+    assert_eq!(bench.sim.assumptions(), std::slice::from_ref(&assumption));
+    assert!(assumption.to_string().starts_with("ASSUMPTION"));
+    let guest_vm = bench.sim.guest_vm(vm.id).unwrap();
+    guest_vm.set_power(hvsim::kmcl::Power::Paused);
+    let caller = bench.open_file(devhost, 1);
+    bench.open_session(caller, vm_target(&vm), &[4096]).unwrap();
+    assert!(
+        bench.sim.guest(vm.id).offers().is_empty(),
+        "paused: no offer yet"
+    );
+    guest_vm.set_power(hvsim::kmcl::Power::Running);
+    let offer = bench.sim.guest(vm.id).only_offer().unwrap();
+    bench.sim.guest(vm.id).open(offer.channel).unwrap();
+    assert_eq!(bench.status(caller).unwrap().state, SessionState::Open);
+    // The VM stops: the channel is closed under the session, which is offered again.
+    guest_vm.set_power(hvsim::kmcl::Power::Stopped);
+    assert_eq!(bench.status(caller).unwrap().state, SessionState::Offered);
+    assert!(bench.sim.guest(vm.id).offers().is_empty());
+    bench.close_session(caller).unwrap();
+    bench.kernel.exit_process(devhost);
+    bench.control.file_cleanup(caller.file);
+    bench.assert_nothing_left();
+}

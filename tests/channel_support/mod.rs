@@ -2,7 +2,7 @@
 //! hvsim KMCL model, through the `extern "system"` table.
 #![allow(dead_code)] // each test crate uses a different subset
 
-use hvsim::kmcl::{GuestConfig, HvsimKmcl, Sim, SimHandleCloser, SimVm};
+use hvsim::kmcl::{GuestKind, GuestVm, HvsimKmcl, Power, Sim, SimHandleCloser, SimVm};
 use kmcl::raw::GUID;
 use vmbmmio_core::channel::{
     ChannelConfig, ChannelError, ChannelTarget, DEFAULT_PACKET_SIZE, UserVmbusHandle, VmChannel,
@@ -44,10 +44,17 @@ pub fn vm_target(sim: &Sim, vm: &SimVm) -> Target {
     ChannelTarget::VmbusHandle(handle)
 }
 
-/// Offers a channel planned for `regions` to a new VM with `guest` MMIO.
+/// A running VM whose guest is `kind`, with the model's default MMIO pool.
+pub fn running_vm(kind: GuestKind) -> GuestVm {
+    let vm = GuestVm::with_default_pool(kind);
+    vm.set_power(Power::Running);
+    vm
+}
+
+/// Offers a channel planned for `regions` to a new KMCL VM linked to `guest`.
 pub fn offer_to_new_vm(
     sim: &Sim,
-    guest: GuestConfig,
+    guest: GuestVm,
     regions: &[u64],
 ) -> Result<(SimVm, Channel), ChannelError> {
     let vm = sim.add_vm(guest);
@@ -56,9 +63,9 @@ pub fn offer_to_new_vm(
     Channel::offer(sim.parent_device(), config(target), plan).map(|channel| (vm, channel))
 }
 
-/// A running channel: offered to a new default VM, opened by its guest.
+/// A running channel: offered to a new running Windows-like VM, opened by its guest.
 pub fn running_channel(sim: &Sim) -> (SimVm, Channel, hvsim::kmcl::ChannelId) {
-    let (vm, channel) = offer_to_new_vm(sim, GuestConfig::default(), &[1 << 20]).unwrap();
+    let (vm, channel) = offer_to_new_vm(sim, running_vm(GuestKind::Windows), &[1 << 20]).unwrap();
     let guest = sim.guest(vm.id);
     let offer = guest.only_offer().unwrap();
     guest.open(offer.channel).unwrap();

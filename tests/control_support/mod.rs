@@ -3,7 +3,7 @@
 //! `vmbmmio-proto`, exactly as the glue would pass them.
 #![allow(dead_code)] // each test crate uses a different subset
 
-use hvsim::kmcl::{GuestConfig, Sim, SimVm};
+use hvsim::kmcl::{Assumption, GuestKind, GuestVm, Power, Sim, SimVm};
 use hvsim::memory::ProcessId;
 use hvsim::platform::SimPlatform;
 use hvsim::sections::SimKernel;
@@ -51,11 +51,21 @@ impl Bench {
         }
     }
 
-    /// A device-host process that owns the VMBus handle of a new VM.
+    /// A device-host process that owns the VMBus handle of a new, running, Windows-like VM:
+    /// an ASSUMPTION (no documented way gives a third party a VM's VMBus handle), recorded in
+    /// `sim.assumptions()`.
     pub fn device_host_with_vm(&self) -> (ProcessId, SimVm) {
-        let process = self.kernel.spawn_process();
-        let vm = self.sim.add_vm_for_process(GuestConfig::default(), process);
+        let (process, vm, _) = self.device_host_with_vm_assumed();
         (process, vm)
+    }
+
+    /// As [`Bench::device_host_with_vm`], also returning the assumption the host made.
+    pub fn device_host_with_vm_assumed(&self) -> (ProcessId, SimVm, Assumption) {
+        let process = self.kernel.spawn_process();
+        let guest = GuestVm::with_default_pool(GuestKind::Windows);
+        guest.set_power(Power::Running);
+        let (vm, assumption) = self.sim.add_vm_assuming_vmbus_handle_in(guest, process);
+        (process, vm, assumption)
     }
 
     /// The device host opens `\\.\vmbmmio`: a new file handle in `process`.

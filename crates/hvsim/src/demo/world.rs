@@ -23,10 +23,11 @@ use crate::hdv::{
     FlexibleIovDevice, HdvSim, HostingModel, PlatformQuirks, SimSectionMapper, ViewCounters,
     VmConfig,
 };
-use crate::kmcl::{GuestConfig, Sim, SimVm};
+use crate::kmcl::{Sim, SimVm};
 use crate::memory::{ProcessId, SectionMemory};
 use crate::platform::SimPlatform;
 use crate::sections::SimKernel;
+use crate::vm::{ClaimOwner, ClaimRequest, GuestKind, GuestVm, Power};
 
 /// The VM's compute-system id.
 const VM_ID: Guid = Guid::from_u128(0x6d1e_0b6e_5a8f_4c2d_9e3b_7a41_0c5d_2e01);
@@ -114,7 +115,9 @@ impl<'a> DemoWorld<'a> {
             OfferSettings::default(),
         )));
         let device_host = kernel.spawn_process();
-        let vm = sim.add_vm_for_process(GuestConfig::default(), device_host);
+        // The HDV model does not drive the shared VM yet: the demo starts and stops it itself.
+        let guest_vm = GuestVm::with_default_pool(GuestKind::Windows);
+        let (vm, assumption) = sim.add_vm_assuming_vmbus_handle_in(guest_vm.clone(), device_host);
         let hdv = HdvSim::new(Arc::new(kernel.clone()), device_host);
         hdv.set_quirks(PlatformQuirks {
             mapping_has_no_effect: options.mapping_has_no_effect,
@@ -156,6 +159,7 @@ impl<'a> DemoWorld<'a> {
             "host: VM {VM_ID} created (not started) with a FlexibleIov device {DEVICE_INSTANCE}, \
              hosted externally"
         ));
+        world_out.say(&format!("host: {assumption}"));
 
         let config = device_host_config(&options.region_sizes)?;
         let transport = InProcessTransport {
@@ -203,6 +207,8 @@ impl<'a> DemoWorld<'a> {
             plan.regions().len()
         ));
 
+        step("starting the VM", hdv.start_compute_system(VM_ID))?;
+        guest_vm.set_power(Power::Running);
         let guest_vmbus = sim.guest(vm.id);
         let offer = guest_vmbus
             .only_offer()
@@ -212,13 +218,9 @@ impl<'a> DemoWorld<'a> {
             .ok_or_else(|| DemoError("the guest reserved no MMIO".into()))?;
         world_out.say(&format!(
             "guest: VMBus offer received (MmioMegabytes {}, optional {}); reserved guest MMIO \
-             [{:#x}, {:#x})",
-            offer.mmio_megabytes,
-            offer.mmio_megabytes_optional,
-            reservation.base,
-            reservation.base + reservation.size
+             {reservation}",
+            offer.mmio_megabytes, offer.mmio_megabytes_optional,
         ));
-        step("starting the VM", hdv.start_compute_system(VM_ID))?;
         step("opening the channel", guest_vmbus.open(offer.channel))?;
         let mut host = host;
         let status = step("querying the driver", host.driver_status())?;
@@ -243,19 +245,25 @@ impl<'a> DemoWorld<'a> {
         ));
 
         let guest = GuestPhysicalMemory::new(&hdv, VM_ID);
-        let base = reservation.base.div_ceil(plan.bar_size()) * plan.bar_size();
-        if base + plan.bar_size() > reservation.base + reservation.size {
-            return Err(DemoError(
-                "the BAR does not fit the guest's reservation".into(),
-            ));
-        }
+        // The BAR lives in the guest's vPCI bridge window: a separate claim from the same pool.
+        let window = step(
+            "claiming the vPCI bridge window",
+            guest_vm.claim(
+                ClaimOwner::VpciBridgeWindow {
+                    instance: DEVICE_INSTANCE.to_u128(),
+                    high: true,
+                },
+                ClaimRequest::high(plan.bar_size(), plan.bar_size()),
+            ),
+        )?;
+        let base = window.base;
         let bar = step(
             "placing the BAR",
             guest.assign_bar(DEVICE_INSTANCE, BAR_INDEX, base),
         )?;
         world_out.say(&format!(
-            "guest: PCI device found; BAR{BAR_INDEX} sized {} KiB and placed at {:#x}, inside \
-             the VMBus MMIO reservation",
+            "guest: PCI device found; BAR{BAR_INDEX} sized {} KiB and placed at {:#x}, in its \
+             vPCI bridge window (separate from the VMBus MMIO reservation)",
             bar.size >> 10,
             bar.base
         ));
@@ -396,6 +404,9 @@ impl<'a> DemoWorld<'a> {
             }
         ));
         step("stopping the VM", self.hdv.terminate_compute_system(VM_ID))?;
+        if let Some(guest_vm) = self.sim.guest_vm(self.vm.id) {
+            guest_vm.set_power(Power::Stopped);
+        }
         self.kernel.exit_process(self.device_host);
         self.control.borrow_mut().file_cleanup(FILE);
         self.control.borrow_mut().shutdown();

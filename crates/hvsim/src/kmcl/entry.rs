@@ -19,10 +19,10 @@ use kmcl::raw::{
 };
 
 use super::flows::{close_if_open, start_if_ready, suspend_if_running};
-use super::guest::Offer;
 use super::host::{HostState, Lifecycle, packet_token, with_host};
 use super::log::{CallArgs, CallbackKind};
-use super::rules::Rule;
+use super::rules::{ENABLE_INCOMPLETE_STATUS, Rule};
+use super::vm_link::deliver_if_running;
 use super::{ChannelId, ServerMmioSpace, VmId};
 
 type F = KmclFunction;
@@ -155,7 +155,27 @@ pub(crate) unsafe extern "system" fn channel_enable(channel: VMBCHANNEL) -> NTST
     })
 }
 
-/// Enable proper: find the partition (kmcl.md §6) and deliver the offer to its guest.
+/// What every observed host VSP sets before Enable and this channel lacks ([`Rule::EnableIncomplete`]).
+fn missing_before_enable(h: &HostState, id: ChannelId) -> Vec<&'static str> {
+    let init = &h.channel(id).init;
+    let mut missing = Vec::new();
+    if init.interface.is_none() {
+        missing.push("VmbServerChannelInitSetTargetInterfaceId");
+    }
+    if init.state_callbacks.is_none() {
+        missing.push("VmbChannelInitSetStateChangeCallbacks");
+    }
+    if init.process_packet.is_none() {
+        missing.push("VmbChannelInitSetProcessPacketCallbacks");
+    }
+    if init.max_packet_size.is_none() {
+        missing.push("VmbChannelInitSetMaximumPacketSize");
+    }
+    missing
+}
+
+/// Enable proper: check the Init calls, find the partition (kmcl.md §6), and make the offer. It
+/// reaches the guest now if its VM runs, else when the VM starts running (`vm_link`).
 fn enable(h: &mut HostState, id: ChannelId) -> NTSTATUS {
     if h.channel(id).lifecycle != Lifecycle::Disabled {
         h.violate(
@@ -165,7 +185,16 @@ fn enable(h: &mut HostState, id: ChannelId) -> NTSTATUS {
         );
         return STATUS_INVALID_PARAMETER_1;
     }
-    let init = h.channel(id).init.clone();
+    let missing = missing_before_enable(h, id);
+    if !missing.is_empty() {
+        h.violate(
+            Rule::EnableIncomplete,
+            Some(id),
+            format!("VmbChannelEnable before {}", missing.join(", ")),
+        );
+        return ENABLE_INCOMPLETE_STATUS;
+    }
+    let init = &h.channel(id).init;
     let loopback = init.server_flags & VMBUS_SERVER_CHANNEL_INIT_FLAG_LOOPBACK_OFFER != 0;
     let vm = match (init.vmbus_handle, loopback) {
         (Some(handle), false) => match h.kernel_handles.get(&handle) {
@@ -197,25 +226,13 @@ fn enable(h: &mut HostState, id: ChannelId) -> NTSTATUS {
             return STATUS_INVALID_DEVICE_STATE;
         }
     };
-    let (interface_type, interface_instance) = init.interface.unwrap_or_default();
-    let (mmio_megabytes, mmio_megabytes_optional) = init.mmio.unwrap_or((0, 0));
-    let offer = Offer {
-        channel: id,
-        interface_type,
-        interface_instance,
-        server_flags: init.server_flags,
-        mmio_megabytes,
-        mmio_megabytes_optional,
-        max_packet_size: init.max_packet_size,
-        friendly_name: init.friendly_name,
-    };
-    let Some(guest) = h.guests.get_mut(&vm) else {
+    if !h.guests.contains_key(&vm) {
         return STATUS_INVALID_HANDLE;
-    };
-    guest.receive_offer(offer);
+    }
     let c = h.channel_mut(id);
     c.lifecycle = Lifecycle::Enabled;
     c.target = Some(vm);
+    deliver_if_running(h, id, vm);
     STATUS_SUCCESS
 }
 
@@ -672,6 +689,15 @@ pub(crate) unsafe extern "system" fn channel_get_mmio_space(
         return;
     };
     let (value_address, value_size) = with_host(|h| {
+        // kmcl.md §4 "Validity windows" / §5: valid only *after* Opened.
+        if h.callback_on(id) == Some(CallbackKind::Opened) {
+            h.violate(
+                Rule::MmioSpaceBeforeOpened,
+                Some(id),
+                "VmbChannelGetMmioSpace inside the Opened callback (valid only after it)",
+            );
+            return (0, 0);
+        }
         let c = h.channel(id);
         if !c.open {
             h.violate(

@@ -1,20 +1,40 @@
 //! The simulated guest's VMBus driver, one per VM (and one for loopback offers).
 //!
+//! Every guest belongs to one shared [`GuestVm`] (`crate::vm`): its power state decides when
+//! the guest exists, and every MMIO range the guest takes is an exclusive claim from that VM's
+//! pool, next to the vPCI model's claims.
+//!
 //! What it does, and where that comes from:
-//! - **Receives the offer at Enable** (kmcl.md §4 step 2: "the offer is visible to the guest")
-//!   with the interface GUIDs, server flags and both MMIO values exactly as the driver set them
-//!   (anchors.md §1: `mmio_megabytes` and the `mmio_megabytes_optional` slot of the offer).
-//! - **Reserves guest MMIO for it** from its window as soon as the offer arrives: the Windows
-//!   guest VMBus driver reserves the space for its child device (anchors.md §2.5). Size: by
-//!   default `MmioMegabytes + MmioMegabytesOptional` MiB, the whole offered amount; what
-//!   "optional" changes on a real guest is not documented, so [`OptionalMmio::RequiredOnly`]
-//!   models a guest that ignores it. Alignment and placement are undocumented (anchors.md §2.5;
-//!   Linux dxgkrnl uses 64 KiB, anchors.md §2.2), so they are parameters. A full window fails
-//!   cleanly with a recorded reason ([`GuestEvent::ReservationFailed`]).
+//! - **Receives an offer only while its VM runs.** Enable makes the offer visible to the guest
+//!   (kmcl.md §4 step 2; Microsoft's `VmbChannelEnable` page in
+//!   MicrosoftDocs/windows-driver-docs-ddi); a guest whose virtual processors do not run has no
+//!   VMBus driver to receive it, so the offer is delivered when the VM starts running
+//!   (`super::vm_link`). The offer carries the interface GUIDs, server flags and both MMIO values
+//!   exactly as the driver set them (anchors.md §1; Linux `struct vmbus_channel_offer`
+//!   `mmio_megabytes`, torvalds/linux `include/linux/hyperv.h`).
+//! - **MMIO, by guest kind** ([`GuestKind`]):
+//!   - *Windows*: the VMBus driver reserves the child device's MMIO through PnP when the offer
+//!     arrives, before the client opens (platform-paths.md G6: `vmbus.pdb`
+//!     `InstanceDeviceResourceRequirementsQuery`, trace string
+//!     `pdoContext->OfferParameters.MmioMegabytes`; the client learns it with
+//!     `VmbChannelGetMmioSpace` after Opened, kmcl.md §5). What it does with
+//!     `MmioMegabytesOptional` is undocumented, so the model reserves `MmioMegabytes` only
+//!     (strict); its alignment is undocumented too, so the model guarantees only page alignment
+//!     (the weakest useful one), anywhere in the pool. A failure is recorded
+//!     ([`GuestEvent::ReservationFailed`]) and the child device never starts: opening fails.
+//!   - *Linux*: `hv_vmbus` reserves nothing for an offer and never reads the optional field
+//!     (anchors.md §2.1; torvalds/linux `drivers/hv/vmbus_drv.c`). The channel's range exists
+//!     only if the channel's own driver claims it with `vmbus_allocate_mmio`, with its own size
+//!     and alignment (dxgkrnl: `mmio_megabytes << 20`, 64 KiB, anchors.md §2.2;
+//!     microsoft/WSL2-Linux-Kernel `drivers/hv/dxgkrnl/dxgmodule.c`):
+//!     [`SimGuest::claim_mmio`], [`SimGuest::claim_offered_mmio`], released by
+//!     [`SimGuest::release_mmio`], on rescind and when the VM stops.
 //! - **Opens** the channel (Opened, then Started and PostStarted once the host has called
 //!   `VmbChannelStart`), **sends packets**, **closes** (Suspend, Closed) and **reopens**
-//!   (kmcl.md §4 steps 4–7; the offer stays after a guest close).
-//! - **Loses the offer on Disable** (rescind): the reservation is released.
+//!   (kmcl.md §4 steps 4–7; the offer stays after a guest close). Every guest action fails with
+//!   [`GuestError::VmNotRunning`] unless the VM runs.
+//! - **Loses the offer** on Disable (rescind) and when the VM stops or crashes; its MMIO goes
+//!   with it.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -23,46 +43,20 @@ use kmcl::raw::{GUID, NTSTATUS};
 use super::flows::{accepted, close_if_open, deliver_packet, run_state_callback, start_if_ready};
 use super::host::{Lifecycle, with_host};
 use super::log::CallbackKind;
-use super::mmio::{GpaRange, MmioAllocator, ReserveError};
 use super::outgoing::complete_received;
 use super::{ChannelId, VmId};
+use crate::vm::{ClaimError, ClaimOwner, ClaimRequest, GpaRange, GuestKind, GuestVm, Power};
 
 /// One MiB, the unit of the offer's MMIO fields.
 pub const MIB: u64 = 1 << 20;
 
-/// How a guest treats `MmioMegabytesOptional`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OptionalMmio {
-    /// Reserve `MmioMegabytes + MmioMegabytesOptional` MiB (the whole offered amount).
-    Grant,
-    /// Reserve only `MmioMegabytes` MiB.
-    RequiredOnly,
-}
+/// The alignment the Windows-like guest guarantees for its PnP reservation: one page (the
+/// real alignment is undocumented; the model promises nothing stronger).
+pub const WINDOWS_RESERVATION_ALIGNMENT: u64 = 4096;
 
-/// A guest's MMIO configuration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GuestConfig {
-    /// The guest-physical window VMBus MMIO is reserved from.
-    pub mmio_window: GpaRange,
-    /// Alignment of every reservation (a power of two).
-    pub alignment: u64,
-    /// Treatment of `MmioMegabytesOptional`.
-    pub optional_mmio: OptionalMmio,
-}
-
-impl Default for GuestConfig {
-    /// 128 GiB of high MMIO at 64 GiB, page alignment, the whole offered amount.
-    fn default() -> Self {
-        Self {
-            mmio_window: GpaRange {
-                base: 64 << 30,
-                size: 128 << 30,
-            },
-            alignment: 4096,
-            optional_mmio: OptionalMmio::Grant,
-        }
-    }
-}
+/// The alignment Linux dxgkrnl passes to `vmbus_allocate_mmio` for its channel's range
+/// (anchors.md §2.2), a sensible default for [`SimGuest::claim_offered_mmio`].
+pub const DXGKRNL_MMIO_ALIGNMENT: u64 = 0x1_0000;
 
 /// A channel offer as the guest received it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,21 +84,35 @@ pub struct Offer {
 pub enum GuestEvent {
     /// An offer arrived.
     OfferReceived(ChannelId),
-    /// MMIO was reserved for an offer.
+    /// The Windows VMBus driver reserved MMIO for an offer's child device.
     Reserved {
         /// The offer.
         channel: ChannelId,
         /// The reserved range.
         range: GpaRange,
     },
-    /// The offer asked for no MMIO.
+    /// The offer asked for no MMIO (Windows: nothing to reserve).
     NoMmioRequested(ChannelId),
-    /// No MMIO could be reserved.
+    /// The Windows VMBus driver could not reserve the offer's MMIO.
     ReservationFailed {
         /// The offer.
         channel: ChannelId,
         /// Why.
-        reason: ReserveError,
+        reason: ClaimError,
+    },
+    /// A Linux channel driver claimed MMIO for its channel (`vmbus_allocate_mmio`).
+    DriverClaimed {
+        /// The offer.
+        channel: ChannelId,
+        /// The claimed range.
+        range: GpaRange,
+    },
+    /// A Linux channel driver released its range (`vmbus_free_mmio`).
+    DriverReleased {
+        /// The offer.
+        channel: ChannelId,
+        /// The released range.
+        range: GpaRange,
     },
     /// The host accepted the open.
     Opened(ChannelId),
@@ -119,15 +127,32 @@ pub enum GuestEvent {
     Closed(ChannelId),
     /// The host rescinded the offer (Disable); its MMIO was released.
     Rescinded(ChannelId),
+    /// The VM stopped existing (stopped or crashed): every open channel was closed, every offer
+    /// and every MMIO range of this guest is gone.
+    VmGone(Power),
 }
 
 /// Why a guest operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GuestError {
-    /// No such offer (never made, or rescinded).
+    /// The VM is not running (created, paused, stopped or crashed): its guest can do nothing.
+    VmNotRunning(Power),
+    /// No such offer (never made, not yet delivered, rescinded, or lost with the VM).
     NoSuchOffer,
-    /// The offer's MMIO could not be reserved.
-    Reservation(ReserveError),
+    /// The Windows VMBus driver could not reserve the offer's MMIO, so the child device never
+    /// started and no client can open the channel.
+    Reservation(ClaimError),
+    /// A Linux channel driver's `vmbus_allocate_mmio` failed.
+    Claim(ClaimError),
+    /// Only a Linux guest's channel driver claims its own MMIO; a Windows guest's VMBus driver
+    /// reserves it through PnP.
+    NotALinuxGuest,
+    /// The channel's driver already holds a claim (one per channel in this model).
+    AlreadyClaimed,
+    /// The channel's driver holds no claim.
+    NotClaimed,
+    /// The offer asks for no MMIO, so a driver that sizes its claim from it (dxgkrnl) fails.
+    NoMmioOffered,
     /// The channel is already open.
     AlreadyOpen,
     /// The channel is not open.
@@ -156,96 +181,92 @@ pub enum PacketOutcome {
 #[derive(Clone, Debug)]
 pub(crate) struct GuestOffer {
     pub(crate) offer: Offer,
+    /// Windows: the PnP reservation; Linux: the channel driver's own claim.
     pub(crate) reservation: Option<GpaRange>,
+    /// Windows: why the PnP reservation failed, if it did.
+    pub(crate) reservation_error: Option<ClaimError>,
 }
 
 /// One guest's state.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct GuestState {
-    pub(crate) config: GuestConfig,
-    pub(crate) allocator: MmioAllocator,
+    pub(crate) vm: GuestVm,
     pub(crate) offers: BTreeMap<ChannelId, GuestOffer>,
     pub(crate) events: Vec<GuestEvent>,
     /// Packets the host sent, in order: (channel, outgoing token, bytes).
     pub(crate) inbox: VecDeque<(ChannelId, u64, Vec<u8>)>,
 }
 
+fn owner(channel: ChannelId) -> ClaimOwner {
+    ClaimOwner::ChannelReservation(channel.0)
+}
+
 impl GuestState {
-    pub(crate) fn new(config: GuestConfig) -> Self {
+    pub(crate) fn new(vm: GuestVm) -> Self {
         Self {
-            config,
-            allocator: MmioAllocator::new(config.mmio_window),
+            vm,
             offers: BTreeMap::new(),
             events: Vec::new(),
             inbox: VecDeque::new(),
         }
     }
 
-    /// Bytes this guest reserves for `offer`.
-    fn reservation_size(&self, offer: &Offer) -> u64 {
-        let required = u64::from(offer.mmio_megabytes);
-        let optional = match self.config.optional_mmio {
-            OptionalMmio::Grant => u64::from(offer.mmio_megabytes_optional),
-            OptionalMmio::RequiredOnly => 0,
-        };
-        (required + optional) * MIB
-    }
-
-    /// Tries to reserve MMIO for an offer that has none; records the outcome.
-    pub(crate) fn try_reserve(
-        &mut self,
-        channel: ChannelId,
-    ) -> Result<Option<GpaRange>, ReserveError> {
-        let Some(entry) = self.offers.get(&channel) else {
-            return Ok(None);
-        };
-        if let Some(range) = entry.reservation {
-            return Ok(Some(range));
-        }
-        let size = self.reservation_size(&entry.offer);
-        if size == 0 {
-            self.events.push(GuestEvent::NoMmioRequested(channel));
-            return Ok(None);
-        }
-        match self.allocator.reserve(size, self.config.alignment) {
-            Ok(range) => {
-                if let Some(entry) = self.offers.get_mut(&channel) {
-                    entry.reservation = Some(range);
-                }
-                self.events.push(GuestEvent::Reserved { channel, range });
-                Ok(Some(range))
-            }
-            Err(reason) => {
-                self.events
-                    .push(GuestEvent::ReservationFailed { channel, reason });
-                Err(reason)
-            }
-        }
-    }
-
-    /// The offer arrives (Enable).
+    /// The offer arrives (the VM runs and the channel is Enabled).
     pub(crate) fn receive_offer(&mut self, offer: Offer) {
         let channel = offer.channel;
         self.events.push(GuestEvent::OfferReceived(channel));
-        self.offers.insert(
-            channel,
-            GuestOffer {
-                offer,
-                reservation: None,
-            },
-        );
-        // A failure is recorded; `open` retries.
-        let _ = self.try_reserve(channel);
+        let required = u64::from(offer.mmio_megabytes) * MIB;
+        let mut entry = GuestOffer {
+            offer,
+            reservation: None,
+            reservation_error: None,
+        };
+        if self.vm.kind() == GuestKind::Windows {
+            // Required only (optional: undocumented, strict); page-aligned, anywhere.
+            if required == 0 {
+                self.events.push(GuestEvent::NoMmioRequested(channel));
+            } else {
+                let request = ClaimRequest::anywhere(required, WINDOWS_RESERVATION_ALIGNMENT);
+                match self.vm.claim(owner(channel), request) {
+                    Ok(range) => {
+                        entry.reservation = Some(range);
+                        self.events.push(GuestEvent::Reserved { channel, range });
+                    }
+                    Err(reason) => {
+                        entry.reservation_error = Some(reason);
+                        self.events
+                            .push(GuestEvent::ReservationFailed { channel, reason });
+                    }
+                }
+            }
+        }
+        // Linux: hv_vmbus keeps the offer and reserves nothing.
+        self.offers.insert(channel, entry);
     }
 
-    /// The offer is rescinded (Disable): forget it and release its MMIO.
+    /// The offer is rescinded (Disable): forget it and release its MMIO (Windows: the child
+    /// device is removed with its resources; Linux: the driver's remove frees its claim).
     pub(crate) fn rescind(&mut self, channel: ChannelId) {
         if let Some(entry) = self.offers.remove(&channel) {
             if let Some(range) = entry.reservation {
-                self.allocator.release(range);
+                self.vm.release(range);
             }
             self.inbox.retain(|(c, _, _)| *c != channel);
             self.events.push(GuestEvent::Rescinded(channel));
+        }
+    }
+
+    /// The VM stopped existing: the guest forgets every offer; its claims went with the pool.
+    pub(crate) fn forget_all(&mut self, power: Power) {
+        self.offers.clear();
+        self.inbox.clear();
+        self.events.push(GuestEvent::VmGone(power));
+    }
+
+    fn require_running(&self) -> Result<(), GuestError> {
+        match self.vm.power() {
+            Power::Running => Ok(()),
+            other => Err(GuestError::VmNotRunning(other)),
         }
     }
 }
@@ -264,6 +285,25 @@ impl SimGuest {
 
     fn with<R>(&self, f: impl FnOnce(&mut GuestState) -> R) -> Option<R> {
         with_host(|h| h.guests.get_mut(&self.vm).map(f))
+    }
+
+    /// Runs `f` on this guest if its VM runs.
+    fn with_running<R>(
+        &self,
+        f: impl FnOnce(&mut GuestState) -> Result<R, GuestError>,
+    ) -> Result<R, GuestError> {
+        self.with(|g| g.require_running().and_then(|()| f(g)))
+            .unwrap_or(Err(GuestError::NoSuchOffer))
+    }
+
+    /// The shared VM this guest lives in.
+    pub fn guest_vm(&self) -> Option<GuestVm> {
+        self.with(|g| g.vm.clone())
+    }
+
+    /// The guest's kind.
+    pub fn kind(&self) -> Option<GuestKind> {
+        self.with(|g| g.vm.kind())
     }
 
     /// The offers currently visible to this guest.
@@ -287,16 +327,17 @@ impl SimGuest {
         }
     }
 
-    /// The guest-physical range reserved for `channel`'s MMIO, if any. A BAR for this channel
-    /// must lie inside it.
+    /// The guest-physical range held for `channel`'s MMIO, if any: a Windows guest's PnP
+    /// reservation, or a Linux channel driver's own claim. It is never where the paired
+    /// device's BAR lives: that is a separate claim (the vPCI bridge window).
     pub fn reservation(&self, channel: ChannelId) -> Option<GpaRange> {
         self.with(|g| g.offers.get(&channel).and_then(|o| o.reservation))
             .flatten()
     }
 
-    /// This guest's MMIO window.
-    pub fn mmio_window(&self) -> Option<GpaRange> {
-        self.with(|g| g.allocator.window())
+    /// The windows of this guest's MMIO pool.
+    pub fn pool_windows(&self) -> Vec<GpaRange> {
+        self.with(|g| g.vm.pool_windows()).unwrap_or_default()
     }
 
     /// Everything this guest did or saw, in order.
@@ -304,18 +345,89 @@ impl SimGuest {
         self.with(|g| g.events.clone()).unwrap_or_default()
     }
 
-    /// Opens the offered channel: reserve MMIO if not yet done, Opened, then (once the host
-    /// has started the channel) Started and PostStarted.
+    /// A Linux channel driver claims MMIO for its channel: `vmbus_allocate_mmio(min, max,
+    /// size, align)` from the VM's pool, exclusive (anchors.md §2.1). Its size and alignment
+    /// are the driver's own choice; hv_vmbus never reads `MmioMegabytesOptional`.
+    pub fn claim_mmio(
+        &self,
+        channel: ChannelId,
+        request: ClaimRequest,
+    ) -> Result<GpaRange, GuestError> {
+        self.with_running(|g| {
+            if g.vm.kind() != GuestKind::Linux {
+                return Err(GuestError::NotALinuxGuest);
+            }
+            let entry = g.offers.get(&channel).ok_or(GuestError::NoSuchOffer)?;
+            if entry.reservation.is_some() {
+                return Err(GuestError::AlreadyClaimed);
+            }
+            let range =
+                g.vm.claim(owner(channel), request)
+                    .map_err(GuestError::Claim)?;
+            if let Some(entry) = g.offers.get_mut(&channel) {
+                entry.reservation = Some(range);
+            }
+            g.events.push(GuestEvent::DriverClaimed { channel, range });
+            Ok(range)
+        })
+    }
+
+    /// A Linux channel driver claims what the offer asks for, as dxgkrnl does:
+    /// `mmio_megabytes << 20` bytes anywhere in the pool, aligned to `align` (dxgkrnl passes
+    /// [`DXGKRNL_MMIO_ALIGNMENT`]); fails with [`GuestError::NoMmioOffered`] if the offer asks
+    /// for none (dxgkrnl's `-ENOMEM`). The optional amount is never read.
+    pub fn claim_offered_mmio(
+        &self,
+        channel: ChannelId,
+        align: u64,
+    ) -> Result<GpaRange, GuestError> {
+        let megabytes = self
+            .with(|g| g.offers.get(&channel).map(|o| o.offer.mmio_megabytes))
+            .flatten();
+        match megabytes {
+            Some(0) => Err(GuestError::NoMmioOffered),
+            Some(megabytes) => self.claim_mmio(
+                channel,
+                ClaimRequest::anywhere(u64::from(megabytes) * MIB, align),
+            ),
+            // Let `claim_mmio` report the VM state or the missing offer.
+            None => self.claim_mmio(channel, ClaimRequest::anywhere(MIB, align)),
+        }
+    }
+
+    /// A Linux channel driver releases its claim (`vmbus_free_mmio`).
+    pub fn release_mmio(&self, channel: ChannelId) -> Result<GpaRange, GuestError> {
+        self.with_running(|g| {
+            if g.vm.kind() != GuestKind::Linux {
+                return Err(GuestError::NotALinuxGuest);
+            }
+            let entry = g.offers.get_mut(&channel).ok_or(GuestError::NoSuchOffer)?;
+            let range = entry.reservation.take().ok_or(GuestError::NotClaimed)?;
+            g.vm.release(range);
+            g.events.push(GuestEvent::DriverReleased { channel, range });
+            Ok(range)
+        })
+    }
+
+    /// Opens the offered channel: Opened, then (once the host has started the channel)
+    /// Started and PostStarted.
     pub fn open(&self, channel: ChannelId) -> Result<(), GuestError> {
         let vm = self.vm;
         with_host(|h| {
             let guest = h.guests.get_mut(&vm).ok_or(GuestError::NoSuchOffer)?;
-            if !guest.offers.contains_key(&channel) {
-                return Err(GuestError::NoSuchOffer);
+            guest.require_running()?;
+            let kind = guest.vm.kind();
+            let entry = guest.offers.get(&channel).ok_or(GuestError::NoSuchOffer)?;
+            if let Some(reason) = entry.reservation_error {
+                return Err(GuestError::Reservation(reason));
             }
-            let reservation = guest
-                .try_reserve(channel)
-                .map_err(GuestError::Reservation)?;
+            // What the VMBus layer knows of the channel's MMIO: a Windows guest's PnP
+            // reservation. A Linux driver's own claim never reaches VMBus (no guest-to-host
+            // message carries it, anchors.md §2.1).
+            let reservation = match kind {
+                GuestKind::Windows => entry.reservation,
+                GuestKind::Linux => None,
+            };
             let c = h.channel_mut(channel);
             if c.lifecycle != Lifecycle::Enabled || c.target != Some(vm) {
                 return Err(GuestError::NoSuchOffer);
@@ -358,6 +470,10 @@ impl SimGuest {
     pub fn close(&self, channel: ChannelId) -> Result<(), GuestError> {
         let vm = self.vm;
         with_host(|h| {
+            h.guests
+                .get(&vm)
+                .ok_or(GuestError::NoSuchOffer)?
+                .require_running()?;
             let c = h.channel(channel);
             if c.target != Some(vm) || c.lifecycle != Lifecycle::Enabled {
                 return Err(GuestError::NoSuchOffer);
@@ -376,6 +492,10 @@ impl SimGuest {
     pub fn send(&self, channel: ChannelId, bytes: &[u8]) -> Result<PacketOutcome, GuestError> {
         let vm = self.vm;
         with_host(|h| {
+            h.guests
+                .get(&vm)
+                .ok_or(GuestError::NoSuchOffer)?
+                .require_running()?;
             if h.channel_id(super::host::channel_raw(channel)).is_none()
                 || h.channel(channel).target != Some(vm)
             {
@@ -392,9 +512,11 @@ impl SimGuest {
     }
 
     /// Takes the oldest packet the host sent on `channel`, completing it on the host side.
+    /// Nothing while the VM does not run.
     pub fn receive(&self, channel: ChannelId) -> Option<Vec<u8>> {
         let (token, bytes) = self
             .with(|g| {
+                g.require_running().ok()?;
                 let index = g.inbox.iter().position(|(c, _, _)| *c == channel)?;
                 g.inbox
                     .remove(index)

@@ -7,6 +7,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use kmcl::KmclFunction;
 use kmcl::raw::{
@@ -14,6 +15,7 @@ use kmcl::raw::{
     PFN_VMB_PACKET_COMPLETION_ROUTINE, VMB_CHANNEL_STATE_CHANGE_CALLBACKS,
 };
 
+use super::assumptions::Assumption;
 use super::guest::GuestState;
 use super::log::{CallArgs, CallRecord, CallbackKind, LogEntry};
 use super::mmio::GpaRange;
@@ -136,6 +138,8 @@ pub(crate) struct Fault {
 /// The whole simulated host.
 #[derive(Debug)]
 pub(crate) struct HostState {
+    /// Unique per host ever created (any thread): lets VM observers find their own host.
+    pub(crate) generation: u64,
     pub(crate) channels: Vec<SimChannel>,
     pub(crate) guests: BTreeMap<VmId, GuestState>,
     pub(crate) current_process: ProcessId,
@@ -145,6 +149,7 @@ pub(crate) struct HostState {
     pub(crate) next_kernel_handle: usize,
     pub(crate) next_process: u32,
     pub(crate) log: Vec<LogEntry>,
+    pub(crate) assumptions: Vec<Assumption>,
     pub(crate) violations: Vec<Violation>,
     pub(crate) faults: Vec<Fault>,
     pub(crate) call_counts: BTreeMap<KmclFunction, u32>,
@@ -160,6 +165,9 @@ pub(crate) struct HostState {
     /// Stop the start sequence after Started (packets flow, PostStarted not yet run).
     pub(crate) hold_post_started: bool,
 }
+
+/// The generation of the next host.
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
     static HOST: RefCell<HostState> = RefCell::new(HostState::new());
@@ -190,6 +198,7 @@ const KERNEL_HANDLE_BASE: usize = 0xFFFF_FFFF_8000_0000;
 impl HostState {
     fn new() -> Self {
         Self {
+            generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
             channels: Vec::new(),
             guests: BTreeMap::new(),
             current_process: SYSTEM_PROCESS,
@@ -198,6 +207,7 @@ impl HostState {
             next_kernel_handle: KERNEL_HANDLE_BASE + 0x40,
             next_process: 1000,
             log: Vec::new(),
+            assumptions: Vec::new(),
             violations: Vec::new(),
             faults: Vec::new(),
             call_counts: BTreeMap::new(),

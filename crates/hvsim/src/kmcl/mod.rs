@@ -9,8 +9,12 @@
 //!   `VmbChannelGetMmioSpace`, like the Windows import table.
 //! - [`Sim`]: the test's handle on the simulated host: VMs and their worker processes, the
 //!   current process, fault injection, the call log, the rule violations and the counters.
-//! - [`SimGuest`]: the simulated guest VMBus driver of one VM (receives offers, reserves MMIO,
-//!   opens, sends packets, closes, reopens).
+//! - [`SimGuest`]: the simulated guest VMBus driver of one VM (receives offers, reserves MMIO
+//!   the way its [`GuestKind`] does, opens, sends packets, closes, reopens). Each KMCL VM is
+//!   linked to one shared [`GuestVm`] (`crate::vm`): offers reach the guest and guest actions
+//!   work only while that VM runs, and its MMIO comes from that VM's pool.
+//! - [`Assumption`]: what the simulated host assumes without a public source (who owns a VM's
+//!   VMBus handle), named so the demo can say it.
 //! - [`SimHandleCloser`]: the kernel-handle closer (`ZwClose` on Windows) as a counting model.
 //!
 //! # One simulated host per test thread
@@ -24,6 +28,7 @@
 //! is recorded as a [`Violation`] and, for entry points that return an NTSTATUS, answered with
 //! the documented error. Tests assert that none happened ([`Sim::assert_clean`]).
 
+pub mod assumptions;
 mod entry;
 mod flows;
 pub mod guest;
@@ -33,19 +38,24 @@ pub mod mmio;
 mod outgoing;
 pub mod rules;
 mod sim;
+mod vm_link;
 
 use kmcl::server::ParentDevice;
 use kmcl::{ContextEvent, KmclApi, KmclProvider};
 use vmbmmio_core::channel::{KernelHandleCloser, KernelHandleValue};
 
+pub use assumptions::{Assumption, AssumptionKind};
 pub use guest::{
-    GuestConfig, GuestError, GuestEvent, MIB, Offer, OptionalMmio, PacketOutcome, SimGuest,
+    DXGKRNL_MMIO_ALIGNMENT, GuestError, GuestEvent, MIB, Offer, PacketOutcome, SimGuest,
+    WINDOWS_RESERVATION_ALIGNMENT,
 };
 pub use host::{InitValues, Irql, Lifecycle, SYSTEM_PROCESS, SimChannel};
 pub use log::{CallArgs, CallRecord, CallbackKind, LogEntry};
-pub use mmio::{GpaRange, ReserveError};
-pub use rules::{Rule, Violation};
+pub use mmio::{ClaimError, ClaimRequest, GpaRange};
+pub use rules::{ENABLE_INCOMPLETE_STATUS, Rule, Violation};
 pub use sim::{Sim, SimVm};
+
+pub use crate::vm::{GuestKind, GuestVm, Power};
 
 use host::with_host;
 
@@ -64,9 +74,14 @@ impl VmId {
 
 /// What `VmbChannelGetMmioSpace` returns on a server channel, which is undocumented
 /// (kmcl.md §5, §9 item 4). Tests pick one to prove the driver copes with each.
+///
+/// "The reservation" is what the guest's VMBus driver reserved: a Windows guest's PnP
+/// reservation. A Linux guest's VMBus driver reserves nothing (its channel driver's own claim
+/// never reaches VMBus), so there is nothing to report for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ServerMmioSpace {
-    /// The guest's reservation (guest-physical base and size), as a guest caller sees it.
+    /// The guest's reservation (guest-physical base and size), as a guest caller sees it; zeros
+    /// if there is none.
     GuestReservation,
     /// Zeros (as if KMCL had nothing to report).
     Zeros,

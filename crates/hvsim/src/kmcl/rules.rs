@@ -23,6 +23,9 @@ pub enum Rule {
     UnknownChannel,
     /// `VmbChannelEnable` on a channel that is not Disabled.
     EnableWhileEnabled,
+    /// `VmbChannelEnable` before the Init calls every observed host VSP makes: target interface
+    /// id, state-change callbacks, process-packet callbacks, maximum packet size.
+    EnableIncomplete,
     /// An offer with no partition to go to (neither a VMBus handle nor the loopback flag), or
     /// with both.
     NoPartitionTarget,
@@ -38,7 +41,8 @@ pub enum Rule {
     PacketsOutstandingAtSuspend,
     /// Delivered packets still not completed at Cleanup.
     PacketsOutstandingAtCleanup,
-    /// `VmbChannelGetMmioSpace` before Opened (or after Closed).
+    /// `VmbChannelGetMmioSpace` before the Opened callback returned (inside Opened included),
+    /// or after Closed.
     MmioSpaceBeforeOpened,
     /// `VmbChannelPacketComplete` (or Fail) for a packet already completed.
     PacketCompletedTwice,
@@ -87,6 +91,9 @@ impl Rule {
             Self::EnableWhileEnabled => {
                 "kmcl.md §4 steps 1-2: Enable moves Disabled -> Enabled (stricter reading: only from Disabled)"
             }
+            Self::EnableIncomplete => {
+                "kmcl.md §4 'Init order before VmbChannelEnable': the header documents no Enable precondition beyond Disabled, but every observed host VSP (dxgkrnl CreateServerVmBusChannel steps 3, 5, 6, 7) sets the maximum packet size, the target interface id, the state-change callbacks and the process-packet callbacks before Enable; what Enable requires is undocumented, so the stricter reading requires all four (STATUS_INVALID_DEVICE_STATE is the model's choice of error)"
+            }
             Self::NoPartitionTarget => {
                 "kmcl.md §6: the VMBus handle selects the partition; without one dxgkrnl sets LOOPBACK_OFFER (inferred, UNCERTAIN; stricter reading: exactly one of the two)"
             }
@@ -109,7 +116,7 @@ impl Rule {
                 "kmcl.md §2.2: exactly one VmbChannelPacketComplete for every ProcessPacket delivery"
             }
             Self::MmioSpaceBeforeOpened => {
-                "kmcl.md §4 'Validity windows' / §5: VmbChannelGetMmioSpace valid only after Opened (stricter: while open)"
+                "kmcl.md §4 'Validity windows' / §5 (Microsoft's VmbChannelGetMmioSpace page): valid only after the Opened callback, so a call inside Opened is too early; stricter reading: also not after Closed"
             }
             Self::PacketCompletedTwice => {
                 "kmcl.md §2.2: call VmbChannelPacketComplete exactly once per delivery"
@@ -145,6 +152,12 @@ impl Rule {
         }
     }
 }
+
+/// What the model answers a `VmbChannelEnable` that breaks [`Rule::EnableIncomplete`]: the
+/// real error is undocumented; `STATUS_INVALID_DEVICE_STATE` ("the device is not in a valid
+/// state to perform this request") is the model's choice, the same it uses for an offer with no
+/// partition target.
+pub const ENABLE_INCOMPLETE_STATUS: kmcl::raw::NTSTATUS = kmcl::raw::STATUS_INVALID_DEVICE_STATE;
 
 /// One broken rule, as recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,20 +6,23 @@ use kmcl::KmclFunction;
 use kmcl::raw::NTSTATUS;
 use kmcl::server::ParentDevice;
 
-use super::guest::{GuestConfig, GuestState, OptionalMmio, SimGuest};
+use super::assumptions::Assumption;
+use super::guest::{GuestState, SimGuest};
 use super::host::{Fault, SYSTEM_PROCESS, SimChannel, reset_host, with_host};
 use super::log::{CallRecord, LogEntry};
-use super::mmio::GpaRange;
 use super::rules::Violation;
+use super::vm_link::link;
 use super::{ChannelId, Counters, ServerMmioSpace, VmId};
 use crate::memory::ProcessId;
+use crate::vm::{GuestKind, GuestVm, Power};
 
 /// A VM the simulated host runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SimVm {
     /// The VM.
     pub id: VmId,
-    /// Its worker process (vmwp.exe), which owns its VMBus user handle.
+    /// The process that owns its VMBus user handle: its worker process (vmwp.exe), or, only
+    /// under a named [`Assumption`], another process.
     pub worker: ProcessId,
     /// The VMBus user handle value, valid only in `worker`.
     pub user_handle: u64,
@@ -39,18 +42,13 @@ impl Default for Sim {
 
 impl Sim {
     /// A fresh host with no VMs except the loopback "guest" (the host itself, kmcl.md §6,
-    /// UNCERTAIN), whose MMIO window is 64 GiB at 256 GiB.
+    /// UNCERTAIN): a Windows-like guest (the root partition runs Windows) with the model's
+    /// default pool, always running.
     pub fn new() -> Self {
         reset_host();
+        let loopback = GuestVm::with_default_pool(GuestKind::Windows);
+        loopback.set_power(Power::Running);
         with_host(|h| {
-            let loopback = GuestConfig {
-                mmio_window: GpaRange {
-                    base: 256 << 30,
-                    size: 64 << 30,
-                },
-                alignment: 4096,
-                optional_mmio: OptionalMmio::Grant,
-            };
             h.guests.insert(VmId::LOOPBACK, GuestState::new(loopback));
         });
         Self {
@@ -63,40 +61,81 @@ impl Sim {
         super::parent_device()
     }
 
-    /// Adds a VM with its own worker process, VMBus user handle and guest.
+    /// Adds a KMCL VM for `guest`, with its own worker process (vmwp.exe) owning its VMBus user
+    /// handle, as kmcl.md §6 describes ("the user-mode handle opened in the VM worker
+    /// process"). Offers reach the guest only while `guest` runs.
     ///
     /// User handle values differ per VM (`0x1a4 + 4 * id`), so a conversion in another VM's
     /// worker process, or in the System process, does not find the handle.
-    pub fn add_vm(&self, guest: GuestConfig) -> SimVm {
+    ///
+    /// # Panics
+    /// If `guest` is already linked to a VM of this host (one KMCL VM per `GuestVm`).
+    pub fn add_vm(&self, guest: GuestVm) -> SimVm {
         let worker = with_host(|h| {
             let worker = ProcessId(h.next_process);
             h.next_process += 4;
             worker
         });
-        self.add_vm_for_process(guest, worker)
+        self.link_vm(guest, worker)
     }
 
-    /// Adds a VM whose VMBus user handle lives in `process` (e.g. a device-host process the
-    /// section model spawned), so one process can both convert the VMBus handle and receive
-    /// section handles. kmcl.md §6 only requires that the conversion runs in the process that
-    /// owns the handle; how a device host comes to own one is NOT FOUND in the reference.
-    pub fn add_vm_for_process(&self, guest: GuestConfig, worker: ProcessId) -> SimVm {
-        with_host(|h| {
+    /// **ASSUMPTION, not a documented path.** Adds a KMCL VM for `guest` whose VMBus user
+    /// handle lives in `process` (e.g. the device-host process), so that process can convert
+    /// it itself and offer the channel.
+    ///
+    /// No documented way exists for a third party to obtain a VM's VMBus handle (kmcl.md §6
+    /// "Who supplies the handle": NOT FOUND; platform-paths.md Q1: HCS, HDV and WMI expose none,
+    /// KMCL has no setter by VM id, and the known routes are undocumented). The conversion rule
+    /// still holds: `VmbConvertVmbusHandleToKernelHandle` succeeds only in `process`. The
+    /// returned [`Assumption`] (also kept in [`Sim::assumptions`]) says this in plain words, for
+    /// the demo to print.
+    ///
+    /// # Panics
+    /// As [`Sim::add_vm`].
+    pub fn add_vm_assuming_vmbus_handle_in(
+        &self,
+        guest: GuestVm,
+        process: ProcessId,
+    ) -> (SimVm, Assumption) {
+        let vm = self.link_vm(guest, process);
+        let assumption = Assumption::vmbus_handle(vm.id, process, vm.user_handle);
+        with_host(|h| h.assumptions.push(assumption.clone()));
+        (vm, assumption)
+    }
+
+    fn link_vm(&self, guest: GuestVm, worker: ProcessId) -> SimVm {
+        let vm = with_host(|h| {
+            assert!(
+                h.guests.values().all(|g| !g.vm.same_vm(&guest)),
+                "this GuestVm is already linked to a KMCL VM"
+            );
             let id = VmId(h.guests.len() as u32);
             let user_handle = 0x1a4 + 4 * u64::from(id.0);
             h.user_handles.insert((worker, user_handle as usize), id);
-            h.guests.insert(id, GuestState::new(guest));
+            h.guests.insert(id, GuestState::new(guest.clone()));
             SimVm {
                 id,
                 worker,
                 user_handle,
             }
-        })
+        });
+        link(&guest, vm.id);
+        vm
+    }
+
+    /// Every assumption this host was asked to make, in order.
+    pub fn assumptions(&self) -> Vec<Assumption> {
+        with_host(|h| h.assumptions.clone())
     }
 
     /// The guest VMBus driver of `vm`.
     pub fn guest(&self, vm: VmId) -> SimGuest {
         SimGuest { vm }
+    }
+
+    /// The shared VM behind `vm`.
+    pub fn guest_vm(&self, vm: VmId) -> Option<GuestVm> {
+        with_host(|h| h.guests.get(&vm).map(|g| g.vm.clone()))
     }
 
     /// The loopback "guest" (the host's own VMBus client side, UNCERTAIN).

@@ -52,6 +52,13 @@ fn open_loopback(sim: &Sim, handler: Plain) -> (ServerChannel<HvsimKmcl, Plain>,
     (channel, id)
 }
 
+/// A running VM of `kind` with the default pool.
+fn running_vm(kind: GuestKind) -> GuestVm {
+    let vm = GuestVm::with_default_pool(kind);
+    vm.set_power(Power::Running);
+    vm
+}
+
 fn rules(sim: &Sim) -> Vec<Rule> {
     sim.take_violations().into_iter().map(|v| v.rule).collect()
 }
@@ -71,6 +78,33 @@ fn raw_channel() -> VMBCHANNEL {
 mod call {
     use super::*;
 
+    /// A state-change table that lives as long as the test process (KMCL may keep the pointer).
+    pub(super) fn state_callbacks(raw: VMBCHANNEL) -> NTSTATUS {
+        let table = Box::leak(Box::new(VMB_CHANNEL_STATE_CHANGE_CALLBACKS_INIT()));
+        // SAFETY: a live channel; the table is valid for the rest of the process.
+        unsafe { (API.VmbChannelInitSetStateChangeCallbacks)(raw, table) }
+    }
+    pub(super) fn interface(raw: VMBCHANNEL) -> NTSTATUS {
+        // SAFETY: a live channel; GUIDs by value.
+        unsafe {
+            (API.VmbServerChannelInitSetTargetInterfaceId)(
+                raw,
+                GUID::from_u128(7),
+                GUID::from_u128(8),
+            )
+        }
+    }
+    pub(super) fn max_packet_size(raw: VMBCHANNEL) -> NTSTATUS {
+        // SAFETY: a live channel.
+        unsafe { (API.VmbChannelInitSetMaximumPacketSize)(raw, 128) }
+    }
+    /// Every Init call an observed VSP makes before Enable, except the target and the flags.
+    pub(super) fn vsp_init(raw: VMBCHANNEL) {
+        assert_eq!(interface(raw), STATUS_SUCCESS);
+        assert_eq!(state_callbacks(raw), STATUS_SUCCESS);
+        assert_eq!(packet_callbacks(raw), STATUS_SUCCESS);
+        assert_eq!(max_packet_size(raw), STATUS_SUCCESS);
+    }
     pub(super) fn packet_callbacks(raw: VMBCHANNEL) -> NTSTATUS {
         // SAFETY: a live channel; `raw_process` matches PFN_VMB_CHANNEL_PROCESS_PACKET.
         unsafe { (API.VmbChannelInitSetProcessPacketCallbacks)(raw, Some(raw_process), None) }
@@ -145,7 +179,11 @@ fn init_calls_need_a_disabled_channel_and_valid_arguments() {
             Rule::MmioMegabytesZero
         ]
     );
+    // Without the Init calls every observed VSP makes, Enable is refused (stricter reading).
+    assert_eq!(call::enable(raw), ENABLE_INCOMPLETE_STATUS);
+    assert_eq!(rules(&sim), [Rule::EnableIncomplete]);
     // Without a handle or the loopback flag there is no partition to offer to (inferred).
+    call::vsp_init(raw);
     assert_eq!(call::enable(raw), STATUS_INVALID_DEVICE_STATE);
     assert_eq!(rules(&sim), [Rule::NoPartitionTarget]);
     call::cleanup(raw);
@@ -184,7 +222,8 @@ fn mmio_space_is_valid_only_while_open() {
     guest.open(id).unwrap();
     let space = channel.get_mmio_space().unwrap();
     let reservation = guest.reservation(id).unwrap();
-    assert_eq!((space.address, space.size), (reservation.base, 3 * MIB));
+    // The loopback guest is Windows-like: MmioMegabytes only (2), the optional 1 ignored.
+    assert_eq!((space.address, space.size), (reservation.base, 2 * MIB));
     drop(channel);
     sim.assert_clean();
 }
@@ -209,7 +248,7 @@ fn a_leaked_packet_is_caught_at_suspend_and_cleanup() {
 #[test]
 fn closing_the_vmbus_handle_before_cleanup_is_flagged() {
     let sim = Sim::new();
-    let vm = sim.add_vm(GuestConfig::default());
+    let vm = sim.add_vm(running_vm(GuestKind::Windows));
     let mut kernel: HANDLE = ptr::null_mut();
     sim.set_current_process(vm.worker);
     // SAFETY: valid out-pointer; right process.
@@ -319,7 +358,7 @@ fn raw_running_channel(sim: &Sim, mode: u8) -> (VMBCHANNEL, ChannelId) {
     MODE.set(mode);
     DELIVERIES.set(0);
     let raw = raw_channel();
-    assert_eq!(call::packet_callbacks(raw), STATUS_SUCCESS);
+    call::vsp_init(raw);
     assert_eq!(
         call::server_flags(raw, VMBUS_SERVER_CHANNEL_INIT_FLAG_LOOPBACK_OFFER),
         STATUS_SUCCESS
@@ -410,7 +449,7 @@ fn host_packets_are_queued_until_open_and_freed_by_the_default_routine() {
     let sim = Sim::new();
     let raw = raw_channel();
     MODE.set(0);
-    assert_eq!(call::packet_callbacks(raw), STATUS_SUCCESS);
+    call::vsp_init(raw);
     assert_eq!(
         call::server_flags(raw, VMBUS_SERVER_CHANNEL_INIT_FLAG_LOOPBACK_OFFER),
         STATUS_SUCCESS
@@ -464,6 +503,8 @@ fn a_callback_table_changed_after_init_is_caught() {
     let status = unsafe { (API.VmbChannelInitSetStateChangeCallbacks)(raw, &raw mut *table) };
     assert_eq!(status, STATUS_SUCCESS);
     assert_eq!(call::packet_callbacks(raw), STATUS_SUCCESS);
+    assert_eq!(call::interface(raw), STATUS_SUCCESS);
+    assert_eq!(call::max_packet_size(raw), STATUS_SUCCESS);
     assert_eq!(
         call::server_flags(raw, VMBUS_SERVER_CHANNEL_INIT_FLAG_LOOPBACK_OFFER),
         STATUS_SUCCESS
@@ -480,4 +521,348 @@ fn a_callback_table_changed_after_init_is_caught() {
     raw_teardown(raw);
     drop(table);
     sim.take_violations();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 7 defects, provoked at the model level.
+
+/// Converts `vm`'s VMBus handle in its worker process and offers a wrapper channel to it.
+fn vm_channel<H: ChannelHandler>(sim: &Sim, vm: &SimVm, handler: H) -> ServerChannel<HvsimKmcl, H> {
+    let mut kernel: HANDLE = ptr::null_mut();
+    sim.in_process(vm.worker, || {
+        // SAFETY: valid out-pointer; the owning process.
+        let status = unsafe {
+            (API.VmbConvertVmbusHandleToKernelHandle)(
+                ptr::without_provenance_mut(vm.user_handle as usize),
+                &raw mut kernel,
+            )
+        };
+        assert_eq!(status, STATUS_SUCCESS);
+    });
+    let mut params = loopback_params(sim);
+    params.vmbus_handle = Some(kernel);
+    params.server_flags = VMBUS_SERVER_CHANNEL_INIT_FLAG_ENUMERATE_DEVICE_INTERFACE;
+    let channel = ServerChannel::<HvsimKmcl, H>::create(params, handler).unwrap();
+    // The test closes the kernel handle after the channel's Cleanup.
+    KERNEL.set(kernel.addr());
+    channel
+}
+
+thread_local! {
+    static KERNEL: Cell<usize> = const { Cell::new(0) };
+}
+
+fn drop_vm_channel<H: ChannelHandler>(sim: &Sim, channel: ServerChannel<HvsimKmcl, H>) {
+    drop(channel);
+    sim.close_kernel_handle(KERNEL.get());
+}
+
+fn callbacks(sim: &Sim) -> Vec<CallbackKind> {
+    sim.log()
+        .into_iter()
+        .filter_map(|entry| match entry {
+            LogEntry::Callback { kind, .. } => Some(kind),
+            LogEntry::Call(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn defect_07_enable_requires_what_every_observed_vsp_sets() {
+    let sim = Sim::new();
+    type Setter = fn(VMBCHANNEL) -> NTSTATUS;
+    let setters: [(&str, Setter); 4] = [
+        ("VmbServerChannelInitSetTargetInterfaceId", call::interface),
+        (
+            "VmbChannelInitSetStateChangeCallbacks",
+            call::state_callbacks,
+        ),
+        (
+            "VmbChannelInitSetProcessPacketCallbacks",
+            call::packet_callbacks,
+        ),
+        ("VmbChannelInitSetMaximumPacketSize", call::max_packet_size),
+    ];
+    for skipped in 0..setters.len() {
+        let raw = raw_channel();
+        assert_eq!(
+            call::server_flags(raw, VMBUS_SERVER_CHANNEL_INIT_FLAG_LOOPBACK_OFFER),
+            STATUS_SUCCESS
+        );
+        for (index, (_, set)) in setters.iter().enumerate() {
+            if index != skipped {
+                assert_eq!(set(raw), STATUS_SUCCESS);
+            }
+        }
+        assert_eq!(call::enable(raw), ENABLE_INCOMPLETE_STATUS);
+        let violations = sim.take_violations();
+        assert_eq!(violations.len(), 1);
+        assert_eq!(violations[0].rule, Rule::EnableIncomplete);
+        assert!(
+            violations[0].detail.contains(setters[skipped].0),
+            "{violations:?}"
+        );
+        assert!(violations[0].citation.contains("dxgkrnl"));
+        assert!(sim.loopback_guest().offers().is_empty(), "nothing offered");
+        // The missing call, then Enable succeeds.
+        assert_eq!(setters[skipped].1(raw), STATUS_SUCCESS);
+        assert_eq!(call::enable(raw), STATUS_SUCCESS);
+        assert_eq!(sim.loopback_guest().offers().len(), 1);
+        raw_teardown(raw);
+    }
+    sim.assert_clean();
+}
+
+/// A handler that asks for the MMIO space inside Opened (too early) or in Started.
+struct AsksForMmio {
+    in_opened: bool,
+    seen: std::sync::Mutex<Option<kmcl::server::MmioSpace>>,
+}
+
+impl ChannelHandler for AsksForMmio {
+    fn opened(&self, channel: &ChannelRef<'_>) -> Result<(), kmcl::ErrorStatus> {
+        if self.in_opened {
+            *self.seen.lock().unwrap() = channel.get_mmio_space();
+        }
+        Ok(())
+    }
+
+    fn started(&self, channel: &ChannelRef<'_>) {
+        if !self.in_opened {
+            *self.seen.lock().unwrap() = channel.get_mmio_space();
+        }
+    }
+
+    fn process_packet(&self, _: &ChannelRef<'_>, _: IncomingPacket<'_>) {}
+}
+
+#[test]
+fn defect_06_mmio_space_inside_opened_is_a_violation() {
+    for in_opened in [true, false] {
+        let sim = Sim::new();
+        let handler = AsksForMmio {
+            in_opened,
+            seen: std::sync::Mutex::new(None),
+        };
+        let channel =
+            ServerChannel::<HvsimKmcl, AsksForMmio>::create(loopback_params(&sim), handler)
+                .unwrap();
+        let guest = sim.loopback_guest();
+        let id = guest.only_offer().unwrap().channel;
+        guest.open(id).unwrap();
+        let reservation = guest.reservation(id).unwrap();
+        let seen = channel.handler().seen.lock().unwrap().unwrap();
+        if in_opened {
+            assert_eq!(rules(&sim), [Rule::MmioSpaceBeforeOpened]);
+            assert_eq!((seen.address, seen.size), (0, 0), "nothing reported");
+        } else {
+            assert_eq!(rules(&sim), []);
+            assert_eq!(
+                (seen.address, seen.size),
+                (reservation.base, reservation.size)
+            );
+        }
+        drop(channel);
+        sim.assert_clean();
+    }
+}
+
+#[test]
+fn defect_03_an_offer_reaches_the_guest_only_while_its_vm_runs() {
+    let sim = Sim::new();
+    let guest_vm = GuestVm::with_default_pool(GuestKind::Windows);
+    let vm = sim.add_vm(guest_vm.clone());
+    let channel = vm_channel(&sim, &vm, Plain::default());
+    let guest = sim.guest(vm.id);
+    let id = channel_id_of(&sim);
+    assert!(
+        guest.offers().is_empty(),
+        "created, not started: no guest yet"
+    );
+    assert!(guest_vm.claims().is_empty(), "nothing reserved");
+    assert_eq!(
+        guest.open(id),
+        Err(GuestError::VmNotRunning(Power::Created))
+    );
+    assert_eq!(sim.channel(id).unwrap().lifecycle, Lifecycle::Enabled);
+
+    guest_vm.set_power(Power::Running);
+    assert_eq!(guest.only_offer().unwrap().channel, id);
+    let reservation = guest.reservation(id).unwrap();
+    assert_eq!(guest_vm.claims().len(), 1);
+    guest.open(id).unwrap();
+    assert!(sim.channel(id).unwrap().running);
+
+    // Paused: the guest does nothing, the channel stays open.
+    guest_vm.set_power(Power::Paused);
+    assert_eq!(
+        guest.send(id, b"x"),
+        Err(GuestError::VmNotRunning(Power::Paused))
+    );
+    assert_eq!(
+        guest.close(id),
+        Err(GuestError::VmNotRunning(Power::Paused))
+    );
+    assert!(sim.channel(id).unwrap().open);
+    guest_vm.set_power(Power::Running);
+
+    // Terminated: Suspend, then Closed; the offer and the reservation are gone, the host
+    // channel stays Enabled.
+    sim.clear_log();
+    guest_vm.set_power(Power::Stopped);
+    assert_eq!(
+        callbacks(&sim),
+        [CallbackKind::Suspend, CallbackKind::Closed]
+    );
+    let c = sim.channel(id).unwrap();
+    assert!(!c.open && !c.running);
+    assert_eq!(c.lifecycle, Lifecycle::Enabled);
+    assert!(guest.offers().is_empty());
+    assert_eq!(guest.reservation(id), None);
+    assert!(guest_vm.claims().iter().all(|c| c.range != reservation));
+    assert_eq!(
+        guest.send(id, b"x"),
+        Err(GuestError::VmNotRunning(Power::Stopped))
+    );
+    assert!(guest.events().contains(&GuestEvent::VmGone(Power::Stopped)));
+
+    // Restarted: the still-enabled channel is offered again and can be reopened.
+    guest_vm.set_power(Power::Running);
+    assert_eq!(guest.only_offer().unwrap().channel, id);
+    guest.open(id).unwrap();
+    guest_vm.crash("test");
+    assert!(!sim.channel(id).unwrap().open, "a crash closes like a stop");
+    assert!(guest.offers().is_empty());
+    drop_vm_channel(&sim, channel);
+    sim.assert_clean();
+}
+
+/// The only channel allocated so far.
+fn channel_id_of(sim: &Sim) -> ChannelId {
+    let ids = sim.channel_ids();
+    assert_eq!(ids.len(), 1);
+    ids[0]
+}
+
+#[test]
+fn an_old_sims_vm_does_not_reach_a_new_sim() {
+    let old = Sim::new();
+    let guest_vm = GuestVm::with_default_pool(GuestKind::Windows);
+    let vm = old.add_vm(guest_vm.clone());
+    let channel = vm_channel(&old, &vm, Plain::default());
+    drop_vm_channel(&old, channel);
+    let sim = Sim::new();
+    guest_vm.set_power(Power::Running);
+    assert!(sim.guest(vm.id).offers().is_empty());
+    assert!(sim.violations().is_empty());
+}
+
+#[test]
+fn defect_02_a_linux_guest_reserves_nothing_until_its_driver_claims() {
+    let sim = Sim::new();
+    let guest_vm = running_vm(GuestKind::Linux);
+    let vm = sim.add_vm(guest_vm.clone());
+    let channel = vm_channel(&sim, &vm, Plain::default());
+    let guest = sim.guest(vm.id);
+    let offer = guest.only_offer().unwrap();
+    assert_eq!(
+        (offer.mmio_megabytes, offer.mmio_megabytes_optional),
+        (2, 1)
+    );
+    assert_eq!(guest.reservation(offer.channel), None);
+    assert!(guest_vm.claims().is_empty(), "hv_vmbus reserves nothing");
+    guest.open(offer.channel).unwrap();
+    // The VMBus layer knows nothing of a driver's claim.
+    assert_eq!(
+        channel.get_mmio_space(),
+        Some(kmcl::server::MmioSpace {
+            address: 0,
+            size: 0
+        })
+    );
+    let range = guest
+        .claim_offered_mmio(offer.channel, DXGKRNL_MMIO_ALIGNMENT)
+        .unwrap();
+    assert_eq!(
+        range.size,
+        2 * MIB,
+        "mmio_megabytes only; the optional 1 never read"
+    );
+    assert_eq!(range.base % DXGKRNL_MMIO_ALIGNMENT, 0);
+    assert_eq!(guest.reservation(offer.channel), Some(range));
+    assert_eq!(
+        guest.claim_offered_mmio(offer.channel, DXGKRNL_MMIO_ALIGNMENT),
+        Err(GuestError::AlreadyClaimed)
+    );
+    assert_eq!(guest.release_mmio(offer.channel), Ok(range));
+    assert!(guest_vm.claims().is_empty());
+    // Claimed again, then rescinded: the claim goes with the offer.
+    guest
+        .claim_mmio(offer.channel, ClaimRequest::anywhere(MIB, MIB))
+        .unwrap();
+    drop_vm_channel(&sim, channel);
+    assert!(guest_vm.claims().is_empty(), "released on rescind");
+    sim.assert_clean();
+}
+
+#[test]
+fn defect_02_a_windows_guest_reserves_the_required_amount_only() {
+    let sim = Sim::new();
+    let guest_vm = running_vm(GuestKind::Windows);
+    let vm = sim.add_vm(guest_vm.clone());
+    let channel = vm_channel(&sim, &vm, Plain::default());
+    let guest = sim.guest(vm.id);
+    let offer = guest.only_offer().unwrap();
+    let reservation = guest.reservation(offer.channel).unwrap();
+    assert_eq!(
+        reservation.size,
+        2 * MIB,
+        "MmioMegabytes 2; optional 1 ignored"
+    );
+    assert_eq!(reservation.base % WINDOWS_RESERVATION_ALIGNMENT, 0);
+    assert_eq!(
+        guest_vm.claim_of(&crate::vm::ClaimOwner::ChannelReservation(offer.channel.0)),
+        Some(reservation)
+    );
+    assert_eq!(
+        guest.claim_mmio(offer.channel, ClaimRequest::anywhere(MIB, MIB)),
+        Err(GuestError::NotALinuxGuest)
+    );
+    drop_vm_channel(&sim, channel);
+    assert!(guest_vm.claims().is_empty(), "released on rescind");
+    sim.assert_clean();
+}
+
+#[test]
+fn defect_03_the_vmbus_handle_assumption_is_named() {
+    let sim = Sim::new();
+    let device_host = crate::memory::ProcessId(77);
+    let plain = sim.add_vm(running_vm(GuestKind::Windows));
+    assert!(
+        sim.assumptions().is_empty(),
+        "a worker-owned handle assumes nothing"
+    );
+    let (vm, assumption) =
+        sim.add_vm_assuming_vmbus_handle_in(running_vm(GuestKind::Windows), device_host);
+    assert_eq!(vm.worker, device_host);
+    assert_eq!(assumption.kind, AssumptionKind::VmbusHandleOwner);
+    let text = assumption.to_string();
+    assert!(text.starts_with("ASSUMPTION"), "{text}");
+    assert!(
+        text.contains("vmwp.exe") && text.contains("no documented way"),
+        "{text}"
+    );
+    assert_eq!(sim.assumptions(), [assumption]);
+    // The conversion rule still holds: only in the process that owns the handle.
+    let mut kernel: HANDLE = ptr::null_mut();
+    // SAFETY: valid out-pointer; deliberately in the wrong process (System).
+    let status = unsafe {
+        (API.VmbConvertVmbusHandleToKernelHandle)(
+            ptr::without_provenance_mut(vm.user_handle as usize),
+            &raw mut kernel,
+        )
+    };
+    assert_eq!(status, STATUS_INVALID_HANDLE);
+    assert_eq!(rules(&sim), [Rule::ConvertOutsideOwningProcess]);
+    let _ = plain;
 }

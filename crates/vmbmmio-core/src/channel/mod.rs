@@ -114,7 +114,7 @@ impl<P: KmclProvider, C: KernelHandleCloser> VmChannel<P, C> {
             .map_or(ChannelState::Closed, ChannelShared::state)
     }
 
-    /// The guest MMIO range KMCL reported at Opened, while open; report only (kmcl.md §5: its
+    /// The guest MMIO range KMCL reported at Started (after Opened), while open; report only (kmcl.md §5: its
     /// meaning on a server channel is UNCERTAIN). IRQL: any.
     pub fn guest_mmio_window(&self) -> Option<GuestMmioWindow> {
         self.shared().and_then(ChannelShared::guest_mmio_window)

@@ -32,7 +32,7 @@ pub struct ChannelStats {
     pub packets_rejected: u64,
     /// State callbacks that came in an order the reference does not describe.
     pub unexpected_events: u64,
-    /// Opened callbacks whose `VmbChannelGetMmioSpace` report was implausible and ignored.
+    /// `VmbChannelGetMmioSpace` reports (one per Started) that were implausible and ignored.
     pub mmio_reports_ignored: u64,
 }
 
@@ -70,15 +70,15 @@ impl ChannelShared {
         Phase::from_u8(self.phase.load(Ordering::Acquire))
     }
 
-    /// The reported guest MMIO window, while the channel is open. IRQL: any.
+    /// The reported guest MMIO window, from Started until Closed. IRQL: any.
     pub fn guest_mmio_window(&self) -> Option<GuestMmioWindow> {
         match self.phase() {
-            Phase::Opened | Phase::Started | Phase::Running | Phase::Suspended => {
+            Phase::Started | Phase::Running | Phase::Suspended => {
                 let size = self.mmio_size.load(Ordering::Relaxed);
                 let address = self.mmio_address.load(Ordering::Relaxed);
                 (size != 0).then_some(GuestMmioWindow { address, size })
             }
-            Phase::Offered | Phase::Closed => None,
+            Phase::Offered | Phase::Opened | Phase::Closed => None,
         }
     }
 
@@ -86,9 +86,7 @@ impl ChannelShared {
     pub fn state(&self) -> ChannelState {
         match self.phase() {
             Phase::Offered => ChannelState::Offered,
-            Phase::Opened => ChannelState::Opened {
-                guest_mmio: self.guest_mmio_window(),
-            },
+            Phase::Opened => ChannelState::Opened,
             Phase::Started => ChannelState::Started,
             Phase::Running => ChannelState::Running,
             Phase::Suspended => ChannelState::Suspended,
@@ -116,7 +114,7 @@ impl ChannelShared {
         self.phase.store(next as u8, Ordering::Release);
     }
 
-    /// Records the guest MMIO report of the Opened callback, if any and plausible.
+    /// Records the guest MMIO report, if any and plausible (called from Started, after Opened).
     fn record_mmio(&self, channel: &ChannelRef<'_>) {
         // Not in the table (the Windows import path never has it): nothing is known.
         let window = channel.get_mmio_space().and_then(|space| {
@@ -139,18 +137,20 @@ impl Default for ChannelShared {
 }
 
 impl ChannelHandler for ChannelShared {
-    /// Records the guest MMIO report and accepts the open. IRQL: PASSIVE_LEVEL.
-    fn opened(&self, channel: &ChannelRef<'_>) -> Result<(), ErrorStatus> {
-        // GetMmioSpace is valid only after Opened (kmcl.md §4): this callback is the earliest
-        // point, and the report is published by the Release store in `apply`.
-        self.record_mmio(channel);
+    /// Accepts the open. `VmbChannelGetMmioSpace` is not called here: it is valid only *after*
+    /// Opened (Microsoft's `VmbChannelGetMmioSpace` page; kmcl.md §4 "Validity windows", §5).
+    /// IRQL: PASSIVE_LEVEL.
+    fn opened(&self, _channel: &ChannelRef<'_>) -> Result<(), ErrorStatus> {
         self.opens.fetch_add(1, Ordering::Relaxed);
         self.apply(Event::Opened);
         Ok(())
     }
 
-    /// IRQL: PASSIVE_LEVEL.
-    fn started(&self, _channel: &ChannelRef<'_>) {
+    /// Records the guest MMIO report (Started always follows a successful Opened, so the
+    /// query is valid here; it does not wait on packets, which Started must not do), then
+    /// publishes it with the Release store in `apply`. IRQL: PASSIVE_LEVEL.
+    fn started(&self, channel: &ChannelRef<'_>) {
+        self.record_mmio(channel);
         self.apply(Event::Started);
     }
 

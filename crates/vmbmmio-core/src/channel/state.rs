@@ -7,12 +7,12 @@
 //!                    ┌────────┐
 //!                    │Offered │
 //!                    └───┬────┘
-//!                        │ Opened (guest opened; GetMmioSpace recorded)
+//!                        │ Opened (guest opened)
 //!                        ▼
 //!   ┌──────────────► ┌────────┐ ──────── Closed (guest closed before start) ───────┐
 //!   │                │ Opened │                                                     │
 //!   │                └───┬────┘                                                     │
-//!   │                    │ Started                                                  │
+//!   │                    │ Started (GetMmioSpace recorded: valid only after Opened) │
 //!   │                    ▼                                                          │
 //!   │                ┌────────┐   packets may arrive from here on                   │
 //!   │     ┌────────► │Started │                                                     │
@@ -150,12 +150,9 @@ impl GuestMmioWindow {
 pub enum ChannelState {
     /// Offered to the guest; never opened.
     Offered,
-    /// Opened by the guest; `guest_mmio` is what `VmbChannelGetMmioSpace` reported, if the
-    /// table has it and the report was plausible.
-    Opened {
-        /// The reported guest MMIO range (report only).
-        guest_mmio: Option<GuestMmioWindow>,
-    },
+    /// Opened by the guest; not started yet. The guest MMIO report is taken at Started
+    /// (`VmbChannelGetMmioSpace` is valid only after Opened).
+    Opened,
     /// Started; packets may arrive.
     Started,
     /// Running (PostStarted ran).

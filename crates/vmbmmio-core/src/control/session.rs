@@ -73,7 +73,7 @@ impl<X: Platform> FileEntry<X> {
         SessionStatus {
             state: match session.channel.state() {
                 ChannelState::Offered | ChannelState::Closed => SessionState::Offered,
-                ChannelState::Opened { .. }
+                ChannelState::Opened
                 | ChannelState::Started
                 | ChannelState::Running
                 | ChannelState::Suspended => SessionState::Open,
