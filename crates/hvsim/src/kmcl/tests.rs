@@ -866,3 +866,60 @@ fn defect_03_the_vmbus_handle_assumption_is_named() {
     assert_eq!(rules(&sim), [Rule::ConvertOutsideOwningProcess]);
     let _ = plain;
 }
+
+// ---- Rules the driver never breaks, provoked once each (docs/simulator.md lists them) ----
+
+#[test]
+fn kmcl_rule_enable_twice_is_refused() {
+    let sim = Sim::new();
+    let (raw, _) = raw_running_channel(&sim, 0);
+    assert_ne!(call::enable(raw), STATUS_SUCCESS);
+    assert_eq!(rules(&sim), [Rule::EnableWhileEnabled]);
+    raw_teardown(raw);
+    sim.assert_clean();
+}
+
+#[test]
+fn kmcl_rule_start_before_enable_is_caught() {
+    let sim = Sim::new();
+    let raw = raw_channel();
+    call::start(raw);
+    assert_eq!(rules(&sim), [Rule::StartOutsideEnabled]);
+    call::cleanup(raw);
+    sim.assert_clean();
+}
+
+#[test]
+fn kmcl_rule_unknown_packet_is_caught() {
+    let sim = Sim::new();
+    let never_delivered: VMBPACKETCOMPLETION = ptr::without_provenance_mut(0x5151_0000);
+    // SAFETY: a NULL buffer with size 0 is allowed; the packet is wrong on purpose.
+    unsafe { (API.VmbChannelPacketComplete)(never_delivered, ptr::null_mut(), 0) };
+    assert_eq!(rules(&sim), [Rule::UnknownPacket]);
+    sim.assert_clean();
+}
+
+#[test]
+fn kmcl_rule_unknown_kernel_handle_is_refused() {
+    let sim = Sim::new();
+    let raw = raw_channel();
+    let never_converted: HANDLE = ptr::without_provenance_mut(0x7777_0004);
+    // SAFETY: a live, Disabled channel; the handle is wrong on purpose.
+    let status = unsafe { (API.VmbServerChannelInitSetVmbusHandle)(raw, never_converted) };
+    assert_eq!(status, STATUS_INVALID_HANDLE);
+    assert_eq!(rules(&sim), [Rule::InvalidKernelHandle]);
+    call::cleanup(raw);
+    sim.assert_clean();
+}
+
+#[test]
+fn kmcl_rule_null_arguments_are_refused() {
+    let sim = Sim::new();
+    let parent = parent_device().as_ptr();
+    // SAFETY: the out-pointer is NULL on purpose; the model must not write through it.
+    let status = unsafe { (API.VmbChannelAllocate)(parent, TRUE, ptr::null_mut()) };
+    assert_ne!(status, STATUS_SUCCESS);
+    assert_eq!(rules(&sim), [Rule::NullArgument]);
+    assert_eq!(sim.counters().channels_allocated, 0);
+    sim.assert_clean();
+}
