@@ -18,7 +18,7 @@ use vmbmmio_devhost::{DriverSessionSettings, DriverTarget, ProtoDriverClient};
 use super::pattern::PATTERN_LEN;
 use super::transport::InProcessTransport;
 use super::{DemoError, DemoOptions, read_pattern};
-use crate::guest_memory::{AccessReport, BarAssignment, GuestPhysicalMemory};
+use crate::guest_memory::{AccessReport, GuestPhysicalMemory};
 use crate::hdv::{
     FlexibleIovDevice, HdvSim, HostingModel, PlatformQuirks, SimSectionMapper, ViewCounters,
     VmConfig,
@@ -27,6 +27,8 @@ use crate::kmcl::{GuestConfig, Sim, SimVm};
 use crate::memory::{ProcessId, SectionMemory};
 use crate::platform::SimPlatform;
 use crate::sections::SimKernel;
+use crate::vm::{GuestKind, GuestVm};
+use crate::vpci::{GuestBar, GuestPci};
 
 /// The VM's compute-system id.
 const VM_ID: Guid = Guid::from_u128(0x6d1e_0b6e_5a8f_4c2d_9e3b_7a41_0c5d_2e01);
@@ -92,7 +94,7 @@ pub struct DemoWorld<'a> {
     vm: SimVm,
     host: Option<Host>,
     guest: GuestPhysicalMemory,
-    bar: BarAssignment,
+    bar: GuestBar,
     plan: MmioPlan,
     views: Arc<ViewCounters>,
 }
@@ -119,6 +121,7 @@ impl<'a> DemoWorld<'a> {
         hdv.set_quirks(PlatformQuirks {
             mapping_has_no_effect: options.mapping_has_no_effect,
             bar_accesses_not_forwarded: options.bar_accesses_not_forwarded,
+            early_mapping_crashes_worker: false,
         });
         step(
             "creating the VM",
@@ -132,6 +135,7 @@ impl<'a> DemoWorld<'a> {
                         configuration: Vec::new(),
                     }],
                 },
+                GuestVm::with_default_pool(GuestKind::Linux),
             ),
         )?;
         let caller = Caller {
@@ -242,22 +246,24 @@ impl<'a> DemoWorld<'a> {
             host.mapping_states()
         ));
 
+        // Minimal issue-7 placement (the lead rewrites the demo): the guest's vPCI (Linux
+        // pci-hyperv) places the BAR in its own bridge window, then its driver enables decode.
         let guest = GuestPhysicalMemory::new(&hdv, VM_ID);
-        let base = reservation.base.div_ceil(plan.bar_size()) * plan.bar_size();
-        if base + plan.bar_size() > reservation.base + reservation.size {
-            return Err(DemoError(
-                "the BAR does not fit the guest's reservation".into(),
-            ));
-        }
-        let bar = step(
-            "placing the BAR",
-            guest.assign_bar(DEVICE_INSTANCE, BAR_INDEX, base),
+        let pci = step("opening the guest's PCI view", GuestPci::new(&hdv, VM_ID))?;
+        step("bringing up the guest's vPCI bus", pci.probe())?;
+        step(
+            "enabling memory decode",
+            pci.set_memory_decode(DEVICE_INSTANCE, true),
         )?;
+        let bar = pci
+            .bar(DEVICE_INSTANCE, BAR_INDEX)
+            .ok_or_else(|| DemoError("the guest does not know the BAR".into()))?;
         world_out.say(&format!(
-            "guest: PCI device found; BAR{BAR_INDEX} sized {} KiB and placed at {:#x}, inside \
-             the VMBus MMIO reservation",
+            "guest: PCI device found; BAR{BAR_INDEX} sized {} KiB and placed by pci-hyperv at \
+             {:#x}, in its own bridge window (reservation {:#x})",
             bar.size >> 10,
-            bar.base
+            bar.base,
+            reservation.base
         ));
 
         Ok(Self {
@@ -374,6 +380,8 @@ impl<'a> DemoWorld<'a> {
 
     /// Orderly teardown, then what every model still holds.
     pub fn teardown(mut self) -> Result<LeakReport, DemoError> {
+        // hdv.md §5 step 6: stop the VM, then destroy the ranges and tear the device host down.
+        step("stopping the VM", self.hdv.terminate_compute_system(VM_ID))?;
         if let Some(host) = self.host.take() {
             let report = host.shutdown();
             let mut out = WorldOut {
@@ -395,7 +403,6 @@ impl<'a> DemoWorld<'a> {
                 "offer still present"
             }
         ));
-        step("stopping the VM", self.hdv.terminate_compute_system(VM_ID))?;
         self.kernel.exit_process(self.device_host);
         self.control.borrow_mut().file_cleanup(FILE);
         self.control.borrow_mut().shutdown();
@@ -426,7 +433,8 @@ impl<'a> DemoWorld<'a> {
             hdv: (hdv.compute_systems_opened - hdv.compute_systems_closed)
                 + (hdv.device_hosts_initialized - hdv.device_hosts_torn_down)
                 + (hdv.devices_created - hdv.devices_released)
-                + (hdv.ranges_created - hdv.ranges_destroyed - hdv.ranges_released_by_teardown),
+                + (hdv.ranges_created - hdv.ranges_destroyed)
+                + (hdv.worker_duplicates - hdv.worker_duplicates_closed),
             views,
             guest_offers: self.sim.guest(self.vm.id).offers().len() as u64,
         })
