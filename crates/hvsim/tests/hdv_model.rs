@@ -5,12 +5,13 @@ mod hdv_support;
 use std::sync::Arc;
 
 use hdv_support::{CLASS, DEVICE_HOST, Handles, INSTANCE, OTHER_PROCESS, VM, world};
-use hvsim::hdv::{HdvSim, PlatformQuirks, VmConfig, VmState, codes};
+use hvsim::hdv::{HdvSim, PlatformQuirks, VmConfig, VmState, VpciError, codes};
 use hvsim::memory::{SectionAccess, SectionMemory};
 use hvsim::sections::SimKernel;
 use hvsim::vm::{GuestKind, GuestVm, Power};
+use hvsim::vpci::{Capability, GuestPci, GuestPciError};
 use vmbmmio_core::sections::{RegionAccess, SectionBackend};
-use vmbmmio_devhost::callbacks::PciPnpId;
+use vmbmmio_devhost::callbacks::{PciDeviceCallbacks, PciPnpId};
 use vmbmmio_devhost::emulator::{Emulator, LifecycleEvent};
 use vmbmmio_devhost::guid::Guid;
 use vmbmmio_devhost::hresult::HResult;
@@ -622,4 +623,82 @@ fn defect_09_the_worker_holds_a_duplicate_of_each_mapped_section() {
         (2, 2)
     );
     assert_eq!(sim.worker_process(VM), None);
+}
+
+/// A device whose configuration space has a capability list (status bit 4 of the status
+/// register, pointer at 0x34): a vendor-specific capability (0x09) at 0x40, then MSI (0x05) at
+/// 0x50. Its BAR2 is 16 KiB, 64-bit.
+struct CapabilityDevice;
+
+impl PciDeviceCallbacks for CapabilityDevice {
+    fn initialize(&self) -> Result<(), HResult> {
+        Ok(())
+    }
+    fn teardown(&self) {}
+    fn set_configuration(&self, _: &[String]) -> Result<(), HResult> {
+        Ok(())
+    }
+    fn get_details(&self, probed: &mut [u32]) -> Result<PciPnpId, HResult> {
+        probed.copy_from_slice(&[0, 0, 0xFFFF_C00C, 0xFFFF_FFFF, 0, 0]);
+        Ok(PciPnpId::default())
+    }
+    fn start(&self) -> Result<(), HResult> {
+        Ok(())
+    }
+    fn stop(&self) {}
+    fn read_config_space(&self, offset: u32) -> Result<u32, HResult> {
+        Ok(match offset {
+            0x00 => 0x1110_1af4,
+            // Status: capabilities list; command bits the emulator would hold (never seen).
+            0x04 => 0x0010_0000 | 0x0006,
+            0x34 => 0x40,
+            0x40 => 0x0010_5009,
+            0x50 => 0x0000_0005,
+            _ => 0,
+        })
+    }
+    fn write_config_space(&self, _: u32, _: u32) -> Result<(), HResult> {
+        Ok(())
+    }
+    fn read_intercepted_memory(&self, _: u32, _: u64, _: &mut [u8]) -> Result<(), HResult> {
+        Ok(())
+    }
+    fn write_intercepted_memory(&self, _: u32, _: u64, _: &[u8]) -> Result<(), HResult> {
+        Ok(())
+    }
+}
+
+#[test]
+fn the_guest_walks_the_capability_list_the_emulator_serves() {
+    let (_, mut sim) = world();
+    let system = sim.open_compute_system(VM).unwrap();
+    let host = sim
+        .initialize_device_host(system, DeviceHostFlags::None)
+        .unwrap();
+    sim.create_pci_device(host, CLASS, INSTANCE, Arc::new(CapabilityDevice))
+        .unwrap();
+    sim.start_compute_system(VM).unwrap();
+    let pci = GuestPci::new(&sim, VM).unwrap();
+    pci.probe().unwrap();
+    assert_eq!(
+        pci.capabilities(INSTANCE).unwrap(),
+        [
+            Capability {
+                id: 0x09,
+                offset: 0x40
+            },
+            Capability {
+                id: 0x05,
+                offset: 0x50
+            }
+        ]
+    );
+    // The status half comes from the emulator, the command half from the platform (decode
+    // off after pci-hyperv's prepopulate_bars, whatever the emulator says).
+    assert_eq!(pci.config_read(INSTANCE, 0x04).unwrap(), 0x0010_0000);
+    sim.terminate_compute_system(VM).unwrap();
+    assert_eq!(
+        pci.capabilities(INSTANCE),
+        Err(GuestPciError::Vpci(VpciError::VmNotRunning))
+    );
 }
