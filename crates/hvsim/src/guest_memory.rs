@@ -1,34 +1,30 @@
-//! The guest's physical address space around the emulated device: its PCI configuration
-//! space and the MMIO of its BARs.
+//! The guest's physical address space around the emulated devices: the MMIO of their BARs.
 //!
-//! A guest reaches the device two ways (hdv.md §3.3, §3.7):
-//! - configuration space: dword accesses that reach the emulator's `Read/WriteConfigSpace`
-//!   (observed to reach it, §3.3). The guest sizes and places a BAR there the way a PCI driver
-//!   does ([`GuestPhysicalMemory::assign_bar`]: write all ones, read the mask back, write the
-//!   base, enable memory decode). The observed VPCI host handled the BAR registers itself
-//!   (§3.3) using GetDetails' masks (§3.7); the model routes them to the emulator, whose masks
-//!   must equal the ones it reported, so a guest sees the same values either way.
-//! - MMIO at a guest physical address inside a BAR: a page covered by a section-backed range
-//!   reaches the section's bytes (§3.3 semantics); any other page reaches the emulator's
-//!   `Read/WriteInterceptedMemory` in naturally aligned pieces of 1, 2, 4 or 8 bytes (§3.7),
-//!   as a guest's copy loop would issue them.
+//! Where a BAR is, and whether it decodes, is the vPCI platform's state ([`crate::vpci`]):
+//! the BAR registers and the memory-decode bit the guest programmed through the platform (a
+//! Linux guest's configuration writes, a Windows guest's resource message), never the device
+//! host's emulated configuration space (the observed platform handled the BAR registers itself,
+//! hdv.md §3.3; platform-paths.md G3). The guest places BARs only through [`crate::vpci::GuestPci`];
+//! this model has no way to put a BAR anywhere by itself.
 //!
-//! Refused (reads all ones, writes dropped, counted): addresses in no BAR, BARs whose device
-//! has memory decode off or base 0 (model: an unassigned BAR), accesses while the VM does not
-//! run, and writes to a read-only mapping. All ones is what a read nobody claims returns;
-//! observed on 10.0.26100 for BAR reads the host did not forward (§3.3).
+//! A guest access inside a placed, decoding BAR:
+//! - a page covered by a section-backed range reaches the section's bytes (§3.3 semantics);
+//! - any other page reaches the emulator's `Read/WriteInterceptedMemory` in naturally aligned
+//!   pieces of 1, 2, 4 or 8 bytes (§3.7), as a guest's copy loop would issue them.
+//!
+//! Refused (reads all ones, writes dropped, counted): addresses in no placed BAR, BARs whose
+//! function has memory decode off, accesses while the VM does not run, and writes to a
+//! read-only mapping. All ones is what a read nobody claims returns; observed on 10.0.26100 for
+//! BAR reads the host did not forward (§3.3).
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use vmbmmio_devhost::guid::Guid;
 
 use crate::hdv::{GuestDevice, HdvSim, VmState};
+use crate::memory::SectionMemory;
 
 const PAGE_SIZE: u64 = 4096;
-/// Command register offset and its memory-space enable bit (PCI type-0 header).
-const COMMAND: u32 = 0x04;
-const COMMAND_MEMORY: u32 = 0x2;
-const BAR0: u32 = 0x10;
 
 /// What one guest access did, byte by byte.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,31 +49,6 @@ impl AccessReport {
         self.intercept_errors += other.intercept_errors;
         self.refused_bytes += other.refused_bytes;
     }
-}
-
-/// Why a guest-side BAR assignment failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GuestPciError {
-    /// The guest sees no such device.
-    NoDevice,
-    /// The BAR reads back 0 after all ones (not implemented) or is an I/O BAR.
-    NoMemoryBar,
-    /// The base is not aligned to the BAR's size.
-    Misaligned {
-        /// The BAR's size.
-        size: u64,
-    },
-}
-
-/// Where the guest placed a BAR.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BarAssignment {
-    /// Guest physical base address.
-    pub base: u64,
-    /// Size in bytes (from the read-back mask).
-    pub size: u64,
-    /// Whether it is a 64-bit BAR (it then also occupies the next index).
-    pub is_64bit: bool,
 }
 
 /// One VM's guest physical address space, as far as emulated devices go.
@@ -118,135 +89,15 @@ impl GuestPhysicalMemory {
         report
     }
 
-    fn device(&self, instance: Guid) -> Option<GuestDevice> {
-        self.hdv
-            .guest_devices(self.vm)
-            .into_iter()
-            .find(|device| device.instance_id == instance)
-    }
-
-    /// A configuration-space dword read of device `instance`; all ones if the guest sees no
-    /// such device or the emulator fails the read (what a read of an absent function returns).
-    pub fn config_read(&self, instance: Guid, offset: u32) -> u32 {
-        self.device(instance)
-            .and_then(|device| device.callbacks.read_config_space(offset).ok())
-            .unwrap_or(u32::MAX)
-    }
-
-    /// A configuration-space dword write of device `instance` (dropped if there is none).
-    pub fn config_write(&self, instance: Guid, offset: u32, value: u32) {
-        if let Some(device) = self.device(instance) {
-            // A failed configuration write has no effect the guest can see.
-            let _ = device.callbacks.write_config_space(offset, value);
-        }
-    }
-
-    /// Sizes BAR `bar` of device `instance`: memory decode off, all ones written, the mask read
-    /// back (and the original value restored), as a PCI driver does.
-    pub fn probe_bar(&self, instance: Guid, bar: u8) -> Result<(u64, bool), GuestPciError> {
-        self.device(instance).ok_or(GuestPciError::NoDevice)?;
-        let low_offset = BAR0 + 4 * u32::from(bar);
-        let command = self.config_read(instance, COMMAND) & 0xFFFF;
-        self.config_write(instance, COMMAND, command & !COMMAND_MEMORY);
-        let original_low = self.config_read(instance, low_offset);
-        self.config_write(instance, low_offset, u32::MAX);
-        let low = self.config_read(instance, low_offset);
-        self.config_write(instance, low_offset, original_low);
-        if low == 0 || low & 1 != 0 {
-            self.config_write(instance, COMMAND, command);
-            return Err(GuestPciError::NoMemoryBar);
-        }
-        let is_64bit = (low >> 1) & 0b11 == 0b10;
-        let high = if is_64bit && bar < 5 {
-            let high_offset = low_offset + 4;
-            let original_high = self.config_read(instance, high_offset);
-            self.config_write(instance, high_offset, u32::MAX);
-            let high = self.config_read(instance, high_offset);
-            self.config_write(instance, high_offset, original_high);
-            u64::from(high)
-        } else {
-            u64::from(u32::MAX)
-        };
-        self.config_write(instance, COMMAND, command);
-        let mask = (high << 32) | u64::from(low & !0xF);
-        Ok(((!mask).wrapping_add(1), is_64bit))
-    }
-
-    /// Places BAR `bar` of device `instance` at `base` and enables memory decode.
-    pub fn assign_bar(
-        &self,
-        instance: Guid,
-        bar: u8,
-        base: u64,
-    ) -> Result<BarAssignment, GuestPciError> {
-        let (size, is_64bit) = self.probe_bar(instance, bar)?;
-        if size == 0 || !base.is_multiple_of(size) {
-            return Err(GuestPciError::Misaligned { size });
-        }
-        let low_offset = BAR0 + 4 * u32::from(bar);
-        let command = self.config_read(instance, COMMAND) & 0xFFFF;
-        self.config_write(instance, COMMAND, command & !COMMAND_MEMORY);
-        self.config_write(instance, low_offset, base as u32);
-        if is_64bit {
-            self.config_write(instance, low_offset + 4, (base >> 32) as u32);
-        }
-        self.config_write(instance, COMMAND, command | COMMAND_MEMORY);
-        Ok(BarAssignment {
-            base,
-            size,
-            is_64bit,
-        })
-    }
-
-    /// Sets or clears memory decode of device `instance`.
-    pub fn set_memory_decode(&self, instance: Guid, enabled: bool) {
-        let command = self.config_read(instance, COMMAND) & 0xFFFF;
-        let command = if enabled {
-            command | COMMAND_MEMORY
-        } else {
-            command & !COMMAND_MEMORY
-        };
-        self.config_write(instance, COMMAND, command);
-    }
-
-    /// The BAR that decodes `gpa`, read from the devices' configuration space.
+    /// The BAR that decodes `gpa`, from the vPCI platform's registers.
     fn decode(&self, gpa: u64) -> Option<Decoded> {
-        for device in self.hdv.guest_devices(self.vm) {
-            let read = |offset: u32| device.callbacks.read_config_space(offset).unwrap_or(0);
-            if read(COMMAND) & COMMAND_MEMORY == 0 {
-                continue;
-            }
-            let mut bar = 0u8;
-            while usize::from(bar) < device.probed_bars.len() {
-                let probed = device.probed_bars[usize::from(bar)];
-                let is_64bit = (probed >> 1) & 0b11 == 0b10;
-                let step = if is_64bit { 2 } else { 1 };
-                if probed != 0 && probed & 1 == 0 {
-                    let low_offset = BAR0 + 4 * u32::from(bar);
-                    let (mask_high, base_high) = if is_64bit {
-                        let high = device.probed_bars.get(usize::from(bar) + 1).copied();
-                        (
-                            u64::from(high.unwrap_or(0)),
-                            u64::from(read(low_offset + 4)),
-                        )
-                    } else {
-                        (u64::from(u32::MAX), 0)
-                    };
-                    let size = (!((mask_high << 32) | u64::from(probed & !0xF))).wrapping_add(1);
-                    let base = (base_high << 32) | u64::from(read(low_offset) & !0xF);
-                    if base != 0 && gpa >= base && gpa - base < size {
-                        return Some(Decoded {
-                            device,
-                            bar,
-                            offset: gpa - base,
-                            size,
-                        });
-                    }
-                }
-                bar += step;
-            }
-        }
-        None
+        let (device, bar, offset) = self.hdv.decode_gpa(self.vm, gpa)?;
+        Some(Decoded {
+            device,
+            bar: bar.bar,
+            offset,
+            size: bar.size,
+        })
     }
 
     fn running(&self) -> bool {
@@ -382,9 +233,7 @@ impl GuestPhysicalMemory {
 
 /// The section bytes behind the decoded BAR offset, if a section-backed range covers its
 /// page: `(memory, byte offset in the section, writeable)`.
-fn section_target(
-    decoded: &Decoded,
-) -> Option<(std::sync::Arc<crate::memory::SectionMemory>, u64, bool)> {
+fn section_target(decoded: &Decoded) -> Option<(Arc<SectionMemory>, u64, bool)> {
     let page = decoded.offset / PAGE_SIZE;
     decoded
         .device

@@ -7,15 +7,22 @@
 //! through the section model's [`crate::memory::SectionResolver`].
 //!
 //! What it models, each rule citing its source:
-//! - compute systems in the states created, running, paused, stopped; open handles; pause and
-//!   resume (hdv.md §3.3, §4);
+//! - compute systems whose state is the power state of a shared [`crate::vm::GuestVm`] (created,
+//!   running, paused, stopped, crashed), so the KMCL and memory models see the same VM; open
+//!   handles; pause and resume (hdv.md §3.3, §4); a VM worker process per running VM;
 //! - device hosts (COM-security flag once per process, teardown on the initializing thread,
 //!   §3.1) and PCI device instances with their callbacks, called at VM start in the observed
 //!   order Initialize, SetConfiguration, GetDetails, Start (§3.7) and Stop, Teardown at VM
 //!   termination;
 //! - section-backed MMIO ranges, tracked in pages per BAR, with every check of §3.3 (the
-//!   undocumented ones in their stricter reading) and counters of everything created and
-//!   released;
+//!   undocumented ones in their stricter reading: map read/write **and query** rights), HDV's
+//!   duplicate of each range's section handle in the VM worker (§3.3 `system_handle`), and
+//!   counters of everything created and released (a range never destroyed is a leak);
+//! - `HdvTeardownDeviceHost` only once the VM no longer runs (§3.1 hcs-rs, §5 step 6);
+//! - the vPCI platform (`vpci_host`, [`crate::vpci`]): each started device reaches the guest
+//!   as a vPCI function whose BAR and command registers the platform holds;
+//! - the observed quirks of the one public run ([`PlatformQuirks`]), the worker crash among
+//!   them;
 //! - which devices the guest sees (§5: only those its configuration declares), for
 //!   [`crate::guest_memory`].
 //!
@@ -27,10 +34,12 @@ mod api;
 mod sim;
 mod state;
 mod views;
+mod vpci_host;
 
 pub use sim::{GuestDevice, GuestRange, HdvSim};
 pub use state::{FlexibleIovDevice, HdvCounters, HostingModel, PlatformQuirks, VmConfig, VmState};
 pub use views::{SimSectionMapper, SimView, ViewCounters};
+pub use vpci_host::{EARLY_MAPPING_CRASH, VpciDevice, VpciError};
 
 /// The HRESULTs the model returns where the reference documents none (model choices).
 pub mod codes {

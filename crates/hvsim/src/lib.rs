@@ -20,3 +20,4 @@ pub mod memory;
 pub mod platform;
 pub mod sections;
 pub mod vm;
+pub mod vpci;

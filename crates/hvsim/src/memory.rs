@@ -17,30 +17,51 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ProcessId(pub u32);
 
-/// Access a handle to a section grants (the `SECTION_MAP_*` rights that matter here).
+/// Access a handle to a section grants (the `SECTION_*` rights that matter here).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SectionAccess {
     /// `SECTION_MAP_READ`.
     pub read: bool,
     /// `SECTION_MAP_WRITE`.
     pub write: bool,
+    /// `SECTION_QUERY`: size and attributes. `MapViewOfFile` does not need it; HDV does
+    /// (hdv.md §3.3 "Section handle": rights that allow mapping it, read/write/**query**).
+    pub query: bool,
 }
 
 impl SectionAccess {
-    /// Read-only mapping rights.
+    /// Read-only mapping rights (what `MapViewOfFile(FILE_MAP_READ)` needs).
     pub const READ: Self = Self {
         read: true,
         write: false,
+        query: false,
     };
-    /// Read and write mapping rights.
+    /// Read and write mapping rights (what `MapViewOfFile(FILE_MAP_WRITE)` needs).
     pub const READ_WRITE: Self = Self {
         read: true,
         write: true,
+        query: false,
+    };
+    /// What `HdvCreateSectionBackedMmioRange` needs for a read-only mapping: map read and
+    /// query (hdv.md §3.3; the COM layer marshals the handle with `system_handle(sh_section)`).
+    pub const HDV_READ: Self = Self {
+        read: true,
+        write: false,
+        query: true,
+    };
+    /// What `HdvCreateSectionBackedMmioRange` needs for a writeable mapping: map read, map
+    /// write and query (hdv.md §3.3).
+    pub const HDV_READ_WRITE: Self = Self {
+        read: true,
+        write: true,
+        query: true,
     };
 
     /// Whether a handle with `self` rights allows a request for `wanted`.
     pub const fn allows(self, wanted: Self) -> bool {
-        (self.read || !wanted.read) && (self.write || !wanted.write)
+        (self.read || !wanted.read)
+            && (self.write || !wanted.write)
+            && (self.query || !wanted.query)
     }
 }
 
@@ -157,10 +178,12 @@ pub enum ResolveError {
     AccessDenied,
 }
 
-/// Looks up the section behind a handle as a given process sees it.
+/// The section model as the HDV model sees it: looks up the section behind a handle as a given
+/// process sees it, and moves handles between processes.
 ///
 /// Implemented by the section model; consumed by the HDV model, which receives section handles
-/// valid in the device-host process (hdv.md §3.3).
+/// valid in the device-host process (hdv.md §3.3) and duplicates each mapped one into the VM
+/// worker process (the COM layer's `system_handle(sh_section)` marshaling, hdv.md §3.3).
 pub trait SectionResolver {
     /// The memory behind `handle` in `process`, if that handle grants `access`.
     fn resolve(
@@ -169,6 +192,24 @@ pub trait SectionResolver {
         handle: u64,
         access: SectionAccess,
     ) -> Result<Arc<SectionMemory>, ResolveError>;
+
+    /// Starts a process (the VM worker, `vmwp.exe`, when a VM starts).
+    fn spawn_process(&self) -> ProcessId;
+
+    /// `DuplicateHandle(source, handle, target, DUPLICATE_SAME_ACCESS)`: the new handle's value
+    /// in `target`.
+    fn duplicate_handle(
+        &self,
+        source: ProcessId,
+        handle: u64,
+        target: ProcessId,
+    ) -> Result<u64, ResolveError>;
+
+    /// `CloseHandle(handle)` in `process`.
+    fn close_handle(&self, process: ProcessId, handle: u64) -> Result<(), ResolveError>;
+
+    /// The process exits: every handle it holds is closed and every view unmapped.
+    fn exit_process(&self, process: ProcessId);
 }
 
 #[cfg(test)]
@@ -212,5 +253,7 @@ mod tests {
     fn access_rights_compare() {
         assert!(SectionAccess::READ_WRITE.allows(SectionAccess::READ));
         assert!(!SectionAccess::READ.allows(SectionAccess::READ_WRITE));
+        assert!(SectionAccess::HDV_READ_WRITE.allows(SectionAccess::READ_WRITE));
+        assert!(!SectionAccess::READ_WRITE.allows(SectionAccess::HDV_READ));
     }
 }

@@ -18,7 +18,7 @@ use vmbmmio_devhost::{DriverSessionSettings, DriverTarget, ProtoDriverClient};
 use super::pattern::PATTERN_LEN;
 use super::transport::InProcessTransport;
 use super::{DemoError, DemoOptions, read_pattern};
-use crate::guest_memory::{AccessReport, BarAssignment, GuestPhysicalMemory};
+use crate::guest_memory::{AccessReport, GuestPhysicalMemory};
 use crate::hdv::{
     FlexibleIovDevice, HdvSim, HostingModel, PlatformQuirks, SimSectionMapper, ViewCounters,
     VmConfig,
@@ -27,7 +27,8 @@ use crate::kmcl::{Sim, SimVm};
 use crate::memory::{ProcessId, SectionMemory};
 use crate::platform::SimPlatform;
 use crate::sections::SimKernel;
-use crate::vm::{ClaimOwner, ClaimRequest, GuestKind, GuestVm, Power};
+use crate::vm::{GuestKind, GuestVm};
+use crate::vpci::{GuestBar, GuestPci};
 
 /// The VM's compute-system id.
 const VM_ID: Guid = Guid::from_u128(0x6d1e_0b6e_5a8f_4c2d_9e3b_7a41_0c5d_2e01);
@@ -93,7 +94,7 @@ pub struct DemoWorld<'a> {
     vm: SimVm,
     host: Option<Host>,
     guest: GuestPhysicalMemory,
-    bar: BarAssignment,
+    bar: GuestBar,
     plan: MmioPlan,
     views: Arc<ViewCounters>,
 }
@@ -115,13 +116,14 @@ impl<'a> DemoWorld<'a> {
             OfferSettings::default(),
         )));
         let device_host = kernel.spawn_process();
-        // The HDV model does not drive the shared VM yet: the demo starts and stops it itself.
-        let guest_vm = GuestVm::with_default_pool(GuestKind::Windows);
-        let (vm, assumption) = sim.add_vm_assuming_vmbus_handle_in(guest_vm.clone(), device_host);
+        let guest_vm = GuestVm::with_default_pool(GuestKind::Linux);
+        let (vm, _assumption) =
+            sim.add_vm_assuming_vmbus_handle_in(guest_vm.clone(), device_host);
         let hdv = HdvSim::new(Arc::new(kernel.clone()), device_host);
         hdv.set_quirks(PlatformQuirks {
             mapping_has_no_effect: options.mapping_has_no_effect,
             bar_accesses_not_forwarded: options.bar_accesses_not_forwarded,
+            early_mapping_crashes_worker: false,
         });
         step(
             "creating the VM",
@@ -135,6 +137,7 @@ impl<'a> DemoWorld<'a> {
                         configuration: Vec::new(),
                     }],
                 },
+                guest_vm.clone(),
             ),
         )?;
         let caller = Caller {
@@ -159,7 +162,6 @@ impl<'a> DemoWorld<'a> {
             "host: VM {VM_ID} created (not started) with a FlexibleIov device {DEVICE_INSTANCE}, \
              hosted externally"
         ));
-        world_out.say(&format!("host: {assumption}"));
 
         let config = device_host_config(&options.region_sizes)?;
         let transport = InProcessTransport {
@@ -208,18 +210,20 @@ impl<'a> DemoWorld<'a> {
         ));
 
         step("starting the VM", hdv.start_compute_system(VM_ID))?;
-        guest_vm.set_power(Power::Running);
         let guest_vmbus = sim.guest(vm.id);
         let offer = guest_vmbus
             .only_offer()
             .ok_or_else(|| DemoError("the guest saw no offer".into()))?;
         let reservation = guest_vmbus
             .reservation(offer.channel)
-            .ok_or_else(|| DemoError("the guest reserved no MMIO".into()))?;
+            .unwrap_or(crate::vm::GpaRange { base: 0, size: 0 });
         world_out.say(&format!(
             "guest: VMBus offer received (MmioMegabytes {}, optional {}); reserved guest MMIO \
-             {reservation}",
-            offer.mmio_megabytes, offer.mmio_megabytes_optional,
+             [{:#x}, {:#x})",
+            offer.mmio_megabytes,
+            offer.mmio_megabytes_optional,
+            reservation.base,
+            reservation.base + reservation.size
         ));
         step("opening the channel", guest_vmbus.open(offer.channel))?;
         let mut host = host;
@@ -244,28 +248,24 @@ impl<'a> DemoWorld<'a> {
             host.mapping_states()
         ));
 
+        // Minimal issue-7 placement (the lead rewrites the demo): the guest's vPCI (Linux
+        // pci-hyperv) places the BAR in its own bridge window, then its driver enables decode.
         let guest = GuestPhysicalMemory::new(&hdv, VM_ID);
-        // The BAR lives in the guest's vPCI bridge window: a separate claim from the same pool.
-        let window = step(
-            "claiming the vPCI bridge window",
-            guest_vm.claim(
-                ClaimOwner::VpciBridgeWindow {
-                    instance: DEVICE_INSTANCE.to_u128(),
-                    high: true,
-                },
-                ClaimRequest::high(plan.bar_size(), plan.bar_size()),
-            ),
+        let pci = step("opening the guest's PCI view", GuestPci::new(&hdv, VM_ID))?;
+        step("bringing up the guest's vPCI bus", pci.probe())?;
+        step(
+            "enabling memory decode",
+            pci.set_memory_decode(DEVICE_INSTANCE, true),
         )?;
-        let base = window.base;
-        let bar = step(
-            "placing the BAR",
-            guest.assign_bar(DEVICE_INSTANCE, BAR_INDEX, base),
-        )?;
+        let bar = pci
+            .bar(DEVICE_INSTANCE, BAR_INDEX)
+            .ok_or_else(|| DemoError("the guest does not know the BAR".into()))?;
         world_out.say(&format!(
-            "guest: PCI device found; BAR{BAR_INDEX} sized {} KiB and placed at {:#x}, in its \
-             vPCI bridge window (separate from the VMBus MMIO reservation)",
+            "guest: PCI device found; BAR{BAR_INDEX} sized {} KiB and placed by pci-hyperv at \
+             {:#x}, in its own bridge window (reservation {:#x})",
             bar.size >> 10,
-            bar.base
+            bar.base,
+            reservation.base
         ));
 
         Ok(Self {
@@ -382,6 +382,8 @@ impl<'a> DemoWorld<'a> {
 
     /// Orderly teardown, then what every model still holds.
     pub fn teardown(mut self) -> Result<LeakReport, DemoError> {
+        // hdv.md §5 step 6: stop the VM, then destroy the ranges and tear the device host down.
+        step("stopping the VM", self.hdv.terminate_compute_system(VM_ID))?;
         if let Some(host) = self.host.take() {
             let report = host.shutdown();
             let mut out = WorldOut {
@@ -403,10 +405,6 @@ impl<'a> DemoWorld<'a> {
                 "offer still present"
             }
         ));
-        step("stopping the VM", self.hdv.terminate_compute_system(VM_ID))?;
-        if let Some(guest_vm) = self.sim.guest_vm(self.vm.id) {
-            guest_vm.set_power(Power::Stopped);
-        }
         self.kernel.exit_process(self.device_host);
         self.control.borrow_mut().file_cleanup(FILE);
         self.control.borrow_mut().shutdown();
@@ -437,7 +435,8 @@ impl<'a> DemoWorld<'a> {
             hdv: (hdv.compute_systems_opened - hdv.compute_systems_closed)
                 + (hdv.device_hosts_initialized - hdv.device_hosts_torn_down)
                 + (hdv.devices_created - hdv.devices_released)
-                + (hdv.ranges_created - hdv.ranges_destroyed - hdv.ranges_released_by_teardown),
+                + (hdv.ranges_created - hdv.ranges_destroyed)
+                + (hdv.worker_duplicates - hdv.worker_duplicates_closed),
             views,
             guest_offers: self.sim.guest(self.vm.id).offers().len() as u64,
         })

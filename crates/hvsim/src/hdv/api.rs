@@ -14,6 +14,7 @@ use super::codes;
 use super::sim::HdvSim;
 use super::state::{Device, Host, Range, State, VmState};
 use crate::memory::{ResolveError, SectionAccess};
+use crate::vm::Power;
 
 /// Page size of every HDV range (hdv.md §3.3 "Granularity").
 const PAGE_SIZE: u64 = 4096;
@@ -30,7 +31,7 @@ fn vm_state(state: &State, vm: Guid) -> Result<VmState, HResult> {
     state
         .systems
         .get(&vm)
-        .map(|system| system.state)
+        .map(|system| system.guest.power())
         .ok_or(codes::NOT_FOUND)
 }
 
@@ -64,27 +65,42 @@ impl HcsApi for HdvSim {
     }
 
     fn pause(&mut self, system: ComputeSystem) -> Result<(), HResult> {
-        let mut state = self.lock();
-        let vm = system_of(&state, system)?;
-        let entry = state.systems.get_mut(&vm).ok_or(codes::NOT_FOUND)?;
-        // Only a running VM can be paused (model: the reference names no error code).
-        if entry.state != VmState::Running {
-            return Err(codes::INVALID_STATE);
-        }
-        entry.state = VmState::Paused;
-        state.counters.pauses += 1;
+        let guest = {
+            let mut state = self.lock();
+            let vm = system_of(&state, system)?;
+            let guest = state
+                .systems
+                .get(&vm)
+                .map(|entry| entry.guest.clone())
+                .ok_or(codes::NOT_FOUND)?;
+            // Only a running VM can be paused (model: the reference names no error code).
+            if guest.power() != Power::Running {
+                return Err(codes::INVALID_STATE);
+            }
+            state.counters.pauses += 1;
+            guest
+        };
+        // The shared VM's observers run without the model's lock held.
+        guest.set_power(Power::Paused);
         Ok(())
     }
 
     fn resume(&mut self, system: ComputeSystem) -> Result<(), HResult> {
-        let mut state = self.lock();
-        let vm = system_of(&state, system)?;
-        let entry = state.systems.get_mut(&vm).ok_or(codes::NOT_FOUND)?;
-        if entry.state != VmState::Paused {
-            return Err(codes::INVALID_STATE);
-        }
-        entry.state = VmState::Running;
-        state.counters.resumes += 1;
+        let guest = {
+            let mut state = self.lock();
+            let vm = system_of(&state, system)?;
+            let guest = state
+                .systems
+                .get(&vm)
+                .map(|entry| entry.guest.clone())
+                .ok_or(codes::NOT_FOUND)?;
+            if guest.power() != Power::Paused {
+                return Err(codes::INVALID_STATE);
+            }
+            state.counters.resumes += 1;
+            guest
+        };
+        guest.set_power(Power::Running);
         Ok(())
     }
 
@@ -218,10 +234,11 @@ impl HdvApi for HdvSim {
         if range.flags.executable {
             return Err(codes::ACCESS_DENIED);
         }
+        // hdv.md §3.3: map read (and write for a writeable mapping) and query.
         let access = if range.flags.writeable {
-            SectionAccess::READ_WRITE
+            SectionAccess::HDV_READ_WRITE
         } else {
-            SectionAccess::READ
+            SectionAccess::HDV_READ
         };
         let memory = self
             .resolver
@@ -240,7 +257,27 @@ impl HdvApi for HdvSim {
         if memory.size() < needed {
             return Err(codes::INVALID_ARGUMENT);
         }
+        let instance = entry.instance_id;
+        let vm = entry.vm;
+        let system = state.systems.get(&vm).ok_or(codes::NOT_FOUND)?;
+        let made_while_decoding = system
+            .vpci
+            .get(&instance)
+            .is_some_and(|function| function.memory_decode());
+        // hdv.md §3.3: the COM layer marshals the handle (`system_handle(sh_section)`), i.e.
+        // duplicates it into the VM worker process, which then holds the section too.
+        let worker = system.worker.ok_or(codes::INVALID_STATE)?;
+        let duplicate = self
+            .resolver
+            .duplicate_handle(self.process, range.section.0, worker)
+            .map_err(|error| match error {
+                ResolveError::InvalidHandle => codes::BAD_HANDLE,
+                ResolveError::AccessDenied => codes::ACCESS_DENIED,
+            })?;
+        state.counters.worker_duplicates += 1;
         let stored = Range {
+            worker_handle: Some((worker, duplicate)),
+            made_while_decoding,
             length_pages: range.length_pages,
             writeable: range.flags.writeable,
             memory,
@@ -267,11 +304,17 @@ impl HdvApi for HdvSim {
         let entry = state.devices.get_mut(&device.0).ok_or(codes::BAD_HANDLE)?;
         let vm = entry.vm;
         // hdv.md §3.3: a range is identified by BAR and start page only.
-        entry
+        let removed = entry
             .ranges
             .remove(&(bar, offset_pages))
             .ok_or(codes::INVALID_ARGUMENT)?;
         state.counters.ranges_destroyed += 1;
+        // The worker's duplicate goes with the range (if the worker has not exited already).
+        if let Some((worker, duplicate)) = removed.worker_handle {
+            // The duplicate is HDV's own; closing it cannot fail unless the worker is gone.
+            let _ = self.resolver.close_handle(worker, duplicate);
+            state.counters.worker_duplicates_closed += 1;
+        }
         if vm_state(&state, vm)? == VmState::Running {
             state.counters.range_changes_while_running += 1;
         }
@@ -285,8 +328,17 @@ impl HdvApi for HdvSim {
         if entry.thread != std::thread::current().id() {
             return Err(codes::WRONG_THREAD);
         }
+        // hdv.md §3.1 (hcs-rs doc comments): teardown after the compute system has been
+        // terminated; §5 step 6: stop the VM, destroy the ranges, then tear down. Refused (and
+        // counted) while the VM runs or is paused; the reference names no error code.
+        let vm = entry.vm;
+        if vm_state(&state, vm).is_ok_and(Power::guest_exists) {
+            state.counters.teardowns_refused_while_running += 1;
+            return Err(codes::INVALID_STATE);
+        }
         state.hosts.remove(&host.0);
-        // hdv.md §3.1: the host's device instances stop working; their ranges go with them.
+        // hdv.md §3.1: the host's device instances stop working; their ranges go with them
+        // (counted apart: a range the device host never destroyed is a leak).
         let released: Vec<usize> = state
             .devices
             .iter()

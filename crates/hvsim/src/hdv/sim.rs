@@ -1,6 +1,6 @@
 //! [`HdvSim`]: the shared model, the harness's VM lifecycle calls, and the guest's view.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use vmbmmio_devhost::callbacks::{PCI_BAR_COUNT, PciDeviceCallbacks};
 use vmbmmio_devhost::guid::Guid;
@@ -8,15 +8,19 @@ use vmbmmio_devhost::hresult::HResult;
 
 use super::codes;
 use super::state::{
-    ComputeSystem, HdvCounters, HostingModel, PlatformQuirks, State, VmConfig, VmState,
+    ComputeSystem, Device, HdvCounters, HostingModel, PlatformQuirks, State, VmConfig, VmState,
 };
 use crate::memory::{ProcessId, SectionMemory, SectionResolver};
+use crate::vm::{GuestVm, Power, PowerChange};
+use crate::vpci::function::{PlatformBar, VpciFunction};
+
+type Resolver = Arc<dyn SectionResolver + Send + Sync>;
 
 /// The HDV/HCS model. Cheap to clone; clones share the state.
 #[derive(Clone)]
 pub struct HdvSim {
     pub(super) state: Arc<Mutex<State>>,
-    pub(super) resolver: Arc<dyn SectionResolver + Send + Sync>,
+    pub(super) resolver: Resolver,
     pub(super) process: ProcessId,
 }
 
@@ -48,15 +52,20 @@ pub struct GuestDevice {
     pub probed_bars: [u32; PCI_BAR_COUNT],
     /// Section-backed ranges (empty when the observed no-effect quirk is on).
     pub ranges: Vec<GuestRange>,
+    /// The BARs as the vPCI platform holds them (base 0: not placed).
+    pub bars: Vec<PlatformBar>,
+    /// Whether the platform's command register has memory decode on.
+    pub memory_decode: bool,
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl HdvSim {
     /// A model whose device host runs as `device_host_process` and resolves section handles
     /// through `resolver` (hdv.md §3.3: the handle must be valid in the device-host process).
-    pub fn new(
-        resolver: Arc<dyn SectionResolver + Send + Sync>,
-        device_host_process: ProcessId,
-    ) -> Self {
+    pub fn new(resolver: Resolver, device_host_process: ProcessId) -> Self {
         Self {
             state: Arc::default(),
             resolver,
@@ -65,7 +74,7 @@ impl HdvSim {
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 
     /// Sets the observed-behaviour switches.
@@ -92,38 +101,78 @@ impl HdvSim {
             .sum()
     }
 
-    /// The state of compute system `vm`.
+    /// The state of compute system `vm`: its shared VM's power state.
     pub fn vm_state(&self, vm: Guid) -> Option<VmState> {
-        self.lock().systems.get(&vm).map(|system| system.state)
+        self.lock()
+            .systems
+            .get(&vm)
+            .map(|system| system.guest.power())
     }
 
-    /// `HcsCreateComputeSystem` as the VM's owner makes it.
-    pub fn create_compute_system(&self, vm: Guid, config: VmConfig) -> Result<(), HResult> {
-        let mut state = self.lock();
-        if state.systems.contains_key(&vm) {
-            return Err(codes::INVALID_ARGUMENT);
+    /// The shared VM behind compute system `vm`.
+    pub fn guest_vm(&self, vm: Guid) -> Option<GuestVm> {
+        self.lock()
+            .systems
+            .get(&vm)
+            .map(|system| system.guest.clone())
+    }
+
+    /// The VM worker process of `vm` while the VM exists.
+    pub fn worker_process(&self, vm: Guid) -> Option<ProcessId> {
+        self.lock()
+            .systems
+            .get(&vm)
+            .and_then(|system| system.worker)
+    }
+
+    /// `HcsCreateComputeSystem` as the VM's owner makes it: compute system `vm`, whose power
+    /// state is `guest`'s (the one VM the KMCL and memory models observe too). `guest` must be
+    /// newly created ([`Power::Created`]) and belong to no other compute system.
+    pub fn create_compute_system(
+        &self,
+        vm: Guid,
+        config: VmConfig,
+        guest: GuestVm,
+    ) -> Result<(), HResult> {
+        {
+            let mut state = self.lock();
+            if state.systems.contains_key(&vm)
+                || state.systems.values().any(|s| s.guest.same_vm(&guest))
+                || guest.power() != Power::Created
+            {
+                return Err(codes::INVALID_ARGUMENT);
+            }
+            state.systems.insert(
+                vm,
+                ComputeSystem {
+                    config,
+                    guest: guest.clone(),
+                    worker: None,
+                    vpci: Default::default(),
+                },
+            );
         }
-        state.systems.insert(
-            vm,
-            ComputeSystem {
-                config,
-                state: VmState::Created,
-            },
-        );
+        // When the guest goes away (terminated or crashed), its worker, its vPCI bus and its
+        // devices' runtime go with it, whoever changed the power state.
+        let weak = Arc::downgrade(&self.state);
+        let resolver = self.resolver.clone();
+        guest.on_power_change(move |_, change| guest_gone(&weak, &resolver, vm, change));
         Ok(())
     }
 
     /// `HcsStartComputeSystem`. hdv.md §3.1 / §5: the start fails if a device the
     /// configuration announces as externally hosted has no device host (this model, stricter:
-    /// no device instance with the declared instance and class GUIDs). Then each declared
-    /// device gets Initialize, SetConfiguration, GetDetails and Start, in the order observed
-    /// (§3.7); a failing callback fails the start.
+    /// no device instance with the declared instance and class GUIDs). The VM worker process
+    /// starts, the VM runs, then each declared device gets Initialize, SetConfiguration,
+    /// GetDetails and Start, in the order observed (§3.7); a failing callback fails the start.
+    /// Each started device then reaches the guest as a vPCI function ([`crate::vpci`]) with
+    /// its BARs unplaced and memory decode off.
     pub fn start_compute_system(&self, vm: Guid) -> Result<(), HResult> {
         let mut started = Vec::new();
-        {
+        let guest = {
             let mut state = self.lock();
             let system = state.systems.get(&vm).ok_or(codes::NOT_FOUND)?;
-            if system.state != VmState::Created {
+            if system.guest.power() != Power::Created {
                 return Err(codes::INVALID_STATE);
             }
             let declared: Vec<_> = system
@@ -144,11 +193,13 @@ impl HdvSim {
                 };
                 started.push((id, device.callbacks.clone(), entry.configuration));
             }
-            // Callbacks run without the model's lock held.
-            if let Some(system) = state.systems.get_mut(&vm) {
-                system.state = VmState::Running;
-            }
-        }
+            let worker = self.resolver.spawn_process();
+            let system = state.systems.get_mut(&vm).ok_or(codes::NOT_FOUND)?;
+            system.worker = Some(worker);
+            system.guest.clone()
+        };
+        // Observers and callbacks run without the model's lock held.
+        guest.set_power(Power::Running);
         let mut probed = Vec::new();
         let mut failure = None;
         for (id, callbacks, configuration) in &started {
@@ -173,9 +224,14 @@ impl HdvSim {
         {
             let mut state = self.lock();
             for (id, bars) in &probed {
-                if let Some(device) = state.devices.get_mut(id) {
-                    device.probed = Some(*bars);
-                    device.active = true;
+                let Some(device) = state.devices.get_mut(id) else {
+                    continue;
+                };
+                device.probed = Some(*bars);
+                device.active = true;
+                let instance = device.instance_id;
+                if let Some(system) = state.systems.get_mut(&vm) {
+                    system.vpci.insert(instance, VpciFunction::new(*bars));
                 }
             }
         }
@@ -189,30 +245,33 @@ impl HdvSim {
         }
     }
 
-    /// `HcsTerminateComputeSystem`: the VM stops and is cleaned up, so each active device gets
+    /// `HcsTerminateComputeSystem`: the VM stops; its worker exits (closing HDV's duplicates of
+    /// the section handles), its vPCI bus and every guest claim go, and each active device gets
     /// Stop and Teardown (hdv.md §3.7). Ranges stay until destroyed (§5 step 6 destroys them
     /// after the VM stopped).
     pub fn terminate_compute_system(&self, vm: Guid) -> Result<(), HResult> {
-        let mut stopping = Vec::new();
-        {
-            let mut state = self.lock();
-            let system = state.systems.get_mut(&vm).ok_or(codes::NOT_FOUND)?;
-            if system.state == VmState::Stopped {
+        let guest = {
+            let state = self.lock();
+            let system = state.systems.get(&vm).ok_or(codes::NOT_FOUND)?;
+            if matches!(system.guest.power(), Power::Stopped | Power::Crashed) {
                 return Err(codes::INVALID_STATE);
             }
-            system.state = VmState::Stopped;
-            for device in state.devices.values_mut().filter(|device| device.vm == vm) {
-                if device.active {
-                    device.active = false;
-                    stopping.push(device.callbacks.clone());
-                }
-            }
-        }
-        for callbacks in stopping {
-            callbacks.stop();
-            callbacks.teardown();
-        }
+            system.guest.clone()
+        };
+        guest.set_power(Power::Stopped);
         Ok(())
+    }
+
+    /// The VM worker fast-fails (an observed quirk): the VM is [`Power::Crashed`] with `reason`.
+    pub(super) fn crash_worker(&self, vm: Guid, reason: &str) {
+        let guest = {
+            let mut state = self.lock();
+            state.counters.worker_crashes += 1;
+            state.systems.get(&vm).map(|system| system.guest.clone())
+        };
+        if let Some(guest) = guest {
+            guest.crash(reason);
+        }
     }
 
     /// The devices the guest of `vm` can reach: declared in its configuration (hdv.md §5,
@@ -222,41 +281,104 @@ impl HdvSim {
         let Some(system) = state.systems.get(&vm) else {
             return Vec::new();
         };
-        let no_effect = state.quirks.mapping_has_no_effect;
         state
             .devices
             .values()
             .filter(|device| device.vm == vm && device.active)
-            .filter(|device| {
-                system.config.flexible_iov.iter().any(|entry| {
-                    entry.instance_id == device.instance_id && entry.emulator_id == device.class_id
-                })
-            })
-            .filter_map(|device| {
-                let probed_bars = device.probed?;
-                let ranges = if no_effect {
-                    Vec::new()
-                } else {
-                    device
-                        .ranges
-                        .iter()
-                        .map(|(&(bar, offset_pages), range)| GuestRange {
-                            bar,
-                            offset_pages,
-                            length_pages: range.length_pages,
-                            writeable: range.writeable,
-                            memory: range.memory.clone(),
-                            section_offset_pages: range.section_offset_pages,
-                        })
-                        .collect()
-                };
-                Some(GuestDevice {
-                    instance_id: device.instance_id,
-                    callbacks: device.callbacks.clone(),
-                    probed_bars,
-                    ranges,
-                })
+            .filter_map(|device| guest_device(&state, system, device))
+            .collect()
+    }
+
+    /// The guest view of the device `instance` of `vm`, if the guest can reach it.
+    pub(crate) fn guest_device_of(&self, vm: Guid, instance: Guid) -> Option<GuestDevice> {
+        let state = self.lock();
+        let system = state.systems.get(&vm)?;
+        let device = state
+            .devices
+            .values()
+            .find(|d| d.vm == vm && d.active && d.instance_id == instance)?;
+        guest_device(&state, system, device)
+    }
+}
+
+/// `device` as its guest sees it, if its configuration declares it and it started.
+fn guest_device(state: &State, system: &ComputeSystem, device: &Device) -> Option<GuestDevice> {
+    let declared = system.config.flexible_iov.iter().any(|entry| {
+        entry.instance_id == device.instance_id && entry.emulator_id == device.class_id
+    });
+    if !declared {
+        return None;
+    }
+    let probed_bars = device.probed?;
+    let function = system.vpci.get(&device.instance_id)?;
+    let ranges = if state.quirks.mapping_has_no_effect {
+        Vec::new()
+    } else {
+        device
+            .ranges
+            .iter()
+            .map(|(&(bar, offset_pages), range)| GuestRange {
+                bar,
+                offset_pages,
+                length_pages: range.length_pages,
+                writeable: range.writeable,
+                memory: range.memory.clone(),
+                section_offset_pages: range.section_offset_pages,
             })
             .collect()
+    };
+    Some(GuestDevice {
+        instance_id: device.instance_id,
+        callbacks: device.callbacks.clone(),
+        probed_bars,
+        ranges,
+        bars: function.bars(),
+        memory_decode: function.memory_decode(),
+    })
+}
+
+/// The power observer of compute system `vm`: when its guest stops existing (terminated or
+/// crashed), the VM worker exits, which closes HDV's duplicates of the section handles
+/// (general Windows semantics: process exit closes its handles), the vPCI bus goes, and the
+/// devices stop. Stop and Teardown (hdv.md §3.7) are delivered on an orderly stop only: after a
+/// worker crash no callback comes (strict reading; the process that calls them is gone).
+fn guest_gone(state: &Weak<Mutex<State>>, resolver: &Resolver, vm: Guid, change: PowerChange) {
+    if change.to.guest_exists() {
+        return;
+    }
+    let Some(state) = state.upgrade() else {
+        return;
+    };
+    let (worker, stopping) = {
+        let mut state = lock(&state);
+        let Some(system) = state.systems.get_mut(&vm) else {
+            return;
+        };
+        let worker = system.worker.take();
+        system.vpci.clear();
+        let mut stopping = Vec::new();
+        let mut closed = 0;
+        for device in state.devices.values_mut().filter(|device| device.vm == vm) {
+            if device.active {
+                device.active = false;
+                if change.to != Power::Crashed {
+                    stopping.push(device.callbacks.clone());
+                }
+            }
+            for range in device.ranges.values_mut() {
+                if range.worker_handle.take().is_some() {
+                    closed += 1;
+                }
+            }
+        }
+        state.counters.worker_duplicates_closed += closed;
+        (worker, stopping)
+    };
+    if let Some(worker) = worker {
+        resolver.exit_process(worker);
+    }
+    for callbacks in stopping {
+        callbacks.stop();
+        callbacks.teardown();
     }
 }

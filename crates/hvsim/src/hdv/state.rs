@@ -7,7 +7,9 @@ use std::thread::ThreadId;
 use vmbmmio_devhost::callbacks::{PCI_BAR_COUNT, PciDeviceCallbacks};
 use vmbmmio_devhost::guid::Guid;
 
-use crate::memory::SectionMemory;
+use crate::memory::{ProcessId, SectionMemory};
+use crate::vm::{GuestVm, Power};
+use crate::vpci::function::VpciFunction;
 
 /// `FlexibleIoDeviceHostingModel` (hdv.md §5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,21 +40,13 @@ pub struct VmConfig {
     pub flexible_iov: Vec<FlexibleIovDevice>,
 }
 
-/// Compute-system state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VmState {
-    /// Created, not started.
-    Created,
-    /// Running.
-    Running,
-    /// Paused (`HcsPauseComputeSystem`).
-    Paused,
-    /// Terminated.
-    Stopped,
-}
+/// Compute-system state: the shared VM's power state ([`crate::vm::Power`]), which the HDV
+/// model drives and every other model observes.
+pub type VmState = Power;
 
 /// Observed platform behaviour the model can reproduce (off by default: the documented
-/// semantics apply).
+/// semantics apply). The one observed build (Looking Glass, Windows 10.0.26100, nested
+/// Hyper-V) had all three: [`PlatformQuirks::observed_build`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PlatformQuirks {
     /// hdv.md §3.3 [observed, 10.0.26100 nested]: a mapping made after the guest placed the
@@ -64,6 +58,23 @@ pub struct PlatformQuirks {
     /// set, BAR accesses that no section-backed range serves are refused (reads return all ones,
     /// writes are dropped) instead of reaching the emulator.
     pub bar_accesses_not_forwarded: bool,
+    /// hdv.md §3.3 [observed, same build] (Looking Glass `hcs_probe.c` run): a section-backed
+    /// range created before the guest enabled memory decode on the device made the VM worker
+    /// fast-fail in `vmvpci.dll` (`Vpci::Core::VirtualDevice::CreateNewRangesForSection`,
+    /// `E_UNEXPECTED`) when decode went on. With this set, the VM then crashes
+    /// ([`crate::vm::Power::Crashed`]): its guest and its devices are gone.
+    pub early_mapping_crashes_worker: bool,
+}
+
+impl PlatformQuirks {
+    /// Everything observed on the one public run (hdv.md §3.3: 10.0.26100, nested).
+    pub const fn observed_build() -> Self {
+        Self {
+            mapping_has_no_effect: true,
+            bar_accesses_not_forwarded: true,
+            early_mapping_crashes_worker: true,
+        }
+    }
 }
 
 /// Everything created and released, for leak checks.
@@ -87,8 +98,23 @@ pub struct HdvCounters {
     pub ranges_created: u64,
     /// `HdvDestroySectionBackedMmioRange` successes.
     pub ranges_destroyed: u64,
-    /// Ranges released by their device host's teardown.
+    /// Ranges still live when their device host was torn down (released by HDV, but never
+    /// destroyed by the device host: counted as leaks, hdv.md §5 step 6 destroys them first).
     pub ranges_released_by_teardown: u64,
+    /// `HdvTeardownDeviceHost` calls refused because the VM ran or was paused (hdv.md §3.1:
+    /// hcs-rs, teardown after the compute system terminated; §5 step 6).
+    pub teardowns_refused_while_running: u64,
+    /// Section handles HDV duplicated into a VM worker process (hdv.md §3.3,
+    /// `system_handle(sh_section)`).
+    pub worker_duplicates: u64,
+    /// Worker duplicates closed (range destroyed, or the worker exited).
+    pub worker_duplicates_closed: u64,
+    /// VM workers that crashed (an observed quirk).
+    pub worker_crashes: u64,
+    /// BAR register writes the vPCI platform ignored because memory decode was on.
+    pub bar_writes_ignored_while_decoding: u64,
+    /// Memory-decode enables (off to on) the vPCI platform saw.
+    pub decode_enables: u64,
     /// Range creations refused because the VM did not run yet (§3.3 observed).
     pub ranges_refused_before_start: u64,
     /// Range creations and destructions made while the VM ran unpaused (§3.3: not atomic for
@@ -102,18 +128,26 @@ pub struct HdvCounters {
 
 impl HdvCounters {
     /// Whether everything created was released: handles closed, hosts torn down (releasing
-    /// devices), ranges destroyed or released.
+    /// devices), every range **destroyed** (a range only its host's teardown released is a
+    /// leak), every worker duplicate closed.
     pub fn all_released(&self) -> bool {
         self.compute_systems_opened == self.compute_systems_closed
             && self.device_hosts_initialized == self.device_hosts_torn_down
             && self.devices_created == self.devices_released
-            && self.ranges_created == self.ranges_destroyed + self.ranges_released_by_teardown
+            && self.ranges_created == self.ranges_destroyed
+            && self.worker_duplicates == self.worker_duplicates_closed
     }
 }
 
 pub(super) struct ComputeSystem {
     pub config: VmConfig,
-    pub state: VmState,
+    /// The shared VM: its power state is the compute system's state.
+    pub guest: GuestVm,
+    /// The VM worker process (`vmwp.exe`) while the VM exists (started, not stopped).
+    pub worker: Option<ProcessId>,
+    /// The vPCI functions the platform presents to the guest, by device instance, while the
+    /// guest exists.
+    pub vpci: BTreeMap<Guid, VpciFunction>,
 }
 
 pub(super) struct Host {
@@ -125,6 +159,11 @@ pub(super) struct Host {
 #[derive(Clone)]
 pub(super) struct Range {
     pub length_pages: u64,
+    /// HDV's duplicate of the section handle in the VM worker, until closed.
+    pub worker_handle: Option<(ProcessId, u64)>,
+    /// Whether the device decoded memory when the range was created (the observed crash,
+    /// [`PlatformQuirks::early_mapping_crashes_worker`], needs a range made before decode on).
+    pub made_while_decoding: bool,
     pub writeable: bool,
     pub memory: Arc<SectionMemory>,
     pub section_offset_pages: u64,

@@ -304,6 +304,27 @@ impl SectionResolver for SimKernel {
             .map(|o| Arc::clone(&o.memory))
             .ok_or(ResolveError::InvalidHandle)
     }
+
+    fn spawn_process(&self) -> ProcessId {
+        SimKernel::spawn_process(self)
+    }
+
+    fn duplicate_handle(
+        &self,
+        source: ProcessId,
+        handle: u64,
+        target: ProcessId,
+    ) -> Result<u64, ResolveError> {
+        SimKernel::duplicate_handle(self, source, handle, target)
+    }
+
+    fn close_handle(&self, process: ProcessId, handle: u64) -> Result<(), ResolveError> {
+        SimKernel::close_handle(self, process, handle)
+    }
+
+    fn exit_process(&self, process: ProcessId) {
+        SimKernel::exit_process(self, process);
+    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ pub const STATUS_PROCESS_IS_TERMINATING: NTSTATUS = 0xC000_010A_u32 as i32;
 
 // The `SECTION_*` rights a handle needs for each mapping access (winnt.h values, exported by
 // the driver).
-use vmbmmio_core::sections::{SECTION_MAP_READ, SECTION_MAP_WRITE};
+use vmbmmio_core::sections::{SECTION_MAP_READ, SECTION_MAP_WRITE, SECTION_QUERY};
 
 /// Page size: sections are whole pages (hdv.md §3.3 "Granularity").
 const PAGE_SIZE: u64 = 4096;
@@ -43,10 +43,12 @@ pub(super) struct State {
     pub(super) counters: SimCounters,
 }
 
-/// Whether a handle's granted mask allows mapping with `access`.
+/// Whether a handle's granted mask allows `access` (`SECTION_QUERY` only when asked for: HDV
+/// asks for it, hdv.md §3.3; `MapViewOfFile` does not).
 pub(super) fn mask_allows(mask: u32, access: SectionAccess) -> bool {
     (!access.read || mask & SECTION_MAP_READ != 0)
         && (!access.write || mask & SECTION_MAP_WRITE != 0)
+        && (!access.query || mask & SECTION_QUERY != 0)
 }
 
 impl State {

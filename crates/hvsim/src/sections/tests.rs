@@ -239,3 +239,55 @@ fn over_dereference_is_a_bugcheck() {
     kernel.close_section(section);
     kernel.close_section(forged);
 }
+
+/// Defect 8 (issue 7), driver side: the handle the driver opens for the device host
+/// (`RegionAccess::access_mask`, `SECTION_MAP_* | SECTION_QUERY`) is one HDV accepts, and a
+/// handle without `SECTION_QUERY` is refused (hdv.md §3.3: read/write/query).
+#[test]
+fn defect_08_the_drivers_handles_carry_the_query_right_hdv_needs() {
+    let kernel = SimKernel::new();
+    let host = kernel.spawn_process();
+    let section = kernel.create_section(4096).unwrap();
+    kernel.set_current_process(host);
+    let read_write = kernel
+        .open_user_handle(&section, RegionAccess::ReadWrite.access_mask())
+        .unwrap()
+        .0;
+    let read_only = kernel
+        .open_user_handle(&section, RegionAccess::ReadOnly.access_mask())
+        .unwrap()
+        .0;
+    let no_query = kernel.open_user_handle(&section, 0x6).unwrap().0;
+    assert!(
+        kernel
+            .resolve(host, read_write, SectionAccess::HDV_READ_WRITE)
+            .is_ok()
+    );
+    assert!(
+        kernel
+            .resolve(host, read_only, SectionAccess::HDV_READ)
+            .is_ok()
+    );
+    assert_eq!(
+        kernel
+            .resolve(host, read_only, SectionAccess::HDV_READ_WRITE)
+            .unwrap_err(),
+        ResolveError::AccessDenied
+    );
+    assert_eq!(
+        kernel
+            .resolve(host, no_query, SectionAccess::HDV_READ)
+            .unwrap_err(),
+        ResolveError::AccessDenied,
+        "map rights without SECTION_QUERY are not enough for HDV"
+    );
+    assert!(
+        kernel
+            .map_view(host, no_query, SectionAccess::READ_WRITE)
+            .is_ok(),
+        "MapViewOfFile needs no query right"
+    );
+    kernel.close_section(section);
+    kernel.exit_process(host);
+    assert!(kernel.counters().all_released());
+}

@@ -81,6 +81,14 @@ pub enum ClaimOwner {
         /// Whether this is the high (64-bit) window.
         high: bool,
     },
+    /// A vPCI BAR a Windows guest's PnP arbiter assigned to a device (vpci.sys; keyed by device
+    /// instance and BAR index).
+    VpciBar {
+        /// Device instance GUID as a number.
+        instance: u128,
+        /// BAR index.
+        bar: u8,
+    },
     /// Anything else a test claims (a framebuffer, another device).
     Other(String),
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use hvsim::hdv::{FlexibleIovDevice, HdvSim, HostingModel, VmConfig};
 use hvsim::memory::{ProcessId, ResolveError, SectionAccess, SectionMemory, SectionResolver};
+use hvsim::vm::{GuestKind, GuestVm};
 use vmbmmio_devhost::clock::Clock;
 use vmbmmio_devhost::config::DeviceHostConfig;
 use vmbmmio_devhost::driver::{
@@ -32,6 +33,7 @@ type HandleTable = BTreeMap<(ProcessId, u64), (Arc<SectionMemory>, SectionAccess
 pub struct Handles {
     table: Mutex<HandleTable>,
     next: Mutex<u64>,
+    next_pid: Mutex<u32>,
 }
 
 impl Handles {
@@ -65,6 +67,16 @@ impl Handles {
     pub fn open_count(&self) -> usize {
         self.table.lock().unwrap().len()
     }
+
+    /// Open handles in `process`.
+    pub fn open_in(&self, process: ProcessId) -> usize {
+        self.table
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|(p, _)| *p == process)
+            .count()
+    }
 }
 
 impl SectionResolver for Handles {
@@ -83,6 +95,41 @@ impl SectionResolver for Handles {
         }
         Ok(memory.clone())
     }
+
+    fn spawn_process(&self) -> ProcessId {
+        let mut next = self.next_pid.lock().unwrap();
+        *next += 4;
+        ProcessId(9000 + *next)
+    }
+
+    fn duplicate_handle(
+        &self,
+        source: ProcessId,
+        handle: u64,
+        target: ProcessId,
+    ) -> Result<u64, ResolveError> {
+        let (memory, access) = self
+            .table
+            .lock()
+            .unwrap()
+            .get(&(source, handle))
+            .cloned()
+            .ok_or(ResolveError::InvalidHandle)?;
+        Ok(self.open(target, &memory, access))
+    }
+
+    fn close_handle(&self, process: ProcessId, handle: u64) -> Result<(), ResolveError> {
+        self.table
+            .lock()
+            .unwrap()
+            .remove(&(process, handle))
+            .map(|_| ())
+            .ok_or(ResolveError::InvalidHandle)
+    }
+
+    fn exit_process(&self, process: ProcessId) {
+        self.table.lock().unwrap().retain(|(p, _), _| *p != process);
+    }
 }
 
 /// The VM configuration with the device declared (hdv.md §5).
@@ -97,10 +144,21 @@ pub fn vm_config() -> VmConfig {
     }
 }
 
+/// The section handles, the model, and a created Linux VM.
 pub fn world() -> (Arc<Handles>, HdvSim) {
+    world_of(GuestKind::Linux)
+}
+
+/// The section handles, the model, and a created VM whose guest is `kind`.
+pub fn world_of(kind: GuestKind) -> (Arc<Handles>, HdvSim) {
+    world_with(GuestVm::with_default_pool(kind))
+}
+
+/// The section handles, the model, and a created VM whose guest is `guest`.
+pub fn world_with(guest: GuestVm) -> (Arc<Handles>, HdvSim) {
     let handles = Arc::new(Handles::default());
     let sim = HdvSim::new(handles.clone(), DEVICE_HOST);
-    sim.create_compute_system(VM, vm_config()).unwrap();
+    sim.create_compute_system(VM, vm_config(), guest).unwrap();
     (handles, sim)
 }
 
@@ -147,9 +205,11 @@ impl DriverClient for TestDriver {
         region: u32,
         access: DevhostAccess,
     ) -> Result<SectionHandle, DriverError> {
+        // What the real driver grants (vmbmmio_core RegionAccess::access_mask): map rights
+        // and SECTION_QUERY.
         let access = match access {
-            DevhostAccess::Read => SectionAccess::READ,
-            DevhostAccess::ReadWrite => SectionAccess::READ_WRITE,
+            DevhostAccess::Read => SectionAccess::HDV_READ,
+            DevhostAccess::ReadWrite => SectionAccess::HDV_READ_WRITE,
         };
         let memory = self.sections.lock().unwrap()[region as usize].clone();
         Ok(SectionHandle(self.handles.open(
