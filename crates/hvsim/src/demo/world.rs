@@ -117,8 +117,7 @@ impl<'a> DemoWorld<'a> {
         )));
         let device_host = kernel.spawn_process();
         let guest_vm = GuestVm::with_default_pool(GuestKind::Linux);
-        let (vm, _assumption) =
-            sim.add_vm_assuming_vmbus_handle_in(guest_vm.clone(), device_host);
+        let (vm, _assumption) = sim.add_vm_assuming_vmbus_handle_in(guest_vm.clone(), device_host);
         let hdv = HdvSim::new(Arc::new(kernel.clone()), device_host);
         hdv.set_quirks(PlatformQuirks {
             mapping_has_no_effect: options.mapping_has_no_effect,
