@@ -439,7 +439,7 @@ mod tests {
     }
 
     #[test]
-    fn the_default_pool_is_not_aligned_to_large_powers_of_two() {
+    fn defect_02_the_default_pool_is_not_aligned_to_large_powers_of_two() {
         let pool = MmioPool::hyper_v_like();
         for window in pool.windows() {
             assert_ne!(window.base % (2 * MIB), 0, "{window} starts 2 MiB-aligned");
