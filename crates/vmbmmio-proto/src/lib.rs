@@ -5,6 +5,8 @@
 //!   fixed-layout little-endian structs, versioned, with reserved fields that must be zero and
 //!   explicit maximum sizes.
 //! - The control protocol spoken with the guest over the VMBus channel (later issue).
+//! - The PCI vendor-specific capability that pairs the emulated PCI function with its VMBus
+//!   channel ([`pci_cap`]), with the parser a guest driver runs on its configuration space.
 //! - Validation of every field, with overflow-safe page arithmetic, returning typed errors.
 //!
 //! # What this crate must not do
@@ -32,3 +34,4 @@
 pub const PAGE_SIZE: u64 = 4096;
 
 pub mod ioctl;
+pub mod pci_cap;
