@@ -16,6 +16,7 @@ use hvsim::hdv::{HdvSim, PlatformQuirks, SimSectionMapper, ViewCounters};
 use hvsim::memory::SectionMemory;
 use vmbmmio_devhost::driver::MappingState;
 use vmbmmio_devhost::hresult::HResult;
+use vmbmmio_devhost::placement::BarPlacement;
 use vmbmmio_devhost::platform::HcsApi;
 use vmbmmio_devhost::sequence::{Backends, DeviceHost, Progress};
 
@@ -60,13 +61,34 @@ fn scene() -> Scene {
     }
 }
 
-fn start_and_map(scene: &mut Scene) {
-    let clock = SimClock::new(&scene.sim, Some(2));
+/// The guest's report of its BAR (the stand-in for the channel protocol's report): the device
+/// host maps only once the BAR is placed with memory decode on.
+fn report_placement(scene: &Scene) {
+    scene
+        .host
+        .placement_reported(BarPlacement {
+            base: BASE,
+            size: 16384,
+            memory_decode: true,
+        })
+        .unwrap();
+}
+
+fn map(scene: &mut Scene) {
+    report_placement(scene);
+    let clock = SimClock::new(&scene.sim, None);
     let progress = scene
         .host
         .map_regions(&clock, &AtomicBool::new(false))
         .unwrap();
     assert_eq!(progress, Progress::Mapped);
+}
+
+/// The VM starts, the guest places the BAR and enables decode, the device host maps.
+fn start_and_map(scene: &mut Scene) {
+    scene.sim.start_compute_system(VM).unwrap();
+    assign(scene);
+    map(scene);
 }
 
 fn assign(scene: &Scene) -> BarAssignment {
@@ -81,7 +103,11 @@ fn shutdown_and_check(scene: Scene) {
         mapper_counters,
         ..
     } = scene;
-    assert!(host.shutdown().is_clean());
+    // hdv.md §5 step 6: the VM stops before the device host is torn down (it may be stopped
+    // already).
+    let _ = sim.terminate_compute_system(VM);
+    let report = host.shutdown();
+    assert!(report.is_clean(), "{report}");
     let counters = sim.counters();
     assert!(counters.all_released(), "{counters:?}");
     assert_eq!(
@@ -101,8 +127,8 @@ fn shutdown_and_check(scene: Scene) {
 
 #[test]
 fn the_guest_sizes_the_bar_like_getdetails_says() {
-    let mut scene = scene();
-    start_and_map(&mut scene);
+    let scene = scene();
+    scene.sim.start_compute_system(VM).unwrap();
     let device = &scene.sim.guest_devices(VM)[0];
     let (size, is_64bit) = scene.guest.probe_bar(INSTANCE, 2).unwrap();
     assert_eq!((size, is_64bit), (16384, true));
@@ -210,11 +236,7 @@ fn unmapped_pages_are_served_by_intercepts_from_the_same_bytes() {
     assert_eq!((word, report.intercepted_calls), ([0; 4], 1));
 
     // Once mapped, the same bytes come through the section directly.
-    let clock = SimClock::new(&scene.sim, None);
-    scene
-        .host
-        .map_regions(&clock, &AtomicBool::new(false))
-        .unwrap();
+    map(&mut scene);
     let report = scene.guest.read(BASE + 8192 + 3, &mut back);
     assert_eq!(
         (u64::from_le_bytes(back), report.section_bytes),
@@ -263,12 +285,13 @@ fn the_observed_no_effect_mapping_is_detected_and_the_data_stays_right() {
 #[test]
 fn accesses_outside_a_decoding_bar_are_refused_with_all_ones() {
     let mut scene = scene();
-    start_and_map(&mut scene);
+    scene.sim.start_compute_system(VM).unwrap();
     let mut word = [0u8; 4];
     // BAR not assigned yet.
     assert_eq!(scene.guest.read(BASE, &mut word).refused_bytes, 4);
     assert_eq!(word, [0xFF; 4]);
     assign(&scene);
+    map(&mut scene);
     scene.sections[0].write(0, &[1, 2, 3, 4]).unwrap();
     assert_eq!(scene.guest.read(BASE, &mut word).section_bytes, 4);
     // Memory decode off: refused, and writes do not land.
@@ -301,7 +324,8 @@ fn accesses_outside_a_decoding_bar_are_refused_with_all_ones() {
 #[test]
 fn the_vm_start_may_come_after_the_device_host_waits_and_terminate_ends_serving() {
     let mut scene = scene();
-    // The VM starts on the device host's third poll.
+    // The VM starts on the device host's third poll; the placement was reported before.
+    report_placement(&scene);
     let clock = SimClock::new(&scene.sim, Some(3));
     scene
         .host

@@ -12,6 +12,7 @@ use vmbmmio_core::mmio_plan::{MmioPlan, PAGE_SIZE};
 use vmbmmio_devhost::clock::Clock;
 use vmbmmio_devhost::config::{CliArgs, DeviceHostConfig};
 use vmbmmio_devhost::guid::Guid;
+use vmbmmio_devhost::placement::BarPlacement;
 use vmbmmio_devhost::sequence::{Backends, DeviceHost, Event, Progress};
 use vmbmmio_devhost::{DriverSessionSettings, DriverTarget, ProtoDriverClient};
 
@@ -227,21 +228,6 @@ impl<'a> DemoWorld<'a> {
             status.state
         ));
 
-        let clock = VirtualClock(RefCell::default());
-        let progress = step(
-            "mapping the sections into the BAR",
-            host.map_regions(&clock, &AtomicBool::new(false)),
-        )?;
-        if progress != Progress::Mapped {
-            return Err(DemoError(format!("mapping stopped early: {progress:?}")));
-        }
-        world_out.flush_events("device host");
-        world_out.say(&format!(
-            "device host: regions mapped into BAR{BAR_INDEX} with \
-             HdvCreateSectionBackedMmioRange (VM paused around each change): {:?}",
-            host.mapping_states()
-        ));
-
         let guest = GuestPhysicalMemory::new(&hdv, VM_ID);
         let base = reservation.base.div_ceil(plan.bar_size()) * plan.bar_size();
         if base + plan.bar_size() > reservation.base + reservation.size {
@@ -258,6 +244,31 @@ impl<'a> DemoWorld<'a> {
              the VMBus MMIO reservation",
             bar.size >> 10,
             bar.base
+        ));
+        // Stand-in for the guest's report over the channel (issue 9): the device host maps
+        // only after the guest placed the BAR with memory decode on.
+        step(
+            "reporting the BAR placement",
+            host.placement_reported(BarPlacement {
+                base: bar.base,
+                size: bar.size,
+                memory_decode: true,
+            }),
+        )?;
+
+        let clock = VirtualClock(RefCell::default());
+        let progress = step(
+            "mapping the sections into the BAR",
+            host.map_regions(&clock, &AtomicBool::new(false)),
+        )?;
+        if progress != Progress::Mapped {
+            return Err(DemoError(format!("mapping stopped early: {progress:?}")));
+        }
+        world_out.flush_events("device host");
+        world_out.say(&format!(
+            "device host: regions mapped into BAR{BAR_INDEX} with \
+             HdvCreateSectionBackedMmioRange (VM paused around each change): {:?}",
+            host.mapping_states()
         ));
 
         Ok(Self {
@@ -374,6 +385,9 @@ impl<'a> DemoWorld<'a> {
 
     /// Orderly teardown, then what every model still holds.
     pub fn teardown(mut self) -> Result<LeakReport, DemoError> {
+        // hdv.md §5 step 6: the VM stops before the device host destroys its ranges and is torn
+        // down.
+        step("stopping the VM", self.hdv.terminate_compute_system(VM_ID))?;
         if let Some(host) = self.host.take() {
             let report = host.shutdown();
             let mut out = WorldOut {
@@ -395,7 +409,6 @@ impl<'a> DemoWorld<'a> {
                 "offer still present"
             }
         ));
-        step("stopping the VM", self.hdv.terminate_compute_system(VM_ID))?;
         self.kernel.exit_process(self.device_host);
         self.control.borrow_mut().file_cleanup(FILE);
         self.control.borrow_mut().shutdown();
@@ -461,6 +474,8 @@ fn device_host_config(region_sizes: &[u64]) -> Result<DeviceHostConfig, DemoErro
         emulator_class_id: Some(EMULATOR_CLASS.to_string()),
         instance_id: Some(DEVICE_INSTANCE.to_string()),
         bar_index: Some(BAR_INDEX.to_string()),
+        interface_type: Some(INTERFACE_TYPE.to_string()),
+        interface_instance: Some(INTERFACE_INSTANCE.to_string()),
         ..CliArgs::default()
     };
     vmbmmio_devhost::config::load(&cli).map_err(|errors| DemoError(format!("{errors}")))
