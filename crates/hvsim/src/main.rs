@@ -3,8 +3,10 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use hvsim::demo::{self, DemoOptions};
+use hvsim::hdv::PlatformQuirks;
+use hvsim::vm::GuestKind;
 
 /// The simulated Hyper-V host and guest of vmbmmio.
 #[derive(Parser, Debug)]
@@ -22,16 +24,36 @@ enum Command {
         /// Region sizes (bytes, or with K/M/G suffix), in BAR order.
         #[arg(long = "region", value_parser = parse_region, default_values_t = DemoOptions::default().region_sizes)]
         regions: Vec<u64>,
-        /// Simulate the build where section-backed ranges have no effect (hdv.md §3.3): every
-        /// guest access then goes through the device host's intercept fallback.
+        /// The guest the VM runs. Linux (the default) is the stricter one: its VMBus driver
+        /// reserves nothing for the offer and its vPCI driver places the BAR with memory decode
+        /// left off; Windows reserves MmioMegabytes through PnP and assigns the BAR itself.
+        #[arg(long, value_enum, default_value_t = Guest::Linux)]
+        guest: Guest,
+        /// A Linux guest places the BAR inside a range its channel driver claimed for the
+        /// channel (the guest opts in; the host checks the placement it reports).
+        #[arg(long)]
+        bar_in_channel_range: bool,
+        /// Simulate the build where section-backed ranges have no effect (observed on Windows
+        /// 10.0.26100 nested): every guest access then goes through the device host's
+        /// intercept fallback.
         #[arg(long)]
         mapping_has_no_effect: bool,
-        /// Simulate the whole observed nested build (hdv.md §3.3): section-backed ranges have no
-        /// effect AND BAR accesses never reach the device host, so neither path works. The demo
-        /// then reports every page as a mismatch and exits non-zero.
+        /// Simulate the whole observed nested build: section-backed ranges have no effect, BAR
+        /// accesses never reach the device host, and a range made before the guest enables
+        /// memory decode crashes the VM worker. Neither data path works there; the demo reports
+        /// every page as a mismatch and exits non-zero.
         #[arg(long)]
         observed_nested_build: bool,
     },
+}
+
+/// The guest operating system of the demo's VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Guest {
+    /// Linux: hv_vmbus, pci-hyperv.
+    Linux,
+    /// Windows: vmbus.sys, vpci.sys.
+    Windows,
 }
 
 /// A region size: a whole number of bytes, optionally with a K, M or G (binary) suffix.
@@ -58,21 +80,35 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Demo {
             regions,
+            guest,
+            bar_in_channel_range,
             mapping_has_no_effect,
             observed_nested_build,
         } => {
+            let quirks = if observed_nested_build {
+                PlatformQuirks::observed_build()
+            } else {
+                PlatformQuirks {
+                    mapping_has_no_effect,
+                    ..PlatformQuirks::default()
+                }
+            };
             let options = DemoOptions {
                 region_sizes: regions,
-                mapping_has_no_effect: mapping_has_no_effect || observed_nested_build,
-                bar_accesses_not_forwarded: observed_nested_build,
+                guest: match guest {
+                    Guest::Linux => GuestKind::Linux,
+                    Guest::Windows => GuestKind::Windows,
+                },
+                quirks,
+                bar_in_channel_range,
                 ..DemoOptions::default()
             };
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
             let _ = writeln!(
                 out,
-                "vmbmmio simulated demo: regions {:?}",
-                options.region_sizes
+                "vmbmmio simulated demo: regions {:?}, {:?} guest",
+                options.region_sizes, options.guest
             );
             match demo::run(&options, &mut out) {
                 Ok(report) => {

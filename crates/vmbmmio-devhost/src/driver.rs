@@ -87,6 +87,16 @@ pub enum MappingState {
 /// counters mean the same on both sides, so the device host reuses them instead of a copy.
 pub use vmbmmio_proto::ioctl::{SessionState, SessionStatus, StatusCounters};
 
+/// The VMBus offer a session's channel is made with: what the pairing capability tells the
+/// guest (`vmbmmio_proto::pci_cap`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ChannelIdentity {
+    /// Interface type GUID of the offer.
+    pub interface_type: Guid,
+    /// Interface instance GUID of the offer.
+    pub interface_instance: Guid,
+}
+
 /// Why a driver request failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DriverError {
@@ -150,6 +160,12 @@ pub trait DriverClient {
     fn status(&mut self, session: SessionId) -> Result<SessionStatus, DriverError>;
     /// Closes the session.
     fn close_session(&mut self, session: SessionId) -> Result<(), DriverError>;
+    /// The offer identity this client asks the driver for, if it sets one (a client that
+    /// passes the configuration's GUIDs need not say; the device host then uses the
+    /// configuration's).
+    fn channel_identity(&self) -> Option<ChannelIdentity> {
+        None
+    }
 }
 
 impl<T: DriverClient + ?Sized> DriverClient for Box<T> {
@@ -181,5 +197,9 @@ impl<T: DriverClient + ?Sized> DriverClient for Box<T> {
 
     fn close_session(&mut self, session: SessionId) -> Result<(), DriverError> {
         (**self).close_session(session)
+    }
+
+    fn channel_identity(&self) -> Option<ChannelIdentity> {
+        (**self).channel_identity()
     }
 }

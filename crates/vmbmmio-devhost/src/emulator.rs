@@ -7,6 +7,12 @@
 //! `Read/WriteInterceptedMemory` are served from the device host's view of the same section,
 //! so the bytes stay right, and they are counted per BAR and per region, because every such
 //! access means the fast path is not in effect for that page.
+//!
+//! The emulator is also one of the two placement sources (`placement`): when the guest's write
+//! to the command register or the BAR changes what configuration space shows, the emulator
+//! reports the new placement to its [`PlacementSignal`]. A platform that handles the BAR
+//! registers itself (observed, hdv.md §3.3) never forwards those writes, and then this source
+//! stays silent; the sequence does not depend on it.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -14,7 +20,9 @@ use crate::callbacks::{PCI_BAR_COUNT, PciDeviceCallbacks, PciPnpId};
 use crate::hresult::HResult;
 use crate::layout::BarLayout;
 use crate::pci::ConfigSpace;
+use crate::placement::{BarPlacement, PlacementSignal, PlacementSource};
 use crate::views::SectionView;
+use vmbmmio_proto::pci_cap::Pairing;
 
 /// A lifecycle callback, in the order HDV made it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,11 +69,26 @@ struct State {
     configuration: Vec<String>,
     events: Vec<LifecycleEvent>,
     counts: InterceptCounts,
+    /// The placement configuration space showed at the last report.
+    reported_placement: Option<BarPlacement>,
 }
 
 /// The device's emulator: the context object behind the `HDV_PCI_DEVICE_INTERFACE` callbacks.
 pub struct Emulator {
     state: Mutex<State>,
+    placement: PlacementSignal,
+}
+
+/// Where the VM is in its life, as the emulator's lifecycle callbacks tell it (hdv.md §3.7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmLifecycle {
+    /// No `Initialize` yet: the VM was not powered on.
+    NotStarted,
+    /// `Initialize` came and `Teardown` did not: the VM is powered on (running, paused or
+    /// stopping).
+    PoweredOn,
+    /// `Teardown` came: the VM was cleaned up.
+    TornDown,
 }
 
 impl Emulator {
@@ -80,8 +103,21 @@ impl Emulator {
                 configuration: Vec::new(),
                 events: Vec::new(),
                 counts: InterceptCounts::default(),
+                reported_placement: None,
             }),
+            placement: PlacementSignal::new(),
         }
+    }
+
+    /// Exposes the pairing capability (the channel's identity) in configuration space. Called
+    /// before the VM starts, so the guest finds it at its first enumeration.
+    pub fn set_pairing(&self, pairing: &Pairing) {
+        self.lock().config.set_pairing(pairing);
+    }
+
+    /// The placement inbox this emulator reports configuration-space changes to.
+    pub fn placement_signal(&self) -> &PlacementSignal {
+        &self.placement
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -95,6 +131,7 @@ impl Emulator {
         state.config.set_bar_size(layout.bar_size());
         state.views = vec![None; layout.regions().len()];
         state.counts.per_region = vec![0; layout.regions().len()];
+        self.placement.set_bar_size(layout.bar_size());
         state.layout = Some(layout);
     }
 
@@ -128,6 +165,18 @@ impl Emulator {
     /// Whether `Teardown` was called (the VM was cleaned up).
     pub fn torn_down(&self) -> bool {
         self.lock().events.contains(&LifecycleEvent::Teardown)
+    }
+
+    /// Where the VM is in its life.
+    pub fn vm_lifecycle(&self) -> VmLifecycle {
+        let state = self.lock();
+        if state.events.contains(&LifecycleEvent::Teardown) {
+            VmLifecycle::TornDown
+        } else if state.events.contains(&LifecycleEvent::Initialize) {
+            VmLifecycle::PoweredOn
+        } else {
+            VmLifecycle::NotStarted
+        }
     }
 
     /// The `Configuration` strings received through `SetConfiguration`.
@@ -298,7 +347,26 @@ impl PciDeviceCallbacks for Emulator {
     }
 
     fn write_config_space(&self, offset: u32, value: u32) -> Result<(), HResult> {
-        self.lock().config.write(offset, value);
+        let changed = {
+            let mut state = self.lock();
+            if state.config.write(offset, value) {
+                let now = state.config.bar_placement();
+                if now != state.reported_placement {
+                    state.reported_placement = now;
+                    now
+                } else {
+                    None
+                }
+            } else {
+                None
+            }
+        };
+        if let Some(placement) = changed {
+            // A refused placement is counted by the signal; the write itself succeeded.
+            let _ = self
+                .placement
+                .report(PlacementSource::ConfigSpace, placement.into());
+        }
         Ok(())
     }
 

@@ -4,7 +4,8 @@
 //! - The portable logic of the device host: configuration ([`config`]), PCI configuration-space
 //!   emulation ([`pci`]), the emulator behind the HDV callbacks with the intercept fallback
 //!   ([`emulator`]), the layout checks ([`layout`]) and the HCS/HDV/driver call sequence with
-//!   its reverse-order unwinding ([`sequence`]), and the driver client over the control
+//!   its reverse-order unwinding ([`sequence`]), the BAR placement signal the mapping waits for
+//!   and its checks ([`placement`]), and the driver client over the control
 //!   device's IOCTLs ([`driver_ioctl`], re-exported here: [`ProtoDriverClient`] over an
 //!   [`IoctlTransport`]).
 //! - The platform as traits ([`platform`], [`driver`], [`views`], [`clock`]): implemented with
@@ -28,6 +29,7 @@ pub mod hresult;
 pub mod layout;
 pub mod loopback;
 pub mod pci;
+pub mod placement;
 pub mod platform;
 pub mod sequence;
 pub mod views;

@@ -1,5 +1,5 @@
 //! Configuration space of the emulated PCI device: a 256-byte type-0 header with one 64-bit
-//! prefetchable memory BAR.
+//! prefetchable memory BAR and one capability, the vmbmmio pairing capability.
 //!
 //! HDV hands the emulator every dword access to configuration space (`ReadConfigSpace` /
 //! `WriteConfigSpace`, hdv.md §3.7) and asks it, through `GetDetails`, what each BAR reads back
@@ -8,9 +8,28 @@
 //! test): identity dwords, command register with a fixed set of writable bits, status 0, a
 //! BAR whose writes are masked by the size mask with the type bits re-applied, the interrupt
 //! line byte kept, everything else reads 0, and reads past 256 bytes return 0.
+//!
+//! Two additions for pairing and placement:
+//! - Once the channel's identity is known ([`ConfigSpace::set_pairing`]), the status register
+//!   sets "capabilities list", the capabilities pointer (0x34) holds [`PAIRING_CAP_OFFSET`], and
+//!   the vendor-specific pairing capability (`vmbmmio_proto::pci_cap`) sits there, read-only.
+//!   Microsoft's GPU-PV vPCI functions carry their channel's instance GUID in configuration space
+//!   the same way (microsoft/WSL2-Linux-Kernel `drivers/hv/dxgkrnl/dxgmodule.c`,
+//!   `DXGK_VMBUS_CHANNEL_ID_OFFSET` = 192).
+//! - BAR writes are ignored while memory decode is on, as Hyper-V's vPCI does (torvalds/linux
+//!   `drivers/pci/controller/pci-hyperv.c` `prepopulate_bars`: "If the memory enable bit is
+//!   already set, Hyper-V silently ignores the below BAR updates") and as OpenVMM's PCI
+//!   configuration-space emulator does (microsoft/openvmm
+//!   `vm/devices/pci/pci_core/src/cfg_space_emu.rs` `write_bar`). So the BAR the guest sees
+//!   cannot move under a live mapping.
+
+use vmbmmio_proto::pci_cap::{
+    PAIRING_CAP_DWORDS, PCI_CAPABILITY_LIST, PCI_STATUS_CAP_LIST, Pairing, PairingCapability,
+};
 
 use crate::callbacks::{PCI_BAR_COUNT, PciPnpId};
 use crate::layout::PAGE_SIZE;
+use crate::placement::BarPlacement;
 
 /// Size of the configuration header the device implements.
 pub const CONFIG_SPACE_SIZE: u32 = 256;
@@ -31,6 +50,11 @@ const OFFSET_CLASS_REVISION: u32 = 0x08;
 const OFFSET_BAR0: u32 = 0x10;
 const OFFSET_SUBSYSTEM: u32 = 0x2C;
 const OFFSET_INTERRUPT: u32 = 0x3C;
+/// Where the pairing capability starts: the first dword after the standard header (PCI
+/// capabilities live in 0x40..0x100).
+pub const PAIRING_CAP_OFFSET: u32 = 0x40;
+/// One past the pairing capability's last byte.
+pub const PAIRING_CAP_END: u32 = PAIRING_CAP_OFFSET + 4 * PAIRING_CAP_DWORDS as u32;
 
 /// The values a 64-bit prefetchable BAR of `size` bytes reads back after all ones were written
 /// to it: `(low dword, high dword)`. hdv.md §3.7 / §6.4: low = low 32 bits of `!(size - 1)`
@@ -77,6 +101,7 @@ pub struct ConfigSpace {
     interrupt_line: u8,
     bar_low: u32,
     bar_high: u32,
+    pairing: Option<[u32; PAIRING_CAP_DWORDS]>,
 }
 
 impl ConfigSpace {
@@ -92,7 +117,23 @@ impl ConfigSpace {
             interrupt_line: 0,
             bar_low: 0,
             bar_high: 0,
+            pairing: None,
         }
+    }
+
+    /// Exposes the pairing capability carrying `pairing` (the last and only capability).
+    pub fn set_pairing(&mut self, pairing: &Pairing) {
+        self.pairing = Some(PairingCapability::new(pairing, 0).to_dwords());
+    }
+
+    /// The placement this configuration space shows: the BAR's base and size and the decode
+    /// bit; `None` while the BAR is unsized.
+    pub fn bar_placement(&self) -> Option<BarPlacement> {
+        self.bar_size.map(|size| BarPlacement {
+            base: self.bar_base(),
+            size,
+            memory_decode: self.memory_decode(),
+        })
     }
 
     /// Sizes the BAR (a power of two of at least 4 KiB, from the driver's layout).
@@ -171,8 +212,26 @@ impl ConfigSpace {
         let id = self.id;
         match offset {
             OFFSET_ID => u32::from(id.vendor_id) | (u32::from(id.device_id) << 16),
-            // Status reads 0: no capabilities list, no error bits ever set.
-            OFFSET_COMMAND_STATUS => u32::from(self.command),
+            // Status: "capabilities list" once the pairing capability exists; no error bit is
+            // ever set.
+            OFFSET_COMMAND_STATUS => {
+                let status = if self.pairing.is_some() {
+                    PCI_STATUS_CAP_LIST
+                } else {
+                    0
+                };
+                u32::from(self.command) | (u32::from(status) << 16)
+            }
+            _ if offset == u32::from(PCI_CAPABILITY_LIST) && self.pairing.is_some() => {
+                PAIRING_CAP_OFFSET
+            }
+            PAIRING_CAP_OFFSET..PAIRING_CAP_END => self
+                .pairing
+                .and_then(|dwords| {
+                    let index = (offset - PAIRING_CAP_OFFSET) / 4;
+                    dwords.get(usize::try_from(index).ok()?).copied()
+                })
+                .unwrap_or(0),
             OFFSET_CLASS_REVISION => {
                 u32::from_le_bytes([id.revision_id, id.prog_if, id.sub_class, id.base_class])
             }
@@ -186,23 +245,43 @@ impl ConfigSpace {
             }
             _ if offset == bar_high && self.bar_size.is_some() => self.bar_high,
             // Cache line, latency, header type 0 (single function), BIST, other BARs, CardBus
-            // CIS, expansion ROM, capabilities pointer, device-specific space, past the header.
+            // CIS, expansion ROM, the rest of device-specific space, past the header.
             _ => 0,
         }
     }
 
     /// Writes the dword at byte `offset` (rounded down to a dword boundary). Only the command
-    /// register, the BAR and the interrupt line are writable; everything else ignores writes.
-    pub fn write(&mut self, offset: u32, value: u32) {
+    /// register, the BAR (while memory decode is off) and the interrupt line are writable;
+    /// everything else, the pairing capability included, ignores writes. Returns whether the
+    /// write touched the command register or the BAR (the placement may have changed).
+    pub fn write(&mut self, offset: u32, value: u32) -> bool {
         let offset = offset & !3;
         let (bar_low, bar_high) = self.bar_offsets();
+        let decoding = self.memory_decode();
         match offset {
             // The status half is write-one-to-clear and has no bits set.
-            OFFSET_COMMAND_STATUS => self.command = (value as u16) & COMMAND_WRITABLE,
-            OFFSET_INTERRUPT => self.interrupt_line = value as u8,
-            _ if offset == bar_low => self.bar_low = value & self.low_mask(),
-            _ if offset == bar_high => self.bar_high = value & self.high_mask(),
-            _ => {}
+            OFFSET_COMMAND_STATUS => {
+                self.command = (value as u16) & COMMAND_WRITABLE;
+                true
+            }
+            OFFSET_INTERRUPT => {
+                self.interrupt_line = value as u8;
+                false
+            }
+            // Ignored while decode is on (module docs).
+            _ if offset == bar_low => {
+                if !decoding {
+                    self.bar_low = value & self.low_mask();
+                }
+                true
+            }
+            _ if offset == bar_high => {
+                if !decoding {
+                    self.bar_high = value & self.high_mask();
+                }
+                true
+            }
+            _ => false,
         }
     }
 }

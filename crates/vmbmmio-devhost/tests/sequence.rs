@@ -6,7 +6,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::{Fake, FakeClock, config, stop_flag};
+use support::{BASE, Fake, FakeClock, config, stop_flag};
 use vmbmmio_devhost::callbacks::PciDeviceCallbacks;
 use vmbmmio_devhost::clock::StopSignal;
 use vmbmmio_devhost::driver::{MappingState, RegionInfo, SessionId, SessionInfo};
@@ -14,7 +14,7 @@ use vmbmmio_devhost::hresult::HResult;
 use vmbmmio_devhost::layout::LayoutError;
 use vmbmmio_devhost::platform::MmioMappingFlags;
 use vmbmmio_devhost::sequence::{
-    Cause, DeviceHost, Event, EventLog, Progress, Release, ServeEnd, Step, run,
+    Cause, DeviceHost, Event, EventLog, HostTeardown, Progress, Release, ServeEnd, Step, run,
 };
 
 type Host = DeviceHost<Fake, Fake, Fake, Fake>;
@@ -30,8 +30,14 @@ fn recorder() -> (Recorded, EventLog) {
     )
 }
 
+/// A host whose VM started on the third poll and whose guest then placed the BAR at [`BASE`]
+/// through configuration space, with every region mapped.
 fn started_host(fake: &Fake) -> Host {
-    fake.world().start_after_sleeps = Some(3);
+    {
+        let mut world = fake.world();
+        world.start_after_sleeps = Some(3);
+        world.program_bar_on_start = Some(BASE);
+    }
     let host = DeviceHost::start(&config(), fake.backends(), Box::new(|_| {})).unwrap();
     let clock = FakeClock { fake: fake.clone() };
     let mut host = host;
@@ -62,6 +68,7 @@ impl StopSignal for StopWhenMapped {
 fn maps_every_region_once_the_vm_runs_and_releases_in_reverse() {
     let fake = Fake::default();
     fake.world().start_after_sleeps = Some(3);
+    fake.world().program_bar_on_start = Some(BASE);
     let (events, log) = recorder();
     let mut host = DeviceHost::start(&config(), fake.backends(), log).unwrap();
     assert_eq!(events.lock().unwrap().last(), Some(&Event::Ready));
@@ -108,17 +115,28 @@ fn maps_every_region_once_the_vm_runs_and_releases_in_reverse() {
             .any(|event| matches!(event, Event::DriverStatus(_)))
     );
 
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    // The operator stops the VM (hdv.md §5 step 6); serving ends and everything is released.
+    fake.stop_vm();
     assert_eq!(
         host.serve(&clock, &*stop, Duration::from_secs(1)).unwrap(),
-        ServeEnd::Stopped
+        ServeEnd::VmTornDown
     );
     let report = host.shutdown();
     assert!(report.is_clean(), "{report}");
+    assert_eq!(report.device_host, HostTeardown::AfterVmTornDown);
     let world = fake.world();
     world.assert_nothing_left();
+    let stopped = world
+        .journal
+        .iter()
+        .position(|c| c == "vm stopped")
+        .unwrap();
+    assert!(
+        world.journal[stopped..].iter().all(|call| call != "pause"),
+        "no pause after the VM was cleaned up"
+    );
 
-    // Release order: ranges, reports, handles, session, device host, VM.
+    // Release order: VM stopped, ranges, reports, handles, session, device host, VM handle.
     let position = |name: &str| {
         world
             .journal
@@ -126,6 +144,7 @@ fn maps_every_region_once_the_vm_runs_and_releases_in_reverse() {
             .rposition(|call| call.starts_with(name))
             .unwrap_or_else(|| panic!("{name}"))
     };
+    assert!(position("vm stopped") < position("destroy_range"));
     assert!(position("destroy_range") < position("report_unmapped"));
     assert!(position("report_unmapped") < position("close_handle"));
     assert!(position("close_handle") < position("close_session"));
@@ -172,6 +191,7 @@ fn invalid_state_is_retried_with_the_vm_running_in_between() {
     fake.world().invalid_state_replies = 3;
     let (events, log) = recorder();
     fake.world().start_after_sleeps = Some(1);
+    fake.world().program_bar_on_start = Some(BASE);
     let mut host = DeviceHost::start(&config(), fake.backends(), log).unwrap();
     let clock = FakeClock { fake: fake.clone() };
     host.map_regions(&clock, &*stop_flag()).unwrap();
@@ -198,6 +218,7 @@ fn invalid_state_is_retried_with_the_vm_running_in_between() {
             "a pause and a resume per attempt"
         );
     }
+    fake.stop_vm();
     assert!(host.shutdown().is_clean());
     fake.world().assert_nothing_left();
 }
@@ -236,6 +257,7 @@ fn exhausted_retries_fall_back_to_intercepts_which_serve_the_same_bytes() {
     assert_eq!(host.emulator().intercepts().total(2), 2);
 
     drop(emulator);
+    fake.stop_vm();
     assert!(host.shutdown().is_clean());
     fake.world().assert_nothing_left();
 }
@@ -243,8 +265,14 @@ fn exhausted_retries_fall_back_to_intercepts_which_serve_the_same_bytes() {
 #[test]
 fn a_refused_mapping_is_fatal_without_the_fallback() {
     let fake = Fake::default();
-    fake.world().create_error = Some(HResult::E_ACCESSDENIED);
-    fake.world().start_after_sleeps = Some(1);
+    {
+        let mut world = fake.world();
+        world.create_error = Some(HResult::E_ACCESSDENIED);
+        world.start_after_sleeps = Some(1);
+        world.program_bar_on_start = Some(BASE);
+        // The unwinding waits for the VM to stop before the device host's teardown.
+        world.stop_vm_after_release = true;
+    }
     let mut config = config();
     config.intercept_fallback = false;
     let mut host = DeviceHost::start(&config, fake.backends(), Box::new(|_| {})).unwrap();
@@ -252,7 +280,8 @@ fn a_refused_mapping_is_fatal_without_the_fallback() {
     let error = host.map_regions(&clock, &*stop_flag()).unwrap_err();
     assert_eq!(error.step, Step::CreateRange { region: 0 });
     assert_eq!(error.cause, Cause::Platform(HResult::E_ACCESSDENIED));
-    assert!(error.teardown.is_clean());
+    assert!(error.teardown.is_clean(), "{}", error.teardown);
+    assert_eq!(error.teardown.device_host, HostTeardown::AfterVmTornDown);
     fake.world().assert_nothing_left();
     let failed = MappingState::Failed {
         hresult: HResult::E_ACCESSDENIED,
@@ -270,6 +299,7 @@ fn accesses_that_still_reach_the_emulator_downgrade_a_section_backed_region() {
     let fake = Fake::default();
     let (events, log) = recorder();
     fake.world().start_after_sleeps = Some(1);
+    fake.world().program_bar_on_start = Some(BASE);
     let mut host = DeviceHost::start(&config(), fake.backends(), log).unwrap();
     let clock = FakeClock { fake: fake.clone() };
     host.map_regions(&clock, &*stop_flag()).unwrap();
@@ -299,6 +329,7 @@ fn accesses_that_still_reach_the_emulator_downgrade_a_section_backed_region() {
                 intercepts: 1
             })
     );
+    fake.stop_vm();
     assert!(host.shutdown().is_clean());
     fake.world().assert_nothing_left();
 }
@@ -311,7 +342,9 @@ fn a_stop_while_waiting_for_the_vm_releases_everything() {
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let clock = FakeClock { fake: fake.clone() };
     assert_eq!(host.map_regions(&clock, &*stop).unwrap(), Progress::Stopped);
-    assert!(host.shutdown().is_clean());
+    let report = host.shutdown();
+    assert!(report.is_clean());
+    assert_eq!(report.device_host, HostTeardown::BeforeVmStarted);
     let world = fake.world();
     world.assert_nothing_left();
     assert!(world.report_log.is_empty());
@@ -368,6 +401,7 @@ fn a_bad_layout_from_the_driver_is_refused() {
 fn dropping_a_host_without_shutdown_still_releases_everything() {
     let fake = Fake::default();
     let host = started_host(&fake);
+    fake.stop_vm();
     drop(host);
     fake.world().assert_nothing_left();
 }
@@ -376,7 +410,12 @@ fn dropping_a_host_without_shutdown_still_releases_everything() {
 fn a_failure_injected_at_every_forward_step_unwinds_everything() {
     // A clean run first, to count the forward calls.
     let clean = Fake::default();
-    clean.world().start_after_sleeps = Some(2);
+    {
+        let mut world = clean.world();
+        world.start_after_sleeps = Some(2);
+        world.program_bar_on_start = Some(BASE);
+        world.stop_vm_after_release = true;
+    }
     let summary = run(
         &config(),
         clean.backends(),
@@ -395,8 +434,8 @@ fn a_failure_injected_at_every_forward_step_unwinds_everything() {
     assert_eq!(summary.serve_end, Some(ServeEnd::Stopped));
     clean.world().assert_nothing_left();
     // 16 forward calls (open, init, device, session, 2 x (section, view), 2 x (pause, create,
-    // resume, report)) plus the unwinding's pause; its resume comes after the first release
-    // and is covered by `teardown_pause_and_resume_failures`.
+    // resume, report)) plus the unwinding's pause (Ctrl-C with the VM running); its resume
+    // comes after the first release and is covered by `teardown_pause_and_resume_failures`.
     let steps = clean.world().forward_calls_before_release.unwrap();
     assert_eq!(steps, 17, "{steps} forward calls");
 
@@ -406,6 +445,8 @@ fn a_failure_injected_at_every_forward_step_unwinds_everything() {
         {
             let mut world = fake.world();
             world.start_after_sleeps = Some(2);
+            world.program_bar_on_start = Some(BASE);
+            world.stop_vm_after_release = true;
             world.fail_at = Some(fail_at);
         }
         let result = run(
@@ -459,6 +500,7 @@ fn a_failed_release_step_does_not_stop_the_others() {
     ] {
         let fake = Fake::default();
         let host = started_host(&fake);
+        fake.stop_vm();
         fake.world().fail_release = Some(name);
         let report = host.shutdown();
         assert_eq!(report.failures.len(), 1, "{name}: {report}");
@@ -484,12 +526,14 @@ fn a_failed_release_step_does_not_stop_the_others() {
 
 #[test]
 fn teardown_pause_and_resume_failures() {
+    // Ctrl-C with the VM running; the operator stops it while the device host waits.
     // The pause before unmapping fails: the ranges are destroyed anyway, nothing is left.
     let fake = Fake::default();
     let host = started_host(&fake);
     let next = fake.world().forward_calls;
     fake.world().fail_at = Some(next);
-    let report = host.shutdown();
+    fake.world().stop_vm_after_release = true;
+    let report = host.shutdown_waiting(&FakeClock { fake: fake.clone() });
     assert!(report.is_clean(), "{report}");
     fake.world().assert_nothing_left();
 
@@ -498,7 +542,8 @@ fn teardown_pause_and_resume_failures() {
     let host = started_host(&fake);
     let next = fake.world().forward_calls;
     fake.world().fail_at = Some(next + 1);
-    let report = host.shutdown();
+    fake.world().stop_vm_after_release = true;
+    let report = host.shutdown_waiting(&FakeClock { fake: fake.clone() });
     assert_eq!(report.failures.len(), 1);
     assert_eq!(report.failures[0].0, Release::ResumeVm);
     let world = fake.world();

@@ -64,11 +64,7 @@ pub fn find_paired_function(pci: &GuestPci, offer: &Offer) -> Result<PairedFunct
 
 /// Turns memory decode on (a Linux driver's `pci_enable_device`, or sysfs `enable`; a Windows
 /// guest's vPCI bus already did) and returns BAR `bar` as the guest placed it.
-pub fn enable_and_locate(
-    pci: &GuestPci,
-    instance: Guid,
-    bar: u8,
-) -> Result<GuestBar, DemoError> {
+pub fn enable_and_locate(pci: &GuestPci, instance: Guid, bar: u8) -> Result<GuestBar, DemoError> {
     pci.set_memory_decode(instance, true)
         .map_err(|error| DemoError(format!("enabling memory decode: {error}")))?;
     pci.bar(instance, bar)

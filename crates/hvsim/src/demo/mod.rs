@@ -3,14 +3,27 @@
 //!
 //! Everything the driver and the device host do runs unchanged: the driver's `ControlDevice`
 //! (MMIO plan, sections, KMCL channel through the `extern "system"` table) receives the device
-//! host's IOCTL bytes; the device host's HCS/HDV/driver sequence maps the sections into its BAR.
-//! Only the platform is simulated: KMCL and the guest's VMBus driver (`kmcl`), the object
-//! manager (`sections`), HDV/HCS (`hdv`) and the guest's physical address space
-//! (`guest_memory`). The guest then writes a distinct pattern into every page through the BAR
-//! and the host reads it from the driver's own section objects, and the other way round.
-//! Finally everything is torn down and every model is asked what is left.
+//! host's IOCTL bytes (precheck, then dispatch, as the glue calls them); the device host's
+//! HCS/HDV/driver sequence exposes the pairing capability and maps the sections into its BAR
+//! once the guest has placed it and turned memory decode on. Only the platform is simulated:
+//! one VM shared by KMCL and the guest's VMBus driver (`kmcl`), HDV/HCS and the guest's vPCI bus
+//! (`hdv`, `vpci`), the object manager (`sections`) and guest physical memory (`guest_memory`).
+//!
+//! The guest finds the device the way a guest driver would: the channel's offer, then PCI
+//! enumeration and the vendor capability that names the channel. It writes a distinct pattern
+//! into every page through the BAR and the host reads it from the driver's own section objects,
+//! and the other way round; then it turns decode off and on (the device host unmaps and maps
+//! again) and checks again; finally everything is torn down in the documented order and every
+//! model is asked what it still holds.
+//!
+//! What the run rests on but cannot verify is printed first, as assumptions
+//! ([`assumptions`]).
 
+mod assumptions;
+mod build;
+mod guest_side;
 mod pattern;
+mod teardown;
 mod transport;
 mod world;
 
@@ -18,24 +31,29 @@ use std::fmt;
 use std::io::Write;
 
 pub use pattern::{PATTERN_LEN, Writer, page_pattern};
-pub use world::{DemoWorld, LeakReport};
+pub use teardown::LeakReport;
+pub use transport::TransportCounts;
+pub use world::DemoWorld;
 
 use vmbmmio_core::sections::SectionQuotas;
 
+use crate::hdv::PlatformQuirks;
 use crate::memory::SectionMemory;
+use crate::vm::{GpaRange, GuestKind};
 
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct DemoOptions {
     /// Region sizes in bytes, in order.
     pub region_sizes: Vec<u64>,
-    /// Simulate the platform behaviour observed on one nested Windows build, where a
-    /// section-backed range has no effect and every access is intercepted (hdv.md §3.3).
-    pub mapping_has_no_effect: bool,
-    /// Also simulate that BAR accesses never reach the device host's intercept callbacks (the
-    /// same build, hdv.md §3.3). With both switches on, neither path works, and the demo shows
-    /// it: every page mismatches.
-    pub bar_accesses_not_forwarded: bool,
+    /// The guest operating system the VM runs (its VMBus and vPCI behaviour).
+    pub guest: GuestKind,
+    /// Observed platform behaviour to reproduce (all off: the documented semantics).
+    pub quirks: PlatformQuirks,
+    /// A Linux guest places the BAR inside a range its channel driver claimed for the channel,
+    /// instead of where its vPCI bus driver put it (the guest opts in; the host accepts and
+    /// checks the placement it reports).
+    pub bar_in_channel_range: bool,
     /// The driver's section quotas (the default per-session quota is 256 MiB).
     pub quotas: SectionQuotas,
     /// Check every `page_stride`-th page (1: every page), plus the first and last page of every
@@ -47,8 +65,9 @@ impl Default for DemoOptions {
     fn default() -> Self {
         Self {
             region_sizes: vec![64 << 10, 1 << 20, 12 << 10],
-            mapping_has_no_effect: false,
-            bar_accesses_not_forwarded: false,
+            guest: GuestKind::Linux,
+            quirks: PlatformQuirks::default(),
+            bar_in_channel_range: false,
             quotas: SectionQuotas::default(),
             page_stride: 1,
         }
@@ -58,7 +77,7 @@ impl Default for DemoOptions {
 /// What the demo saw.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DemoReport {
-    /// Pages checked in both directions.
+    /// Pages checked in both directions (the remap check's pages counted again).
     pub pages_verified: u64,
     /// Pages whose bytes differed on the other side.
     pub mismatches: u64,
@@ -68,12 +87,28 @@ pub struct DemoReport {
     pub intercepted_accesses: u64,
     /// Guest BAR bytes that reached a section directly.
     pub section_bytes: u64,
+    /// What the run rests on without proof, in the words the demo printed.
+    pub assumptions: Vec<String>,
+    /// Where the guest placed the BAR.
+    pub bar: GpaRange,
+    /// The channel's MMIO range in the guest, if the guest has one (Windows: its VMBus
+    /// driver's reservation; Linux: only a range its channel driver claimed).
+    pub channel_range: Option<GpaRange>,
+    /// IOCTLs the device host sent, and how many went through `precheck` before `dispatch`.
+    pub ioctls: u64,
+    /// See [`Self::ioctls`].
+    pub ioctls_prechecked: u64,
+    /// Why the VM worker crashed, if it did.
+    pub vm_crash: Option<String>,
 }
 
 impl DemoReport {
-    /// Whether the run proved what it should: no mismatch, nothing leaked.
+    /// Whether the run proved what it should: no mismatch, nothing leaked, no crash.
     pub fn passed(&self) -> bool {
-        self.mismatches == 0 && self.leaked_objects == 0 && self.pages_verified > 0
+        self.mismatches == 0
+            && self.leaked_objects == 0
+            && self.pages_verified > 0
+            && self.vm_crash.is_none()
     }
 }
 
@@ -103,7 +138,12 @@ impl std::error::Error for DemoError {}
 /// Runs the demo, narrating each step to `out`.
 pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, DemoError> {
     let mut world = DemoWorld::new(options, out)?;
-    let mut report = DemoReport::default();
+    let mut report = DemoReport {
+        assumptions: world.assumptions().to_vec(),
+        bar: world.bar().range(),
+        channel_range: world.channel_range(),
+        ..DemoReport::default()
+    };
 
     let pages = world.pages(options.page_stride);
     let count = pages.len() as u64;
@@ -115,35 +155,31 @@ pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, Dem
     } else {
         format!("each of the {count} pages")
     };
-    // Guest -> host.
-    let mut wrong = 0;
-    for &page in &pages {
-        let pattern = page_pattern(page, Writer::Guest);
-        world.guest_write(page, &pattern);
-        if world.host_read(page)? != pattern {
-            wrong += 1;
-        }
-    }
+    let (wrong_in, wrong_out) = world.check_both_ways(&pages)?;
     world.say(&format!(
         "guest wrote a distinct pattern into {which} through the BAR; the host read them from \
-         the driver's own section objects: {wrong} differed"
+         the driver's section objects: {wrong_in} differed"
     ));
-    report.mismatches += wrong;
-    // Host -> guest.
-    let mut wrong = 0;
-    for &page in &pages {
-        let pattern = page_pattern(page, Writer::Host);
-        world.host_write(page, &pattern)?;
-        if world.guest_read(page) != pattern {
-            wrong += 1;
-        }
-    }
     world.say(&format!(
         "host wrote a new pattern into each page of the driver's sections; the guest read them \
-         through the BAR: {wrong} differed"
+         through the BAR: {wrong_out} differed"
     ));
-    report.mismatches += wrong;
-    report.pages_verified = count;
+    report.mismatches += wrong_in + wrong_out;
+    report.pages_verified += count;
+
+    // Decode off and on again: the device host unmaps and maps again (the guest reports both).
+    if world.vm_crash().is_none() {
+        world.toggle_decode()?;
+        let firsts = world.first_pages();
+        let (wrong_in, wrong_out) = world.check_both_ways(&firsts)?;
+        world.say(&format!(
+            "after the remap: the first page of each region checked both ways: {} differed",
+            wrong_in + wrong_out
+        ));
+        report.mismatches += wrong_in + wrong_out;
+        report.pages_verified += firsts.len() as u64;
+    }
+
     let access = world.guest_access_totals();
     report.intercepted_accesses = access.intercepted_calls;
     report.section_bytes = access.section_bytes;
@@ -152,12 +188,17 @@ pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, Dem
          by the device host (served from the same section bytes)",
         access.section_bytes, access.intercepted_calls
     ));
+    if world.vm_crash().is_none() {
+        let states = world.check_fast_path()?;
+        world.say(&format!(
+            "device host: fast-path check done; regions are now {states} (reported to the driver)"
+        ));
+    }
 
-    let states = world.check_fast_path()?;
-    world.say(&format!(
-        "device host: fast-path check done; regions are now {states} (reported to the driver)"
-    ));
-
+    report.vm_crash = world.vm_crash();
+    let counts = world.transport_counts();
+    report.ioctls = counts.ioctls.get();
+    report.ioctls_prechecked = counts.prechecked.get();
     let leaks = world.teardown()?;
     report.leaked_objects = leaks.total();
     Ok(report)

@@ -7,7 +7,7 @@
 //! order: it marks the device-host process current in both the section model and the KMCL
 //! model, prechecks, then dispatches the bytes the device host built.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use vmbmmio_core::control::{Caller, ControlDevice};
@@ -24,6 +24,18 @@ pub struct InProcessTransport {
     pub(super) sim: Rc<Sim>,
     pub(super) kernel: SimKernel,
     pub(super) caller: Caller,
+    /// IOCTLs delivered, and how many went through `precheck` first (always all of them: the
+    /// demo reports both so a test can see it).
+    pub(super) counts: Rc<TransportCounts>,
+}
+
+/// What the transport delivered.
+#[derive(Debug, Default)]
+pub struct TransportCounts {
+    /// IOCTLs the device host sent.
+    pub ioctls: Cell<u64>,
+    /// IOCTLs that went through `ControlDevice::precheck` before `dispatch`.
+    pub prechecked: Cell<u64>,
 }
 
 impl IoctlTransport for InProcessTransport {
@@ -32,10 +44,13 @@ impl IoctlTransport for InProcessTransport {
         self.kernel.set_current_process(process);
         let control = &self.control;
         let caller = self.caller;
+        let counts = &self.counts;
+        counts.ioctls.set(counts.ioctls.get() + 1);
         self.sim
             .in_process(process, || {
                 let mut control = control.borrow_mut();
                 // The glue's order (src/glue/control.rs): code and lengths, then the bytes.
+                counts.prechecked.set(counts.prechecked.get() + 1);
                 control.precheck(caller, code, input.len(), output.len())?;
                 control.dispatch(caller, code, input, output)
             })

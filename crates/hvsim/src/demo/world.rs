@@ -1,52 +1,53 @@
-//! The demo's simulated host and guest, built step by step, and their teardown.
+//! The demo's running host and guest: what was built, and what the demo does with it.
 
 use std::cell::RefCell;
 use std::io::Write;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use vmbmmio_core::control::{Caller, ControlDevice, FileKey, OfferSettings};
+use vmbmmio_core::control::{ControlDevice, FileKey};
 use vmbmmio_core::mmio_plan::{MmioPlan, PAGE_SIZE};
+use vmbmmio_devhost::ProtoDriverClient;
 use vmbmmio_devhost::clock::Clock;
-use vmbmmio_devhost::config::{CliArgs, DeviceHostConfig};
 use vmbmmio_devhost::guid::Guid;
-use vmbmmio_devhost::sequence::{Backends, DeviceHost, Event, Progress};
-use vmbmmio_devhost::{DriverSessionSettings, DriverTarget, ProtoDriverClient};
+use vmbmmio_devhost::placement::{BarPlacement, GuestRange, GuestReport};
+use vmbmmio_devhost::sequence::DeviceHost;
 
-use super::pattern::PATTERN_LEN;
-use super::transport::InProcessTransport;
-use super::{DemoError, DemoOptions, read_pattern};
+use super::guest_side::PairedFunction;
+use super::pattern::{PATTERN_LEN, Writer, page_pattern};
+use super::transport::{InProcessTransport, TransportCounts};
+use super::{DemoError, read_pattern};
 use crate::guest_memory::{AccessReport, GuestPhysicalMemory};
-use crate::hdv::{
-    FlexibleIovDevice, HdvSim, HostingModel, PlatformQuirks, SimSectionMapper, ViewCounters,
-    VmConfig,
-};
-use crate::kmcl::{Sim, SimVm};
+use crate::hdv::{HdvSim, SimSectionMapper, ViewCounters};
+use crate::kmcl::{ChannelId, Sim, SimVm};
 use crate::memory::{ProcessId, SectionMemory};
 use crate::platform::SimPlatform;
 use crate::sections::SimKernel;
-use crate::vm::{GuestKind, GuestVm};
+use crate::vm::{GpaRange, GuestVm};
 use crate::vpci::{GuestBar, GuestPci};
 
 /// The VM's compute-system id.
-const VM_ID: Guid = Guid::from_u128(0x6d1e_0b6e_5a8f_4c2d_9e3b_7a41_0c5d_2e01);
+pub(super) const VM_ID: Guid = Guid::from_u128(0x6d1e_0b6e_5a8f_4c2d_9e3b_7a41_0c5d_2e01);
 /// The emulated device's class (`EmulatorId`) and instance (`FlexibleIov` key).
-const EMULATOR_CLASS: Guid = Guid::from_u128(0x9bdf_f1a3_9ee9_41b5_96ee_5187_a86b_81fe);
-const DEVICE_INSTANCE: Guid = Guid::from_u128(0xa298_f338_8137_4c56_953b_aa2a_a5e4_f4ee);
+pub(super) const EMULATOR_CLASS: Guid = Guid::from_u128(0x9bdf_f1a3_9ee9_41b5_96ee_5187_a86b_81fe);
+pub(super) const DEVICE_INSTANCE: Guid = Guid::from_u128(0xa298_f338_8137_4c56_953b_aa2a_a5e4_f4ee);
 /// The VMBus interface the channel is offered with.
-const INTERFACE_TYPE: Guid = Guid::from_u128(0x3c1d_77a0_52e4_4b8e_9d21_6f0a_b5c3_0001);
-const INTERFACE_INSTANCE: Guid = Guid::from_u128(0x3c1d_77a0_52e4_4b8e_9d21_6f0a_b5c3_1001);
+pub(super) const INTERFACE_TYPE: Guid = Guid::from_u128(0x3c1d_77a0_52e4_4b8e_9d21_6f0a_b5c3_0001);
+pub(super) const INTERFACE_INSTANCE: Guid =
+    Guid::from_u128(0x3c1d_77a0_52e4_4b8e_9d21_6f0a_b5c3_1001);
 /// The control-device file handle the device host opened.
-const FILE: FileKey = FileKey(0x5eed);
+pub(super) const FILE: FileKey = FileKey(0x5eed);
 /// The BAR the device uses (its low half; the high half is the next index).
-const BAR_INDEX: u8 = 2;
+pub(super) const BAR_INDEX: u8 = 2;
 
-type Host = DeviceHost<HdvSim, HdvSim, ProtoDriverClient<InProcessTransport>, SimSectionMapper>;
+pub(super) type Host =
+    DeviceHost<HdvSim, HdvSim, ProtoDriverClient<InProcessTransport>, SimSectionMapper>;
 
 /// A clock that never waits: sleeping only advances virtual time.
-struct VirtualClock(RefCell<Duration>);
+#[derive(Default)]
+pub(super) struct VirtualClock(RefCell<Duration>);
 
 impl Clock for VirtualClock {
     fn now(&self) -> Duration {
@@ -58,230 +59,93 @@ impl Clock for VirtualClock {
     }
 }
 
-/// What each model still holds after teardown.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LeakReport {
-    /// KMCL channels, contexts, kernel VMBus handles and packets not released.
-    pub kmcl: u64,
-    /// Section objects, handles, references and views not released.
-    pub sections: u64,
-    /// Sessions, sections and handle records still in the driver's ledger.
-    pub ledger: u64,
-    /// HCS/HDV objects and section-backed ranges not released.
-    pub hdv: u64,
-    /// Device-host views of sections not unmapped.
-    pub views: u64,
-    /// Guest VMBus offers (and their MMIO reservations) not rescinded.
-    pub guest_offers: u64,
+pub(super) fn step<T, E: std::fmt::Debug>(
+    what: &str,
+    result: Result<T, E>,
+) -> Result<T, DemoError> {
+    result.map_err(|error| DemoError(format!("{what}: {error:?}")))
 }
 
-impl LeakReport {
-    /// Every leaked object, all models together.
-    pub fn total(&self) -> u64 {
-        self.kmcl + self.sections + self.ledger + self.hdv + self.views + self.guest_offers
+/// Narration output plus the device host's buffered events.
+pub(super) struct Narrator<'a> {
+    pub(super) out: &'a mut dyn Write,
+    pub(super) events: Rc<RefCell<Vec<String>>>,
+}
+
+impl Narrator<'_> {
+    pub(super) fn say(&mut self, line: &str) {
+        let _ = writeln!(self.out, "  {line}");
     }
+
+    pub(super) fn flush_events(&mut self) {
+        for event in self.events.borrow_mut().drain(..) {
+            let _ = writeln!(self.out, "    device host event: {event}");
+        }
+    }
+}
+
+/// The host side: the driver, its platform models and the device host.
+pub(super) struct HostSide {
+    pub(super) sim: Rc<Sim>,
+    pub(super) kernel: SimKernel,
+    pub(super) control: Rc<RefCell<ControlDevice<SimPlatform>>>,
+    pub(super) hdv: HdvSim,
+    pub(super) device_host: ProcessId,
+    pub(super) vm: SimVm,
+    pub(super) guest_vm: GuestVm,
+    pub(super) host: Option<Host>,
+    pub(super) plan: MmioPlan,
+    pub(super) views: Arc<ViewCounters>,
+    pub(super) counts: Rc<TransportCounts>,
+}
+
+/// The guest side: its view of the channel, its PCI bus and its physical memory.
+pub(super) struct GuestSide {
+    pub(super) channel: ChannelId,
+    pub(super) pci: GuestPci,
+    pub(super) paired: PairedFunction,
+    pub(super) memory: GuestPhysicalMemory,
+    pub(super) bar: GuestBar,
+    pub(super) channel_range: Option<GpaRange>,
 }
 
 /// The simulated host and guest with the driver and the device host running in them.
 pub struct DemoWorld<'a> {
-    out: &'a mut dyn Write,
-    events: Rc<RefCell<Vec<String>>>,
-    sim: Rc<Sim>,
-    kernel: SimKernel,
-    control: Rc<RefCell<ControlDevice<SimPlatform>>>,
-    hdv: HdvSim,
-    device_host: ProcessId,
-    vm: SimVm,
-    host: Option<Host>,
-    guest: GuestPhysicalMemory,
-    bar: GuestBar,
-    plan: MmioPlan,
-    views: Arc<ViewCounters>,
+    pub(super) narrator: Narrator<'a>,
+    pub(super) host: HostSide,
+    pub(super) guest: GuestSide,
+    pub(super) assumptions: Vec<String>,
 }
 
-fn step<T, E: std::fmt::Debug>(what: &str, result: Result<T, E>) -> Result<T, DemoError> {
-    result.map_err(|error| DemoError(format!("{what}: {error:?}")))
-}
+impl DemoWorld<'_> {
+    /// Prints one narration line.
+    pub fn say(&mut self, line: &str) {
+        self.narrator.say(line);
+    }
 
-impl<'a> DemoWorld<'a> {
-    /// Builds everything up to a guest that has placed the BAR in its VMBus MMIO reservation.
-    pub fn new(options: &DemoOptions, out: &'a mut dyn Write) -> Result<Self, DemoError> {
-        let plan = step("planning the regions", MmioPlan::new(&options.region_sizes))?;
-        let sim = Rc::new(Sim::new());
-        let kernel = SimKernel::new();
-        let control = Rc::new(RefCell::new(ControlDevice::new(
-            sim.parent_device(),
-            kernel.clone(),
-            options.quotas,
-            OfferSettings::default(),
-        )));
-        let device_host = kernel.spawn_process();
-        let guest_vm = GuestVm::with_default_pool(GuestKind::Linux);
-        let (vm, _assumption) = sim.add_vm_assuming_vmbus_handle_in(guest_vm.clone(), device_host);
-        let hdv = HdvSim::new(Arc::new(kernel.clone()), device_host);
-        hdv.set_quirks(PlatformQuirks {
-            mapping_has_no_effect: options.mapping_has_no_effect,
-            bar_accesses_not_forwarded: options.bar_accesses_not_forwarded,
-            early_mapping_crashes_worker: false,
-        });
-        step(
-            "creating the VM",
-            hdv.create_compute_system(
-                VM_ID,
-                VmConfig {
-                    flexible_iov: vec![FlexibleIovDevice {
-                        instance_id: DEVICE_INSTANCE,
-                        emulator_id: EMULATOR_CLASS,
-                        hosting_model: HostingModel::External,
-                        configuration: Vec::new(),
-                    }],
-                },
-                guest_vm.clone(),
-            ),
-        )?;
-        let caller = Caller {
-            file: FILE,
-            process: device_host.into(),
-        };
-        step(
-            "opening the control device",
-            control.borrow_mut().file_create(caller),
-        )?;
+    /// What the run rests on without proof, as printed.
+    pub fn assumptions(&self) -> &[String] {
+        &self.assumptions
+    }
 
-        let events: Rc<RefCell<Vec<String>>> = Rc::default();
-        let mut world_out = WorldOut {
-            out,
-            events: events.clone(),
-        };
-        world_out.say(
-            "host: vmbmmio driver loaded; control device \\\\.\\vmbmmio open to SYSTEM and \
-             Administrators only",
-        );
-        world_out.say(&format!(
-            "host: VM {VM_ID} created (not started) with a FlexibleIov device {DEVICE_INSTANCE}, \
-             hosted externally"
-        ));
+    /// The BAR as the guest placed it.
+    pub fn bar(&self) -> GuestBar {
+        self.guest.bar
+    }
 
-        let config = device_host_config(&options.region_sizes)?;
-        let transport = InProcessTransport {
-            control: control.clone(),
-            sim: sim.clone(),
-            kernel: kernel.clone(),
-            caller,
-        };
-        let settings = DriverSessionSettings {
-            target: DriverTarget::VmbusHandle(vm.user_handle),
-            interface_type: INTERFACE_TYPE,
-            interface_instance: INTERFACE_INSTANCE,
-            guest_writable: true,
-        };
-        let closer = kernel.clone();
-        let mapper = SimSectionMapper::new(Arc::new(kernel.clone()), device_host)
-            .with_handle_closer(move |process, handle| {
-                // The device host closes the handles it was given (docs/sections.md).
-                let _ = closer.close_handle(process, handle);
-            });
-        let views = mapper.counters();
-        let backends = Backends {
-            hcs: hdv.clone(),
-            hdv: hdv.clone(),
-            driver: ProtoDriverClient::new(transport, settings),
-            mapper,
-        };
-        let log = events.clone();
-        let host = step(
-            "starting the device host",
-            DeviceHost::start(
-                &config,
-                backends,
-                Box::new(move |event: &Event| log.borrow_mut().push(format!("{event:?}"))),
-            ),
-        )?;
-        world_out.flush_events("device host");
-        world_out.say(&format!(
-            "driver: planned a {} KiB BAR for {} regions, asked the guest to reserve {} MiB of \
-             MMIO (+{} MiB alignment slack), created {} sections and offered the VMBus channel",
-            plan.bar_size() >> 10,
-            plan.regions().len(),
-            plan.mmio_megabytes(),
-            plan.mmio_megabytes_optional(),
-            plan.regions().len()
-        ));
+    /// The channel's MMIO range in the guest, if it has one.
+    pub fn channel_range(&self) -> Option<GpaRange> {
+        self.guest.channel_range
+    }
 
-        step("starting the VM", hdv.start_compute_system(VM_ID))?;
-        let guest_vmbus = sim.guest(vm.id);
-        let offer = guest_vmbus
-            .only_offer()
-            .ok_or_else(|| DemoError("the guest saw no offer".into()))?;
-        let reservation = guest_vmbus
-            .reservation(offer.channel)
-            .unwrap_or(crate::vm::GpaRange { base: 0, size: 0 });
-        world_out.say(&format!(
-            "guest: VMBus offer received (MmioMegabytes {}, optional {}); reserved guest MMIO \
-             [{:#x}, {:#x})",
-            offer.mmio_megabytes,
-            offer.mmio_megabytes_optional,
-            reservation.base,
-            reservation.base + reservation.size
-        ));
-        step("opening the channel", guest_vmbus.open(offer.channel))?;
-        let mut host = host;
-        let status = step("querying the driver", host.driver_status())?;
-        world_out.say(&format!(
-            "guest: VM started; VMBus channel opened (the driver reports the session {:?})",
-            status.state
-        ));
+    /// What the in-process transport delivered.
+    pub fn transport_counts(&self) -> Rc<TransportCounts> {
+        self.host.counts.clone()
+    }
 
-        let clock = VirtualClock(RefCell::default());
-        let progress = step(
-            "mapping the sections into the BAR",
-            host.map_regions(&clock, &AtomicBool::new(false)),
-        )?;
-        if progress != Progress::Mapped {
-            return Err(DemoError(format!("mapping stopped early: {progress:?}")));
-        }
-        world_out.flush_events("device host");
-        world_out.say(&format!(
-            "device host: regions mapped into BAR{BAR_INDEX} with \
-             HdvCreateSectionBackedMmioRange (VM paused around each change): {:?}",
-            host.mapping_states()
-        ));
-
-        // Minimal issue-7 placement (the lead rewrites the demo): the guest's vPCI (Linux
-        // pci-hyperv) places the BAR in its own bridge window, then its driver enables decode.
-        let guest = GuestPhysicalMemory::new(&hdv, VM_ID);
-        let pci = step("opening the guest's PCI view", GuestPci::new(&hdv, VM_ID))?;
-        step("bringing up the guest's vPCI bus", pci.probe())?;
-        step(
-            "enabling memory decode",
-            pci.set_memory_decode(DEVICE_INSTANCE, true),
-        )?;
-        let bar = pci
-            .bar(DEVICE_INSTANCE, BAR_INDEX)
-            .ok_or_else(|| DemoError("the guest does not know the BAR".into()))?;
-        world_out.say(&format!(
-            "guest: PCI device found; BAR{BAR_INDEX} sized {} KiB and placed by pci-hyperv at \
-             {:#x}, in its own bridge window (reservation {:#x})",
-            bar.size >> 10,
-            bar.base,
-            reservation.base
-        ));
-
-        Ok(Self {
-            out: world_out.out,
-            events,
-            sim,
-            kernel,
-            control,
-            hdv,
-            device_host,
-            vm,
-            host: Some(host),
-            guest,
-            bar,
-            plan,
-            views,
-        })
+    /// Why the VM worker crashed, if it did.
+    pub fn vm_crash(&self) -> Option<String> {
+        self.host.guest_vm.crash_reason()
     }
 
     /// The BAR pages to check: every `stride`-th page of the regions (1: all of them), plus the
@@ -289,7 +153,7 @@ impl<'a> DemoWorld<'a> {
     pub fn pages(&self, stride: u64) -> Vec<u64> {
         let stride = stride.max(1);
         let mut pages = Vec::new();
-        for region in self.plan.regions() {
+        for region in self.host.plan.regions() {
             let first = region.offset / PAGE_SIZE;
             let last = first + region.pages() - 1;
             pages.extend((first..=last).filter(|page| (page - first).is_multiple_of(stride)));
@@ -300,39 +164,74 @@ impl<'a> DemoWorld<'a> {
         pages
     }
 
-    /// Prints one narration line.
-    pub fn say(&mut self, line: &str) {
-        let _ = writeln!(self.out, "  {line}");
+    /// The first BAR page of every region.
+    pub fn first_pages(&self) -> Vec<u64> {
+        self.host
+            .plan
+            .regions()
+            .iter()
+            .map(|region| region.offset / PAGE_SIZE)
+            .collect()
+    }
+
+    /// Guest writes then host reads each of `pages`, then host writes and guest reads; returns
+    /// how many pages differed each way. Each write overwrites what the other side wrote
+    /// before, so a dropped write shows as a mismatch.
+    pub fn check_both_ways(&self, pages: &[u64]) -> Result<(u64, u64), DemoError> {
+        let mut wrong_in = 0;
+        for &page in pages {
+            let pattern = page_pattern(page, Writer::Guest);
+            self.guest_write(page, &pattern);
+            if self.host_read(page)? != pattern {
+                wrong_in += 1;
+            }
+        }
+        let mut wrong_out = 0;
+        for &page in pages {
+            let pattern = page_pattern(page, Writer::Host);
+            self.host_write(page, &pattern)?;
+            if self.guest_read(page) != pattern {
+                wrong_out += 1;
+            }
+        }
+        Ok((wrong_in, wrong_out))
     }
 
     /// The guest writes `bytes` at the start of BAR page `page`.
     pub fn guest_write(&self, page: u64, bytes: &[u8; PATTERN_LEN]) {
-        self.guest.write(self.bar.base + page * PAGE_SIZE, bytes);
+        self.guest
+            .memory
+            .write(self.guest.bar.base + page * PAGE_SIZE, bytes);
     }
 
     /// The guest reads the start of BAR page `page`.
     pub fn guest_read(&self, page: u64) -> [u8; PATTERN_LEN] {
         let mut bytes = [0u8; PATTERN_LEN];
         self.guest
-            .read(self.bar.base + page * PAGE_SIZE, &mut bytes);
+            .memory
+            .read(self.guest.bar.base + page * PAGE_SIZE, &mut bytes);
         bytes
     }
 
-    /// The driver's section of the region holding BAR page `page`, and the page's offset in it.
+    /// The driver's section of the region holding BAR page `page`, and the page's offset in it
+    /// (the simulator-only view, see [`super::assumptions::HOST_VIEW`]).
     fn host_section(&self, page: u64) -> Result<(Arc<SectionMemory>, u64), DemoError> {
         let offset = page * PAGE_SIZE;
         let (index, region) = self
+            .host
             .plan
             .regions()
             .iter()
             .enumerate()
             .find(|(_, r)| r.offset <= offset && offset < r.offset + r.size)
             .ok_or_else(|| DemoError(format!("page {page} is in no region")))?;
-        let control = self.control.borrow();
+        let control = self.host.control.borrow();
+        let index = u32::try_from(index).map_err(|_| DemoError("too many regions".into()))?;
         let section = control
-            .region_section(FILE, index as u32)
+            .region_section(FILE, index)
             .ok_or_else(|| DemoError(format!("region {index} has no section")))?;
         let memory = self
+            .host
             .kernel
             .kernel_memory(section)
             .ok_or_else(|| DemoError(format!("region {index}'s section is gone")))?;
@@ -355,122 +254,72 @@ impl<'a> DemoWorld<'a> {
 
     /// How the guest's BAR accesses were served so far.
     pub fn guest_access_totals(&self) -> AccessReport {
-        self.guest.totals()
+        self.guest.memory.totals()
+    }
+
+    /// The guest's report of its BAR and its channel range (the stand-in for the guest control
+    /// protocol's message, see [`super::assumptions::PLACEMENT_REPORT`]).
+    pub(super) fn guest_report(&self, memory_decode: bool) -> GuestReport {
+        GuestReport {
+            bar: BarPlacement {
+                base: self.guest.bar.base,
+                size: self.guest.bar.size,
+                memory_decode,
+            },
+            channel_reservation: self.guest.channel_range.map(|range| GuestRange {
+                base: range.base,
+                size: range.size,
+            }),
+        }
+    }
+
+    /// The guest turns memory decode off and reports it, the device host unmaps; then on
+    /// again, and the device host maps again.
+    pub fn toggle_decode(&mut self) -> Result<(), DemoError> {
+        for on in [false, true] {
+            step(
+                "toggling memory decode",
+                self.guest
+                    .pci
+                    .set_memory_decode(self.guest.paired.instance, on),
+            )?;
+            let report = self.guest_report(on);
+            let Some(host) = self.host.host.as_mut() else {
+                return Err(DemoError("the device host is gone".into()));
+            };
+            step("reporting the placement", host.placement_reported(report))?;
+            step(
+                "following the placement",
+                host.follow_placement(&VirtualClock::default(), &AtomicBool::new(false)),
+            )?;
+            self.narrator.flush_events();
+            let what = if on {
+                "on: the device host mapped the regions again under a pause"
+            } else {
+                "off: the device host destroyed its ranges under a pause"
+            };
+            self.narrator.say(&format!("guest: memory decode {what}"));
+        }
+        Ok(())
     }
 
     /// Lets the device host look at its fast-path health once (one pass of its serve loop):
     /// a region whose guest accesses reached the emulator is re-reported as served by the
     /// intercept fallback. Returns the mapping states it then holds.
     pub fn check_fast_path(&mut self) -> Result<String, DemoError> {
-        let Some(host) = self.host.as_mut() else {
+        let Some(host) = self.host.host.as_mut() else {
             return Ok(String::new());
         };
-        let clock = VirtualClock(RefCell::default());
         step(
             "checking the fast path",
-            host.serve(&clock, &AtomicBool::new(true), Duration::from_millis(1)),
+            host.serve(
+                &VirtualClock::default(),
+                &AtomicBool::new(true),
+                Duration::from_millis(1),
+            ),
         )?;
         let states = format!("{:?}", host.mapping_states());
-        let mut out = WorldOut {
-            out: &mut *self.out,
-            events: self.events.clone(),
-        };
-        out.flush_events("device host");
+        self.narrator.flush_events();
         Ok(states)
     }
-
-    /// Orderly teardown, then what every model still holds.
-    pub fn teardown(mut self) -> Result<LeakReport, DemoError> {
-        // hdv.md §5 step 6: stop the VM, then destroy the ranges and tear the device host down.
-        step("stopping the VM", self.hdv.terminate_compute_system(VM_ID))?;
-        if let Some(host) = self.host.take() {
-            let report = host.shutdown();
-            let mut out = WorldOut {
-                out: &mut *self.out,
-                events: self.events.clone(),
-            };
-            out.flush_events("device host");
-            out.say(&format!(
-                "device host: ranges destroyed, handles closed, driver session closed, device \
-                 host torn down ({report})"
-            ));
-        }
-        let rescinded = self.sim.guest(self.vm.id).offers().is_empty();
-        self.say(&format!(
-            "guest: VMBus channel rescinded by the driver ({}); MMIO reservation released",
-            if rescinded {
-                "offer gone"
-            } else {
-                "offer still present"
-            }
-        ));
-        self.kernel.exit_process(self.device_host);
-        self.control.borrow_mut().file_cleanup(FILE);
-        self.control.borrow_mut().shutdown();
-        self.say("host: VM stopped, device host exited, driver unloaded");
-
-        let kmcl = self.sim.counters();
-        let violations = self.sim.violations();
-        if !violations.is_empty() {
-            return Err(DemoError(format!("KMCL rules broken: {violations:?}")));
-        }
-        let objects = self.kernel.counters();
-        let ledger = self.control.borrow().section_counters();
-        let hdv = self.hdv.counters();
-        let views =
-            self.views.mapped.load(Ordering::SeqCst) - self.views.unmapped.load(Ordering::SeqCst);
-        Ok(LeakReport {
-            kmcl: (kmcl.channels_allocated - kmcl.channels_cleaned_up)
-                + (kmcl.contexts_allocated - kmcl.contexts_freed)
-                + (kmcl.kernel_handles_converted - kmcl.kernel_handles_closed)
-                + (kmcl.packets_delivered - kmcl.packets_completed - kmcl.packets_failed)
-                + (kmcl.outgoing_packets_allocated - kmcl.outgoing_packets_released),
-            sections: (objects.sections_created - objects.sections_destroyed)
-                + (objects.kernel_handles_opened - objects.kernel_handles_closed)
-                + (objects.references_taken - objects.references_released)
-                + (objects.user_handles_opened - objects.user_handles_closed)
-                + (objects.views_mapped - objects.views_unmapped),
-            ledger: ledger.live_sessions + ledger.live_sections + ledger.live_handle_records,
-            hdv: (hdv.compute_systems_opened - hdv.compute_systems_closed)
-                + (hdv.device_hosts_initialized - hdv.device_hosts_torn_down)
-                + (hdv.devices_created - hdv.devices_released)
-                + (hdv.ranges_created - hdv.ranges_destroyed)
-                + (hdv.worker_duplicates - hdv.worker_duplicates_closed),
-            views,
-            guest_offers: self.sim.guest(self.vm.id).offers().len() as u64,
-        })
-    }
-}
-
-/// Narration output plus the device host's buffered events.
-struct WorldOut<'a> {
-    out: &'a mut dyn Write,
-    events: Rc<RefCell<Vec<String>>>,
-}
-
-impl WorldOut<'_> {
-    fn say(&mut self, line: &str) {
-        let _ = writeln!(self.out, "  {line}");
-    }
-
-    fn flush_events(&mut self, who: &str) {
-        for event in self.events.borrow_mut().drain(..) {
-            let _ = writeln!(self.out, "    {who} event: {event}");
-        }
-    }
-}
-
-/// The device host's configuration, as its command line would give it.
-fn device_host_config(region_sizes: &[u64]) -> Result<DeviceHostConfig, DemoError> {
-    let cli = CliArgs {
-        vm_id: Some(VM_ID.to_string()),
-        region_sizes: region_sizes.iter().map(u64::to_string).collect(),
-        vendor_id: Some("0x1af4".into()),
-        device_id: Some("0x1110".into()),
-        emulator_class_id: Some(EMULATOR_CLASS.to_string()),
-        instance_id: Some(DEVICE_INSTANCE.to_string()),
-        bar_index: Some(BAR_INDEX.to_string()),
-        ..CliArgs::default()
-    };
-    vmbmmio_devhost::config::load(&cli).map_err(|errors| DemoError(format!("{errors}")))
 }

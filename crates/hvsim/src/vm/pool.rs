@@ -21,7 +21,7 @@
 use std::fmt;
 
 /// A range of guest-physical addresses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct GpaRange {
     /// First address.
     pub base: u64,

@@ -15,8 +15,8 @@ use super::mapping::mapping_to_wire;
 use super::settings::{DriverSessionSettings, DriverTarget};
 use super::transport::IoctlTransport;
 use crate::driver::{
-    DriverClient, DriverError, MappingState, RegionInfo, SectionAccess, SessionId, SessionInfo,
-    SessionRequest, SessionStatus,
+    ChannelIdentity, DriverClient, DriverError, MappingState, RegionInfo, SectionAccess, SessionId,
+    SessionInfo, SessionRequest, SessionStatus,
 };
 use crate::guid::Guid;
 use crate::platform::SectionHandle;
@@ -209,6 +209,14 @@ impl<T: IoctlTransport> ProtoDriverClient<T> {
 }
 
 impl<T: IoctlTransport> DriverClient for ProtoDriverClient<T> {
+    /// The GUIDs OPEN_SESSION sends: the offer the driver makes is exactly this one.
+    fn channel_identity(&self) -> Option<ChannelIdentity> {
+        Some(ChannelIdentity {
+            interface_type: self.settings.interface_type,
+            interface_instance: self.settings.interface_instance,
+        })
+    }
+
     /// OPEN_SESSION. `request.target` (the VM's compute-system id) is not sent: the driver
     /// selects the VM by the settings' target. A reply whose layout contradicts the request
     /// closes the driver's session again (CLOSE_SESSION) before the error returns.

@@ -1,9 +1,26 @@
 //! Progress of the sequence, for the operator (main prints them) and for tests.
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::driver::{MappingState, SessionStatus};
+use crate::guid::Guid;
 use crate::hresult::HResult;
+use crate::placement::{AcceptedPlacement, BarState, PlacementRejection, ReservationRelation};
+
+/// Why the regions were unmapped while the VM runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnmapReason {
+    /// The guest turned memory decode off.
+    DecodeOff,
+    /// The guest moved the BAR.
+    BarMoved {
+        /// Where it was.
+        from: u64,
+        /// Where it is now.
+        to: u64,
+    },
+}
 
 /// Something the device host did or noticed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,6 +32,15 @@ pub enum Event {
     DeviceHostInitialized {
         /// Whether the InitializeComSecurity flag was accepted.
         com_security: bool,
+    },
+    /// The pairing capability is in the emulated configuration space.
+    PairingExposed {
+        /// The channel's interface type GUID.
+        interface_type: Guid,
+        /// The channel's interface instance GUID.
+        interface_instance: Guid,
+        /// The protocol version stated.
+        protocol_version: u32,
     },
     /// The PCI device instance exists.
     DeviceCreated,
@@ -29,6 +55,19 @@ pub enum Event {
     Ready,
     /// The emulator received `Start`.
     VmStarted,
+    /// The VM runs; nothing is mapped until the guest has placed the BAR and enabled decode.
+    WaitingForPlacement,
+    /// A placement report passed its checks and is now the current placement.
+    PlacementAccepted(AcceptedPlacement),
+    /// A placement report was refused (nothing changed).
+    PlacementRejected(PlacementRejection),
+    /// Mapping every region into the BAR at `base`.
+    MappingAt {
+        /// The BAR's guest physical base.
+        base: u64,
+    },
+    /// Every range was destroyed and every region reported unmapped.
+    RegionsUnmapped(UnmapReason),
     /// HDV refused a mapping because the VM is not ready; retrying (hdv.md §3.3).
     MappingDeferred {
         /// Region index.
@@ -63,6 +102,14 @@ pub enum Event {
     StopRequested,
     /// Serving ended because the VM was cleaned up (the emulator's `Teardown`).
     VmTornDown,
+    /// Shutting down while the VM runs: waiting at most `timeout` for it to stop before the
+    /// device host's teardown (hdv.md §3.1, §5).
+    WaitingForVmStop {
+        /// The bound.
+        timeout: Duration,
+    },
+    /// The VM still runs: `HdvTeardownDeviceHost` is deferred.
+    TeardownDeferred,
     /// Everything was released.
     TornDown,
 }
@@ -79,6 +126,15 @@ impl fmt::Display for Event {
             } => f.write_str(
                 "device host initialized (COM security was already set in this process)",
             ),
+            Self::PairingExposed {
+                interface_type,
+                interface_instance,
+                protocol_version,
+            } => write!(
+                f,
+                "pairing capability in config space: channel type {interface_type}, instance \
+                 {interface_instance}, protocol {protocol_version:#x}"
+            ),
             Self::DeviceCreated => f.write_str("PCI device instance created"),
             Self::SessionOpened { bar_size, regions } => {
                 write!(
@@ -88,6 +144,39 @@ impl fmt::Display for Event {
             }
             Self::Ready => f.write_str("ready: start the VM now"),
             Self::VmStarted => f.write_str("the VM started"),
+            Self::WaitingForPlacement => f.write_str(
+                "waiting for the guest to place the BAR and enable memory decode before mapping",
+            ),
+            Self::PlacementAccepted(accepted) => {
+                write!(
+                    f,
+                    "placement {} (from {:?}, report {})",
+                    accepted.state, accepted.source, accepted.generation
+                )?;
+                match (accepted.state, accepted.relation) {
+                    (BarState::Decoding { .. }, ReservationRelation::Inside) => f.write_str(
+                        "; the guest chose to place the BAR inside the channel's MMIO reservation",
+                    ),
+                    (BarState::Decoding { .. }, ReservationRelation::Disjoint) => {
+                        f.write_str("; BAR and channel reservation are disjoint")
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Self::PlacementRejected(rejection) => write!(
+                f,
+                "placement report from {:?} refused: {} ({} refused so far)",
+                rejection.source, rejection.error, rejection.total
+            ),
+            Self::MappingAt { base } => write!(f, "mapping the regions into the BAR at {base:#x}"),
+            Self::RegionsUnmapped(UnmapReason::DecodeOff) => {
+                f.write_str("memory decode off: every range destroyed, regions reported unmapped")
+            }
+            Self::RegionsUnmapped(UnmapReason::BarMoved { from, to }) => write!(
+                f,
+                "BAR moved from {from:#x} to {to:#x}: every range destroyed, regions reported \
+                 unmapped"
+            ),
             Self::MappingDeferred { region, attempts } => write!(
                 f,
                 "region {region}: HDV says the VM is not ready yet (attempt {attempts}), retrying"
@@ -128,6 +217,16 @@ impl fmt::Display for Event {
             }
             Self::StopRequested => f.write_str("stop requested"),
             Self::VmTornDown => f.write_str("the VM was cleaned up"),
+            Self::WaitingForVmStop { timeout } => write!(
+                f,
+                "the VM still runs: waiting up to {:.1}s for it to stop before tearing the \
+                 device host down",
+                timeout.as_secs_f64()
+            ),
+            Self::TeardownDeferred => f.write_str(
+                "the VM still runs: device host teardown deferred until it stops or this process \
+                 exits",
+            ),
             Self::TornDown => f.write_str("released everything"),
         }
     }

@@ -1,22 +1,24 @@
-//! Steps 6-8: waiting for the VM, mapping each region under a pause, serving and watching
-//! the fast path.
-
-use std::time::Duration;
+//! Steps 7-9: waiting for the VM and for the guest's placement, mapping each region under a
+//! pause, and unmapping every region when the placement stops allowing it.
 
 use super::{
-    Cause, DeviceHost, Event, Progress, START_POLL_INTERVAL, SequenceError, ServeEnd, Step,
-    StepResult,
+    Cause, DeviceHost, Event, Progress, START_POLL_INTERVAL, SequenceError, Step, StepResult,
+    UnmapReason,
 };
 use crate::clock::{Clock, StopSignal};
 use crate::driver::{DriverClient, MappingState};
+use crate::emulator::VmLifecycle;
 use crate::hresult::HResult;
 use crate::layout::PAGE_SIZE;
+use crate::placement::{AcceptedPlacement, BarState};
 use crate::platform::{HcsApi, HdvApi, MmioMappingFlags, MmioRange};
 use crate::views::SectionMapper;
 
 impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C, M> {
-    /// Steps 6-7: waits for the VM to start, then maps every region and reports its state. On
-    /// failure everything is released before the error returns.
+    /// Steps 7-9: waits for the VM to start, then for the guest to place the BAR with memory
+    /// decode on, then maps every region and reports its state. Returns at once if the regions
+    /// are already mapped. On failure everything is released (a running VM gets the bounded wait
+    /// before the device host's teardown) before the error returns.
     pub fn map_regions(
         &mut self,
         clock: &dyn Clock,
@@ -24,7 +26,7 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
     ) -> Result<Progress, SequenceError> {
         match self.try_map_regions(clock, stop) {
             Ok(progress) => Ok(progress),
-            Err((step, cause)) => Err(self.fail(step, cause)),
+            Err((step, cause)) => Err(self.fail(step, cause, Some(clock))),
         }
     }
 
@@ -33,6 +35,9 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
         clock: &dyn Clock,
         stop: &dyn StopSignal,
     ) -> StepResult<Progress> {
+        if self.mapped_for.is_some() {
+            return Ok(Progress::Mapped);
+        }
         let deadline = self
             .config
             .start_timeout
@@ -47,6 +52,54 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
             clock.sleep(START_POLL_INTERVAL);
         }
         self.emit(Event::VmStarted);
+        let mut announced = false;
+        loop {
+            if let Some(accepted) = self.poll_placement()
+                && let BarState::Decoding { base } = accepted.state
+            {
+                return self.map_all(base, clock, stop);
+            }
+            if self.emulator.vm_lifecycle() == VmLifecycle::TornDown {
+                return Ok(Progress::VmTornDown);
+            }
+            if stop.stop_requested() {
+                return Ok(Progress::Stopped);
+            }
+            if !announced {
+                announced = true;
+                self.emit(Event::WaitingForPlacement);
+            }
+            clock.sleep(START_POLL_INTERVAL);
+        }
+    }
+
+    /// The current placement if it is newer than the one acted on (reported as an event), after
+    /// reporting any new rejection.
+    pub(super) fn poll_placement(&mut self) -> Option<AcceptedPlacement> {
+        if let Some(rejection) = self.placement.last_rejection()
+            && rejection.total > self.seen_rejections
+        {
+            self.seen_rejections = rejection.total;
+            self.emit(Event::PlacementRejected(rejection));
+        }
+        let accepted = self.placement.latest()?;
+        if accepted.generation <= self.seen_generation {
+            return None;
+        }
+        self.seen_generation = accepted.generation;
+        self.emit(Event::PlacementAccepted(accepted));
+        Some(accepted)
+    }
+
+    /// Maps every region into the BAR at `base` (the guest placed it and decode is on).
+    pub(super) fn map_all(
+        &mut self,
+        base: u64,
+        clock: &dyn Clock,
+        stop: &dyn StopSignal,
+    ) -> StepResult<Progress> {
+        self.mapped_for = Some(base);
+        self.emit(Event::MappingAt { base });
         for slot in 0..self.regions.len() {
             if self.map_region(slot, clock, stop)? == Progress::Stopped {
                 return Ok(Progress::Stopped);
@@ -159,7 +212,7 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
         Ok(Progress::Mapped)
     }
 
-    fn region_intercepts(&self, slot: usize) -> u64 {
+    pub(super) fn region_intercepts(&self, slot: usize) -> u64 {
         self.emulator
             .intercepts()
             .per_region
@@ -168,62 +221,50 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
             .unwrap_or(0)
     }
 
-    /// One health check: a section-backed region whose accesses still reach the emulator is
-    /// re-reported as served by intercepts (`InterceptFallback` with `S_OK`). On failure
-    /// everything is released before the error returns.
-    pub fn check_fast_path(&mut self) -> Result<(), SequenceError> {
-        let Some(session) = self.session else {
-            return Ok(());
-        };
-        for slot in 0..self.regions.len() {
-            let intercepts = self.region_intercepts(slot);
-            let Some(resources) = self.regions.get(slot) else {
-                continue;
-            };
-            let region = resources.index;
-            if resources.state != MappingState::SectionBacked
-                || intercepts <= resources.intercepts_at_mapping
-            {
-                continue;
+    /// Destroys every range (under a pause while the VM runs, hdv.md §3.3 "same rule for
+    /// Destroy") and reports every reported region unmapped. A range HDV fails to destroy stays
+    /// recorded, so the release retries it.
+    pub(super) fn unmap_all(&mut self, reason: UnmapReason) -> StepResult<()> {
+        let has_ranges = self.regions.iter().any(|region| region.range.is_some());
+        if let (Some(system), Some(device), true) = (self.system, self.device, has_ranges) {
+            if self.emulator.vm_lifecycle() == VmLifecycle::PoweredOn && !self.paused {
+                self.backends
+                    .hcs
+                    .pause(system)
+                    .map_err(|hr| (Step::PauseForUnmap, Cause::Platform(hr)))?;
+                self.paused = true;
             }
-            let state = MappingState::InterceptFallback {
-                hresult: HResult::S_OK,
-            };
-            if let Err(error) = self.backends.driver.report_mapping(session, region, state) {
-                return Err(self.fail(Step::ReportMapping { region }, Cause::Driver(error)));
+            for resources in self.regions.iter_mut().rev() {
+                if let Some((bar, offset_pages)) = resources.range {
+                    let region = resources.index;
+                    self.backends
+                        .hdv
+                        .destroy_section_backed_mmio_range(device, bar, offset_pages)
+                        .map_err(|hr| (Step::DestroyRange { region }, Cause::Platform(hr)))?;
+                    resources.range = None;
+                }
             }
-            if let Some(resources) = self.regions.get_mut(slot) {
-                resources.state = state;
+            if self.paused {
+                self.backends
+                    .hcs
+                    .resume(system)
+                    .map_err(|hr| (Step::ResumeAfterUnmap, Cause::Platform(hr)))?;
+                self.paused = false;
             }
-            let intercepts = intercepts.saturating_sub(
-                self.regions
-                    .get(slot)
-                    .map_or(0, |resources| resources.intercepts_at_mapping),
-            );
-            self.emit(Event::FastPathNotInEffect { region, intercepts });
         }
+        if let Some(session) = self.session {
+            for resources in self.regions.iter_mut().rev().filter(|r| r.reported) {
+                let region = resources.index;
+                self.backends
+                    .driver
+                    .report_mapping(session, region, MappingState::Unmapped)
+                    .map_err(|error| (Step::ReportUnmapped { region }, Cause::Driver(error)))?;
+                resources.reported = false;
+                resources.state = MappingState::Unmapped;
+            }
+        }
+        self.mapped_for = None;
+        self.emit(Event::RegionsUnmapped(reason));
         Ok(())
-    }
-
-    /// Step 8: serves until a stop is requested or the VM is cleaned up, checking the fast
-    /// path every `poll`.
-    pub fn serve(
-        &mut self,
-        clock: &dyn Clock,
-        stop: &dyn StopSignal,
-        poll: Duration,
-    ) -> Result<ServeEnd, SequenceError> {
-        loop {
-            self.check_fast_path()?;
-            if stop.stop_requested() {
-                self.emit(Event::StopRequested);
-                return Ok(ServeEnd::Stopped);
-            }
-            if self.emulator.torn_down() {
-                self.emit(Event::VmTornDown);
-                return Ok(ServeEnd::VmTornDown);
-            }
-            clock.sleep(poll);
-        }
     }
 }

@@ -2,58 +2,83 @@
 //!
 //! Forward (each step owns what it acquired until the matching release):
 //! 1. open the VM (`HcsOpenComputeSystem`);
-//! 2. initialize the device host (`HdvInitializeDeviceHostEx` with InitializeComSecurity,
+//! 2. decide the channel identity (the driver client's offer GUIDs, which must match the
+//!    configuration's) and put the pairing capability into the emulator's configuration space,
+//!    so the guest finds it at its first enumeration;
+//! 3. initialize the device host (`HdvInitializeDeviceHostEx` with InitializeComSecurity,
 //!    retried without the flag on `RPC_E_TOO_LATE`, hdv.md §3.1 observed);
-//! 3. create the PCI device instance with the emulator as its callback context (§3.2);
-//! 4. open the driver session and check its layout;
-//! 5. per region: fetch the section handle, map the device host's view, attach it to the
+//! 4. create the PCI device instance with the emulator as its callback context (§3.2);
+//! 5. open the driver session and check its layout (the BAR size reaches the emulator and the
+//!    placement checks);
+//! 6. per region: fetch the section handle, map the device host's view, attach it to the
 //!    emulator (the intercept fallback serves from it);
 //!    -- ready: the VM may start (hdv.md §5: the device host must exist before the start) --
-//! 6. wait for the emulator's `Start` (the VM runs; HDV refuses mappings before, §3.3);
-//! 7. per region: pause the VM, `HdvCreateSectionBackedMmioRange`, resume (§3.3: the change is
+//! 7. wait for the emulator's `Start` (the VM runs; HDV refuses mappings before, §3.3);
+//! 8. wait for the placement signal to say "BAR placed, memory decode on" (`placement`: from the
+//!    emulator's configuration space if the platform forwards the guest's writes, or from the
+//!    guest's own report). Never earlier: on the observed build a range mapped before the guest
+//!    enabled decode crashed the VM worker (§3.3);
+//! 9. per region: pause the VM, `HdvCreateSectionBackedMmioRange`, resume (§3.3: the change is
 //!    not atomic for the guest otherwise); a refusal with `ERROR_INVALID_STATE` is retried with
 //!    the VM running in between, up to the configured bound; any other refusal falls back to
 //!    intercepts (or fails, if the fallback is off); the result is reported to the driver;
-//! 8. serve until stopped or the VM is cleaned up, watching the intercept counters.
+//! 10. serve until stopped or the VM is cleaned up, watching the intercept counters and the
+//!     placement: decode off → destroy every range under a pause and report the regions
+//!     unmapped; BAR moved → the same, then map again at the new base; decode on again → map.
 //!
 //! Release (on exit, on Ctrl-C, and after any failure, in reverse): destroy the ranges (under
-//! one pause if the VM still runs), report the regions unmapped, detach and unmap the views and
-//! close the section handles, close the session, tear the device host down (which releases the
-//! device instance, §3.1), close the VM. Every release step runs even if an earlier one
-//! failed; failures are collected in a [`TeardownReport`]. Dropping a [`DeviceHost`] releases
-//! whatever it still holds, so no path leaks.
+//! one pause if the VM still runs; without one after it was cleaned up), report the regions
+//! unmapped, detach and unmap the views and close the section handles, close the session; then
+//! the device host (which releases the device instance, §3.1) and the VM handle. hdv.md §3.1/§5:
+//! `HdvTeardownDeviceHost` comes after the VM was terminated, so if the VM still runs the
+//! release waits for it (bounded, [`DEFAULT_VM_STOP_WAIT`]) and otherwise defers the teardown
+//! ([`HostTeardown::DeferredToProcessExit`]); the device host never terminates a VM it does not
+//! own. Every release step runs even if an earlier one failed; failures are collected in a
+//! [`TeardownReport`]. Dropping a [`DeviceHost`] releases whatever it still holds, so no path
+//! leaks.
 
 mod errors;
 mod events;
 mod mapping;
 mod release;
 mod run;
+mod serve;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use errors::{Cause, Release, SequenceError, Step, TeardownReport};
-pub use events::Event;
+pub use errors::{Cause, HostTeardown, Release, SequenceError, Step, TeardownReport};
+pub use events::{Event, UnmapReason};
 pub use run::{RunSummary, run};
 
 use crate::callbacks::PciDeviceCallbacks;
+use crate::clock::Clock;
 use crate::config::DeviceHostConfig;
 use crate::driver::{
-    DriverClient, DriverError, MappingState, SectionAccess, SessionId, SessionRequest,
-    SessionStatus,
+    ChannelIdentity, DriverClient, DriverError, MappingState, SectionAccess, SessionId,
+    SessionRequest, SessionStatus,
 };
 use crate::emulator::Emulator;
 use crate::hresult::HResult;
 use crate::layout::BarLayout;
+use crate::placement::{
+    AcceptedPlacement, GuestReport, PlacementError, PlacementSignal, PlacementSource,
+};
 use crate::platform::{
     ComputeSystem, DeviceHandle, DeviceHostFlags, DeviceHostHandle, HcsApi, HdvApi, SectionHandle,
 };
 use crate::views::SectionMapper;
+use vmbmmio_proto::ioctl::WireGuid;
+use vmbmmio_proto::pci_cap::{CHANNEL_PROTOCOL_VERSION, Pairing};
 
 /// How often the device host looks for the emulator's `Start` while waiting.
 pub const START_POLL_INTERVAL: Duration = Duration::from_millis(50);
-/// How often the device host checks the intercept counters while serving.
+/// How often the device host checks the intercept counters and the placement while serving.
 pub const SERVE_POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// How long a shutdown with the VM still running waits for the VM to stop before it defers the
+/// device host's teardown (hdv.md §3.1, §5). Long enough for an operator's `Stop-VM` after
+/// Ctrl-C, short enough that Ctrl-C still ends the process promptly.
+pub const DEFAULT_VM_STOP_WAIT: Duration = Duration::from_secs(10);
 
 /// Where the sequence reports its progress (main prints, tests record).
 pub type EventLog = Box<dyn FnMut(&Event)>;
@@ -77,6 +102,8 @@ pub enum Progress {
     Mapped,
     /// A stop was requested first.
     Stopped,
+    /// The VM was cleaned up (the emulator's `Teardown`) first.
+    VmTornDown,
 }
 
 /// Why serving ended.
@@ -115,6 +142,18 @@ pub struct DeviceHost<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> {
     regions: Vec<RegionResources<M::View>>,
     /// The VM is paused by this device host (a pause is owned until its resume succeeds).
     paused: bool,
+    /// The placement inbox (shared with the emulator and with reporters).
+    placement: PlacementSignal,
+    /// Generation of the newest placement acted on.
+    seen_generation: u64,
+    /// Rejections already reported as events.
+    seen_rejections: u64,
+    /// The BAR base the current ranges were created for; `None` while unmapped.
+    mapped_for: Option<u64>,
+    /// How long a shutdown waits for a running VM to stop.
+    vm_stop_wait: Duration,
+    /// The device host's teardown was deferred (the VM still ran).
+    teardown_deferred: bool,
 }
 
 type StepResult<T> = Result<T, (Step, Cause)>;
@@ -127,6 +166,7 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
         log: EventLog,
     ) -> Result<Self, SequenceError> {
         let emulator = Arc::new(Emulator::new(config.pnp_id, config.bar_index));
+        let placement = emulator.placement_signal().clone();
         let mut host = Self {
             config: config.clone(),
             backends,
@@ -139,14 +179,48 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
             layout: None,
             regions: Vec::new(),
             paused: false,
+            placement,
+            seen_generation: 0,
+            seen_rejections: 0,
+            mapped_for: None,
+            vm_stop_wait: DEFAULT_VM_STOP_WAIT,
+            teardown_deferred: false,
         };
         match host.acquire() {
             Ok(()) => {
                 host.emit(Event::Ready);
                 Ok(host)
             }
-            Err((step, cause)) => Err(host.fail(step, cause)),
+            Err((step, cause)) => Err(host.fail(step, cause, None)),
         }
+    }
+
+    /// The guest's report of where it placed the BAR (and, optionally, the channel's MMIO
+    /// reservation). Checked at once; if it passes it becomes the current placement, which
+    /// `map_regions` waits for and `serve` follows. Until the channel protocol carries the report
+    /// (issue 9), whoever receives it calls this.
+    pub fn placement_reported(
+        &self,
+        report: impl Into<GuestReport>,
+    ) -> Result<AcceptedPlacement, PlacementError> {
+        self.placement
+            .report(PlacementSource::GuestReport, report.into())
+    }
+
+    /// The placement inbox, for a reporter on another thread (clones share it).
+    pub fn placement_signal(&self) -> PlacementSignal {
+        self.placement.clone()
+    }
+
+    /// How long a shutdown with the VM still running waits for it to stop
+    /// ([`DEFAULT_VM_STOP_WAIT`] unless set).
+    pub fn set_vm_stop_wait(&mut self, wait: Duration) {
+        self.vm_stop_wait = wait;
+    }
+
+    /// The BAR base the regions are mapped for, `None` while unmapped.
+    pub fn mapped_for(&self) -> Option<u64> {
+        self.mapped_for
     }
 
     /// The emulator (its counters are the fast path's health signal).
@@ -183,8 +257,10 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
         (self.log)(&event);
     }
 
-    fn fail(&mut self, step: Step, cause: Cause) -> SequenceError {
-        let teardown = self.release_all();
+    /// Releases everything after a failed step; with a clock, a running VM gets the bounded
+    /// wait before the device host's teardown.
+    fn fail(&mut self, step: Step, cause: Cause, clock: Option<&dyn Clock>) -> SequenceError {
+        let teardown = self.release_all(clock);
         SequenceError {
             step,
             cause,
@@ -201,6 +277,8 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
             .map_err(|hr| (Step::OpenComputeSystem, Cause::Platform(hr)))?;
         self.system = Some(system);
         self.emit(Event::ComputeSystemOpened);
+
+        self.expose_pairing()?;
 
         let host = self.initialize_device_host(system)?;
         self.host = Some(host);
@@ -265,6 +343,37 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
                 resources.view = Some(view);
             }
         }
+        Ok(())
+    }
+
+    /// Puts the channel's identity into the emulator's configuration space. The driver client's
+    /// offer GUIDs are what the guest will see offered; the configuration's must agree.
+    fn expose_pairing(&mut self) -> StepResult<()> {
+        let configured = ChannelIdentity {
+            interface_type: self.config.interface_type,
+            interface_instance: self.config.interface_instance,
+        };
+        let identity = match self.backends.driver.channel_identity() {
+            Some(driver) if driver != configured => {
+                return Err((
+                    Step::CheckPairing,
+                    Cause::PairingMismatch { configured, driver },
+                ));
+            }
+            Some(driver) => driver,
+            None => configured,
+        };
+        let pairing = Pairing {
+            interface_instance: WireGuid::from_u128(identity.interface_instance.to_u128()),
+            interface_type: WireGuid::from_u128(identity.interface_type.to_u128()),
+            protocol_version: CHANNEL_PROTOCOL_VERSION,
+        };
+        self.emulator.set_pairing(&pairing);
+        self.emit(Event::PairingExposed {
+            interface_type: identity.interface_type,
+            interface_instance: identity.interface_instance,
+            protocol_version: pairing.protocol_version,
+        });
         Ok(())
     }
 

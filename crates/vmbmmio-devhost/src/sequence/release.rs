@@ -1,17 +1,40 @@
 //! Releasing everything in reverse order, on shutdown, after a failure, and on drop.
+//!
+//! The device host itself goes last and only once the VM is gone (hdv.md §3.1: hcs-rs's doc
+//! comment "call after the compute system has been terminated"; §5 step 6: stop the VM, destroy
+//! the ranges, tear the device host down, close the VM). The emulator's lifecycle callbacks say
+//! where the VM is (`VmLifecycle`): never powered on → tear down now; cleaned up (`Teardown`) →
+//! destroy the ranges without a pause (there is no VM to pause) and tear down; still powered on
+//! (Ctrl-C, or a failure while serving) → destroy the ranges under a pause, release views,
+//! handles and the session, then wait a bounded time for the VM to stop; if it does not, the
+//! device host and the VM handle are kept and the report says the teardown was deferred. The
+//! device host does not terminate the VM: it opened a VM someone else owns.
 
-use super::{Cause, DeviceHost, Event, Release, TeardownReport};
+use std::time::Duration;
+
+use super::{Cause, DeviceHost, Event, HostTeardown, Release, START_POLL_INTERVAL, TeardownReport};
+use crate::clock::Clock;
 use crate::driver::{DriverClient, MappingState};
+use crate::emulator::VmLifecycle;
 use crate::platform::{HcsApi, HdvApi};
 use crate::views::SectionMapper;
 
 impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C, M> {
-    /// Releases everything, in reverse order of acquisition.
+    /// Releases everything, in reverse order of acquisition, without waiting: if the VM still
+    /// runs, the device host's teardown is deferred (see the module docs). Use
+    /// [`Self::shutdown_waiting`] to give a running VM time to stop.
     pub fn shutdown(mut self) -> TeardownReport {
-        self.release_all()
+        self.release_all(None)
     }
 
-    pub(super) fn release_all(&mut self) -> TeardownReport {
+    /// Releases everything; if the VM still runs once the ranges, views, handles and session
+    /// are released, waits up to the configured bound ([`Self::set_vm_stop_wait`]) on `clock`
+    /// for it to stop before tearing the device host down.
+    pub fn shutdown_waiting(mut self, clock: &dyn Clock) -> TeardownReport {
+        self.release_all(Some(clock))
+    }
+
+    pub(super) fn release_all(&mut self, clock: Option<&dyn Clock>) -> TeardownReport {
         let mut report = TeardownReport::default();
         self.release_ranges(&mut report);
         if let Some(session) = self.session {
@@ -37,6 +60,7 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
             self.backends.mapper.close_handle(resources.handle);
         }
         self.layout = None;
+        self.mapped_for = None;
         if let Some(session) = self.session.take()
             && let Err(error) = self.backends.driver.close_session(session)
         {
@@ -44,20 +68,70 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
                 .failures
                 .push((Release::CloseSession, Cause::Driver(error)));
         }
+        report.device_host = self.release_device_host(clock, &mut report);
+        if report.deferred() {
+            self.emit(Event::TeardownDeferred);
+        } else {
+            if let Some(system) = self.system.take() {
+                self.backends.hcs.close_compute_system(system);
+            }
+            self.emit(Event::TornDown);
+        }
+        report
+    }
+
+    /// Tears the device host down once the VM allows it (module docs).
+    fn release_device_host(
+        &mut self,
+        clock: Option<&dyn Clock>,
+        report: &mut TeardownReport,
+    ) -> HostTeardown {
+        let Some(host) = self.host else {
+            return HostTeardown::NotHeld;
+        };
+        let outcome = match self.emulator.vm_lifecycle() {
+            VmLifecycle::NotStarted => HostTeardown::BeforeVmStarted,
+            VmLifecycle::TornDown => HostTeardown::AfterVmTornDown,
+            VmLifecycle::PoweredOn => match clock {
+                Some(clock) if self.wait_for_vm_stop(clock) => HostTeardown::AfterVmTornDown,
+                Some(_) => HostTeardown::DeferredToProcessExit {
+                    waited: self.vm_stop_wait,
+                },
+                None => HostTeardown::DeferredToProcessExit {
+                    waited: Duration::ZERO,
+                },
+            },
+        };
+        if matches!(outcome, HostTeardown::DeferredToProcessExit { .. }) {
+            self.teardown_deferred = true;
+            return outcome;
+        }
+        self.host = None;
+        self.teardown_deferred = false;
         // The device instance has no destroy call: the host's teardown releases it (§3.1).
         self.device = None;
-        if let Some(host) = self.host.take()
-            && let Err(hr) = self.backends.hdv.teardown_device_host(host)
-        {
+        if let Err(hr) = self.backends.hdv.teardown_device_host(host) {
             report
                 .failures
                 .push((Release::TeardownDeviceHost, Cause::Platform(hr)));
         }
-        if let Some(system) = self.system.take() {
-            self.backends.hcs.close_compute_system(system);
+        outcome
+    }
+
+    /// Waits up to `vm_stop_wait` for the emulator's `Teardown`; true if it came.
+    fn wait_for_vm_stop(&mut self, clock: &dyn Clock) -> bool {
+        let timeout = self.vm_stop_wait;
+        self.emit(Event::WaitingForVmStop { timeout });
+        let deadline = clock.now() + timeout;
+        loop {
+            if self.emulator.vm_lifecycle() == VmLifecycle::TornDown {
+                return true;
+            }
+            if clock.now() >= deadline {
+                return false;
+            }
+            clock.sleep(START_POLL_INTERVAL);
         }
-        self.emit(Event::TornDown);
-        report
     }
 
     fn release_ranges(&mut self, report: &mut TeardownReport) {
@@ -68,8 +142,10 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
             .regions
             .iter()
             .any(|resources| resources.range.is_some());
-        if has_ranges && !self.paused {
-            // hdv.md §3.3: destroying is not atomic for the guest either; pause if the VM runs.
+        let vm_powered_on = self.emulator.vm_lifecycle() == VmLifecycle::PoweredOn;
+        if has_ranges && vm_powered_on && !self.paused {
+            // hdv.md §3.3: destroying is not atomic for the guest either; pause while it runs.
+            // After the VM was cleaned up there is nothing to pause (§5 step 6 order).
             match self.backends.hcs.pause(system) {
                 Ok(()) => self.paused = true,
                 Err(hr) => self.emit(Event::UnmapWithoutPause(hr)),
@@ -96,9 +172,13 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
         if self.paused {
             match self.backends.hcs.resume(system) {
                 Ok(()) => self.paused = false,
-                Err(hr) => report
-                    .failures
-                    .push((Release::ResumeVm, Cause::Platform(hr))),
+                Err(hr) => {
+                    // A VM cleaned up meanwhile has nothing left to resume.
+                    self.paused = false;
+                    report
+                        .failures
+                        .push((Release::ResumeVm, Cause::Platform(hr)));
+                }
             }
         }
     }
@@ -106,9 +186,15 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
 
 impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> Drop for DeviceHost<H, D, C, M> {
     fn drop(&mut self) {
-        // Releases whatever a caller did not shut down; a no-op after `shutdown`.
-        if self.system.is_some() || self.host.is_some() || self.session.is_some() {
-            self.release_all();
+        // Releases whatever a caller did not shut down; a no-op after `shutdown`, except that a
+        // deferred device host is torn down now if the VM has stopped meanwhile.
+        let holds_more = self.session.is_some()
+            || !self.regions.is_empty()
+            || (self.host.is_some() && !self.teardown_deferred)
+            || (self.system.is_some() && self.host.is_none());
+        let vm_gone = self.emulator.vm_lifecycle() == VmLifecycle::TornDown;
+        if holds_more || (self.teardown_deferred && vm_gone) {
+            self.release_all(None);
         }
     }
 }

@@ -23,7 +23,8 @@ pub struct RunSummary {
     pub teardown: TeardownReport,
 }
 
-/// Runs the whole sequence: start, map, serve, shut down.
+/// Runs the whole sequence: start, wait for the VM and the guest's placement, map, serve
+/// (following the placement), shut down.
 pub fn run<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper>(
     config: &DeviceHostConfig,
     backends: Backends<H, D, C, M>,
@@ -35,10 +36,11 @@ pub fn run<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper>(
     let progress = host.map_regions(clock, stop)?;
     let serve_end = match progress {
         Progress::Mapped => Some(host.serve(clock, stop, SERVE_POLL_INTERVAL)?),
-        Progress::Stopped => None,
+        Progress::Stopped | Progress::VmTornDown => None,
     };
     let states = host.mapping_states();
-    let teardown = host.shutdown();
+    // A VM still running after Ctrl-C gets the bounded wait before the device host's teardown.
+    let teardown = host.shutdown_waiting(clock);
     Ok(RunSummary {
         progress,
         serve_end,

@@ -3,6 +3,10 @@
 //! One shared `World` records every call, counts every acquisition against its release and
 //! can fail the n-th forward call once, so a test can inject a failure at every step of the
 //! sequence and check that nothing is left afterwards.
+//!
+//! The fake platform is as strict as the reference: a range created while the guest's memory
+//! decode is off is recorded as the observed VM-worker crash (hdv.md §3.3) and fails the test,
+//! and `HdvTeardownDeviceHost` is refused while the VM runs (hdv.md §3.1, §5).
 
 #![allow(dead_code)]
 
@@ -15,8 +19,8 @@ use vmbmmio_devhost::callbacks::PciDeviceCallbacks;
 use vmbmmio_devhost::clock::{Clock, RetryPolicy};
 use vmbmmio_devhost::config::DeviceHostConfig;
 use vmbmmio_devhost::driver::{
-    DriverClient, DriverError, MappingState, RegionInfo, SectionAccess, SessionId, SessionInfo,
-    SessionRequest, SessionState, SessionStatus, StatusCounters,
+    ChannelIdentity, DriverClient, DriverError, MappingState, RegionInfo, SectionAccess, SessionId,
+    SessionInfo, SessionRequest, SessionState, SessionStatus, StatusCounters,
 };
 use vmbmmio_devhost::guid::Guid;
 use vmbmmio_devhost::hresult::HResult;
@@ -29,6 +33,8 @@ use vmbmmio_devhost::sequence::Backends;
 use vmbmmio_devhost::views::{SectionMapper, SectionView, ViewError, check_bounds};
 
 pub const VM: Guid = Guid::from_u128(0x11111111_2222_3333_4444_555555555555);
+/// Where the tests' guest places the 16 KiB BAR.
+pub const BASE: u64 = 0xF_0000_0000;
 
 /// A valid configuration with two regions (8 KiB and 4 KiB).
 pub fn config() -> DeviceHostConfig {
@@ -66,6 +72,23 @@ pub struct World {
     pub start_after_sleeps: Option<u32>,
     /// Replaces the layout the fake driver returns.
     pub session_override: Option<SessionInfo>,
+    /// The offer GUIDs the fake driver client says it uses.
+    pub identity: Option<ChannelIdentity>,
+    /// Once the VM starts, the guest programs the BAR at this base through configuration
+    /// space (forwarded to the emulator) and enables decode.
+    pub program_bar_on_start: Option<u64>,
+    /// A sleep after the first release call stops the VM (an operator's Stop-VM after Ctrl-C).
+    pub stop_vm_after_release: bool,
+    /// The guest's BAR as the platform sees it: base and memory decode.
+    pub guest_bar: Option<u64>,
+    pub guest_decode: bool,
+    /// Ranges created while the guest's decode was off: on the observed build this crashed the
+    /// VM worker (hdv.md §3.3). Must stay 0.
+    pub created_before_decode: u32,
+    /// Every create call's (BAR base, decode) at the time.
+    pub create_log: Vec<(Option<u64>, bool)>,
+    /// Teardown calls refused because the VM ran.
+    pub teardown_refused_while_running: u32,
     pub sleeps: u32,
     pub slept: Duration,
     pub now: Duration,
@@ -128,6 +151,10 @@ impl World {
         assert!(self.ranges.is_empty(), "ranges\n{context}");
         assert!(!self.paused, "VM left paused\n{context}");
         assert_eq!(
+            self.created_before_decode, 0,
+            "a range was created before the guest enabled decode\n{context}"
+        );
+        assert_eq!(
             self.views_mapped.load(Ordering::SeqCst),
             self.views_unmapped.load(Ordering::SeqCst),
             "views\n{context}"
@@ -174,6 +201,62 @@ impl Fake {
             emulator.get_details(&mut bars).unwrap();
             emulator.start().unwrap();
         }
+    }
+
+    /// Stops and cleans up the VM the way HDV does (Stop, then Teardown; hdv.md §3.7).
+    pub fn stop_vm(&self) {
+        let emulator = {
+            let mut world = self.world();
+            world.journal.push("vm stopped".into());
+            world.running = false;
+            world.paused = false;
+            world.guest_decode = false;
+            world.emulator.clone()
+        };
+        if let Some(emulator) = emulator {
+            emulator.stop();
+            emulator.teardown();
+        }
+    }
+
+    fn emulator(&self) -> Arc<dyn PciDeviceCallbacks> {
+        self.world().emulator.clone().expect("a device exists")
+    }
+
+    /// The guest writes a configuration-space dword; the platform forwards it to the emulator.
+    pub fn config_write(&self, offset: u32, value: u32) {
+        self.emulator().write_config_space(offset, value).unwrap();
+    }
+
+    /// The guest reads a configuration-space dword.
+    pub fn config_read(&self, offset: u32) -> u32 {
+        self.emulator().read_config_space(offset).unwrap()
+    }
+
+    /// The guest turns memory decode on or off through configuration space.
+    pub fn config_decode(&self, on: bool) {
+        let command = self.config_read(0x04) & 0xFFFF;
+        let command = if on { command | 2 } else { command & !2 };
+        self.config_write(0x04, command);
+        self.world().guest_decode = on;
+    }
+
+    /// The guest places BAR2/3 at `base` through configuration space (decode off around the
+    /// BAR writes, as Linux's `prepopulate_bars` does) and enables decode.
+    pub fn config_program_bar(&self, base: u64) {
+        self.config_decode(false);
+        self.config_write(0x18, base as u32);
+        self.config_write(0x1C, (base >> 32) as u32);
+        self.world().guest_bar = Some(base);
+        self.config_decode(true);
+    }
+
+    /// The guest's BAR and decode as the platform sees them, without telling the emulator (a
+    /// platform that handles the BAR registers itself).
+    pub fn guest_sets(&self, base: u64, decode: bool) {
+        let mut world = self.world();
+        world.guest_bar = Some(base);
+        world.guest_decode = decode;
     }
 
     pub fn section_bytes(&self, region: usize, offset: usize, len: usize) -> Vec<u8> {
@@ -274,6 +357,11 @@ impl HdvApi for Fake {
             world.paused,
             "mapping changes happen with the VM paused (hdv.md §3.3)"
         );
+        let at_call = (world.guest_bar, world.guest_decode);
+        world.create_log.push(at_call);
+        if !world.guest_decode {
+            world.created_before_decode += 1;
+        }
         if world.invalid_state_replies > 0 {
             world.invalid_state_replies -= 1;
             return Err(HResult::INVALID_STATE);
@@ -311,6 +399,11 @@ impl HdvApi for Fake {
         world
             .release("teardown_device_host")
             .map_err(|()| platform_error())?;
+        if world.running {
+            // hdv.md §3.1 / §5: teardown comes after the VM was terminated.
+            world.teardown_refused_while_running += 1;
+            return Err(HResult::INVALID_STATE);
+        }
         world.hosts_live -= 1;
         world.devices_live = 0;
         world.emulator = None;
@@ -403,6 +496,10 @@ impl DriverClient for Fake {
         world.sessions_open -= 1;
         result.map_err(|()| DriverError::Os { code: 6 })
     }
+
+    fn channel_identity(&self) -> Option<ChannelIdentity> {
+        self.world().identity
+    }
 }
 
 /// A view over a fake section's bytes.
@@ -493,15 +590,28 @@ impl Clock for FakeClock {
     }
 
     fn sleep(&self, duration: Duration) {
-        let start = {
+        let (start, program, stop) = {
             let mut world = self.fake.world();
             world.sleeps += 1;
             world.now += duration;
             world.slept += duration;
-            world.start_after_sleeps == Some(world.sleeps)
+            let stop = world.stop_vm_after_release
+                && world.running
+                && world.forward_calls_before_release.is_some();
+            (
+                world.start_after_sleeps == Some(world.sleeps),
+                world.program_bar_on_start,
+                stop,
+            )
         };
         if start {
             self.fake.start_vm();
+            if let Some(base) = program {
+                self.fake.config_program_bar(base);
+            }
+        }
+        if stop {
+            self.fake.stop_vm();
         }
     }
 }

@@ -1,0 +1,21 @@
+//! What the demo rests on but cannot verify, in plain words.
+//!
+//! The simulator models documented behaviour; where the demo needs something no source states,
+//! it goes on, but says so first, so nobody reads the result as proof of it. `docs/simulator.md`
+//! ("What the demo assumes") and the README's verified-where table list the same items.
+
+/// The guest's placement reaches the device host without the guest control protocol.
+pub const PLACEMENT_REPORT: &str = "ASSUMPTION: the guest's report of where its BAR is and \
+    whether memory decode is on reaches the device host. The guest control protocol that will \
+    carry it over the VMBus channel is not written yet; the demo hands the guest's placement to \
+    the device host directly, standing in for that message.";
+
+/// The host side reads the shared bytes through a simulator-only view.
+pub const HOST_VIEW: &str = "SIMULATOR-ONLY: the host reads and writes the shared bytes \
+    through the simulator's view of the driver's own section objects. The Windows driver maps \
+    no view of its sections; this view exists only here, to prove the bytes are the same.";
+
+/// A BAR outside the device's bridge window is accepted by the platform.
+pub const BAR_OUTSIDE_WINDOW: &str = "ASSUMPTION: Hyper-V's virtual PCI accepts a BAR the \
+    guest placed outside the bridge window its vPCI driver claimed (here: inside the range its \
+    channel driver claimed). Whether it checks BAR addresses is unknown.";
