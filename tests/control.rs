@@ -315,3 +315,38 @@ fn defect_03_a_session_rests_on_a_named_assumption_and_follows_the_vm() {
     bench.control.file_cleanup(caller.file);
     bench.assert_nothing_left();
 }
+
+/// A layout whose BAR would exceed the 32 GiB the plan allows is refused with
+/// `STATUS_INVALID_PARAMETER` before the driver makes a single KMCL call or section.
+#[test]
+fn an_impossible_layout_is_refused_before_any_kmcl_call() {
+    let mut bench = Bench::with_quotas(SectionQuotas {
+        session_bytes: 64 << 30,
+        global_bytes: 64 << 30,
+        ..SectionQuotas::default()
+    });
+    let (devhost, vm) = bench.device_host_with_vm();
+    let caller = bench.open_file(devhost, 1);
+    bench.sim.clear_log();
+    // Nine regions of 4 GiB, 36 GiB, over the largest BAR: no encoder builds that, so the
+    // bytes of eight (exactly 32 GiB) get a ninth entry by hand (docs/ioctl.md layout).
+    let mut bytes = open_session_bytes(vm_target(&vm), &[4 << 30; 8]);
+    bytes[20..24].copy_from_slice(&9u32.to_le_bytes());
+    let ninth = 80 + 16 * 8;
+    bytes[ninth..ninth + 8].copy_from_slice(&(4u64 << 30).to_le_bytes());
+    bytes[ninth + 8..ninth + 12].copy_from_slice(&1u32.to_le_bytes());
+    let result = bench.ioctl(
+        caller,
+        IoctlCode::OpenSession.code(),
+        &bytes,
+        IoctlCode::OpenSession.reply_size(),
+    );
+    assert_eq!(result.err(), Some(STATUS_INVALID_PARAMETER));
+    assert!(
+        bench.sim.call_names().is_empty(),
+        "{:?}",
+        bench.sim.call_names()
+    );
+    assert_eq!(bench.kernel.counters().sections_created, 0);
+    assert!(bench.sim.guest(vm.id).offers().is_empty());
+}
