@@ -7,17 +7,6 @@ use hvsim::kmcl::{CallbackKind, GuestError, GuestEvent, GuestKind, LogEntry, Pac
 use kmcl::KmclFunction as F;
 use vmbmmio_core::channel::{ChannelState, UNSUPPORTED_PACKET_COMPLETION};
 
-/// The callbacks the model made, in order.
-fn callbacks(sim: &Sim) -> Vec<CallbackKind> {
-    sim.log()
-        .into_iter()
-        .filter_map(|entry| match entry {
-            LogEntry::Callback { kind, .. } => Some(kind),
-            LogEntry::Call(_) => None,
-        })
-        .collect()
-}
-
 #[test]
 fn open_runs_opened_started_post_started_in_order() {
     let sim = Sim::new();
@@ -27,7 +16,7 @@ fn open_runs_opened_started_post_started_in_order() {
     sim.clear_log();
     guest.open(offer.channel).unwrap();
     use CallbackKind::*;
-    assert_eq!(callbacks(&sim), [Opened, Started, PostStarted]);
+    assert_eq!(sim.callbacks(), [Opened, Started, PostStarted]);
     assert_eq!(channel.state(), ChannelState::Running);
     assert_eq!(channel.stats().opens, 1);
     assert_eq!(guest.open(offer.channel), Err(GuestError::AlreadyOpen));
@@ -53,7 +42,7 @@ fn packets_may_arrive_between_started_and_post_started() {
     sim.run_post_started(id);
     use CallbackKind::*;
     assert_eq!(
-        callbacks(&sim),
+        sim.callbacks(),
         [Opened, Started, ProcessPacket, PostStarted]
     );
     assert_eq!(channel.state(), ChannelState::Running);
@@ -72,7 +61,7 @@ fn close_and_reopen_cycles_work() {
         sim.clear_log();
         guest.close(id).unwrap();
         use CallbackKind::*;
-        assert_eq!(callbacks(&sim), [Suspend, Closed], "cycle {cycle}");
+        assert_eq!(sim.callbacks(), [Suspend, Closed], "cycle {cycle}");
         assert_eq!(channel.state(), ChannelState::Closed);
         assert_eq!(guest.send(id, b"late"), Err(GuestError::NotOpen));
         // The offer and its MMIO stay while the channel is closed.
@@ -81,7 +70,7 @@ fn close_and_reopen_cycles_work() {
         sim.clear_log();
         guest.open(id).unwrap();
         assert_eq!(
-            callbacks(&sim),
+            sim.callbacks(),
             [Opened, Started, PostStarted],
             "cycle {cycle}"
         );

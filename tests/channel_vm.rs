@@ -7,21 +7,9 @@ mod channel_support;
 
 use channel_support::{offer_to_new_vm, running_vm};
 use hvsim::kmcl::{
-    CallbackKind, GuestError, GuestEvent, GuestKind, GuestVm, Lifecycle, LogEntry, PacketOutcome,
-    Power, Sim,
+    CallbackKind, GuestError, GuestEvent, GuestKind, GuestVm, Lifecycle, PacketOutcome, Power, Sim,
 };
 use vmbmmio_core::channel::{ChannelState, UNSUPPORTED_PACKET_COMPLETION};
-
-/// The callbacks the model made, in order.
-fn callbacks(sim: &Sim) -> Vec<CallbackKind> {
-    sim.log()
-        .into_iter()
-        .filter_map(|entry| match entry {
-            LogEntry::Callback { kind, .. } => Some(kind),
-            LogEntry::Call(_) => None,
-        })
-        .collect()
-}
 
 #[test]
 fn defect_03_no_offer_reaches_a_vm_that_has_not_started() {
@@ -72,7 +60,7 @@ fn defect_03_a_terminated_vm_closes_the_channel_and_loses_the_offer() {
     sim.clear_log();
     guest_vm.set_power(Power::Stopped);
     assert_eq!(
-        callbacks(&sim),
+        sim.callbacks(),
         [CallbackKind::Suspend, CallbackKind::Closed]
     );
     assert_eq!(channel.state(), ChannelState::Closed);

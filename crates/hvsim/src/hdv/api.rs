@@ -65,43 +65,12 @@ impl HcsApi for HdvSim {
     }
 
     fn pause(&mut self, system: ComputeSystem) -> Result<(), HResult> {
-        let guest = {
-            let mut state = self.lock();
-            let vm = system_of(&state, system)?;
-            let guest = state
-                .systems
-                .get(&vm)
-                .map(|entry| entry.guest.clone())
-                .ok_or(codes::NOT_FOUND)?;
-            // Only a running VM can be paused (model: the reference names no error code).
-            if guest.power() != Power::Running {
-                return Err(codes::INVALID_STATE);
-            }
-            state.counters.pauses += 1;
-            guest
-        };
-        // The shared VM's observers run without the model's lock held.
-        guest.set_power(Power::Paused);
-        Ok(())
+        // Only a running VM can be paused (model: the reference names no error code).
+        self.change_power(system, Power::Running, Power::Paused)
     }
 
     fn resume(&mut self, system: ComputeSystem) -> Result<(), HResult> {
-        let guest = {
-            let mut state = self.lock();
-            let vm = system_of(&state, system)?;
-            let guest = state
-                .systems
-                .get(&vm)
-                .map(|entry| entry.guest.clone())
-                .ok_or(codes::NOT_FOUND)?;
-            if guest.power() != Power::Paused {
-                return Err(codes::INVALID_STATE);
-            }
-            state.counters.resumes += 1;
-            guest
-        };
-        guest.set_power(Power::Running);
-        Ok(())
+        self.change_power(system, Power::Paused, Power::Running)
     }
 
     fn close_compute_system(&mut self, system: ComputeSystem) {
@@ -111,6 +80,33 @@ impl HcsApi for HdvSim {
         } else {
             state.counters.invalid_closes += 1;
         }
+    }
+}
+
+impl HdvSim {
+    /// `HcsPauseComputeSystem` / `HcsResumeComputeSystem`: the VM must be in `from`; it goes to
+    /// `to`, counted. The shared VM's observers run without the model's lock held.
+    fn change_power(&self, system: ComputeSystem, from: Power, to: Power) -> Result<(), HResult> {
+        let guest = {
+            let mut state = self.lock();
+            let vm = system_of(&state, system)?;
+            let guest = state
+                .systems
+                .get(&vm)
+                .map(|entry| entry.guest.clone())
+                .ok_or(codes::NOT_FOUND)?;
+            if guest.power() != from {
+                return Err(codes::INVALID_STATE);
+            }
+            if to == Power::Paused {
+                state.counters.pauses += 1;
+            } else {
+                state.counters.resumes += 1;
+            }
+            guest
+        };
+        guest.set_power(to);
+        Ok(())
     }
 }
 

@@ -9,7 +9,7 @@ use kmcl::server::ParentDevice;
 use super::assumptions::Assumption;
 use super::guest::{GuestState, SimGuest};
 use super::host::{Fault, SYSTEM_PROCESS, SimChannel, reset_host, with_host};
-use super::log::{CallRecord, LogEntry};
+use super::log::{CallRecord, CallbackKind, LogEntry};
 use super::rules::Violation;
 use super::vm_link::link;
 use super::{ChannelId, Counters, ServerMmioSpace, VmId};
@@ -207,6 +207,17 @@ impl Sim {
     /// The whole log: KMCL calls and callbacks, in order.
     pub fn log(&self) -> Vec<LogEntry> {
         with_host(|h| h.log.clone())
+    }
+
+    /// The state-change callbacks the model made, in order.
+    pub fn callbacks(&self) -> Vec<CallbackKind> {
+        self.log()
+            .into_iter()
+            .filter_map(|entry| match entry {
+                LogEntry::Callback { kind, .. } => Some(kind),
+                LogEntry::Call(_) => None,
+            })
+            .collect()
     }
 
     /// The KMCL calls, in order.

@@ -557,16 +557,6 @@ fn drop_vm_channel<H: ChannelHandler>(sim: &Sim, channel: ServerChannel<HvsimKmc
     sim.close_kernel_handle(KERNEL.get());
 }
 
-fn callbacks(sim: &Sim) -> Vec<CallbackKind> {
-    sim.log()
-        .into_iter()
-        .filter_map(|entry| match entry {
-            LogEntry::Callback { kind, .. } => Some(kind),
-            LogEntry::Call(_) => None,
-        })
-        .collect()
-}
-
 #[test]
 fn defect_07_enable_requires_what_every_observed_vsp_sets() {
     let sim = Sim::new();
@@ -711,7 +701,7 @@ fn defect_03_an_offer_reaches_the_guest_only_while_its_vm_runs() {
     sim.clear_log();
     guest_vm.set_power(Power::Stopped);
     assert_eq!(
-        callbacks(&sim),
+        sim.callbacks(),
         [CallbackKind::Suspend, CallbackKind::Closed]
     );
     let c = sim.channel(id).unwrap();
