@@ -110,9 +110,10 @@ impl ChannelRef<'_> {
     }
 
     /// `VmbChannelGetMmioSpace`, or `None` when the table lacks it (it is an optional entry:
-    /// docs-only, not imported on Windows). Valid only after Opened (kmcl.md §4 "Validity
-    /// windows"); on a server channel the values' meaning is uncertain (see [`MmioSpace`]).
-    /// IRQL: not documented; call it at PASSIVE_LEVEL (from `opened` or the owner).
+    /// docs-only, not imported on Windows). Valid only after Opened has returned (kmcl.md §4
+    /// "Validity windows"), so never inside `opened`: from `started` or later, while the channel
+    /// is open; on a server channel the values' meaning is uncertain (see [`MmioSpace`]).
+    /// IRQL: not documented; call it at PASSIVE_LEVEL.
     pub fn get_mmio_space(&self) -> Option<MmioSpace> {
         let query = self.api.VmbChannelGetMmioSpace?;
         let mut address = 0_u64;

@@ -58,8 +58,10 @@ pub struct VmChannel<P: KmclProvider, C: KernelHandleCloser> {
 }
 
 impl<P: KmclProvider, C: KernelHandleCloser> VmChannel<P, C> {
-    /// Validates `config`, then allocates, initialises, enables and starts the channel, asking
-    /// the guest to reserve `plan`'s MMIO (`MmioMegabytes`, `MmioMegabytesOptional`).
+    /// Validates `config`, then allocates, initialises, enables and starts the channel, with
+    /// the MMIO reservation request `plan` carries (`MmioMegabytes` 1, `MmioMegabytesOptional`
+    /// 0 for every plan: the shared memory lives in the paired device's BAR, see
+    /// `mmio_plan`).
     ///
     /// On failure nothing is left behind: KMCL's channel is cleaned up, then the VMBus handle
     /// in `config.target` is closed.
