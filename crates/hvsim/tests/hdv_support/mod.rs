@@ -242,7 +242,14 @@ impl DriverClient for TestDriver {
     }
 }
 
-/// A clock that never waits; it can start the VM after some sleeps.
+/// How many times a [`SimClock`] may be slept on before it fails the test: far more than any
+/// flow here needs (the waits for the start and for the placement, the bounded wait for the VM
+/// to stop), so a flow that waits for something that never comes fails with a message instead
+/// of hanging the test run.
+pub const MAX_SLEEPS: u32 = 10_000;
+
+/// A clock that never waits; it can start the VM after some sleeps. It panics after
+/// [`MAX_SLEEPS`] sleeps (a stuck wait fails instead of hanging).
 pub struct SimClock {
     pub sim: HdvSim,
     pub start_after: Option<u32>,
@@ -273,6 +280,10 @@ impl Clock for SimClock {
             *sleeps += 1;
             *sleeps
         };
+        assert!(
+            sleeps <= MAX_SLEEPS,
+            "the device host slept {sleeps} times: it waits for something that never comes"
+        );
         if Some(sleeps) == self.start_after {
             self.sim.start_compute_system(VM).unwrap();
         }
