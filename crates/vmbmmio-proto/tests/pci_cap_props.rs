@@ -25,6 +25,8 @@ proptest! {
     #[test]
     fn parsing_mutated_capabilities_returns(pairing in pairing(), at in 0usize..48, value: u8) {
         let mut bytes = PairingCapability::new(&pairing, 0).as_bytes().to_vec();
+        // Writing the byte it already holds is no mutation.
+        prop_assume!(bytes[at] != value);
         bytes[at] = value;
         if let Ok(parsed) = parse_pairing(&bytes) {
             // Only the next pointer and the payload may change and still parse.
