@@ -24,6 +24,10 @@
 //!   no channel can work, are imported; the others (`VmbChannelGetMmioSpace`, Pause, the
 //!   packet-sending functions, …) are `None`, because one missing import would stop the driver
 //!   from loading.
+//! - **Load-time resolution** ([`resolve`], not yet wired into the driver): the replacement for
+//!   those imports. It walks the export directory of the loaded `vmbkmclr.sys` and fills the
+//!   table by name, so a missing entry no longer stops the driver from loading: a missing
+//!   required entry fails start with every missing name, a missing optional one is reported.
 //! - **Not used: the interface query** (`WdfFdoQueryForInterface` with
 //!   `KMCL_SERVER_INTERFACE_TYPE`, kmcl.md §1b): its GUIDs and version numbers are NOT FOUND
 //!   (kmcl.md §9 item 2), and which device would answer it for a host driver is unknown (§1c).
@@ -62,6 +66,7 @@ pub mod imports;
 mod layout;
 mod provider;
 pub mod raw;
+pub mod resolve;
 pub mod server;
 mod table;
 

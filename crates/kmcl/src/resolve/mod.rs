@@ -1,0 +1,44 @@
+//! Load-time resolution of the KMCL table from the export directory of the loaded
+//! `vmbkmclr.sys`.
+//!
+//! # Why
+//! `crate::imports` imports KMCL from `vmbkmclr.sys` with `raw-dylib`. The loader resolves those
+//! imports before `DriverEntry` runs, so a single name the host library does not export fails
+//! the whole image load (`STATUS_DRIVER_ENTRYPOINT_NOT_FOUND`, device Code 39), and the driver
+//! cannot even say which name was missing. Only three of the imported names are evidenced as
+//! `vmbkmclr.sys` exports (kmcl.md §1a). Resolving the table at run time instead lets the
+//! driver load, look every entry up, refuse to start with a message naming *every* missing
+//! required entry, and run without the optional ones (reporting them).
+//!
+//! **This module is the load-time replacement for `crate::imports`; it is not wired into the
+//! driver yet** (the raw-dylib imports are still what the Windows build uses).
+//!
+//! # Parts
+//! - [`image`]: the [`ImageReader`] abstraction over a PE32+ image: [`MappedImage`] (an image as
+//!   the loader mapped it: RVA = offset from the base; what the driver has for a loaded module)
+//!   and [`FileImage`] (a file on disk: RVA mapped through the section table; for tests), plus
+//!   the header checks both share.
+//! - [`exports`]: the export-directory parser. Everything is validated with checked arithmetic;
+//!   forwarded exports are reported, never followed; nothing panics.
+//! - [`policy`]: the static list of KMCL entries, each Required or Optional with its reason.
+//!   Dev and release builds resolve the same list: nothing depends on the linker.
+//! - [`kmcl_table`]: turning the export directory into a [`crate::KmclApi`].
+//!
+//! Format: "PE Format", Microsoft Learn (learn.microsoft.com/windows/win32/debug/pe-format):
+//! MS-DOS stub and `e_lfanew` at 0x3C, signature `PE\0\0`, COFF file header, optional header
+//! (magic 0x20B = PE32+), data directories (index 0 = export table), section table, and the
+//! `.edata` section (export directory table, export address table, name pointer table, ordinal
+//! table; an export address inside the export section is a forwarder RVA).
+
+pub mod error;
+pub mod exports;
+pub mod image;
+pub mod kmcl_table;
+pub mod policy;
+mod read;
+
+pub use error::PeError;
+pub use exports::{Export, ExportDirectory, ExportTarget};
+pub use image::{FileImage, ImageReader, MappedImage, PeHeaders};
+pub use kmcl_table::{EntrySet, Located, ResolveError, ResolvedKmcl, locate, resolve_mapped};
+pub use policy::{ENTRIES, EntryPolicy, EntrySpec};
