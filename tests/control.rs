@@ -227,7 +227,11 @@ fn a_session_reaches_only_its_own_regions() {
     assert_eq!(snapshot(&bench), before);
     // A's file handle used from B's process is refused.
     let stolen = bench
-        .caller(host_b, a.file(), vmbmmio_core::control::RequestorMode::UserMode)
+        .caller(
+            host_b,
+            a.file(),
+            vmbmmio_core::control::RequestorMode::UserMode,
+        )
         .unwrap();
     assert_eq!(bench.region_section(stolen, 0), Err(STATUS_ACCESS_DENIED));
     assert_eq!(snapshot(&bench), before);

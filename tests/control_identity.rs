@@ -128,7 +128,10 @@ fn a_new_process_with_a_reused_id_opens_its_own_file_and_gets_its_own_sections()
     bench.open_session(b, Target::Loopback, &[4096]).unwrap();
     let (handle_b, ..) = bench.region_section(b, 0).unwrap();
     let region_b = bench.control.region_section(b.file(), 0).unwrap().object();
-    assert_eq!(bench.kernel.handle_info(second, handle_b).unwrap().0, region_b);
+    assert_eq!(
+        bench.kernel.handle_info(second, handle_b).unwrap().0,
+        region_b
+    );
     let region_a = bench.control.region_section(a.file(), 0).unwrap().object();
     assert_ne!(region_a, region_b);
     // B's caller still cannot use A's file.

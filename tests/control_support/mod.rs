@@ -8,9 +8,7 @@ use hvsim::memory::ProcessId;
 use hvsim::platform::SimPlatform;
 use hvsim::sections::{SYSTEM_PROCESS, SimKernel};
 use kmcl::raw::NTSTATUS;
-use vmbmmio_core::control::{
-    Caller, ControlDevice, FileKey, OfferSettings, Opener, RequestorMode,
-};
+use vmbmmio_core::control::{Caller, ControlDevice, FileKey, OfferSettings, Opener, RequestorMode};
 use vmbmmio_core::sections::SectionQuotas;
 use vmbmmio_proto::ioctl::{
     CloseSessionRequest, GetRegionSectionRequest, IoctlCode, MappingState, OpenSessionRequest,

@@ -151,8 +151,8 @@ impl<P: ProcessReference> Opener<P> {
 mod tests {
     use super::*;
 
-    struct Counted<'a>(&'a core::cell::Cell<u32>);
-    impl ProcessReference for Counted<'_> {
+    struct Counted;
+    impl ProcessReference for Counted {
         fn key(&self) -> ProcessKey {
             ProcessKey(7)
         }
@@ -169,15 +169,18 @@ mod tests {
             Err(ControlError::KernelModeRequest)
         );
         let caller = Caller::admit(FileKey(1), ProcessKey(2), RequestorMode::UserMode);
-        assert_eq!(caller.map(|c| (c.file(), c.process())), Ok((FileKey(1), ProcessKey(2))));
+        assert_eq!(
+            caller.map(|c| (c.file(), c.process())),
+            Ok((FileKey(1), ProcessKey(2)))
+        );
     }
 
     #[test]
     fn a_refused_create_takes_no_process_reference() {
-        let taken = core::cell::Cell::new(0);
+        let taken = core::cell::Cell::new(0_u32);
         let take = || {
             taken.set(taken.get().saturating_add(1));
-            Counted(&taken)
+            Counted
         };
         assert!(Opener::admit(FileKey(1), RequestorMode::KernelMode, take).is_err());
         assert_eq!(taken.get(), 0);
