@@ -66,7 +66,7 @@ fn a_session_offers_the_plan_and_hands_out_its_sections() {
 
     bench.close_session(caller).unwrap();
     bench.kernel.exit_process(devhost);
-    bench.control.file_cleanup(caller.file);
+    bench.control.file_cleanup(caller.file());
     bench.assert_nothing_left();
 }
 
@@ -226,10 +226,13 @@ fn a_session_reaches_only_its_own_regions() {
     assert_eq!(bench.region_section(b, 2), Err(STATUS_INVALID_PARAMETER));
     assert_eq!(snapshot(&bench), before);
     // A's file handle used from B's process is refused.
-    let stolen = vmbmmio_core::control::Caller {
-        file: a.file,
-        process: b.process,
-    };
+    let stolen = bench
+        .caller(
+            host_b,
+            a.file(),
+            vmbmmio_core::control::RequestorMode::UserMode,
+        )
+        .unwrap();
     assert_eq!(bench.region_section(stolen, 0), Err(STATUS_ACCESS_DENIED));
     assert_eq!(snapshot(&bench), before);
     // A VMBus handle of another process cannot be converted: the offer is refused, and what
@@ -312,7 +315,7 @@ fn defect_03_a_session_rests_on_a_named_assumption_and_follows_the_vm() {
     assert!(bench.sim.guest(vm.id).offers().is_empty());
     bench.close_session(caller).unwrap();
     bench.kernel.exit_process(devhost);
-    bench.control.file_cleanup(caller.file);
+    bench.control.file_cleanup(caller.file());
     bench.assert_nothing_left();
 }
 

@@ -68,7 +68,7 @@ fn device_host_exit_at_any_step_leaves_nothing() {
         let (devhost, caller) = run_until(&mut bench, steps);
         // The process dies: the OS closes its handles and views; WDF runs file cleanup.
         bench.kernel.exit_process(devhost);
-        bench.control.file_cleanup(caller.file);
+        bench.control.file_cleanup(caller.file());
         assert_eq!(bench.control.open_files(), 0, "step {steps}");
         bench.assert_nothing_left();
     }
@@ -79,7 +79,7 @@ fn file_cleanup_before_the_process_is_gone_keeps_memory_alive_until_it_is() {
     let mut bench = Bench::new();
     let (devhost, caller) = run_until(&mut bench, STEPS);
     // The last handle to the file is closed while the process still maps the sections.
-    bench.control.file_cleanup(caller.file);
+    bench.control.file_cleanup(caller.file());
     assert_eq!(bench.control.live_sessions(), 0);
     assert_eq!(bench.kernel.live_sections(), SIZES.len());
     bench.kernel.exit_process(devhost);
@@ -120,7 +120,7 @@ fn a_failure_at_every_open_session_step_leaves_nothing() {
         assert_eq!(bench.control.live_sessions(), 0, "{function:?}");
         assert!(bench.sim.guest(vm.id).offers().is_empty() || function == F::VmbChannelEnable);
         bench.kernel.exit_process(devhost);
-        bench.control.file_cleanup(caller.file);
+        bench.control.file_cleanup(caller.file());
         bench.assert_nothing_left();
     }
     for point in [FaultPoint::CreateSection, FaultPoint::ReferenceObject] {
@@ -139,7 +139,7 @@ fn a_failure_at_every_open_session_step_leaves_nothing() {
             );
             assert!(bench.sim.guest(vm.id).offers().is_empty());
             bench.kernel.exit_process(devhost);
-            bench.control.file_cleanup(caller.file);
+            bench.control.file_cleanup(caller.file());
             bench.assert_nothing_left();
         }
     }

@@ -40,7 +40,12 @@ impl Host {
         let access = self.sections.region(session, region)?.access;
         self.kernel.set_current_process(self.devhost);
         self.sections
-            .open_user_handle(session, region, access, self.devhost.into())
+            .open_user_handle(
+                session,
+                region,
+                access,
+                self.kernel.process_key(self.devhost).unwrap(),
+            )
             .map(|handle| handle.0)
     }
 
@@ -182,7 +187,12 @@ fn read_only_region_hands_out_a_read_only_handle() {
     let opens = host.kernel.calls(FaultPoint::OpenUserHandle);
     let error = host
         .sections
-        .open_user_handle(session, RegionId::new(session, 0), RW, host.devhost.into())
+        .open_user_handle(
+            session,
+            RegionId::new(session, 0),
+            RW,
+            host.kernel.process_key(host.devhost).unwrap(),
+        )
         .unwrap_err();
     assert_eq!(error, SectionError::WriteNotAllowed { index: 0 });
     assert_eq!(error.to_ntstatus(), STATUS_ACCESS_DENIED);
@@ -203,7 +213,7 @@ fn a_read_write_region_can_hand_out_a_read_only_handle() {
             session,
             RegionId::new(session, 0),
             RegionAccess::ReadOnly,
-            host.devhost.into(),
+            host.kernel.process_key(host.devhost).unwrap(),
         )
         .unwrap()
         .0;
@@ -316,7 +326,7 @@ fn a_session_cannot_reach_another_sessions_regions() {
         .sections
         .create_session(&[RegionSpec::read_write(4096), RegionSpec::read_write(4096)])
         .unwrap();
-    let devhost = host.devhost.into();
+    let devhost = host.kernel.process_key(host.devhost).unwrap();
     host.kernel.set_current_process(host.devhost);
 
     // A's device host names B's region.
@@ -396,13 +406,18 @@ fn refuses_to_open_a_handle_outside_the_requesters_context() {
     host.kernel.set_current_process(SYSTEM_PROCESS); // e.g. a worker thread
     let error = host
         .sections
-        .open_user_handle(session, RegionId::new(session, 0), RW, host.devhost.into())
+        .open_user_handle(
+            session,
+            RegionId::new(session, 0),
+            RW,
+            host.kernel.process_key(host.devhost).unwrap(),
+        )
         .unwrap_err();
     assert_eq!(
         error,
         SectionError::WrongProcessContext {
-            requester: host.devhost.into(),
-            current: SYSTEM_PROCESS.into()
+            requester: host.kernel.process_key(host.devhost).unwrap(),
+            current: host.kernel.process_key(SYSTEM_PROCESS).unwrap()
         }
     );
     assert_eq!(host.kernel.calls(FaultPoint::OpenUserHandle), 0);

@@ -38,7 +38,12 @@ fn open(
 ) -> u64 {
     kernel.set_current_process(devhost);
     sections
-        .open_user_handle(session, RegionId::new(session, index), RW, devhost.into())
+        .open_user_handle(
+            session,
+            RegionId::new(session, index),
+            RW,
+            kernel.process_key(devhost).unwrap(),
+        )
         .unwrap()
         .0
 }
@@ -88,7 +93,12 @@ fn a_failed_handle_open_records_nothing_and_opens_nothing() {
     kernel.fail_nth(FaultPoint::OpenUserHandle, 1, STATUS_INSUFFICIENT_RESOURCES);
     kernel.set_current_process(devhost);
     let error = sections
-        .open_user_handle(session, RegionId::new(session, 2), RW, devhost.into())
+        .open_user_handle(
+            session,
+            RegionId::new(session, 2),
+            RW,
+            kernel.process_key(devhost).unwrap(),
+        )
         .unwrap_err();
     assert_eq!(
         error,
@@ -148,7 +158,10 @@ fn device_host_exit_at_any_step_releases_everything() {
             (handles.len(), views.len()),
             "step {crash_after}"
         );
-        assert_eq!(sections.release_process(devhost.into()), handles.len());
+        assert_eq!(
+            sections.release_process(kernel.process_key(devhost).unwrap()),
+            handles.len()
+        );
         assert!(kernel.process_is_clean(devhost));
         assert_eq!(sections.counters().live_handle_records, 0);
         // The sections stay with the session, bytes intact, for a restarted device host.
@@ -166,7 +179,7 @@ fn device_host_exit_at_any_step_releases_everything() {
             assert_eq!(byte[0], if written { 0xC0 | i as u8 } else { 0 });
         }
         kernel.exit_process(restarted);
-        sections.release_process(restarted.into());
+        sections.release_process(kernel.process_key(restarted).unwrap());
 
         sections.close_session(session).unwrap();
         assert_nothing_left(&kernel, &sections);
@@ -197,7 +210,7 @@ fn crash_with_the_session_ended_by_file_cleanup_leaves_nothing_in_either_order()
                 }
             }
             let cleanup = |sections: &mut SectionManager<SimKernel>| {
-                sections.release_process(devhost.into());
+                sections.release_process(kernel.process_key(devhost).unwrap());
                 sections.close_session(session).unwrap();
             };
             if cleanup_first {
@@ -235,7 +248,7 @@ fn session_close_while_the_device_host_still_maps_keeps_its_bytes_until_it_exits
 
     kernel.exit_process(devhost);
     assert_eq!(
-        sections.release_process(devhost.into()),
+        sections.release_process(kernel.process_key(devhost).unwrap()),
         0,
         "already dropped at close"
     );
@@ -249,7 +262,7 @@ fn the_device_host_closing_its_own_handles_is_not_a_double_close() {
     let handle = open(&kernel, &mut sections, devhost, session, 1);
     kernel.close_handle(devhost, handle).unwrap();
     kernel.exit_process(devhost);
-    sections.release_process(devhost.into());
+    sections.release_process(kernel.process_key(devhost).unwrap());
     sections.close_session(session).unwrap();
     assert_nothing_left(&kernel, &sections);
     assert_eq!(kernel.counters().user_handles_closed, 1);

@@ -7,8 +7,16 @@
 //! section handle in the caller's process. Other requests go to the default queue, which fails
 //! them. One WDF wait lock serializes every call into the portable `ControlDevice`.
 //!
-//! Nothing here decides anything: each callback gathers its arguments, takes the lock, calls
-//! the portable method and completes the request with what it returned.
+//! Nothing here decides anything: each callback gathers its arguments, has the portable code
+//! admit the request (requestor mode; `Caller::admit`, `Opener::admit`) **before** it takes
+//! the lock, then takes the lock, calls the portable method and completes the request with
+//! what it returned.
+//!
+//! Caller identity: at file create the glue references the opener's process object
+//! (`process::ReferencedProcess`, `ObReferenceObject(PsGetCurrentProcess())`) and hands the
+//! reference to the control device, which keeps it until `EvtFileCleanup` (or device cleanup)
+//! and compares every request's current process object against it. The requestor mode comes
+//! from `WdfRequestGetRequestorMode`.
 
 use core::ptr::{self, null_mut};
 use core::sync::atomic::{AtomicPtr, Ordering};
@@ -28,12 +36,13 @@ use wdk_sys::{
 
 use super::driver::{object_attributes, wdf_size, wdf_size_u16};
 use super::handles::ZwCloseHandles;
+use super::process::{ReferencedProcess, current_process_key};
 use super::sections::KernelSections;
 use super::strings::{unicode, utf16};
 use vmbmmio_core::control::{
-    Caller, ControlDevice, ControlError, FileKey, OfferSettings, Platform,
+    Caller, ControlDevice, ControlError, FileKey, OfferSettings, Opener, Platform, RequestorMode,
 };
-use vmbmmio_core::sections::{ProcessKey, SectionBackend, SectionQuotas};
+use vmbmmio_core::sections::SectionQuotas;
 
 /// The real platform: KMCL from `vmbkmclr.sys`, `ZwClose`, kernel sections.
 pub struct WindowsPlatform;
@@ -42,6 +51,7 @@ impl Platform for WindowsPlatform {
     type Kmcl = kmcl::Vmbkmclr;
     type HandleCloser = ZwCloseHandles;
     type Sections = KernelSections;
+    type Process = ReferencedProcess;
 }
 
 /// The control state and the lock that serializes it. One per driver (one device).
@@ -58,10 +68,13 @@ const SYMBOLIC_LINK: &[u16] = utf16!("\\DosDevices\\vmbmmio");
 /// Protected DACL: GENERIC_ALL for SYSTEM and the built-in Administrators, nobody else.
 const DEVICE_SDDL: &[u16] = utf16!("D:P(A;;GA;;;SY)(A;;GA;;;BA)");
 
-/// The calling thread's process, as the portable code identifies it (the same key the section
-/// backend compares against when it opens a handle).
-fn current_process() -> ProcessKey {
-    KernelSections.current_process()
+/// The requestor mode of `request` (`WdfRequestGetRequestorMode`).
+///
+/// IRQL: <= DISPATCH_LEVEL.
+fn requestor_mode(request: WDFREQUEST) -> RequestorMode {
+    // SAFETY: `request` is the request WDF passed to the calling callback, not yet completed.
+    let mode = unsafe { call_unsafe_wdf_function_binding!(WdfRequestGetRequestorMode, request) };
+    RequestorMode::from_raw(mode)
 }
 
 /// Runs `f` on the control state under the wait lock; `None` if there is no state.
@@ -258,22 +271,28 @@ extern "C" fn evt_device_cleanup(_device: WDFOBJECT) {
 
 /// `EvtDeviceFileCreate`: a process opened `\\.\vmbmmio`.
 ///
-/// IRQL: PASSIVE_LEVEL, in the opening process's context.
+/// IRQL: PASSIVE_LEVEL, in the opening process's context. A kernel-mode create is refused
+/// before any reference or lock is taken; an admitted one hands the opener's process reference
+/// to the control device (released by it at file cleanup, or here by drop if refused).
 extern "C" fn evt_device_file_create(_device: WDFDEVICE, request: WDFREQUEST, file: WDFFILEOBJECT) {
-    let caller = Caller {
-        file: FileKey(file as usize),
-        process: current_process(),
-    };
-    let status = match with_control(|control| control.file_create(caller)) {
-        Some(Ok(())) => STATUS_SUCCESS,
-        Some(Err(error)) => error.to_ntstatus(),
-        None => ControlError::NotReady.to_ntstatus(),
+    let status = match Opener::admit(
+        FileKey(file as usize),
+        requestor_mode(request),
+        ReferencedProcess::current,
+    ) {
+        Err(error) => error.to_ntstatus(),
+        Ok(opener) => match with_control(|control| control.file_create(opener)) {
+            Some(Ok(())) => STATUS_SUCCESS,
+            Some(Err(error)) => error.to_ntstatus(),
+            None => ControlError::NotReady.to_ntstatus(),
+        },
     };
     // SAFETY: WDF passed `request` to this callback, which completes it exactly once.
     unsafe { call_unsafe_wdf_function_binding!(WdfRequestComplete, request, status) };
 }
 
-/// `EvtFileCleanup`: the last handle to `file` was closed (or its process exited).
+/// `EvtFileCleanup`: the last handle to `file` was closed (or its process exited). The control
+/// device forgets the file and releases the opener's process reference.
 ///
 /// IRQL: PASSIVE_LEVEL.
 extern "C" fn evt_file_cleanup(file: WDFFILEOBJECT) {
@@ -296,8 +315,19 @@ extern "C" fn evt_io_default(_queue: WDFQUEUE, request: WDFREQUEST) {
 
 /// `EvtIoInCallerContext`: every request, in the requesting thread's process.
 ///
-/// IRQL: PASSIVE_LEVEL for IOCTLs from user mode (METHOD_BUFFERED).
+/// IRQL: PASSIVE_LEVEL for IOCTLs from user mode (METHOD_BUFFERED). Requests whose requestor
+/// mode is not user mode are refused first, before any lock is taken or buffer touched.
 extern "C" fn evt_io_in_caller_context(device: WDFDEVICE, request: WDFREQUEST) {
+    // SAFETY: `request` is valid; the file object is the one the request was sent through.
+    let file = unsafe { call_unsafe_wdf_function_binding!(WdfRequestGetFileObject, request) };
+    let caller = match Caller::admit(
+        FileKey(file as usize),
+        current_process_key(),
+        requestor_mode(request),
+    ) {
+        Ok(caller) => caller,
+        Err(error) => return complete(request, error.to_ntstatus(), 0),
+    };
     let mut params = WDF_REQUEST_PARAMETERS {
         Size: const { wdf_size_u16::<WDF_REQUEST_PARAMETERS>() },
         ..WDF_REQUEST_PARAMETERS::default()
@@ -322,12 +352,6 @@ extern "C" fn evt_io_in_caller_context(device: WDFDEVICE, request: WDFREQUEST) {
             io.InputBufferLength,
             io.OutputBufferLength,
         )
-    };
-    // SAFETY: `request` is valid; the file object is the one the request was sent through.
-    let file = unsafe { call_unsafe_wdf_function_binding!(WdfRequestGetFileObject, request) };
-    let caller = Caller {
-        file: FileKey(file as usize),
-        process: current_process(),
     };
     // Code and lengths first, before any buffer is touched (the portable code decides).
     match with_control(|control| control.precheck(caller, code, input_len, output_len)) {

@@ -9,5 +9,6 @@
 mod control;
 mod driver;
 mod handles;
+mod process;
 pub mod sections;
 mod strings;

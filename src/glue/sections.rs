@@ -28,7 +28,7 @@ use kmcl::raw::{
 };
 use wdk_sys::ntddk::{
     MmGetSystemRoutineAddress, ObOpenObjectByPointer, ObReferenceObjectByHandle,
-    ObfDereferenceObject, PsGetCurrentProcessId, ZwClose, ZwCreateSection,
+    ObfDereferenceObject, ZwClose, ZwCreateSection,
 };
 use wdk_sys::{
     _MODE, HANDLE, KPROCESSOR_MODE, LARGE_INTEGER, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES,
@@ -144,11 +144,12 @@ impl SectionBackend for KernelSections {
             .ok_or(STATUS_UNSUCCESSFUL)
     }
 
+    /// The current process's **object** identity (`PsGetCurrentProcess`), not its id: ids are
+    /// reused, objects referenced by the control device are not (`super::process`).
+    ///
     /// IRQL: any.
     fn current_process(&self) -> ProcessKey {
-        // SAFETY: PsGetCurrentProcessId has no preconditions and runs at any IRQL.
-        let id = unsafe { PsGetCurrentProcessId() };
-        ProcessKey(id.addr() as u64)
+        super::process::current_process_key()
     }
 
     /// IRQL: PASSIVE_LEVEL, in the requesting process's context.

@@ -6,9 +6,9 @@
 use hvsim::kmcl::{Assumption, GuestKind, GuestVm, Power, Sim, SimVm};
 use hvsim::memory::ProcessId;
 use hvsim::platform::SimPlatform;
-use hvsim::sections::SimKernel;
+use hvsim::sections::{SYSTEM_PROCESS, SimKernel};
 use kmcl::raw::NTSTATUS;
-use vmbmmio_core::control::{Caller, ControlDevice, FileKey, OfferSettings};
+use vmbmmio_core::control::{Caller, ControlDevice, FileKey, OfferSettings, Opener, RequestorMode};
 use vmbmmio_core::sections::SectionQuotas;
 use vmbmmio_proto::ioctl::{
     CloseSessionRequest, GetRegionSectionRequest, IoctlCode, MappingState, OpenSessionRequest,
@@ -68,14 +68,40 @@ impl Bench {
         (process, vm, assumption)
     }
 
-    /// The device host opens `\\.\vmbmmio`: a new file handle in `process`.
+    /// The device host opens `\\.\vmbmmio`: a new file handle in `process`, created in its
+    /// context from user mode (as `EvtDeviceFileCreate` runs); the driver references the
+    /// process object.
     pub fn open_file(&mut self, process: ProcessId, file: usize) -> Caller {
-        let caller = Caller {
-            file: FileKey(file),
-            process: process.into(),
-        };
-        self.control.file_create(caller).unwrap();
+        let opener = self.opener(process, file, RequestorMode::UserMode).unwrap();
+        let caller = opener.caller();
+        self.control.file_create(opener).unwrap();
         caller
+    }
+
+    /// The glue's admission of a create of `file` by `process` in `mode`.
+    pub fn opener(
+        &self,
+        process: ProcessId,
+        file: usize,
+        mode: RequestorMode,
+    ) -> Result<Opener<hvsim::sections::SimProcessRef>, NTSTATUS> {
+        self.kernel.set_current_process(process);
+        let kernel = &self.kernel;
+        let opener = Opener::admit(FileKey(file), mode, || kernel.reference_current_process());
+        self.kernel.set_current_process(SYSTEM_PROCESS);
+        opener.map_err(|error| error.to_ntstatus())
+    }
+
+    /// The glue's admission of a request through `file` by a thread of whatever process has
+    /// id `process` now, in `mode`.
+    pub fn caller(
+        &self,
+        process: ProcessId,
+        file: FileKey,
+        mode: RequestorMode,
+    ) -> Result<Caller, NTSTATUS> {
+        let key = self.kernel.process_key(process).unwrap();
+        Caller::admit(file, key, mode).map_err(|error| error.to_ntstatus())
     }
 
     /// One IOCTL from `caller`, in its process context (as `EvtIoInCallerContext` runs).
@@ -86,7 +112,7 @@ impl Bench {
         input: &[u8],
         output_len: usize,
     ) -> Result<Vec<u8>, NTSTATUS> {
-        let process = ProcessId(caller.process.0 as u32);
+        let process = self.kernel.process_id_of(caller.process()).unwrap();
         self.kernel.set_current_process(process);
         let mut output = vec![0u8; output_len];
         let control = &mut self.control;

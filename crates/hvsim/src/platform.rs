@@ -3,7 +3,7 @@
 use vmbmmio_core::control::Platform;
 
 use crate::kmcl::{HvsimKmcl, SimHandleCloser};
-use crate::sections::SimKernel;
+use crate::sections::{SimKernel, SimProcessRef};
 
 /// KMCL from the KMCL model, kernel handles closed by the model, sections from the
 /// object-manager model: the simulated counterpart of the glue's `WindowsPlatform`.
@@ -13,4 +13,5 @@ impl Platform for SimPlatform {
     type Kmcl = HvsimKmcl;
     type HandleCloser = SimHandleCloser;
     type Sections = SimKernel;
+    type Process = SimProcessRef;
 }

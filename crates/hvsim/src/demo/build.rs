@@ -13,7 +13,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use vmbmmio_core::control::{Caller, ControlDevice, OfferSettings};
+use vmbmmio_core::control::{ControlDevice, OfferSettings, Opener, RequestorMode};
 use vmbmmio_core::mmio_plan::MmioPlan;
 use vmbmmio_devhost::config::{CliArgs, DeviceHostConfig};
 use vmbmmio_devhost::placement::ReservationRelation;
@@ -171,13 +171,21 @@ fn build_host(
             guest_vm.clone(),
         ),
     )?;
-    let caller = Caller {
-        file: FILE,
-        process: device_host.into(),
-    };
+    // The device host opens the control device: a user-mode create in its own context; the
+    // driver references its process object (src/glue/control.rs).
+    kernel.set_current_process(device_host);
+    let opener = step(
+        "opening the control device",
+        Opener::admit(FILE, RequestorMode::UserMode, || {
+            kernel.reference_current_process()
+        }),
+    );
+    kernel.set_current_process(crate::sections::SYSTEM_PROCESS);
+    let opener = opener?;
+    let caller = opener.caller();
     step(
         "opening the control device",
-        control.borrow_mut().file_create(caller),
+        control.borrow_mut().file_create(opener),
     )?;
 
     let counts = Rc::new(TransportCounts::default());
@@ -186,6 +194,7 @@ fn build_host(
         sim: sim.clone(),
         kernel: kernel.clone(),
         caller,
+        process: device_host,
         counts: counts.clone(),
     };
     let settings = DriverSessionSettings {

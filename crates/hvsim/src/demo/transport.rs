@@ -24,6 +24,8 @@ pub struct InProcessTransport {
     pub(super) sim: Rc<Sim>,
     pub(super) kernel: SimKernel,
     pub(super) caller: Caller,
+    /// The device host's process id (the caller's process object runs under it).
+    pub(super) process: ProcessId,
     /// IOCTLs delivered, and how many went through `precheck` first (always all of them: the
     /// demo reports both so a test can see it).
     pub(super) counts: Rc<TransportCounts>,
@@ -40,7 +42,7 @@ pub struct TransportCounts {
 
 impl IoctlTransport for InProcessTransport {
     fn ioctl(&mut self, code: u32, input: &[u8], output: &mut [u8]) -> Result<usize, IoctlFailure> {
-        let process = ProcessId(u32::try_from(self.caller.process.0).unwrap_or(u32::MAX));
+        let process = self.process;
         self.kernel.set_current_process(process);
         let control = &self.control;
         let caller = self.caller;
@@ -58,7 +60,7 @@ impl IoctlTransport for InProcessTransport {
     }
 
     fn close_handle(&mut self, handle: u64) {
-        let process = ProcessId(u32::try_from(self.caller.process.0).unwrap_or(u32::MAX));
+        let process = self.process;
         // A handle the client refused is closed by the device host, like any of its handles.
         let _ = self.kernel.close_handle(process, handle);
     }
@@ -68,6 +70,6 @@ impl Drop for InProcessTransport {
     /// The device host's handle to the control device closes: WDF runs file cleanup, which
     /// ends the session if CLOSE_SESSION was never sent (docs/ioctl.md).
     fn drop(&mut self) {
-        self.control.borrow_mut().file_cleanup(self.caller.file);
+        self.control.borrow_mut().file_cleanup(self.caller.file());
     }
 }

@@ -18,6 +18,13 @@
 //! - Fault injection ([`FaultPoint`]) and counters ([`SimCounters`]) so tests can prove that
 //!   every path releases what it made.
 //!
+//! - Process objects (`process`): every spawned process is a new object, its
+//!   [`vmbmmio_core::sections::ProcessKey`] is the object's identity, and process ids are
+//!   reused ([`SimKernel::spawn_process_reusing`]) as soon as the process has exited: the
+//!   strict reading of Microsoft's "Process Handles and Identifiers" ("the identifier is valid
+//!   from the time the process is created until the process has been terminated"); Windows
+//!   may keep the id reserved longer while the object is referenced, the model does not.
+//!
 //! # What it does not model
 //! Security descriptors and the UserMode access check of `ObOpenObjectByPointer`, commit
 //! charge, and the thread-context switch itself: the test says which process the current
@@ -26,6 +33,7 @@
 mod faults;
 mod handle_table;
 mod object;
+mod process;
 mod state;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -36,6 +44,7 @@ use vmbmmio_core::sections::{ProcessKey, SectionBackend, UserHandle};
 pub use faults::FaultPoint;
 pub use handle_table::KERNEL_HANDLE_BIT;
 pub use object::ObjectId;
+pub use process::{ProcessObjectId, SimProcessRef};
 pub use state::STATUS_PROCESS_IS_TERMINATING;
 
 use crate::memory::{ProcessId, ResolveError, SectionAccess, SectionMemory, SectionResolver};
@@ -66,6 +75,10 @@ impl SimSection {
 pub struct SimCounters {
     /// Section objects created.
     pub sections_created: u64,
+    /// Process-object references taken (`ObReferenceObject` on `PsGetCurrentProcess()`).
+    pub process_references_taken: u64,
+    /// Process-object references released (`ObDereferenceObject`).
+    pub process_references_released: u64,
     /// Section objects destroyed (last reference, handle and view gone).
     pub sections_destroyed: u64,
     /// Kernel handles opened (`ZwCreateSection`).
@@ -92,6 +105,7 @@ impl SimCounters {
         self.sections_created == self.sections_destroyed
             && self.kernel_handles_opened == self.kernel_handles_closed
             && self.references_taken == self.references_released
+            && self.process_references_taken == self.process_references_released
             && self.user_handles_opened == self.user_handles_closed
             && self.views_mapped == self.views_unmapped
     }
@@ -110,12 +124,6 @@ impl Default for SimKernel {
     }
 }
 
-impl From<ProcessId> for ProcessKey {
-    fn from(pid: ProcessId) -> Self {
-        ProcessKey(u64::from(pid.0))
-    }
-}
-
 impl SimKernel {
     /// A kernel with only the System process; the current thread runs in it.
     pub fn new() -> Self {
@@ -129,12 +137,13 @@ impl SimKernel {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Starts a user-mode process (a device host, a VM worker) and returns its id.
+    /// Starts a user-mode process (a device host, a VM worker) and returns its id. Every
+    /// process is a new process object ([`SimKernel::process_key`]).
     pub fn spawn_process(&self) -> ProcessId {
         let mut state = self.lock();
         state.next_pid += 4;
         let pid = ProcessId(state.next_pid);
-        state.processes.insert(pid, state::Process::default());
+        state.insert_process(pid);
         pid
     }
 
@@ -263,8 +272,13 @@ impl SectionBackend for SimKernel {
         referenced.map(SimSection)
     }
 
+    /// The current process's **object** identity (`PsGetCurrentProcess`), not its id.
     fn current_process(&self) -> ProcessKey {
-        self.lock().current.into()
+        let state = self.lock();
+        state
+            .processes
+            .get(&state.current)
+            .map_or(ProcessKey(0), |p| p.object.key())
     }
 
     fn open_user_handle(

@@ -11,6 +11,7 @@ use kmcl::raw::{NTSTATUS, STATUS_INVALID_HANDLE, STATUS_INVALID_PARAMETER};
 use super::faults::{FaultPoint, Faults};
 use super::handle_table::{HandleEntry, HandleTable};
 use super::object::{ObjectId, SectionObject};
+use super::process::{ProcessObject, ProcessObjectId};
 use super::{SYSTEM_PROCESS, SimCounters, ViewId};
 use crate::memory::{ProcessId, ResolveError, SectionAccess, SectionMemory};
 
@@ -24,11 +25,24 @@ use vmbmmio_core::sections::{SECTION_MAP_READ, SECTION_MAP_WRITE, SECTION_QUERY}
 /// Page size: sections are whole pages (hdv.md §3.3 "Granularity").
 const PAGE_SIZE: u64 = 4096;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Process {
+    /// The process object this id currently names (a reused id names a new object).
+    pub(super) object: ProcessObjectId,
     pub(super) handles: HandleTable,
     pub(super) views: BTreeMap<ViewId, ObjectId>,
     pub(super) exited: bool,
+}
+
+impl Process {
+    pub(super) fn new(object: ProcessObjectId) -> Self {
+        Self {
+            object,
+            handles: HandleTable::default(),
+            views: BTreeMap::new(),
+            exited: false,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -39,6 +53,10 @@ pub(super) struct State {
     pub(super) next_object: u64,
     pub(super) next_view: u64,
     pub(super) next_pid: u32,
+    /// Every process object ever created, with its process id and pointer count (kernel
+    /// references such as `ObReferenceObject` on `PsGetCurrentProcess()`).
+    pub(super) process_objects: BTreeMap<ProcessObjectId, ProcessObject>,
+    pub(super) next_process_object: u64,
     pub(super) faults: Faults,
     pub(super) counters: SimCounters,
 }
@@ -54,9 +72,14 @@ pub(super) fn mask_allows(mask: u32, access: SectionAccess) -> bool {
 impl State {
     pub(super) fn new() -> Self {
         let mut processes = BTreeMap::new();
-        processes.insert(SYSTEM_PROCESS, Process::default());
+        let mut process_objects = BTreeMap::new();
+        let system = ProcessObjectId(1);
+        processes.insert(SYSTEM_PROCESS, Process::new(system));
+        process_objects.insert(system, ProcessObject::new(SYSTEM_PROCESS));
         Self {
             processes,
+            process_objects,
+            next_process_object: 1,
             objects: BTreeMap::new(),
             current: SYSTEM_PROCESS,
             next_object: 0,

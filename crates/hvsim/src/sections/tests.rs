@@ -291,3 +291,29 @@ fn defect_08_the_drivers_handles_carry_the_query_right_hdv_needs() {
     kernel.exit_process(host);
     assert!(kernel.counters().all_released());
 }
+
+#[test]
+fn a_reused_process_id_is_a_new_process_object() {
+    let kernel = SimKernel::new();
+    let first = kernel.spawn_process();
+    let first_key = kernel.process_key(first).unwrap();
+    // A live process keeps its id.
+    assert_eq!(kernel.spawn_process_reusing(first), None);
+    kernel.set_current_process(first);
+    let reference = kernel.reference_current_process();
+    assert_eq!(kernel.current_process(), first_key);
+    kernel.exit_process(first);
+    // Strict reading: the id is free as soon as the process exited, even while referenced.
+    let second = kernel.spawn_process_reusing(first).unwrap();
+    assert_eq!(second, first);
+    let second_key = kernel.process_key(second).unwrap();
+    assert_ne!(second_key, first_key);
+    kernel.set_current_process(second);
+    assert_eq!(kernel.current_process(), second_key);
+    assert_eq!(kernel.process_id_of(first_key), Some(first));
+    assert_eq!(kernel.process_references(first_key), 1);
+    assert!(!kernel.counters().all_released());
+    drop(reference);
+    assert_eq!(kernel.process_references(first_key), 0);
+    assert!(kernel.counters().all_released());
+}

@@ -42,9 +42,13 @@ impl<X: Platform> ControlDevice<X> {
     }
 
     fn count_rejection<T>(&mut self, caller: Caller, result: &Result<T, ControlError>) {
+        // Only the opener's own requests count: a request from another process through a
+        // duplicated or inherited handle changes nothing of the opener's file.
         if let (Err(_), Some(entry)) = (
             result,
-            self.files.iter_mut().find(|f| f.file == caller.file),
+            self.files
+                .iter_mut()
+                .find(|f| f.file == caller.file() && f.opener() == caller.process()),
         ) {
             entry.rejected_requests = entry.rejected_requests.saturating_add(1);
         }
@@ -87,11 +91,14 @@ impl<X: Platform> ControlDevice<X> {
         let index = self
             .files
             .iter()
-            .position(|f| f.file == caller.file)
+            .position(|f| f.file == caller.file())
             .ok_or(ControlError::UnknownFile)?;
-        // A file handle duplicated into another process does not carry its session along:
-        // section handles must land in the device host that opened the file.
-        if self.files.get(index).map(|f| f.opener.process) != Some(caller.process) {
+        // A file handle duplicated into (or inherited by) another process does not carry its
+        // session along: section handles must land in the device host that opened the file.
+        // Compared by process object, which the entry keeps referenced: a later process that
+        // reuses the opener's process id is a different object and is refused (module
+        // `caller`).
+        if self.files.get(index).map(FileEntry::opener) != Some(caller.process()) {
             return Err(ControlError::WrongProcess);
         }
         match code {
@@ -233,12 +240,14 @@ impl<X: Platform> ControlDevice<X> {
     fn get_region_section(
         &mut self,
         index: usize,
-        caller: Caller,
+        _caller: Caller,
         region_index: u32,
         access: SectionAccess,
         output: &mut [u8],
     ) -> Result<usize, ControlError> {
         let entry = self.files.get_mut(index).ok_or(ControlError::UnknownFile)?;
+        // `dispatch` checked that the caller's process is the opener.
+        let opener = entry.opener();
         let session = entry.session.as_mut().ok_or(ControlError::NoSession)?;
         let placement = usize::try_from(region_index)
             .ok()
@@ -260,7 +269,7 @@ impl<X: Platform> ControlDevice<X> {
             session.sections,
             RegionId::new(session.sections, region_index),
             requested,
-            caller.process,
+            opener,
         )?;
         session.handles_issued = session.handles_issued.saturating_add(1);
         // Only a NULL handle could fail here, and a successful open never returns one.

@@ -38,6 +38,9 @@ pub enum ControlError {
     },
     /// The request came from a process other than the one that opened the file handle.
     WrongProcess,
+    /// The request's requestor mode is not user mode: refused before any lock or state is
+    /// touched (a kernel-mode sender must never obtain a user handle in the System process).
+    KernelModeRequest,
     /// The request came through a file handle the control device does not know.
     UnknownFile,
     /// The same file handle was announced twice.
@@ -65,7 +68,7 @@ impl ControlError {
             Self::Channel(error) => error.to_ntstatus(),
             Self::SessionExists | Self::NoSession => STATUS_INVALID_DEVICE_STATE,
             Self::RegionOutOfRange { .. } => STATUS_INVALID_PARAMETER,
-            Self::WrongProcess => STATUS_ACCESS_DENIED,
+            Self::WrongProcess | Self::KernelModeRequest => STATUS_ACCESS_DENIED,
             Self::UnknownFile | Self::FileAlreadyOpen => STATUS_INVALID_DEVICE_REQUEST,
             Self::TooManyFiles => STATUS_TOO_MANY_OPENED_FILES,
             Self::ShuttingDown => STATUS_DEVICE_REMOVED,

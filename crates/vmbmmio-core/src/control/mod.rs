@@ -18,14 +18,21 @@
 //! session's own rules; only then does anything change. A rejected request changes nothing
 //! (docs/ioctl.md).
 //!
+//! # Who may call
+//! Every request is admitted first ([`Caller::admit`], [`Opener::admit`], module `caller`):
+//! only user-mode requests pass, before any lock is taken. The caller's process is identified
+//! by its process object, referenced from file create to file cleanup, never by its id.
+//!
 //! # IRQL and context
 //! | Entry point | IRQL | Context |
 //! |---|---|---|
-//! | [`ControlDevice::file_create`] | PASSIVE_LEVEL | the opening process (`EvtDeviceFileCreate`) |
+//! | [`Caller::admit`], [`Opener::admit`] | any (`Opener`: that of `ObReferenceObject`, <= DISPATCH_LEVEL) | before the lock; no state touched |
+//! | [`ControlDevice::file_create`] | PASSIVE_LEVEL | the opening process (`EvtDeviceFileCreate`); keeps the opener's process reference |
 //! | [`ControlDevice::dispatch`] | PASSIVE_LEVEL | **the calling process** (`EvtIoInCallerContext`): VMBus handles are converted and section handles opened there |
-//! | [`ControlDevice::file_cleanup`] | PASSIVE_LEVEL | `EvtFileCleanup` (last handle closed, or process exit) |
+//! | [`ControlDevice::file_cleanup`] | PASSIVE_LEVEL | `EvtFileCleanup` (last handle closed, or process exit); releases the opener's process reference |
 //! | [`ControlDevice::shutdown`] | PASSIVE_LEVEL | device cleanup / driver unload |
 
+mod caller;
 mod dispatch;
 mod error;
 mod session;
@@ -36,10 +43,9 @@ use kmcl::KmclProvider;
 use kmcl::server::ParentDevice;
 
 use crate::channel::KernelHandleCloser;
-use crate::sections::{
-    ProcessKey, RegionId, SectionBackend, SectionCounters, SectionManager, SectionQuotas,
-};
+use crate::sections::{RegionId, SectionBackend, SectionCounters, SectionManager, SectionQuotas};
 
+pub use caller::{Caller, Opener, ProcessReference, RequestorMode};
 pub use error::{ControlError, proto_error_to_ntstatus};
 
 use session::FileEntry;
@@ -53,21 +59,14 @@ pub trait Platform: 'static {
     type HandleCloser: KernelHandleCloser;
     /// The kernel section calls.
     type Sections: SectionBackend;
+    /// A referenced process object (the opener of a file handle), released on drop.
+    type Process: ProcessReference;
 }
 
 /// Identifies one open file handle of the control device (the `WDFFILEOBJECT` value on
 /// Windows). Never dereferenced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FileKey(pub usize);
-
-/// Who sent a request: which file handle, from which process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Caller {
-    /// The file handle the request came through.
-    pub file: FileKey,
-    /// The process the calling thread runs in.
-    pub process: ProcessKey,
-}
 
 /// Most file handles open on the control device at once.
 pub const MAX_OPEN_FILES: usize = 64;
@@ -119,14 +118,16 @@ impl<X: Platform> ControlDevice<X> {
         }
     }
 
-    /// A file handle was opened (`EvtDeviceFileCreate`).
+    /// A file handle was opened (`EvtDeviceFileCreate`). The control device keeps the opener's
+    /// process reference until [`ControlDevice::file_cleanup`] (or shutdown); on refusal the
+    /// reference is released here (dropped).
     ///
     /// IRQL: PASSIVE_LEVEL.
-    pub fn file_create(&mut self, caller: Caller) -> Result<(), ControlError> {
+    pub fn file_create(&mut self, opener: Opener<X::Process>) -> Result<(), ControlError> {
         if self.shut_down {
             return Err(ControlError::ShuttingDown);
         }
-        if self.files.iter().any(|f| f.file == caller.file) {
+        if self.files.iter().any(|f| f.file == opener.file) {
             return Err(ControlError::FileAlreadyOpen);
         }
         if self.files.len() >= MAX_OPEN_FILES {
@@ -135,12 +136,13 @@ impl<X: Platform> ControlDevice<X> {
         self.files
             .try_reserve(1)
             .map_err(|_| ControlError::OutOfMemory)?;
-        self.files.push(FileEntry::new(caller));
+        self.files.push(FileEntry::new(opener));
         Ok(())
     }
 
     /// The last handle to a file was closed, or its process exited (`EvtFileCleanup`): closes
-    /// that file's session, if any, and forgets the file. Unknown files are ignored.
+    /// that file's session, if any, forgets the file and releases the opener's process
+    /// reference. Unknown files are ignored.
     ///
     /// IRQL: PASSIVE_LEVEL. Blocks while the channel is disabled (kmcl.md §2.1).
     pub fn file_cleanup(&mut self, file: FileKey) {

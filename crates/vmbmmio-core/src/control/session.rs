@@ -4,15 +4,16 @@ use vmbmmio_proto::ioctl::{
     MAX_REGIONS, MappingState, SessionState, SessionStatus, StatusCounters,
 };
 
-use super::{Caller, FileKey, Platform};
+use super::{FileKey, Opener, Platform, ProcessReference};
 use crate::channel::{ChannelState, VmChannel};
-use crate::sections::{SectionManager, SessionId};
+use crate::sections::{ProcessKey, SectionManager, SessionId};
 
 /// One open file handle.
 pub(super) struct FileEntry<X: Platform> {
     pub(super) file: FileKey,
-    /// The process that opened the file (the device host).
-    pub(super) opener: Caller,
+    /// The process object that opened the file (the device host), referenced until the entry
+    /// is dropped (file cleanup or shutdown), so its identity cannot be reused meanwhile.
+    opener: X::Process,
     pub(super) session: Option<Session<X>>,
     /// Requests on this file rejected by the wire-format or session rules.
     pub(super) rejected_requests: u64,
@@ -30,13 +31,18 @@ pub(super) struct Session<X: Platform> {
 }
 
 impl<X: Platform> FileEntry<X> {
-    pub(super) fn new(opener: Caller) -> Self {
+    pub(super) fn new(opener: Opener<X::Process>) -> Self {
         Self {
             file: opener.file,
-            opener,
+            opener: opener.process,
             session: None,
             rejected_requests: 0,
         }
+    }
+
+    /// The opening process's identity.
+    pub(super) fn opener(&self) -> ProcessKey {
+        self.opener.key()
     }
 
     /// Tears the session down, channel first: the guest sees the offer rescinded before the

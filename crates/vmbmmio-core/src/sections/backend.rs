@@ -51,8 +51,11 @@ impl RegionAccess {
     }
 }
 
-/// Identifies a process to the section manager (the process id, `PsGetCurrentProcessId` on
-/// Windows). The device host's key is recorded when it opens the driver's file.
+/// Identifies a process to the section manager: the identity of its **process object** (the
+/// `PsGetCurrentProcess` address on Windows), never its process id, which is reused after the
+/// process exits. The control device keeps the device host's process object referenced while
+/// its file is open (`control::ProcessReference`), so the key cannot name another process
+/// meanwhile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ProcessKey(pub u64);
 
@@ -77,9 +80,9 @@ pub trait SectionBackend {
     /// IRQL: PASSIVE_LEVEL (ZwCreateSection).
     fn create_section(&self, size: u64) -> Result<Self::Section, NTSTATUS>;
 
-    /// The process whose context the calling thread runs in.
+    /// The process object whose context the calling thread runs in ([`ProcessKey`]).
     ///
-    /// IRQL: <= DISPATCH_LEVEL (PsGetCurrentProcessId).
+    /// IRQL: any (PsGetCurrentProcess).
     fn current_process(&self) -> ProcessKey;
 
     /// Opens a new user-mode handle to `section` in the **current process** with exactly
