@@ -85,18 +85,6 @@ fn a_loopback_offer_goes_to_the_host_itself() {
     bench.assert_nothing_left();
 }
 
-/// Everything observable that a rejected request must leave unchanged.
-fn snapshot(bench: &Bench) -> String {
-    format!(
-        "{:?} {:?} {:?} {} {}",
-        bench.control.section_counters(),
-        bench.kernel.counters(),
-        bench.sim.counters(),
-        bench.control.live_sessions(),
-        bench.control.open_files()
-    )
-}
-
 /// What is alive now: what a failed request that had to undo its own work must leave unchanged.
 fn live(bench: &Bench) -> (u64, u64, u64, usize, u64, u64, u64, usize) {
     let ledger = bench.control.section_counters();
@@ -191,13 +179,13 @@ fn bad_buffers_get_the_documented_status_and_change_nothing() {
         ),
     ];
     for (name, code, input, out_len, status) in cases {
-        let before = snapshot(&bench);
+        let before = bench.snapshot();
         assert_eq!(
             bench.ioctl(caller, code, &input, out_len),
             Err(status),
             "{name}"
         );
-        assert_eq!(snapshot(&bench), before, "{name} changed something");
+        assert_eq!(bench.snapshot(), before, "{name} changed something");
     }
     assert_eq!(bench.status(caller).unwrap().counters.protocol_errors, 8);
     bench.control.shutdown();
@@ -222,9 +210,9 @@ fn a_session_reaches_only_its_own_regions() {
     let object_b = bench.kernel.handle_info(host_b, b0).unwrap().0;
     assert_ne!(object_a, object_b);
     // A's other regions do not exist for B.
-    let before = snapshot(&bench);
+    let before = bench.snapshot();
     assert_eq!(bench.region_section(b, 2), Err(STATUS_INVALID_PARAMETER));
-    assert_eq!(snapshot(&bench), before);
+    assert_eq!(bench.snapshot(), before);
     // A's file handle used from B's process is refused.
     let stolen = bench
         .caller(
@@ -234,7 +222,7 @@ fn a_session_reaches_only_its_own_regions() {
         )
         .unwrap();
     assert_eq!(bench.region_section(stolen, 0), Err(STATUS_ACCESS_DENIED));
-    assert_eq!(snapshot(&bench), before);
+    assert_eq!(bench.snapshot(), before);
     // A VMBus handle of another process cannot be converted: the offer is refused, and what
     // the request created on the way is released again.
     let c = bench.open_file(host_b, 3);
@@ -258,12 +246,12 @@ fn quota_exceeded_is_refused_before_anything_is_created() {
     let mut bench = Bench::with_quotas(quotas);
     let (devhost, vm) = bench.device_host_with_vm();
     let caller = bench.open_file(devhost, 1);
-    let before = snapshot(&bench);
+    let before = bench.snapshot();
     assert_eq!(
         bench.open_session(caller, vm_target(&vm), &SIZES),
         Err(STATUS_QUOTA_EXCEEDED)
     );
-    assert_eq!(snapshot(&bench), before);
+    assert_eq!(bench.snapshot(), before);
     assert!(bench.sim.guest(vm.id).offers().is_empty());
 }
 
@@ -280,10 +268,10 @@ fn the_precheck_refuses_codes_and_lengths_before_any_buffer_is_touched() {
         (code.code(), 32, 39, STATUS_BUFFER_TOO_SMALL),
     ];
     for (code, input_len, output_len, status) in cases {
-        let before = snapshot(&bench);
+        let before = bench.snapshot();
         let result = bench.control.precheck(caller, code, input_len, output_len);
         assert_eq!(result.map_err(|e| e.to_ntstatus()), Err(status));
-        assert_eq!(snapshot(&bench), before);
+        assert_eq!(bench.snapshot(), before);
     }
     // A request that fits is let through (shorter input is the parser's to refuse).
     assert_eq!(bench.control.precheck(caller, code.code(), 31, 40), Ok(()));

@@ -20,18 +20,6 @@ use vmbmmio_proto::ioctl::{
 
 const SIZES: [u64; 2] = [4096, 8192];
 
-/// Everything a request could change, on every side.
-fn snapshot(bench: &Bench) -> String {
-    format!(
-        "{:?} {:?} {:?} {} {}",
-        bench.control.section_counters(),
-        bench.kernel.counters(),
-        bench.sim.counters(),
-        bench.control.live_sessions(),
-        bench.control.open_files()
-    )
-}
-
 /// Every IOCTL of the protocol, well-formed, with its reply size.
 fn every_request() -> Vec<(u32, Vec<u8>, usize)> {
     vec![
@@ -86,7 +74,7 @@ fn a_process_that_reuses_the_openers_id_cannot_reach_its_session() {
 
     // Nothing the protocol offers reaches the first process's session from the second one,
     // and no request changes anything (not even the opener's error counter).
-    let before = snapshot(&bench);
+    let before = bench.snapshot();
     for (code, input, output_len) in every_request() {
         assert_eq!(
             bench.ioctl(intruder, code, &input, output_len),
@@ -100,7 +88,7 @@ fn a_process_that_reuses_the_openers_id_cannot_reach_its_session() {
             Ok(())
         );
     }
-    assert_eq!(snapshot(&bench), before);
+    assert_eq!(bench.snapshot(), before);
     assert_eq!(bench.control.live_sessions(), 1);
     assert_eq!(
         bench.kernel.handle_count(second),
@@ -153,7 +141,7 @@ fn kernel_mode_requests_are_refused_and_change_nothing() {
     let (host, vm) = bench.device_host_with_vm();
     let caller = bench.open_file(host, 1);
     bench.open_session(caller, vm_target(&vm), &SIZES).unwrap();
-    let before = snapshot(&bench);
+    let before = bench.snapshot();
 
     // A kernel-mode request through the device host's own file, from its own process, and
     // one from the System process: refused at admission, before the control device (and its
@@ -178,7 +166,7 @@ fn kernel_mode_requests_are_refused_and_change_nothing() {
             Err(STATUS_ACCESS_DENIED)
         );
     }
-    assert_eq!(snapshot(&bench), before);
+    assert_eq!(bench.snapshot(), before);
     assert_eq!(bench.kernel.handle_count(SYSTEM_PROCESS), 0);
     let status = bench.status(caller).unwrap();
     assert_eq!(status.counters.protocol_errors, 0);

@@ -201,6 +201,18 @@ impl Bench {
 
     /// Everything any session created has been released: the driver's ledger, the section
     /// objects, handles and views, and the KMCL channels, contexts and kernel handles.
+    /// Everything observable that a refused request must leave unchanged, on every side.
+    pub fn snapshot(&self) -> String {
+        format!(
+            "{:?} {:?} {:?} {} {}",
+            self.control.section_counters(),
+            self.kernel.counters(),
+            self.sim.counters(),
+            self.control.live_sessions(),
+            self.control.open_files()
+        )
+    }
+
     pub fn assert_nothing_left(&self) {
         assert_eq!(self.control.live_sessions(), 0);
         let ledger = self.control.section_counters();
