@@ -4,7 +4,7 @@
 //! Release paths (failures, device-host exit, unload) are in `tests/sections_release.rs`.
 
 use hvsim::memory::{ProcessId, ResolveError, SectionAccess, SectionResolver};
-use hvsim::sections::{FaultPoint, SYSTEM_PROCESS, SimKernel};
+use hvsim::sections::{DuplicateAccess, FaultPoint, SYSTEM_PROCESS, SecurityDescriptor, SimKernel};
 use kmcl::raw::{STATUS_ACCESS_DENIED, STATUS_INVALID_PARAMETER, STATUS_QUOTA_EXCEEDED};
 use proptest::prelude::*;
 use vmbmmio_core::mmio_plan::PAGE_SIZE;
@@ -197,6 +197,80 @@ fn read_only_region_hands_out_a_read_only_handle() {
     assert_eq!(error, SectionError::WriteNotAllowed { index: 0 });
     assert_eq!(error.to_ntstatus(), STATUS_ACCESS_DENIED);
     assert_eq!(host.kernel.calls(FaultPoint::OpenUserHandle), opens);
+}
+
+/// Issue 8: a read-only handle cannot become writable. The driver's sections carry a
+/// descriptor that grants user mode nothing over them, so the device host's `DuplicateHandle`
+/// asking for more than its handle has is refused and changes nothing; HDV still maps each
+/// handle with the rights it needs, and a writable region's handle stays writable.
+#[test]
+fn a_read_only_handle_cannot_become_writable() {
+    let mut host = Host::new(SectionQuotas::default());
+    let session = host
+        .sections
+        .create_session(&[RegionSpec::read_only(4096), RegionSpec::read_write(4096)])
+        .unwrap();
+    let read_only = host.handle_for(session, 0).unwrap();
+    let writable = host.handle_for(session, 1).unwrap();
+    for index in 0..2 {
+        let section = host
+            .sections
+            .kernel_section(session, RegionId::new(session, index))
+            .unwrap();
+        assert_eq!(
+            host.kernel.security_of(section.object()),
+            Some(SecurityDescriptor::DRIVER)
+        );
+    }
+
+    let before = (
+        host.kernel.counters(),
+        host.kernel.handle_count(host.devhost),
+    );
+    let upgrade = host.kernel.duplicate_handle_with(
+        host.devhost,
+        read_only,
+        host.devhost,
+        DuplicateAccess::Desired(RegionAccess::ReadWrite.access_mask()),
+    );
+    assert_eq!(upgrade, Err(ResolveError::AccessDenied));
+    assert_eq!(
+        (
+            host.kernel.counters(),
+            host.kernel.handle_count(host.devhost)
+        ),
+        before,
+        "a refused duplicate changes nothing"
+    );
+
+    // HDV (the model's resolver) maps each handle with what it needs, no more.
+    assert!(
+        host.kernel
+            .resolve(host.devhost, read_only, SectionAccess::HDV_READ)
+            .is_ok()
+    );
+    assert_eq!(
+        host.kernel
+            .resolve(host.devhost, read_only, SectionAccess::HDV_READ_WRITE)
+            .unwrap_err(),
+        ResolveError::AccessDenied
+    );
+    assert!(
+        host.kernel
+            .resolve(host.devhost, writable, SectionAccess::HDV_READ_WRITE)
+            .is_ok()
+    );
+    // HDV's own hand-over to the VM worker (DUPLICATE_SAME_ACCESS) still works.
+    let worker = host.kernel.spawn_process();
+    let copy = host
+        .kernel
+        .duplicate_handle(host.devhost, writable, worker)
+        .unwrap();
+    assert!(
+        host.kernel
+            .resolve(worker, copy, SectionAccess::HDV_READ_WRITE)
+            .is_ok()
+    );
 }
 
 #[test]

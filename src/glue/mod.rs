@@ -10,5 +10,6 @@ mod control;
 mod driver;
 mod handles;
 mod process;
+mod section_security;
 pub mod sections;
 mod strings;

@@ -3,10 +3,13 @@
 //!
 //! # What it models, and from where
 //! - The calls the Windows glue makes, in the same order (windows-drivers-rs.md §3):
-//!   `ZwCreateSection` with `OBJ_KERNEL_HANDLE` (the kernel handle lands in the System
-//!   process's table), `ObReferenceObjectByHandle` (the driver's kernel reference), `ZwClose`
-//!   of the kernel handle, `ObOpenObjectByPointer(UserMode)` into the **current** process's
-//!   table, `ObDereferenceObject`.
+//!   `ZwCreateSection` with `OBJ_KERNEL_HANDLE` and the driver's security descriptor (the
+//!   kernel handle lands in the System process's table), `ObReferenceObjectByHandle` (the
+//!   driver's kernel reference), `ZwClose` of the kernel handle, `ObOpenObjectByPointer
+//!   (KernelMode)` into the **current** process's table, `ObDereferenceObject`.
+//! - Security descriptors on section objects ([`SecurityDescriptor`]) and the one user-mode
+//!   access check the device host can trigger on them: `DuplicateHandle` asking for more than
+//!   the source handle grants (Microsoft, Win32 `DuplicateHandle`).
 //! - The device host's side (hdv.md §3.3 "Section handle"): a user-mode handle valid only in
 //!   the process it was opened in, with `SECTION_MAP_*` rights that decide how it may be
 //!   mapped; `CloseHandle`, `DuplicateHandle` (HDV marshals the handle to the VM worker),
@@ -26,8 +29,9 @@
 //!   may keep the id reserved longer while the object is referenced, the model does not.
 //!
 //! # What it does not model
-//! Security descriptors and the UserMode access check of `ObOpenObjectByPointer`, commit
-//! charge, and the thread-context switch itself: the test says which process the current
+//! Access checks other than `DuplicateHandle`'s (the driver makes no user-mode open), tokens
+//! and groups (the model assumes the checking caller owns the object: strict), commit charge,
+//! and the thread-context switch itself: the test says which process the current
 //! thread runs in with [`SimKernel::set_current_process`].
 
 mod faults;
@@ -43,9 +47,9 @@ use vmbmmio_core::sections::{ProcessKey, SectionBackend, UserHandle};
 
 pub use faults::FaultPoint;
 pub use handle_table::KERNEL_HANDLE_BIT;
-pub use object::ObjectId;
+pub use object::{ObjectId, SECTION_ALL_ACCESS, SecurityDescriptor, WRITE_DAC};
 pub use process::{ProcessObjectId, SimProcessRef};
-pub use state::STATUS_PROCESS_IS_TERMINATING;
+pub use state::{DuplicateAccess, STATUS_PROCESS_IS_TERMINATING};
 
 use crate::memory::{ProcessId, ResolveError, SectionAccess, SectionMemory, SectionResolver};
 use state::State;
@@ -234,7 +238,37 @@ impl SimKernel {
         handle: u64,
         target: ProcessId,
     ) -> Result<u64, ResolveError> {
-        self.lock().duplicate(source, handle, target)
+        self.lock()
+            .duplicate(source, handle, target, DuplicateAccess::Same)
+    }
+
+    /// `DuplicateHandle` from `source` to `target` asking for `access` (Microsoft, Win32
+    /// `DuplicateHandle`): access beyond the source handle's is checked against the section's
+    /// security descriptor; a refusal (`AccessDenied`) changes nothing.
+    pub fn duplicate_handle_with(
+        &self,
+        source: ProcessId,
+        handle: u64,
+        target: ProcessId,
+        access: DuplicateAccess,
+    ) -> Result<u64, ResolveError> {
+        self.lock().duplicate(source, handle, target, access)
+    }
+
+    /// The security descriptor of a live section object.
+    pub fn security_of(&self, object: ObjectId) -> Option<SecurityDescriptor> {
+        self.lock().objects.get(&object).map(|o| o.security)
+    }
+
+    /// Creates a section the way the driver did before it passed a descriptor (the creator's
+    /// default DACL), with the glue's call sequence; for tests that show what the descriptor
+    /// prevents.
+    pub fn create_section_with_default_dacl(&self, size: u64) -> Result<SimSection, NTSTATUS> {
+        let mut state = self.lock();
+        let kernel_handle = state.zw_create_section(size, SecurityDescriptor::CreatorDefault)?;
+        let referenced = state.ob_reference_by_handle(kernel_handle);
+        state.zw_close_kernel(kernel_handle)?;
+        referenced.map(SimSection)
     }
 
     /// `MapViewOfFile` of the whole section through `handle` in `pid`; needs the handle to grant
@@ -262,11 +296,12 @@ impl SimKernel {
 impl SectionBackend for SimKernel {
     type Section = SimSection;
 
-    /// The glue's sequence: `ZwCreateSection(OBJ_KERNEL_HANDLE)`, `ObReferenceObjectByHandle`,
-    /// then `ZwClose` of the kernel handle whether or not the reference was taken.
+    /// The glue's sequence: `ZwCreateSection(OBJ_KERNEL_HANDLE)` with the driver's descriptor
+    /// ([`SecurityDescriptor::DRIVER`]), `ObReferenceObjectByHandle`, then `ZwClose` of the
+    /// kernel handle whether or not the reference was taken.
     fn create_section(&self, size: u64) -> Result<SimSection, NTSTATUS> {
         let mut state = self.lock();
-        let kernel_handle = state.zw_create_section(size)?;
+        let kernel_handle = state.zw_create_section(size, SecurityDescriptor::DRIVER)?;
         let referenced = state.ob_reference_by_handle(kernel_handle);
         state.zw_close_kernel(kernel_handle)?;
         referenced.map(SimSection)

@@ -10,10 +10,19 @@ use kmcl::raw::{NTSTATUS, STATUS_INVALID_HANDLE, STATUS_INVALID_PARAMETER};
 
 use super::faults::{FaultPoint, Faults};
 use super::handle_table::{HandleEntry, HandleTable};
-use super::object::{ObjectId, SectionObject};
+use super::object::{ObjectId, SectionObject, SecurityDescriptor};
 use super::process::{ProcessObject, ProcessObjectId};
 use super::{SYSTEM_PROCESS, SimCounters, ViewId};
 use crate::memory::{ProcessId, ResolveError, SectionAccess, SectionMemory};
+
+/// The access a `DuplicateHandle` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DuplicateAccess {
+    /// `DUPLICATE_SAME_ACCESS`: the source handle's access.
+    Same,
+    /// `dwDesiredAccess`.
+    Desired(u32),
+}
 
 /// `STATUS_PROCESS_IS_TERMINATING` (ntstatus.h): no new handle in an exiting process.
 pub const STATUS_PROCESS_IS_TERMINATING: NTSTATUS = 0xC000_010A_u32 as i32;
@@ -113,7 +122,15 @@ impl State {
     /// Stricter than Windows, which rounds `MaximumSize` up to whole pages: the model refuses
     /// a size that is zero or not whole pages (hdv.md §3.3: everything HDV maps is pages), so a
     /// rounding bug in the driver shows up here.
-    pub(super) fn zw_create_section(&mut self, size: u64) -> Result<u64, NTSTATUS> {
+    ///
+    /// `security` is `OBJECT_ATTRIBUTES.SecurityDescriptor` (Microsoft, `ZwCreateSection`,
+    /// `InitializeObjectAttributes`); the kernel handle itself is a kernel-mode open and gets
+    /// its access without a check.
+    pub(super) fn zw_create_section(
+        &mut self,
+        size: u64,
+        security: SecurityDescriptor,
+    ) -> Result<u64, NTSTATUS> {
         if let Some(status) = self.faults.hit(FaultPoint::CreateSection) {
             return Err(status);
         }
@@ -123,7 +140,7 @@ impl State {
         let bytes = usize::try_from(size).map_err(|_| STATUS_INVALID_PARAMETER)?;
         self.next_object += 1;
         let id = ObjectId(self.next_object);
-        let mut object = SectionObject::new(bytes);
+        let mut object = SectionObject::new(bytes, security);
         object.handles = 1;
         self.objects.insert(id, object);
         self.counters.sections_created += 1;
@@ -173,12 +190,11 @@ impl State {
         Ok(())
     }
 
-    /// `ObOpenObjectByPointer(object, 0, NULL, mask, NULL, UserMode)`: a new, non-inheritable
-    /// user handle in the **current** process's table granting exactly `mask`.
-    ///
-    /// The access check against the section's security descriptor is not modelled (an unnamed
-    /// section created without a descriptor; whether Windows grants UserMode access to it is
-    /// verified only on Windows, see docs/sections.md).
+    /// `ObOpenObjectByPointer(object, 0, NULL, mask, NULL, KernelMode)`: a new,
+    /// non-inheritable user handle in the **current** process's table granting exactly `mask`.
+    /// No access check against the descriptor: Microsoft's `ObOpenObjectByPointer` page (with
+    /// `KernelMode` the requested access is granted without a check; `ObjectType` may then be
+    /// NULL).
     pub(super) fn ob_open_by_pointer(
         &mut self,
         object: ObjectId,
@@ -258,19 +274,46 @@ impl State {
         Ok(())
     }
 
-    /// `DuplicateHandle(source, handle, target, DUPLICATE_SAME_ACCESS)`.
+    /// `DuplicateHandle(source, handle, target, access)` from user mode.
+    ///
+    /// Microsoft, Win32 `DuplicateHandle`: with `DUPLICATE_SAME_ACCESS` the copy gets the
+    /// source's access; otherwise it gets `dwDesiredAccess`, and "in some cases, the new handle
+    /// can have more access rights than the original handle". Strict reading: a desired access
+    /// that is a subset of the source's is granted without a check; anything else is checked
+    /// in full against the object's security descriptor ([`SecurityDescriptor::grants`]) and
+    /// refused with nothing changed when the descriptor does not grant all of it.
     pub(super) fn duplicate(
         &mut self,
         source: ProcessId,
         handle: u64,
         target: ProcessId,
+        access: DuplicateAccess,
     ) -> Result<u64, ResolveError> {
         let entry = self
             .user_entry(source, handle)
             .ok_or(ResolveError::InvalidHandle)?;
+        let access_mask = match access {
+            DuplicateAccess::Same => entry.access_mask,
+            DuplicateAccess::Desired(desired) => {
+                let within_source = desired & !entry.access_mask == 0;
+                let granted = self
+                    .objects
+                    .get(&entry.object)
+                    .is_some_and(|o| o.security.grants(desired));
+                if !within_source && !granted {
+                    return Err(ResolveError::AccessDenied);
+                }
+                desired
+            }
+        };
         let copy = self
             .live_process(target)
-            .map(|p| p.handles.insert(entry))
+            .map(|p| {
+                p.handles.insert(HandleEntry {
+                    access_mask,
+                    ..entry
+                })
+            })
             .ok_or(ResolveError::InvalidHandle)?;
         if let Some(object) = self.objects.get_mut(&entry.object) {
             object.handles += 1;

@@ -180,7 +180,10 @@ fn duplicated_handles_keep_the_section_in_the_target_process() {
 #[test]
 fn kernel_handles_are_invisible_to_user_mode() {
     let kernel = SimKernel::new();
-    let handle = kernel.lock().zw_create_section(4096).unwrap();
+    let handle = kernel
+        .lock()
+        .zw_create_section(4096, SecurityDescriptor::DRIVER)
+        .unwrap();
     assert_eq!(handle & KERNEL_HANDLE_BIT, KERNEL_HANDLE_BIT);
     assert_eq!(kernel.handle_count(SYSTEM_PROCESS), 1);
     assert!(matches!(
@@ -315,5 +318,149 @@ fn a_reused_process_id_is_a_new_process_object() {
     assert!(!kernel.counters().all_released());
     drop(reference);
     assert_eq!(kernel.process_references(first_key), 0);
+    assert!(kernel.counters().all_released());
+}
+
+/// The attack issue 8 item 5 describes: the device host asks `DuplicateHandle` (into itself)
+/// for `SECTION_MAP_WRITE` on its read-only handle. Against the driver's descriptor the extra
+/// access is checked and refused, and nothing changes.
+#[test]
+fn a_read_only_handle_cannot_be_duplicated_into_a_writable_one() {
+    let kernel = SimKernel::new();
+    let host = kernel.spawn_process();
+    let section = kernel.create_section(4096).unwrap();
+    assert_eq!(
+        kernel.security_of(section.object()),
+        Some(SecurityDescriptor::DRIVER)
+    );
+    kernel.set_current_process(host);
+    let read_only = kernel
+        .open_user_handle(&section, RegionAccess::ReadOnly.access_mask())
+        .unwrap()
+        .0;
+    let before = (kernel.counters(), kernel.handle_count(host));
+    for desired in [
+        RegionAccess::ReadWrite.access_mask(),
+        SECTION_ALL_ACCESS,
+        WRITE_DAC,
+        RegionAccess::ReadOnly.access_mask() | WRITE_DAC,
+    ] {
+        assert_eq!(
+            kernel.duplicate_handle_with(host, read_only, host, DuplicateAccess::Desired(desired)),
+            Err(ResolveError::AccessDenied),
+            "desired {desired:#x}"
+        );
+    }
+    assert_eq!((kernel.counters(), kernel.handle_count(host)), before);
+    assert_eq!(
+        kernel
+            .resolve(host, read_only, SectionAccess::HDV_READ_WRITE)
+            .unwrap_err(),
+        ResolveError::AccessDenied
+    );
+    kernel.close_section(section);
+    kernel.exit_process(host);
+    assert!(kernel.counters().all_released());
+}
+
+/// The same attack against a section with the creator's default DACL (the old glue): the
+/// upgrade succeeds, which is what the explicit descriptor prevents.
+#[test]
+fn with_the_default_dacl_the_read_only_handle_could_be_upgraded() {
+    let kernel = SimKernel::new();
+    let host = kernel.spawn_process();
+    let section = kernel.create_section_with_default_dacl(4096).unwrap();
+    kernel.set_current_process(host);
+    let read_only = kernel
+        .open_user_handle(&section, RegionAccess::ReadOnly.access_mask())
+        .unwrap()
+        .0;
+    let writable = kernel
+        .duplicate_handle_with(
+            host,
+            read_only,
+            host,
+            DuplicateAccess::Desired(RegionAccess::ReadWrite.access_mask()),
+        )
+        .unwrap();
+    assert!(
+        kernel
+            .resolve(host, writable, SectionAccess::HDV_READ_WRITE)
+            .is_ok()
+    );
+    kernel.close_section(section);
+    kernel.exit_process(host);
+    assert!(kernel.counters().all_released());
+}
+
+/// A DACL without an `OWNER RIGHTS` ACE leaves the owner's implicit `WRITE_DAC`, which the
+/// model (strictly) counts as everything: an "empty" DACL alone would not hold.
+#[test]
+fn an_empty_dacl_without_owner_rights_does_not_hold() {
+    let empty = SecurityDescriptor::Explicit {
+        granted: 0,
+        owner_rights: None,
+    };
+    assert!(empty.grants(RegionAccess::ReadWrite.access_mask()));
+    assert!(!SecurityDescriptor::DRIVER.grants(RegionAccess::ReadOnly.access_mask()));
+    assert!(!SecurityDescriptor::DRIVER.grants(WRITE_DAC));
+    assert!(SecurityDescriptor::DRIVER.grants(vmbmmio_core::sections::READ_CONTROL));
+}
+
+#[test]
+fn a_subset_or_same_access_duplicate_needs_no_access_check() {
+    let kernel = SimKernel::new();
+    let host = kernel.spawn_process();
+    let worker = kernel.spawn_process();
+    let section = kernel.create_section(4096).unwrap();
+    kernel.set_current_process(host);
+    let writable = kernel
+        .open_user_handle(&section, RegionAccess::ReadWrite.access_mask())
+        .unwrap()
+        .0;
+    let read_only = kernel
+        .duplicate_handle_with(
+            host,
+            writable,
+            worker,
+            DuplicateAccess::Desired(RegionAccess::ReadOnly.access_mask()),
+        )
+        .unwrap();
+    assert_eq!(
+        kernel.handle_info(worker, read_only),
+        Some((section.object(), RegionAccess::ReadOnly.access_mask()))
+    );
+    assert!(
+        kernel
+            .resolve(worker, read_only, SectionAccess::HDV_READ)
+            .is_ok()
+    );
+    let same = kernel
+        .duplicate_handle_with(host, writable, worker, DuplicateAccess::Same)
+        .unwrap();
+    assert!(
+        kernel
+            .resolve(worker, same, SectionAccess::HDV_READ_WRITE)
+            .is_ok()
+    );
+    // The writable handle of a writable region maps read/write.
+    assert!(
+        kernel
+            .map_view(host, writable, SectionAccess::READ_WRITE)
+            .is_ok()
+    );
+    // And the read-only copy cannot climb back up.
+    assert_eq!(
+        kernel.duplicate_handle_with(
+            worker,
+            read_only,
+            worker,
+            DuplicateAccess::Desired(RegionAccess::ReadWrite.access_mask())
+        ),
+        Err(ResolveError::AccessDenied)
+    );
+    kernel.close_section(section);
+    kernel.exit_process(host);
+    kernel.exit_process(worker);
     assert!(kernel.counters().all_released());
 }

@@ -29,6 +29,26 @@ pub const SECTION_MAP_WRITE: u32 = 0x0002;
 /// `SECTION_MAP_READ` (winnt.h): map views with read access.
 pub const SECTION_MAP_READ: u32 = 0x0004;
 
+/// `READ_CONTROL` (winnt.h): read the object's security descriptor. Grants nothing over the
+/// section's memory.
+pub const READ_CONTROL: u32 = 0x0002_0000;
+
+/// What the security descriptor of every section the driver creates grants in user mode: only
+/// this mask, only to the object's owner, through one `ACCESS_ALLOWED` ACE for the `OWNER
+/// RIGHTS` SID (S-1-3-4). Nobody else gets anything: the DACL has no other ACE.
+///
+/// Why not a plain empty DACL: an object's owner is implicitly granted `READ_CONTROL` and
+/// `WRITE_DAC` whatever the DACL says, and the owner of a section the driver creates in the
+/// device host's context is the device host's token (or, in the System process, its default
+/// owner, the Administrators group). With `WRITE_DAC` a device host could duplicate its handle
+/// with `WRITE_DAC` (`DuplicateHandle` checks the extra access against the descriptor), grant
+/// itself `SECTION_MAP_WRITE` and duplicate again. An ACE for `OWNER RIGHTS` replaces the
+/// implicit owner rights (Microsoft, "Well-known SIDs": the system ignores the implicit
+/// `READ_CONTROL` and `WRITE_DAC` of the owner when an ACE with this SID applies), so the owner
+/// keeps `READ_CONTROL` only. Kernel-mode opens (`ObOpenObjectByPointer` with `KernelMode`) skip
+/// the access check and are unaffected.
+pub const SECTION_OWNER_RIGHTS: u32 = READ_CONTROL;
+
 /// What the guest (and therefore the device host's handle) may do with a region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RegionAccess {
@@ -77,6 +97,11 @@ pub trait SectionBackend {
     /// (a non-zero multiple of 4 KiB, at most 32 GiB; the manager guarantees both) and returns
     /// the driver's kernel reference to it. No handle to it remains open in any process.
     ///
+    /// The section gets an explicit security descriptor whose DACL grants nobody anything but
+    /// [`SECTION_OWNER_RIGHTS`] to the owner ([`SECTION_OWNER_RIGHTS`] says why), never the
+    /// caller's default DACL: otherwise a user-mode access check (a `DuplicateHandle` asking
+    /// for more than the source handle has) could grant the device host write access.
+    ///
     /// IRQL: PASSIVE_LEVEL (ZwCreateSection).
     fn create_section(&self, size: u64) -> Result<Self::Section, NTSTATUS>;
 
@@ -88,6 +113,10 @@ pub trait SectionBackend {
     /// Opens a new user-mode handle to `section` in the **current process** with exactly
     /// `access_mask` ([`RegionAccess::access_mask`]). The handle is not inheritable. Ownership of
     /// the handle passes to that process (see the module docs).
+    ///
+    /// The open is made in kernel mode (no access check against the descriptor, which would
+    /// refuse it), so the granted access is exactly `access_mask`, decided by the manager from
+    /// the region's [`RegionAccess`]; the handle can never be widened from user mode.
     ///
     /// IRQL: PASSIVE_LEVEL (ObOpenObjectByPointer), in the requesting process's context.
     fn open_user_handle(
@@ -112,5 +141,14 @@ mod tests {
         assert_eq!(RegionAccess::ReadWrite.access_mask(), 0x7);
         assert_eq!(RegionAccess::ReadOnly.access_mask(), 0x5);
         assert_eq!(RegionAccess::ReadOnly.access_mask() & SECTION_MAP_WRITE, 0);
+    }
+
+    #[test]
+    fn the_descriptor_grants_no_section_right_to_anyone() {
+        let section_rights = SECTION_MAP_READ | SECTION_MAP_WRITE | SECTION_QUERY;
+        assert_eq!(SECTION_OWNER_RIGHTS & section_rights, 0);
+        // WRITE_DAC (0x0004_0000) would let the owner rewrite the DACL.
+        assert_eq!(SECTION_OWNER_RIGHTS & 0x0004_0000, 0);
+        assert_eq!(SECTION_OWNER_RIGHTS, READ_CONTROL);
     }
 }

@@ -39,8 +39,8 @@ pub mod quota;
 mod tests;
 
 pub use backend::{
-    ProcessKey, RegionAccess, SECTION_MAP_READ, SECTION_MAP_WRITE, SECTION_QUERY, SectionBackend,
-    UserHandle,
+    ProcessKey, READ_CONTROL, RegionAccess, SECTION_MAP_READ, SECTION_MAP_WRITE,
+    SECTION_OWNER_RIGHTS, SECTION_QUERY, SectionBackend, UserHandle,
 };
 pub use error::SectionError;
 pub use ledger::{HandedOutHandle, RegionId, RegionInfo, SectionCounters, SessionId};
