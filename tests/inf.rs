@@ -3,12 +3,18 @@
 //! InfVerif runs only on Windows (during `cargo make`), so the invariants that matter for this
 //! driver are checked here on every test run: PnpLockdown, the Driver Store destination
 //! (DIRID 13), the KMDF service section with the stamped `$KMDFVERSION$`, a demand-start kernel
-//! service, and a binary named after the crate. Each invariant also has a test on a deliberately
-//! broken copy, so a checker that silently passes everything would fail here.
+//! service, a binary named after the crate, and models decorated for Windows Server 2022
+//! (build 20348) and later only, with an inf2cat OS list (Makefile.toml) that matches that
+//! decoration. Each invariant also has a test on a deliberately broken copy, so a checker that
+//! silently passes everything would fail here.
 
 use std::collections::BTreeMap;
 
 const INX: &str = include_str!("../inf/vmbmmio.inx");
+const MAKEFILE: &str = include_str!("../Makefile.toml");
+/// The oldest Windows build the package may install on: Windows Server 2022, the first host
+/// release with KMDF 1.33 (the INX's `NT$ARCH$.10.0...20348` decoration).
+const MINIMUM_BUILD: u32 = 20348;
 /// SYSTEM and Administrators only: the SDDL the driver assigns to its device object.
 const DEVICE_SDDL: &str = "D:P(A;;GA;;;SY)(A;;GA;;;BA)";
 
@@ -90,6 +96,18 @@ enum Problem {
     KmdfServiceMismatch(String),
     KmdfVersionNotStamped(String),
     DeviceSecurityNotAdminsOnly(String),
+    /// A `[Manufacturer]` entry whose models apply below `MINIMUM_BUILD` (or to every build).
+    ModelsBelowMinimumBuild(String),
+}
+
+/// The build number of a `NT$ARCH$.10.0...<build>` models decoration; None for any other form
+/// (undecorated, no build number, another major/minor or a product type/suite mask).
+fn decoration_build(decoration: &str) -> Option<u32> {
+    let parts: Vec<&str> = decoration.split('.').collect();
+    match parts.as_slice() {
+        [nt, "10", "0", "", "", build] if nt.eq_ignore_ascii_case("NT$ARCH$") => build.parse().ok(),
+        _ => None,
+    }
 }
 
 fn check(text: &str) -> Vec<Problem> {
@@ -124,6 +142,24 @@ fn check(text: &str) -> Vec<Problem> {
         .any(|(k, v)| k.as_deref().unwrap_or(v).eq_ignore_ascii_case(&binary))
     {
         problems.push(Problem::BinaryNotInSourceDisks);
+    }
+
+    // Every [Manufacturer] entry is decorated for MINIMUM_BUILD or later only: no undecorated
+    // fallback that would install the package on hosts without KMDF 1.33 (see Makefile.toml,
+    // task inf2cat, for the catalog's OS list that follows from this).
+    for (key, entry) in inf.get("manufacturer").into_iter().flatten() {
+        let line = key
+            .as_deref()
+            .map_or(entry.clone(), |k| format!("{k}={entry}"));
+        let decorations = fields(&line).into_iter().skip(1).collect::<Vec<_>>();
+        if decorations.is_empty() {
+            problems.push(Problem::ModelsBelowMinimumBuild("undecorated".into()));
+        }
+        for decoration in decorations {
+            if decoration_build(&decoration).is_none_or(|build| build < MINIMUM_BUILD) {
+                problems.push(Problem::ModelsBelowMinimumBuild(decoration));
+            }
+        }
     }
 
     // [Manufacturer] -> models section -> install section.
@@ -335,4 +371,94 @@ fn auto_start_service_is_caught() {
         "StartType     = 2",
     ));
     assert_eq!(problems, vec![Problem::ServiceNotKernelDemandStart]);
+}
+
+#[test]
+fn models_for_older_builds_are_caught() {
+    let problems = check(&broken(
+        "%ManufacturerName% = Standard,NT$ARCH$.10.0...20348",
+        "%ManufacturerName% = Standard,NT$ARCH$.10.0...20348,NT$ARCH$",
+    ));
+    assert_eq!(
+        problems,
+        vec![Problem::ModelsBelowMinimumBuild("NT$ARCH$".into())]
+    );
+    let problems = check(&broken(
+        "%ManufacturerName% = Standard,NT$ARCH$.10.0...20348",
+        "%ManufacturerName% = Standard,NT$ARCH$.10.0...20348,NT$ARCH$.10.0...16299",
+    ));
+    assert_eq!(
+        problems,
+        vec![Problem::ModelsBelowMinimumBuild(
+            "NT$ARCH$.10.0...16299".into()
+        )]
+    );
+}
+
+/// Windows builds of the Inf2Cat `/os` identifiers this check knows (Microsoft's Inf2Cat page,
+/// learn.microsoft.com/windows-hardware/drivers/devtest/inf2cat; builds from the Windows
+/// release information). An identifier not listed here fails the check until it is added.
+const INF2CAT_OS_BUILDS: &[(&str, u32)] = &[
+    ("10_x64", 10240),
+    ("Server10_x64", 14393),
+    ("ServerRS5_x64", 17763),
+    ("ServerFE_x64", 20348),
+    ("10_CO_x64", 22000),
+    ("10_NI_x64", 22621),
+];
+
+/// The x64 `/os` list the packaging hands inf2cat, or why it cannot be found: the value of
+/// Makefile.toml's `[tasks.inf2cat]` override of wdk-build's `WDK_BUILD_INF2CAT_OS` (without
+/// the override wdk-build 0.6.0 passes `10_x64`).
+fn inf2cat_os_list(makefile: &str) -> Result<Vec<String>, String> {
+    let task = makefile
+        .split("\n[")
+        .find(|section| section.starts_with("tasks.inf2cat]"))
+        .ok_or("no [tasks.inf2cat] override: wdk-build passes /os:10_x64")?;
+    let key = "\"x86_64-pc-windows-msvc\" = \"";
+    let start = task
+        .find("WDK_BUILD_INF2CAT_OS")
+        .and_then(|at| task.get(at..))
+        .and_then(|rest| rest.find(key).map(|k| (rest, k)))
+        .and_then(|(rest, k)| rest.get(k + key.len()..))
+        .ok_or("no x86_64 mapping for WDK_BUILD_INF2CAT_OS")?;
+    let list = start.split('"').next().unwrap_or_default();
+    Ok(list.split(',').map(|os| os.trim().to_string()).collect())
+}
+
+/// The OS identifiers in the list that are unknown or older than the models decoration.
+fn inf2cat_os_problems(makefile: &str) -> Vec<String> {
+    match inf2cat_os_list(makefile) {
+        Err(why) => vec![why],
+        Ok(list) => list
+            .into_iter()
+            .filter(|os| {
+                !INF2CAT_OS_BUILDS
+                    .iter()
+                    .any(|(id, build)| id.eq_ignore_ascii_case(os) && *build >= MINIMUM_BUILD)
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn inf2cat_targets_only_builds_the_models_section_covers() {
+    assert_eq!(inf2cat_os_problems(MAKEFILE), Vec::<String>::new());
+    assert_eq!(
+        inf2cat_os_list(MAKEFILE),
+        Ok(vec!["ServerFE_X64".to_string(), "10_CO_X64".to_string()])
+    );
+}
+
+#[test]
+fn inf2cat_for_windows_10_is_caught() {
+    let with_win10 = MAKEFILE.replacen("\"ServerFE_X64,10_CO_X64\"", "\"10_x64\"", 1);
+    assert_eq!(inf2cat_os_problems(&with_win10), vec!["10_x64".to_string()]);
+    let unknown = MAKEFILE.replacen("ServerFE_X64,", "Server99_X64,", 1);
+    assert_eq!(
+        inf2cat_os_problems(&unknown),
+        vec!["Server99_X64".to_string()]
+    );
+    let without_override = MAKEFILE.replacen("[tasks.inf2cat]", "[tasks.not-inf2cat]", 1);
+    assert_eq!(inf2cat_os_problems(&without_override).len(), 1);
 }

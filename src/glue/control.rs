@@ -124,6 +124,17 @@ pub unsafe fn configure_device_init(device_init: wdk_sys::PWDFDEVICE_INIT) -> NT
     if status < 0 {
         return status;
     }
+    // WDF_FILEOBJECT_CONFIG_INIT (a FORCEINLINE C helper wdk-sys does not generate; KMDF 1.33
+    // wdfdevice.h in microsoft/Windows-Driver-Frameworks src/publicinc/wdf/kmdf/1.33): Size, the
+    // three callbacks, FileObjectClass = WdfFileObjectWdfCannotUseFsContexts and
+    // AutoForwardCleanupClose = WdfUseDefault. Every other member starts from `default()`
+    // (bindgen's all-zero value, no `unsafe` here), so a member a newer wdk-sys generates is
+    // zero as in C, and never a compile error.
+    #[allow(
+        clippy::needless_update,
+        reason = "wdk-sys 0.5.2 generates exactly these six members; the update keeps a newer \
+                  wdk-sys with more members compiling (`expect` would then fail instead)"
+    )]
     let mut file_config = WDF_FILEOBJECT_CONFIG {
         Size: const { wdf_size::<WDF_FILEOBJECT_CONFIG>() },
         EvtDeviceFileCreate: Some(evt_device_file_create),
@@ -131,6 +142,7 @@ pub unsafe fn configure_device_init(device_init: wdk_sys::PWDFDEVICE_INIT) -> NT
         EvtFileCleanup: Some(evt_file_cleanup),
         AutoForwardCleanupClose: _WDF_TRI_STATE::WdfUseDefault,
         FileObjectClass: _WDF_FILEOBJECT_CLASS::WdfFileObjectWdfCannotUseFsContexts,
+        ..WDF_FILEOBJECT_CONFIG::default()
     };
     // SAFETY: `device_init` is valid; `file_config` is fully initialised and outlives the call.
     unsafe {
