@@ -5,12 +5,23 @@
 //! Administrators. Every IOCTL is handled in `EvtIoInCallerContext`, in the caller's process,
 //! because OPEN_SESSION converts the caller's VMBus handle and GET_REGION_SECTION opens a
 //! section handle in the caller's process. Other requests go to the default queue, which fails
-//! them. One WDF wait lock serializes every call into the portable `ControlDevice`.
+//! them.
 //!
 //! Nothing here decides anything: each callback gathers its arguments, has the portable code
 //! admit the request (requestor mode; `Caller::admit`, `Opener::admit`) **before** it takes
-//! the lock, then takes the lock, calls the portable method and completes the request with
-//! what it returned.
+//! any lock, acquires the rundown reference, and runs the portable sequence
+//! (`vmbmmio_core::control::serve`), which takes the table lock (`Table`, one WDF wait lock)
+//! only around table work and never across a blocking KMCL call.
+//!
+//! **No KMCL callback ever takes the table lock** (`VmbChannelDisable` waits for the channel's
+//! callbacks, so a callback waiting for the lock would deadlock a close; docs/architecture.md).
+//!
+//! Removal: the device opts into the remove lock for I/O
+//! (`WdfDeviceInitSetRemoveLockOptions(WDF_REMOVE_LOCK_OPTION_ACQUIRE_FOR_IO)`, so
+//! IRP_MN_REMOVE_DEVICE waits for requests in flight), every callback also holds the portable
+//! rundown reference (`RUNDOWN`, a `static` that outlives the state), the device cleanup
+//! callback waits for the rundown before it shuts the state down and frees it, and
+//! `EvtDeviceQueryRemove` vetoes removal while sessions exist.
 //!
 //! Caller identity: at file create the glue references the opener's process object
 //! (`process::ReferencedProcess`, `ObReferenceObject(PsGetCurrentProcess())`) and hands the
@@ -18,6 +29,7 @@
 //! and compares every request's current process object against it. The requestor mode comes
 //! from `WdfRequestGetRequestorMode`.
 
+use core::ffi::c_ulong;
 use core::ptr::{self, null_mut};
 use core::sync::atomic::{AtomicPtr, Ordering};
 
@@ -27,11 +39,12 @@ use alloc::boxed::Box;
 use kmcl::server::ParentDevice;
 use vmbmmio_proto::ioctl::MAX_REQUEST_SIZE;
 use wdk_sys::{
-    _WDF_FILEOBJECT_CLASS, _WDF_IO_QUEUE_DISPATCH_TYPE, _WDF_REQUEST_TYPE, _WDF_TRI_STATE,
-    NTSTATUS, PVOID, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_DEVICE_REQUEST, STATUS_SUCCESS,
-    ULONG, WDF_FILEOBJECT_CONFIG, WDF_IO_QUEUE_CONFIG, WDF_NO_OBJECT_ATTRIBUTES,
-    WDF_OBJECT_ATTRIBUTES, WDF_REQUEST_PARAMETERS, WDFDEVICE, WDFFILEOBJECT, WDFOBJECT, WDFQUEUE,
-    WDFREQUEST, WDFWAITLOCK, call_unsafe_wdf_function_binding,
+    _MODE, _WDF_FILEOBJECT_CLASS, _WDF_IO_QUEUE_DISPATCH_TYPE, _WDF_REMOVE_LOCK_OPTIONS_FLAGS,
+    _WDF_REQUEST_TYPE, _WDF_TRI_STATE, KPROCESSOR_MODE, LARGE_INTEGER, NTSTATUS, PVOID,
+    STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_DEVICE_REQUEST, STATUS_SUCCESS, ULONG,
+    WDF_FILEOBJECT_CONFIG, WDF_IO_QUEUE_CONFIG, WDF_NO_OBJECT_ATTRIBUTES, WDF_OBJECT_ATTRIBUTES,
+    WDF_PNPPOWER_EVENT_CALLBACKS, WDF_REMOVE_LOCK_OPTIONS, WDF_REQUEST_PARAMETERS, WDFDEVICE,
+    WDFFILEOBJECT, WDFOBJECT, WDFQUEUE, WDFREQUEST, WDFWAITLOCK, call_unsafe_wdf_function_binding,
 };
 
 use super::driver::{object_attributes, wdf_size, wdf_size_u16};
@@ -39,8 +52,10 @@ use super::handles::ZwCloseHandles;
 use super::process::{ReferencedProcess, current_process_key};
 use super::sections::KernelSections;
 use super::strings::{unicode, utf16};
+use vmbmmio_core::control::serve::{self, TableLock};
 use vmbmmio_core::control::{
     Caller, ControlDevice, ControlError, FileKey, OfferSettings, Opener, Platform, RequestorMode,
+    Rundown,
 };
 use vmbmmio_core::sections::SectionQuotas;
 
@@ -62,6 +77,20 @@ struct ControlState {
 
 /// Set by device add, taken by the device's cleanup callback.
 static STATE: AtomicPtr<ControlState> = AtomicPtr::new(null_mut());
+
+/// In-flight callbacks against removal. A `static`, so it outlives the state it guards; every
+/// callback acquires it **before** it loads `STATE`.
+static RUNDOWN: Rundown = Rundown::new();
+
+/// The table lock as the portable sequences take it.
+struct Table;
+
+impl TableLock<WindowsPlatform> for Table {
+    /// IRQL: PASSIVE_LEVEL.
+    fn locked<R>(&self, f: impl FnOnce(&mut ControlDevice<WindowsPlatform>) -> R) -> Option<R> {
+        with_control(f)
+    }
+}
 
 const DEVICE_NAME: &[u16] = utf16!("\\Device\\vmbmmio");
 const SYMBOLIC_LINK: &[u16] = utf16!("\\DosDevices\\vmbmmio");
@@ -86,10 +115,9 @@ fn with_control<R>(f: impl FnOnce(&mut ControlDevice<WindowsPlatform>) -> R) -> 
         return None;
     }
     // SAFETY: `state` was published by `configure_control_device` and is only freed by
-    // `evt_device_cleanup`, the device's EvtCleanupCallback. WDF runs that after
-    // IRP_MN_REMOVE_DEVICE, when every file object has been cleaned up and no
-    // EvtIoInCallerContext or EvtFile* callback of this device is in flight, so no caller of
-    // `with_control` can still hold `state` then.
+    // `evt_device_cleanup` after `serve::remove` saw `RUNDOWN` drained. Every caller of
+    // `with_control` holds a `RUNDOWN` reference acquired before it loaded `STATE` (the
+    // callbacks below), so `state` cannot be freed while it is used here.
     let lock = unsafe { (*state).lock };
     // SAFETY: `lock` is a wait lock owned by the device, alive as long as `state`; a NULL
     // timeout waits forever, which is allowed at PASSIVE_LEVEL.
@@ -161,7 +189,69 @@ pub unsafe fn configure_device_init(device_init: wdk_sys::PWDFDEVICE_INIT) -> NT
             Some(evt_io_in_caller_context)
         )
     };
+    // The remove lock for I/O (WDF_REMOVE_LOCK_OPTIONS_INIT; Microsoft Learn,
+    // "WdfDeviceInitSetRemoveLockOptions" and "WDF_REMOVE_LOCK_OPTIONS_FLAGS"): KMDF then holds
+    // the WDM remove lock from the arrival of every I/O request until it completes, so
+    // IRP_MN_REMOVE_DEVICE (and with it the device's cleanup callback, which frees the state)
+    // waits for requests in flight, and requests arriving after removal started fail with
+    // STATUS_DELETE_PENDING before any callback of ours runs.
+    let mut remove_lock = WDF_REMOVE_LOCK_OPTIONS {
+        Size: const { wdf_size::<WDF_REMOVE_LOCK_OPTIONS>() },
+        Flags: _WDF_REMOVE_LOCK_OPTIONS_FLAGS::WDF_REMOVE_LOCK_OPTION_ACQUIRE_FOR_IO as ULONG,
+    };
+    // SAFETY: `device_init` is valid; `remove_lock` is initialised and outlives the call.
+    unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDeviceInitSetRemoveLockOptions,
+            device_init,
+            &raw mut remove_lock
+        )
+    };
+    // WDF_PNPPOWER_EVENT_CALLBACKS_INIT: zeroed with Size; only the query-remove veto. The
+    // device is a PnP device (root-enumerated `Root\vmbmmio`, created in EvtDriverDeviceAdd),
+    // not a control device object, so it receives IRP_MN_QUERY_REMOVE_DEVICE.
+    let mut pnp = WDF_PNPPOWER_EVENT_CALLBACKS {
+        Size: const { wdf_size::<WDF_PNPPOWER_EVENT_CALLBACKS>() },
+        EvtDeviceQueryRemove: Some(evt_device_query_remove),
+        ..WDF_PNPPOWER_EVENT_CALLBACKS::default()
+    };
+    // SAFETY: `device_init` is valid; `pnp` is initialised and outlives the call.
+    unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDeviceInitSetPnpPowerEventCallbacks,
+            device_init,
+            &raw mut pnp
+        )
+    };
     STATUS_SUCCESS
+}
+
+/// `EvtDeviceQueryRemove`: vetoed (STATUS_UNSUCCESSFUL) while sessions exist, with a debugger
+/// message for the administrator; the decision is `serve::query_remove`.
+///
+/// IRQL: PASSIVE_LEVEL.
+extern "C" fn evt_device_query_remove(_device: WDFDEVICE) -> NTSTATUS {
+    match serve::query_remove(&Table) {
+        Ok(()) => STATUS_SUCCESS,
+        Err(error) => {
+            let sessions = match error {
+                ControlError::SessionsOpen { sessions } => sessions,
+                _ => 0,
+            };
+            let sessions = c_ulong::try_from(sessions).unwrap_or(c_ulong::MAX);
+            // SAFETY: a NUL-terminated format string whose one conversion (%lu) matches the one
+            // `unsigned long` argument.
+            unsafe {
+                wdk_sys::ntddk::DbgPrint(
+                    c"vmbmmio: removal refused: %lu VM session(s) open; stop the device hosts \
+                      (or the VMs) first\n"
+                        .as_ptr(),
+                    sessions,
+                )
+            };
+            error.to_ntstatus()
+        }
+    }
 }
 
 /// The attributes `WdfDeviceCreate` gets: the device's cleanup callback frees the state.
@@ -244,6 +334,9 @@ pub unsafe fn configure_control_device(device: WDFDEVICE) -> NTSTATUS {
     let Some(state) = try_box(ControlState { lock, control }) else {
         return STATUS_INSUFFICIENT_RESOURCES;
     };
+    // A device added again after an earlier removal: the drained rundown is reusable
+    // (a fresh one is unchanged by this).
+    let _ = RUNDOWN.reinitialize();
     STATE.store(Box::into_raw(state), Ordering::Release);
     STATUS_SUCCESS
 }
@@ -267,18 +360,36 @@ fn try_box<T>(value: T) -> Option<Box<T>> {
     Some(unsafe { Box::from_raw(memory) })
 }
 
-/// `EvtCleanupCallback` of the device: closes every session and frees the state.
+/// `EvtCleanupCallback` of the device: refuses new callbacks, waits for those in flight
+/// (`serve::remove`, polling every 10 ms; with the remove lock for I/O they have normally all
+/// completed already), closes every session and only then frees the state.
 ///
 /// IRQL: PASSIVE_LEVEL.
 extern "C" fn evt_device_cleanup(_device: WDFOBJECT) {
+    serve::remove(&RUNDOWN, &Table, delay);
     let state = STATE.swap(null_mut(), Ordering::AcqRel);
     if state.is_null() {
         return;
     }
     // SAFETY: `state` came from `Box::into_raw` in `configure_control_device` and was just
-    // unpublished, so this is the only owner; WDF delivers no more callbacks for the device.
-    let mut state = unsafe { Box::from_raw(state) };
-    state.control.shutdown();
+    // unpublished; the rundown is drained and refuses new references, so no callback holds or
+    // can load it: this is the only owner.
+    drop(unsafe { Box::from_raw(state) });
+}
+
+/// Sleeps 10 ms (`KeDelayExecutionThread`, relative interval in 100 ns units).
+///
+/// IRQL: PASSIVE_LEVEL.
+fn delay() {
+    let mut interval = LARGE_INTEGER { QuadPart: -100_000 };
+    // SAFETY: a kernel-mode, non-alertable wait at PASSIVE_LEVEL on a live local interval.
+    let _ = unsafe {
+        wdk_sys::ntddk::KeDelayExecutionThread(
+            _MODE::KernelMode as KPROCESSOR_MODE,
+            0,
+            &raw mut interval,
+        )
+    };
 }
 
 /// `EvtDeviceFileCreate`: a process opened `\\.\vmbmmio`.
@@ -293,10 +404,12 @@ extern "C" fn evt_device_file_create(_device: WDFDEVICE, request: WDFREQUEST, fi
         ReferencedProcess::current,
     ) {
         Err(error) => error.to_ntstatus(),
-        Ok(opener) => match with_control(|control| control.file_create(opener)) {
-            Some(Ok(())) => STATUS_SUCCESS,
-            Some(Err(error)) => error.to_ntstatus(),
-            None => ControlError::NotReady.to_ntstatus(),
+        Ok(opener) => match RUNDOWN.acquire() {
+            None => ControlError::ShuttingDown.to_ntstatus(),
+            Some(in_flight) => match serve::file_create(&in_flight, &Table, opener) {
+                Ok(()) => STATUS_SUCCESS,
+                Err(error) => error.to_ntstatus(),
+            },
         },
     };
     // SAFETY: WDF passed `request` to this callback, which completes it exactly once.
@@ -306,9 +419,12 @@ extern "C" fn evt_device_file_create(_device: WDFDEVICE, request: WDFREQUEST, fi
 /// `EvtFileCleanup`: the last handle to `file` was closed (or its process exited). The control
 /// device forgets the file and releases the opener's process reference.
 ///
-/// IRQL: PASSIVE_LEVEL.
+/// IRQL: PASSIVE_LEVEL. The session's channel is disabled without the table lock. During
+/// removal the rundown refuses, and `serve::remove`'s shutdown closes the file instead.
 extern "C" fn evt_file_cleanup(file: WDFFILEOBJECT) {
-    let _ = with_control(|control| control.file_cleanup(FileKey(file as usize)));
+    if let Some(in_flight) = RUNDOWN.acquire() {
+        serve::file_cleanup(&in_flight, &Table, FileKey(file as usize));
+    }
 }
 
 /// `EvtIoDefault` of the default queue: anything that is not one of our IOCTLs.
@@ -328,8 +444,13 @@ extern "C" fn evt_io_default(_queue: WDFQUEUE, request: WDFREQUEST) {
 /// `EvtIoInCallerContext`: every request, in the requesting thread's process.
 ///
 /// IRQL: PASSIVE_LEVEL for IOCTLs from user mode (METHOD_BUFFERED). Requests whose requestor
-/// mode is not user mode are refused first, before any lock is taken or buffer touched.
+/// mode is not user mode are refused first, before any lock is taken or buffer touched. The
+/// rundown reference is held for the whole callback; OPEN_SESSION and CLOSE_SESSION do their
+/// KMCL work without the table lock (`serve::dispatch`).
 extern "C" fn evt_io_in_caller_context(device: WDFDEVICE, request: WDFREQUEST) {
+    let Some(in_flight) = RUNDOWN.acquire() else {
+        return complete(request, ControlError::ShuttingDown.to_ntstatus(), 0);
+    };
     // SAFETY: `request` is valid; the file object is the one the request was sent through.
     let file = unsafe { call_unsafe_wdf_function_binding!(WdfRequestGetFileObject, request) };
     let caller = match Caller::admit(
@@ -405,10 +526,9 @@ extern "C" fn evt_io_in_caller_context(device: WDFDEVICE, request: WDFREQUEST) {
     };
 
     let input: &[u8] = input_copy;
-    match with_control(|control| control.dispatch(caller, code, input, output)) {
-        Some(Ok(written)) => complete(request, STATUS_SUCCESS, written),
-        Some(Err(error)) => complete(request, error.to_ntstatus(), 0),
-        None => complete(request, ControlError::NotReady.to_ntstatus(), 0),
+    match serve::dispatch(&in_flight, &Table, caller, code, input, output) {
+        Ok(written) => complete(request, STATUS_SUCCESS, written),
+        Err(error) => complete(request, error.to_ntstatus(), 0),
     }
 }
 

@@ -1,18 +1,17 @@
 //! One IOCTL, checked then executed.
 
-use kmcl::raw::GUID;
 use vmbmmio_proto::ioctl::{
     BarRegion, CloseSessionReply, IoctlCode, MAX_REGIONS, MappingState, OpenSessionParams,
-    RegionSection, ReportMappingReply, SectionAccess, SessionOpened, Target, WireGuid, WireMessage,
+    RegionSection, ReportMappingReply, SectionAccess, SessionOpened, WireMessage,
     parse_close_session, parse_get_region_section, parse_open_session, parse_query_status,
     parse_report_mapping,
 };
 
-use super::session::{FileEntry, Session};
+use alloc::boxed::Box;
+
+use super::phases::{Begun, Finished, OpenDone, OpenWork, Teardown};
+use super::session::{Busy, FileEntry, Session};
 use super::{Caller, ControlDevice, ControlError, Platform};
-use crate::channel::{
-    ChannelConfig, ChannelError, ChannelTarget, UserVmbusHandle, VmChannel, convert_vmbus_handle,
-};
 use crate::mmio_plan::MmioPlan;
 use crate::sections::{RegionAccess, RegionId, RegionSpec};
 
@@ -44,25 +43,26 @@ impl<X: Platform> ControlDevice<X> {
     fn count_rejection<T>(&mut self, caller: Caller, result: &Result<T, ControlError>) {
         // Only the opener's own requests count: a request from another process through a
         // duplicated or inherited handle changes nothing of the opener's file.
-        if let (Err(_), Some(entry)) = (
+        // A request refused because another one is opening or closing the session changes
+        // nothing at all, not even this counter.
+        if let (Err(error), Some(entry)) = (
             result,
             self.files
                 .iter_mut()
                 .find(|f| f.file == caller.file() && f.opener() == caller.process()),
-        ) {
+        ) && *error != ControlError::SessionBusy
+        {
             entry.rejected_requests = entry.rejected_requests.saturating_add(1);
         }
     }
 
-    /// Handles one IOCTL from `caller`: `input` is a copy of the request, `output` the reply
-    /// buffer. Returns how many bytes of `output` were written.
+    /// Handles one IOCTL from `caller` with every step in one call: [`ControlDevice::begin`],
+    /// the work without the lock ([`OpenWork::run`], [`Teardown::run`]) and the matching finish.
+    /// For callers that hold `&mut self` throughout (tests, the simulated transport); the glue
+    /// uses [`super::serve::dispatch`], which releases the table lock around the work.
+    /// Returns how many bytes of `output` were written.
     ///
-    /// Checks, in order: the IOCTL code, the output length, the whole input message, then the
-    /// session's rules; nothing changes unless all pass.
-    ///
-    /// IRQL: PASSIVE_LEVEL, **in the calling process's context** (`EvtIoInCallerContext`):
-    /// OPEN_SESSION converts the caller's VMBus handle and GET_REGION_SECTION opens a section
-    /// handle in the caller's process.
+    /// IRQL: PASSIVE_LEVEL, **in the calling process's context** (`EvtIoInCallerContext`).
     pub fn dispatch(
         &mut self,
         caller: Caller,
@@ -70,18 +70,46 @@ impl<X: Platform> ControlDevice<X> {
         input: &[u8],
         output: &mut [u8],
     ) -> Result<usize, ControlError> {
-        let result = self.dispatch_checked(caller, code, input, output);
-        self.count_rejection(caller, &result);
-        result
+        match self.begin(caller, code, input, output)? {
+            Begun::Done(written) => Ok(written),
+            Begun::Open(work) => {
+                let finished = self.finish_open(work.run(output));
+                if let Some(teardown) = finished.teardown {
+                    let _ = self.finish_close(teardown.run());
+                }
+                finished.result
+            }
+            Begun::Close(teardown) => Ok(self.finish_close(teardown.run())),
+        }
     }
 
-    fn dispatch_checked(
+    /// Step one of an IOCTL, **under the table lock**: every check (IOCTL code, output length,
+    /// the whole input message, then the session's rules), then either the whole request (the
+    /// ones that never block) or the start of an open or close: the file's entry is marked
+    /// [`Busy`] (so concurrent requests on it get [`ControlError::SessionBusy`]) and the
+    /// blocking work is handed back to run **without** the lock. Nothing changes unless all
+    /// checks pass.
+    ///
+    /// IRQL: PASSIVE_LEVEL, in the calling process's context.
+    pub fn begin(
         &mut self,
         caller: Caller,
         code: u32,
         input: &[u8],
         output: &mut [u8],
-    ) -> Result<usize, ControlError> {
+    ) -> Result<Begun<X>, ControlError> {
+        let result = self.begin_checked(caller, code, input, output);
+        self.count_rejection(caller, &result);
+        result
+    }
+
+    fn begin_checked(
+        &mut self,
+        caller: Caller,
+        code: u32,
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<Begun<X>, ControlError> {
         if self.shut_down {
             return Err(ControlError::ShuttingDown);
         }
@@ -101,14 +129,21 @@ impl<X: Platform> ControlDevice<X> {
         if self.files.get(index).map(FileEntry::opener) != Some(caller.process()) {
             return Err(ControlError::WrongProcess);
         }
+        // A session being opened or closed by another request is off limits until that request
+        // finishes: its channel work runs without the table lock.
+        if self.files.get(index).map(|f| f.busy) != Some(Busy::Idle) {
+            return Err(ControlError::SessionBusy);
+        }
         match code {
             IoctlCode::OpenSession => {
                 let params = parse_open_session(input)?;
-                self.open_session(index, caller, &params, output)
+                self.begin_open(index, caller, &params)
+                    .map(|work| Begun::Open(Box::new(work)))
             }
             IoctlCode::GetRegionSection => {
                 let params = parse_get_region_section(input)?;
                 self.get_region_section(index, caller, params.region_index, params.access, output)
+                    .map(Begun::Done)
             }
             IoctlCode::ReportMapping => {
                 let params = parse_report_mapping(input)?;
@@ -121,12 +156,12 @@ impl<X: Platform> ControlDevice<X> {
                         index: params.region_index,
                     })?;
                 *slot = params.state;
-                Ok(ReportMappingReply::new().encode(output)?)
+                Ok(Begun::Done(ReportMappingReply::new().encode(output)?))
             }
             IoctlCode::QueryStatus => {
                 parse_query_status(input)?;
                 let entry = self.files.get(index).ok_or(ControlError::UnknownFile)?;
-                Ok(entry.status(&self.sections).encode(output)?)
+                Ok(Begun::Done(entry.status(&self.sections).encode(output)?))
             }
             IoctlCode::CloseSession => {
                 parse_close_session(input)?;
@@ -134,8 +169,16 @@ impl<X: Platform> ControlDevice<X> {
                 if entry.session.is_none() {
                     return Err(ControlError::NoSession);
                 }
-                entry.close_session(&mut self.sections);
-                Ok(CloseSessionReply::new().encode(output)?)
+                // The reply first: once the session is out, nothing may fail any more.
+                let written = CloseSessionReply::new().encode(output)?;
+                let session = entry.session.take().ok_or(ControlError::NoSession)?;
+                entry.busy = Busy::Closing;
+                Ok(Begun::Close(Teardown::new(
+                    Some(entry.file),
+                    Some(session),
+                    None,
+                    written,
+                )))
             }
         }
     }
@@ -149,14 +192,14 @@ impl<X: Platform> ControlDevice<X> {
             .ok_or(ControlError::NoSession)
     }
 
-    /// OPEN_SESSION: plan, sections, VMBus handle, offer; all or nothing.
-    fn open_session(
+    /// OPEN_SESSION, under the lock: plan and sections (all or nothing), then the entry is
+    /// marked [`Busy::Opening`] and the channel work is handed back.
+    fn begin_open(
         &mut self,
         index: usize,
         caller: Caller,
         params: &OpenSessionParams,
-        output: &mut [u8],
-    ) -> Result<usize, ControlError> {
+    ) -> Result<OpenWork<X>, ControlError> {
         let entry: &FileEntry<X> = self.files.get(index).ok_or(ControlError::UnknownFile)?;
         if entry.session.is_some() {
             return Err(ControlError::SessionExists);
@@ -178,62 +221,73 @@ impl<X: Platform> ControlDevice<X> {
         let sections = self
             .sections
             .create_session(specs.get(..count).unwrap_or(&[]))?;
-        let channel = match self.offer_channel(caller, params, plan) {
-            Ok(channel) => channel,
-            Err(error) => {
-                // Nothing of the session may stay behind (the id is this manager's own).
-                let _ = self.sections.close_session(sections);
-                return Err(error);
-            }
-        };
-        let written = SessionOpened::new(
-            sections.raw(),
-            reply.mmio_megabytes(),
-            reply.mmio_megabytes_optional(),
-            reply.bar_size(),
-            reply.regions(),
-        )
-        .and_then(|opened| opened.encode(output));
-        let written = match written {
-            Ok(written) => written,
-            Err(error) => {
-                channel.close();
-                let _ = self.sections.close_session(sections);
-                return Err(error.into());
-            }
-        };
         let entry = self.files.get_mut(index).ok_or(ControlError::UnknownFile)?;
-        entry.session = Some(Session {
+        entry.busy = Busy::Opening;
+        Ok(OpenWork {
+            file: entry.file,
+            caller,
+            params: *params,
+            plan,
+            reply,
             sections,
-            channel,
-            mapping: [MappingState::Unmapped; MAX_REGIONS],
-            handles_issued: 0,
-        });
-        Ok(written)
+            parent: self.parent,
+            offer: self.offer,
+            platform: core::marker::PhantomData,
+        })
     }
 
-    /// Converts the caller's VMBus handle (in its context) and offers the channel.
-    fn offer_channel(
-        &self,
-        _caller: Caller,
-        params: &OpenSessionParams,
-        plan: MmioPlan,
-    ) -> Result<VmChannel<X::Kmcl, X::HandleCloser>, ControlError> {
-        let target = match params.target() {
-            Target::VmbusHandle(handle) => {
-                let user = UserVmbusHandle::new(handle.get()).map_err(ChannelError::from)?;
-                ChannelTarget::VmbusHandle(convert_vmbus_handle::<X::Kmcl, X::HandleCloser>(user)?)
+    /// The last step of OPEN_SESSION, **under the table lock**: installs the session offered by
+    /// [`OpenWork::run`], or releases its sections if the offer failed. If the file was cleaned
+    /// up meanwhile (its entry is gone), the request fails and the offered channel comes back
+    /// as a [`Teardown`] the caller runs without the lock.
+    ///
+    /// IRQL: PASSIVE_LEVEL.
+    pub fn finish_open(&mut self, done: OpenDone<X>) -> Finished<X> {
+        let entry = self
+            .files
+            .iter_mut()
+            .find(|f| f.file == done.file && f.busy == Busy::Opening);
+        match (entry, done.outcome) {
+            (Some(entry), Ok((channel, written))) => {
+                entry.busy = Busy::Idle;
+                entry.session = Some(Session {
+                    sections: done.sections,
+                    channel,
+                    mapping: [MappingState::Unmapped; MAX_REGIONS],
+                    handles_issued: 0,
+                });
+                Finished {
+                    result: Ok(written),
+                    teardown: None,
+                }
             }
-            Target::Loopback => ChannelTarget::Loopback,
-        };
-        let config = ChannelConfig {
-            interface_type: guid(params.interface_type()),
-            interface_instance: guid(params.interface_instance()),
-            friendly_name: self.offer.friendly_name,
-            max_packet_size: self.offer.max_packet_size,
-            target,
-        };
-        Ok(VmChannel::offer(self.parent, config, plan)?)
+            (entry, Err(error)) => {
+                if let Some(entry) = entry {
+                    entry.busy = Busy::Idle;
+                }
+                // Nothing of the session may stay behind (the id is this manager's own).
+                let _ = self.sections.close_session(done.sections);
+                self.count_rejection(done.caller, &Err::<(), _>(error));
+                Finished {
+                    result: Err(error),
+                    teardown: None,
+                }
+            }
+            (None, Ok((channel, _))) => Finished {
+                result: Err(ControlError::UnknownFile),
+                teardown: Some(Teardown::new(
+                    None,
+                    Some(Session {
+                        sections: done.sections,
+                        channel,
+                        mapping: [MappingState::Unmapped; MAX_REGIONS],
+                        handles_issued: 0,
+                    }),
+                    None,
+                    0,
+                )),
+            },
+        }
     }
 
     /// GET_REGION_SECTION: a handle to one of the session's sections, in the caller's process.
@@ -295,9 +349,4 @@ fn session_reply(plan: &MmioPlan) -> Result<SessionOpened, ControlError> {
         plan.bar_size(),
         regions.get(..count).unwrap_or(&[]),
     )?)
-}
-
-/// A wire GUID as KMCL takes it.
-fn guid(wire: WireGuid) -> GUID {
-    GUID::from_u128(wire.to_u128())
 }

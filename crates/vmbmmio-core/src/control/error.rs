@@ -4,7 +4,7 @@ use kmcl::raw::{
     NTSTATUS, STATUS_ACCESS_DENIED, STATUS_BUFFER_TOO_SMALL, STATUS_DEVICE_NOT_READY,
     STATUS_DEVICE_REMOVED, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_BUFFER_SIZE,
     STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER,
-    STATUS_REVISION_MISMATCH,
+    STATUS_REVISION_MISMATCH, STATUS_UNSUCCESSFUL,
 };
 use vmbmmio_proto::ioctl::{ErrorClass, ProtoError};
 
@@ -14,6 +14,10 @@ use crate::sections::SectionError;
 
 /// `STATUS_TOO_MANY_OPENED_FILES` (ntstatus.h).
 pub const STATUS_TOO_MANY_OPENED_FILES: NTSTATUS = 0xC000_011F_u32 as i32;
+
+/// `STATUS_DEVICE_BUSY` (ntstatus.h; a warning-severity status, so `NT_SUCCESS` is false and
+/// `DeviceIoControl` fails with `ERROR_BUSY`).
+pub const STATUS_DEVICE_BUSY: NTSTATUS = 0x8000_0011_u32 as i32;
 
 /// Every way a control-device request fails. A request that fails changed nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,8 +51,19 @@ pub enum ControlError {
     FileAlreadyOpen,
     /// Too many file handles are open.
     TooManyFiles,
-    /// The driver is unloading.
+    /// The driver is unloading, or the device is being removed (the request came after removal
+    /// started: it touched nothing).
     ShuttingDown,
+    /// The file's session is being opened or closed by another request, whose channel work
+    /// (`VmbChannelEnable`, `VmbChannelDisable`, the VMBus handle conversion) runs outside the
+    /// table lock. Refused without any change; retry once that request completed.
+    SessionBusy,
+    /// A query-remove while sessions exist: vetoed (the administrator closes the device hosts
+    /// first).
+    SessionsOpen {
+        /// How many sessions were open, opening or closing.
+        sessions: usize,
+    },
     /// The control device's state does not exist (yet, or any more): a request raced device
     /// creation or removal.
     NotReady,
@@ -72,6 +87,8 @@ impl ControlError {
             Self::UnknownFile | Self::FileAlreadyOpen => STATUS_INVALID_DEVICE_REQUEST,
             Self::TooManyFiles => STATUS_TOO_MANY_OPENED_FILES,
             Self::ShuttingDown => STATUS_DEVICE_REMOVED,
+            Self::SessionBusy => STATUS_DEVICE_BUSY,
+            Self::SessionsOpen { .. } => STATUS_UNSUCCESSFUL,
             Self::NotReady => STATUS_DEVICE_NOT_READY,
             Self::BufferUnavailable => STATUS_INVALID_DEVICE_REQUEST,
             Self::OutOfMemory => STATUS_INSUFFICIENT_RESOURCES,

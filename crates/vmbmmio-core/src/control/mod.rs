@@ -1,9 +1,23 @@
 //! The control device's portable logic: what the device host may ask of the driver.
 //!
 //! The Windows glue (`glue::control`) owns the WDF objects and calls into a [`ControlDevice`]
-//! for every file-create, IOCTL and file-cleanup on the control device, under one passive-level
-//! lock (a WDF wait lock): every method takes `&mut self`. Everything that decides lives here,
-//! so it runs in tests against `hvsim`.
+//! for every file-create, IOCTL and file-cleanup on the control device through the sequences in
+//! [`serve`], which take the one passive-level table lock (a WDF wait lock) only around table
+//! work: every method takes `&mut self`. Everything that decides lives here, so it runs in
+//! tests against `hvsim`.
+//!
+//! # Locking rule (read this before writing a KMCL callback)
+//! The table lock is **never** held across a blocking KMCL call: opening and closing a session
+//! run in three steps (module `phases`), the KMCL work between two lock sections, with the
+//! file's entry marked busy meanwhile (other requests on it get
+//! [`ControlError::SessionBusy`]). **No KMCL callback ever takes the table lock**:
+//! `VmbChannelDisable` waits for the channel's callbacks, so a callback waiting for the lock
+//! would deadlock the close that holds it.
+//!
+//! # Removal
+//! Every caller holds a [`Rundown`] reference; [`serve::remove`] refuses new ones, waits for the
+//! last, and only then shuts the state down; the glue frees it after that. Query-remove is
+//! vetoed while sessions exist ([`ControlDevice::query_remove`]).
 //!
 //! # Sessions
 //! One session per open file handle. `OPEN_SESSION` plans the MMIO reservation
@@ -30,11 +44,18 @@
 //! | [`ControlDevice::file_create`] | PASSIVE_LEVEL | the opening process (`EvtDeviceFileCreate`); keeps the opener's process reference |
 //! | [`ControlDevice::dispatch`] | PASSIVE_LEVEL | **the calling process** (`EvtIoInCallerContext`): VMBus handles are converted and section handles opened there |
 //! | [`ControlDevice::file_cleanup`] | PASSIVE_LEVEL | `EvtFileCleanup` (last handle closed, or process exit); releases the opener's process reference |
-//! | [`ControlDevice::shutdown`] | PASSIVE_LEVEL | device cleanup / driver unload |
+//! | [`ControlDevice::shutdown`] | PASSIVE_LEVEL | device cleanup / driver unload, only once the [`Rundown`] is drained ([`serve::remove`]) |
+//! | [`ControlDevice::begin`], [`ControlDevice::finish_open`], [`ControlDevice::finish_close`], [`ControlDevice::begin_file_cleanup`], [`ControlDevice::query_remove`] | PASSIVE_LEVEL | under the table lock; no blocking call |
+//! | [`OpenWork::run`], [`Teardown::run`] | PASSIVE_LEVEL | **without** the table lock (OpenWork: in the calling process); block in KMCL; never from a KMCL callback |
+//! | [`serve`] functions | PASSIVE_LEVEL | take and release the table lock themselves |
+//! | [`Rundown`] methods | any | atomics only |
 
 mod caller;
 mod dispatch;
 mod error;
+mod phases;
+mod rundown;
+pub mod serve;
 mod session;
 
 use alloc::vec::Vec;
@@ -46,7 +67,9 @@ use crate::channel::KernelHandleCloser;
 use crate::sections::{RegionId, SectionBackend, SectionCounters, SectionManager, SectionQuotas};
 
 pub use caller::{Caller, Opener, ProcessReference, RequestorMode};
-pub use error::{ControlError, proto_error_to_ntstatus};
+pub use error::{ControlError, STATUS_DEVICE_BUSY, proto_error_to_ntstatus};
+pub use phases::{Begun, Closed, Finished, OpenDone, OpenWork, Teardown};
+pub use rundown::{Rundown, RundownGuard};
 
 use session::FileEntry;
 
@@ -144,16 +167,32 @@ impl<X: Platform> ControlDevice<X> {
     /// that file's session, if any, forgets the file and releases the opener's process
     /// reference. Unknown files are ignored.
     ///
+    /// All steps in one call, for callers that hold `&mut self` throughout (tests, the
+    /// simulated transport); the glue uses [`serve::file_cleanup`].
+    ///
     /// IRQL: PASSIVE_LEVEL. Blocks while the channel is disabled (kmcl.md §2.1).
     pub fn file_cleanup(&mut self, file: FileKey) {
-        if let Some(position) = self.files.iter().position(|f| f.file == file) {
-            let mut entry = self.files.swap_remove(position);
-            entry.close_session(&mut self.sections);
+        if let Some(teardown) = self.begin_file_cleanup(file) {
+            let closed = teardown.run();
+            self.finish_close(closed);
+        }
+    }
+
+    /// Query-remove: `Err(SessionsOpen)` while any session is open, opening or closing (the
+    /// removal would rescind a running VM's device), else `Ok`.
+    ///
+    /// IRQL: PASSIVE_LEVEL.
+    pub fn query_remove(&self) -> Result<(), ControlError> {
+        match self.files.iter().filter(|f| f.has_session()).count() {
+            0 => Ok(()),
+            sessions => Err(ControlError::SessionsOpen { sessions }),
         }
     }
 
     /// Driver unload or device removal: closes every session, releases every section and
-    /// refuses everything from now on. Idempotent.
+    /// refuses everything from now on. Idempotent. Runs only once no request is in flight
+    /// ([`serve::remove`] waits for the [`Rundown`]), so nothing is opening or closing and
+    /// blocking here holds up no other caller.
     ///
     /// IRQL: PASSIVE_LEVEL.
     pub fn shutdown(&mut self) {

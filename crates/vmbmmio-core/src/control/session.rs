@@ -17,6 +17,21 @@ pub(super) struct FileEntry<X: Platform> {
     pub(super) session: Option<Session<X>>,
     /// Requests on this file rejected by the wire-format or session rules.
     pub(super) rejected_requests: u64,
+    /// Whether a request is opening or closing this file's session outside the table lock.
+    pub(super) busy: Busy,
+}
+
+/// What a request is doing to a file's session while the table lock is released.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Busy {
+    /// Nothing: requests may use the entry.
+    Idle,
+    /// OPEN_SESSION is converting the VMBus handle and offering the channel; `session` is
+    /// still `None` and the sections exist (their id is in the request's work item).
+    Opening,
+    /// CLOSE_SESSION is disabling the channel; `session` was taken out into the request's
+    /// work item.
+    Closing,
 }
 
 /// A live session: one VM's channel and its regions' sections.
@@ -37,7 +52,19 @@ impl<X: Platform> FileEntry<X> {
             opener: opener.process,
             session: None,
             rejected_requests: 0,
+            busy: Busy::Idle,
         }
+    }
+
+    /// The entry's parts once it left the table (file cleanup): the session to tear down and
+    /// the opener's process reference (released when dropped).
+    pub(super) fn into_parts(self) -> (Option<Session<X>>, X::Process) {
+        (self.session, self.opener)
+    }
+
+    /// Whether the entry holds a session or has one being opened or closed.
+    pub(super) fn has_session(&self) -> bool {
+        self.session.is_some() || self.busy != Busy::Idle
     }
 
     /// The opening process's identity.

@@ -1,0 +1,111 @@
+//! The request sequences the glue runs, with the table lock taken and released at exactly the
+//! points the portable code decides: the glue only supplies the lock ([`TableLock`]) and the
+//! rundown reference.
+//!
+//! # Locking rule
+//! The table lock protects the [`ControlDevice`] (the file table, the sessions and the section
+//! ledger) and nothing else. It is never held across a KMCL call that can block
+//! (`VmbChannelEnable`, `VmbChannelDisable`, the VMBus handle conversion) — those run between
+//! two lock sections, see module `phases`. **No KMCL callback ever takes the table lock**:
+//! `VmbChannelDisable` waits for the channel's callbacks to return, so a callback waiting for
+//! the lock while a request holds it and disables a channel would deadlock (kmcl.md §4).
+
+use super::phases::Begun;
+use super::rundown::{Rundown, RundownGuard};
+use super::{Caller, ControlDevice, ControlError, FileKey, Opener, Platform};
+
+/// The table lock around the one [`ControlDevice`] (a WDF wait lock in the glue).
+pub trait TableLock<X: Platform> {
+    /// Runs `f` with the lock held; `None` when there is no control state (not created yet,
+    /// or already freed).
+    ///
+    /// IRQL: PASSIVE_LEVEL.
+    fn locked<R>(&self, f: impl FnOnce(&mut ControlDevice<X>) -> R) -> Option<R>;
+}
+
+/// The whole of an IOCTL for a request holding `_in_flight`: [`ControlDevice::begin`] under
+/// the lock, the blocking work without it, the finish under it again.
+///
+/// IRQL: PASSIVE_LEVEL, in the calling process's context.
+pub fn dispatch<X: Platform, L: TableLock<X>>(
+    _in_flight: &RundownGuard<'_>,
+    table: &L,
+    caller: Caller,
+    code: u32,
+    input: &[u8],
+    output: &mut [u8],
+) -> Result<usize, ControlError> {
+    let begun = table
+        .locked(|control| control.begin(caller, code, input, output))
+        .ok_or(ControlError::NotReady)??;
+    match begun {
+        Begun::Done(written) => Ok(written),
+        Begun::Open(work) => {
+            let done = work.run(output);
+            let finished = table
+                .locked(|control| control.finish_open(done))
+                .ok_or(ControlError::NotReady)?;
+            if let Some(teardown) = finished.teardown {
+                let closed = teardown.run();
+                let _ = table.locked(|control| control.finish_close(closed));
+            }
+            finished.result
+        }
+        Begun::Close(teardown) => {
+            let closed = teardown.run();
+            table
+                .locked(|control| control.finish_close(closed))
+                .ok_or(ControlError::NotReady)
+        }
+    }
+}
+
+/// File create for a request holding `_in_flight`.
+///
+/// IRQL: PASSIVE_LEVEL.
+pub fn file_create<X: Platform, L: TableLock<X>>(
+    _in_flight: &RundownGuard<'_>,
+    table: &L,
+    opener: Opener<X::Process>,
+) -> Result<(), ControlError> {
+    table
+        .locked(|control| control.file_create(opener))
+        .ok_or(ControlError::NotReady)?
+}
+
+/// File cleanup for a callback holding `_in_flight`: the entry leaves the table under the
+/// lock, its session is torn down without it.
+///
+/// IRQL: PASSIVE_LEVEL; blocks in `VmbChannelDisable`, without the lock.
+pub fn file_cleanup<X: Platform, L: TableLock<X>>(
+    _in_flight: &RundownGuard<'_>,
+    table: &L,
+    file: FileKey,
+) {
+    if let Some(Some(teardown)) = table.locked(|control| control.begin_file_cleanup(file)) {
+        let closed = teardown.run();
+        let _ = table.locked(|control| control.finish_close(closed));
+    }
+}
+
+/// Query-remove: vetoed while any session is open, opening or closing.
+///
+/// IRQL: PASSIVE_LEVEL.
+pub fn query_remove<X: Platform, L: TableLock<X>>(table: &L) -> Result<(), ControlError> {
+    table
+        .locked(|control| control.query_remove())
+        .unwrap_or(Ok(()))
+}
+
+/// Removal: refuses new requests, waits (calling `wait` between checks) until the last
+/// in-flight one has left, then shuts the state down under the lock. Only after this returns
+/// may the caller free the state.
+///
+/// IRQL: PASSIVE_LEVEL; blocks until drained.
+pub fn remove<X: Platform, L: TableLock<X>>(rundown: &Rundown, table: &L, mut wait: impl FnMut()) {
+    rundown.begin_removal();
+    while !rundown.is_drained() {
+        wait();
+    }
+    let _ = table.locked(|control| control.shutdown());
+}
