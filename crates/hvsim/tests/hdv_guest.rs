@@ -36,13 +36,10 @@ use vmbmmio_devhost::placement::{
     AcceptedPlacement, BarPlacement, BarState, GuestRange, GuestReport, PlacementSignal,
     PlacementSource, ReservationRelation,
 };
-use vmbmmio_devhost::platform::{
-    ComputeSystem, DeviceHandle, DeviceHostFlags, DeviceHostHandle, HcsApi, HdvApi,
-    MmioMappingFlags, MmioRange, SectionHandle,
-};
+use vmbmmio_devhost::platform::{HcsApi, HdvApi, MmioMappingFlags, MmioRange, SectionHandle};
 use vmbmmio_devhost::sequence::{Backends, DeviceHost, Event, Progress, ServeEnd};
 
-type Host = DeviceHost<HdvSim, RecordingHdv, TestDriver, SimSectionMapper>;
+type Host = DeviceHost<HdvSim, HdvSim, TestDriver, SimSectionMapper>;
 
 /// The device's BAR: index 2, 16 KiB, 64-bit (regions of 8 KiB and 4 KiB, rounded up).
 const BAR: u8 = 2;
@@ -56,61 +53,6 @@ const PAGE: u64 = 4096;
 /// bounds it.
 const START_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// HDV as the device host calls it, remembering the device instance it created: the device
-/// host keeps its handle private, and a test that calls HDV directly (an order the device host
-/// never uses) needs it.
-#[derive(Clone)]
-struct RecordingHdv {
-    sim: HdvSim,
-    device: Arc<Mutex<Option<DeviceHandle>>>,
-}
-
-impl HdvApi for RecordingHdv {
-    fn initialize_device_host(
-        &mut self,
-        system: ComputeSystem,
-        flags: DeviceHostFlags,
-    ) -> Result<DeviceHostHandle, HResult> {
-        self.sim.initialize_device_host(system, flags)
-    }
-
-    fn create_pci_device(
-        &mut self,
-        host: DeviceHostHandle,
-        class_id: Guid,
-        instance_id: Guid,
-        emulator: Arc<dyn PciDeviceCallbacks>,
-    ) -> Result<DeviceHandle, HResult> {
-        let device = self
-            .sim
-            .create_pci_device(host, class_id, instance_id, emulator)?;
-        *self.device.lock().unwrap() = Some(device);
-        Ok(device)
-    }
-
-    fn create_section_backed_mmio_range(
-        &mut self,
-        device: DeviceHandle,
-        range: &MmioRange,
-    ) -> Result<(), HResult> {
-        self.sim.create_section_backed_mmio_range(device, range)
-    }
-
-    fn destroy_section_backed_mmio_range(
-        &mut self,
-        device: DeviceHandle,
-        bar: u8,
-        offset_pages: u64,
-    ) -> Result<(), HResult> {
-        self.sim
-            .destroy_section_backed_mmio_range(device, bar, offset_pages)
-    }
-
-    fn teardown_device_host(&mut self, host: DeviceHostHandle) -> Result<(), HResult> {
-        self.sim.teardown_device_host(host)
-    }
-}
-
 struct Scene {
     handles: Arc<Handles>,
     sim: HdvSim,
@@ -119,8 +61,6 @@ struct Scene {
     mapper_counters: Arc<ViewCounters>,
     guest: GuestPhysicalMemory,
     pci: Arc<GuestPci>,
-    /// The device instance the device host created.
-    device: Arc<Mutex<Option<DeviceHandle>>>,
     /// The device host's events, in order.
     events: Arc<Mutex<Vec<Event>>>,
 }
@@ -140,14 +80,9 @@ fn scene_with(guest: GuestVm) -> Scene {
     let mapper = SimSectionMapper::new(handles.clone(), DEVICE_HOST)
         .with_handle_closer(move |process, handle| closer.close(process, handle));
     let mapper_counters = mapper.counters();
-    let hdv = RecordingHdv {
-        sim: sim.clone(),
-        device: Arc::default(),
-    };
-    let device = hdv.device.clone();
     let backends = Backends {
         hcs: sim.clone(),
-        hdv,
+        hdv: sim.clone(),
         driver,
         mapper,
     };
@@ -170,7 +105,6 @@ fn scene_with(guest: GuestVm) -> Scene {
         mapper_counters,
         guest,
         pci,
-        device,
         events,
     }
 }
@@ -890,7 +824,7 @@ fn defect_01_only_the_guests_vpci_places_the_bar_and_by_default_away_from_the_ch
 /// device host's layout: region 0 at BAR page 0, region 1 at page 2). Returns `(offset_pages,
 /// handle)` per range.
 fn create_ranges_directly(scene: &Scene) -> Vec<(u64, u64)> {
-    let device = scene.device.lock().unwrap().unwrap();
+    let device = scene.sim.device_handle(VM, INSTANCE).unwrap();
     let mut hdv = scene.sim.clone();
     let system = hdv.open_compute_system(VM).unwrap();
     hdv.pause(system).unwrap();
@@ -966,7 +900,7 @@ fn defect_04_an_early_mapping_crashes_the_worker_when_decode_goes_on() {
     );
     // The test's own ranges stay until destroyed (hdv.md §5 step 6); it destroys them and
     // closes its handles, as the device host does with its own.
-    let device = scene.device.lock().unwrap().unwrap();
+    let device = scene.sim.device_handle(VM, INSTANCE).unwrap();
     let mut hdv = scene.sim.clone();
     for (offset_pages, handle) in early {
         hdv.destroy_section_backed_mmio_range(device, BAR, offset_pages)

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use vmbmmio_devhost::callbacks::{PCI_BAR_COUNT, PciDeviceCallbacks};
 use vmbmmio_devhost::guid::Guid;
 use vmbmmio_devhost::hresult::HResult;
+use vmbmmio_devhost::platform::DeviceHandle;
 
 use super::codes;
 use super::state::{
@@ -115,6 +116,16 @@ impl HdvSim {
             .systems
             .get(&vm)
             .map(|system| system.guest.clone())
+    }
+
+    /// The handle of the device instance `instance` some device host created for `vm` (the
+    /// device host keeps its own private; a test that calls HDV directly needs it).
+    pub fn device_handle(&self, vm: Guid, instance: Guid) -> Option<DeviceHandle> {
+        self.lock()
+            .devices
+            .iter()
+            .find(|(_, device)| device.vm == vm && device.instance_id == instance)
+            .map(|(&handle, _)| DeviceHandle(handle))
     }
 
     /// The VM worker process of `vm` while the VM exists.
