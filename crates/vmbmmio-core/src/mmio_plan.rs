@@ -105,8 +105,6 @@ impl PlanError {
 pub struct MmioPlan {
     regions: Vec<RegionPlacement>,
     bar_size: u64,
-    mmio_megabytes: u16,
-    mmio_megabytes_optional: u16,
 }
 
 impl MmioPlan {
@@ -141,12 +139,7 @@ impl MmioPlan {
         if bar_size > MAX_BAR_SIZE {
             return Err(PlanError::TooLarge);
         }
-        Ok(Self {
-            regions,
-            bar_size,
-            mmio_megabytes: RESERVATION_MEGABYTES,
-            mmio_megabytes_optional: RESERVATION_MEGABYTES_OPTIONAL,
-        })
+        Ok(Self { regions, bar_size })
     }
 
     /// The regions, in the order given, with their place in the BAR.
@@ -166,19 +159,19 @@ impl MmioPlan {
 
     /// `MmioMegabytes` for the offer: [`RESERVATION_MEGABYTES`]; never zero.
     pub const fn mmio_megabytes(&self) -> u16 {
-        self.mmio_megabytes
+        RESERVATION_MEGABYTES
     }
 
     /// `MmioMegabytesOptional` for the offer: [`RESERVATION_MEGABYTES_OPTIONAL`].
     pub const fn mmio_megabytes_optional(&self) -> u16 {
-        self.mmio_megabytes_optional
+        RESERVATION_MEGABYTES_OPTIONAL
     }
 
     /// Total bytes the offer asks the guest to reserve (both values).
     pub const fn reserved_bytes(&self) -> u64 {
         // At most 2 * 65535 MiB: far from overflowing a u64.
-        (self.mmio_megabytes as u64)
-            .saturating_add(self.mmio_megabytes_optional as u64)
+        (self.mmio_megabytes() as u64)
+            .saturating_add(self.mmio_megabytes_optional() as u64)
             .saturating_mul(MIB)
     }
 }

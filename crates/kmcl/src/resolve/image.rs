@@ -85,12 +85,22 @@ impl PeHeaders {
         }
         let coff = pe.checked_add(4).ok_or(lfanew_err)?;
         let machine = u16_at(headers, coff).ok_or(PeError::CoffHeaderTruncated)?;
-        let number_of_sections =
-            u16_at(headers, coff.wrapping_add(2)).ok_or(PeError::CoffHeaderTruncated)?;
-        let size_of_optional =
-            u16_at(headers, coff.wrapping_add(16)).ok_or(PeError::CoffHeaderTruncated)?;
+        let number_of_sections = u16_at(
+            headers,
+            coff.checked_add(2).ok_or(PeError::CoffHeaderTruncated)?,
+        )
+        .ok_or(PeError::CoffHeaderTruncated)?;
+        let size_of_optional = u16_at(
+            headers,
+            coff.checked_add(16).ok_or(PeError::CoffHeaderTruncated)?,
+        )
+        .ok_or(PeError::CoffHeaderTruncated)?;
         // The last COFF field must be readable too.
-        u16_at(headers, coff.wrapping_add(18)).ok_or(PeError::CoffHeaderTruncated)?;
+        u16_at(
+            headers,
+            coff.checked_add(18).ok_or(PeError::CoffHeaderTruncated)?,
+        )
+        .ok_or(PeError::CoffHeaderTruncated)?;
         if machine != MACHINE_AMD64 {
             return Err(PeError::NotAmd64 { machine });
         }
@@ -164,9 +174,11 @@ impl<'a> MappedImage<'a> {
     /// The image of `size` bytes mapped at `base`.
     ///
     /// # Safety
-    /// `base..base + size` must be readable for `'a` and not written during `'a`: the mapping
-    /// of a loaded module (its `ImageBase` and `ImageSize` as the module list reports them),
-    /// which stays loaded for `'a`.
+    /// `base..base + size` must be readable for `'a` and not written during `'a`. A loaded
+    /// driver image is **not** readable as a whole: its discardable sections (`INIT`) are
+    /// unmapped after its DriverEntry. Pass only a range known to stay mapped (the headers and
+    /// the export directory of a module that stays loaded for `'a`), never `ImageBase` with
+    /// the whole `ImageSize`.
     pub unsafe fn from_raw_parts(base: *const u8, size: usize) -> Self {
         // SAFETY: the caller guarantees that `size` bytes at `base` stay readable and unchanged
         // for `'a` (a loaded module's image mapping).

@@ -158,7 +158,12 @@ impl Located {
 pub fn locate<R: ImageReader>(exports: &ExportDirectory<'_, R>) -> Result<Located, ResolveError> {
     let mut rvas = [0u32; 27];
     let (mut missing, mut forwarded) = (EntrySet::EMPTY, EntrySet::EMPTY);
-    for (slot, spec) in rvas.iter_mut().zip(ENTRIES.iter()) {
+    for spec in ENTRIES.iter() {
+        // Stored by the function's own index, the one `Located::rva` reads.
+        let Some(slot) = rvas.get_mut(spec.function as usize) else {
+            missing.insert(spec.function);
+            continue;
+        };
         match exports.find(spec.name.as_bytes())? {
             Some(export) => match export.target {
                 ExportTarget::Rva(rva) => *slot = rva,
