@@ -20,7 +20,7 @@ use vmbmmio_devhost::placement::ReservationRelation;
 use vmbmmio_devhost::sequence::{Backends, DeviceHost, Event, Progress};
 use vmbmmio_devhost::{DriverSessionSettings, DriverTarget, ProtoDriverClient};
 
-use super::assumptions::{BAR_OUTSIDE_WINDOW, HOST_VIEW, PLACEMENT_REPORT};
+use super::assumptions::{BAR_OUTSIDE_WINDOW, HOST_VIEW, MAPPING_TAKES_EFFECT, PLACEMENT_REPORT};
 use super::guest_side::{enable_and_locate, find_paired_function};
 use super::transport::{InProcessTransport, TransportCounts};
 use super::world::{
@@ -56,6 +56,9 @@ impl<'a> DemoWorld<'a> {
             PLACEMENT_REPORT.to_string(),
             HOST_VIEW.to_string(),
         ];
+        if !options.quirks.mapping_has_no_effect && !options.quirks.bar_accesses_not_forwarded {
+            assumptions.push(MAPPING_TAKES_EFFECT.to_string());
+        }
         if options.bar_in_channel_range {
             assumptions.push(BAR_OUTSIDE_WINDOW.to_string());
         }
