@@ -116,8 +116,9 @@ fn with_control<R>(f: impl FnOnce(&mut ControlDevice<WindowsPlatform>) -> R) -> 
     }
     // SAFETY: `state` was published by `configure_control_device` and is only freed by
     // `evt_device_cleanup` after `serve::remove` saw `RUNDOWN` drained. Every caller of
-    // `with_control` holds a `RUNDOWN` reference acquired before it loaded `STATE` (the
-    // callbacks below), so `state` cannot be freed while it is used here.
+    // `with_control` either holds a `RUNDOWN` reference acquired before it loaded `STATE` (the
+    // callbacks below), or is `serve::remove` itself, running in `evt_device_cleanup` before
+    // that same function frees the state, so `state` cannot be freed while it is used here.
     let lock = unsafe { (*state).lock };
     // SAFETY: `lock` is a wait lock owned by the device, alive as long as `state`; a NULL
     // timeout waits forever, which is allowed at PASSIVE_LEVEL.
@@ -231,6 +232,10 @@ pub unsafe fn configure_device_init(device_init: wdk_sys::PWDFDEVICE_INIT) -> NT
 ///
 /// IRQL: PASSIVE_LEVEL.
 extern "C" fn evt_device_query_remove(_device: WDFDEVICE) -> NTSTATUS {
+    // Removal already under way: nothing to veto, and the state may be going.
+    let Some(_in_flight) = RUNDOWN.acquire() else {
+        return STATUS_SUCCESS;
+    };
     match serve::query_remove(&Table) {
         Ok(()) => STATUS_SUCCESS,
         Err(error) => {
@@ -448,11 +453,9 @@ extern "C" fn evt_io_default(_queue: WDFQUEUE, request: WDFREQUEST) {
 /// rundown reference is held for the whole callback; OPEN_SESSION and CLOSE_SESSION do their
 /// KMCL work without the table lock (`serve::dispatch`).
 extern "C" fn evt_io_in_caller_context(device: WDFDEVICE, request: WDFREQUEST) {
-    let Some(in_flight) = RUNDOWN.acquire() else {
-        return complete(request, ControlError::ShuttingDown.to_ntstatus(), 0);
-    };
     // SAFETY: `request` is valid; the file object is the one the request was sent through.
     let file = unsafe { call_unsafe_wdf_function_binding!(WdfRequestGetFileObject, request) };
+    // Admission first, as at file create: a non-user-mode request touches nothing.
     let caller = match Caller::admit(
         FileKey(file as usize),
         current_process_key(),
@@ -460,6 +463,9 @@ extern "C" fn evt_io_in_caller_context(device: WDFDEVICE, request: WDFREQUEST) {
     ) {
         Ok(caller) => caller,
         Err(error) => return complete(request, error.to_ntstatus(), 0),
+    };
+    let Some(in_flight) = RUNDOWN.acquire() else {
+        return complete(request, ControlError::ShuttingDown.to_ntstatus(), 0);
     };
     let mut params = WDF_REQUEST_PARAMETERS {
         Size: const { wdf_size_u16::<WDF_REQUEST_PARAMETERS>() },
