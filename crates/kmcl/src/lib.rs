@@ -59,6 +59,7 @@
 
 extern crate alloc;
 
+mod entry_set;
 pub mod error;
 mod handle;
 #[cfg(windows)]
@@ -70,6 +71,7 @@ pub mod resolve;
 pub mod server;
 mod table;
 
+pub use entry_set::EntrySet;
 pub use error::{ErrorStatus, KmclError, KmclFunction, SetupError};
 pub use handle::convert_vmbus_handle;
 #[cfg(windows)]

@@ -18,6 +18,8 @@
 
 use core::ffi::c_void;
 
+use crate::entry_set::EntrySet;
+use crate::error::KmclFunction;
 use crate::raw::{
     BOOLEAN, GUID, HANDLE, NTSTATUS, PCUNICODE_STRING, PDEVICE_OBJECT,
     PFN_VMB_CHANNEL_PROCESS_PACKET, PFN_VMB_CHANNEL_PROCESSING_COMPLETE,
@@ -174,4 +176,50 @@ pub struct KmclApi {
     /// valid after Opened; behaviour on a server channel undocumented. **Optional**: not in the
     /// header \[H\], no host import observed.
     pub VmbChannelGetMmioSpace: Option<FnVmbChannelGetMmioSpace>,
+}
+
+impl KmclApi {
+    /// The optional entries this table leaves `None` (what the driver runs without, reported
+    /// to the device host). A table always has every required entry: they are not `Option`s.
+    ///
+    /// IRQL: any.
+    pub fn missing_optional(&self) -> EntrySet {
+        let mut missing = EntrySet::EMPTY;
+        let mut note = |present: bool, function: KmclFunction| {
+            if !present {
+                missing.insert(function);
+            }
+        };
+        note(
+            self.VmbChannelPause.is_some(),
+            KmclFunction::VmbChannelPause,
+        );
+        note(
+            self.VmbChannelInitSetFlags.is_some(),
+            KmclFunction::VmbChannelInitSetFlags,
+        );
+        note(
+            self.VmbChannelPacketDeferToPassive.is_some(),
+            KmclFunction::VmbChannelPacketDeferToPassive,
+        );
+        note(
+            self.VmbChannelPacketFail.is_some(),
+            KmclFunction::VmbChannelPacketFail,
+        );
+        note(
+            self.VmbPacketAllocate.is_some(),
+            KmclFunction::VmbPacketAllocate,
+        );
+        note(self.VmbPacketFree.is_some(), KmclFunction::VmbPacketFree);
+        note(
+            self.VmbPacketSetCompletionRoutine.is_some(),
+            KmclFunction::VmbPacketSetCompletionRoutine,
+        );
+        note(self.VmbPacketSend.is_some(), KmclFunction::VmbPacketSend);
+        note(
+            self.VmbChannelGetMmioSpace.is_some(),
+            KmclFunction::VmbChannelGetMmioSpace,
+        );
+        missing
+    }
 }

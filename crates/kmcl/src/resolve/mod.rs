@@ -37,8 +37,9 @@ pub mod kmcl_table;
 pub mod policy;
 mod read;
 
+pub use crate::entry_set::EntrySet;
 pub use error::PeError;
 pub use exports::{Export, ExportDirectory, ExportTarget};
 pub use image::{FileImage, ImageReader, MappedImage, PeHeaders};
-pub use kmcl_table::{EntrySet, Located, ResolveError, ResolvedKmcl, locate, resolve_mapped};
+pub use kmcl_table::{Located, ResolveError, ResolvedKmcl, locate, resolve_mapped};
 pub use policy::{ENTRIES, EntryPolicy, EntrySpec};
