@@ -462,3 +462,35 @@ fn inf2cat_for_windows_10_is_caught() {
     let without_override = MAKEFILE.replacen("[tasks.inf2cat]", "[tasks.not-inf2cat]", 1);
     assert_eq!(inf2cat_os_problems(&without_override).len(), 1);
 }
+
+/// The event-log source DriverEntry writes to (`src/glue/event_log.rs`): the service's
+/// `AddService` names an event-log section whose registry values point at `IoLogMsg.dll`, the
+/// message file of the `IO_ERR_*` codes the driver logs.
+fn event_log_registered(text: &str) -> bool {
+    let inf = parse(text);
+    let Some(add_service) = value(&inf, "vmbmmio_Device.NT.Services", "addservice") else {
+        return false;
+    };
+    let Some(section) = fields(add_service).get(3).cloned() else {
+        return false;
+    };
+    let Some(add_reg) = value(&inf, &section, "addreg") else {
+        return false;
+    };
+    let Some(lines) = inf.get(&add_reg.trim().to_ascii_lowercase()) else {
+        return false;
+    };
+    let text: Vec<String> = lines.iter().map(|(_, v)| v.to_ascii_lowercase()).collect();
+    text.iter()
+        .any(|l| l.contains("eventmessagefile") && l.contains("iologmsg.dll"))
+        && text.iter().any(|l| l.contains("typessupported"))
+}
+
+#[test]
+fn the_event_log_source_is_registered_with_iologmsg() {
+    assert!(event_log_registered(INX));
+    assert!(!event_log_registered(&broken(
+        "vmbmmio_Service_Inst, vmbmmio_EventLog_Inst",
+        "vmbmmio_Service_Inst"
+    )));
+}

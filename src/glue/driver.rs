@@ -1,6 +1,6 @@
 //! DriverEntry and the WDF driver/device callbacks.
 
-use super::control;
+use super::{control, event_log, host_library};
 
 use wdk_sys::{
     _WDF_EXECUTION_LEVEL, _WDF_SYNCHRONIZATION_SCOPE, DRIVER_OBJECT, NTSTATUS, PCUNICODE_STRING,
@@ -42,6 +42,10 @@ pub(super) fn object_attributes() -> WDF_OBJECT_ATTRIBUTES {
 
 /// The driver's entry point, called by `FxDriverEntry` after WDF is bound.
 ///
+/// First resolves the KMCL table from the loaded `vmbkmclr.sys` (`host_library`): a missing
+/// required entry fails the load here, with every missing name in the System event log and the
+/// debugger; missing optional entries are printed and reported to device hosts (QUERY_DRIVER).
+///
 /// IRQL: PASSIVE_LEVEL, in the system process.
 ///
 /// # Safety
@@ -51,12 +55,21 @@ pub unsafe extern "system" fn driver_entry(
     driver: &mut DRIVER_OBJECT,
     registry_path: PCUNICODE_STRING,
 ) -> NTSTATUS {
+    let driver_object: PDRIVER_OBJECT = driver;
+    match host_library::install() {
+        Ok(missing) => kmcl::resolve::optional_lines(missing, |line| {
+            event_log::debug_line(&line);
+        }),
+        Err(error) => {
+            event_log::report_failure(driver_object, &error);
+            return error.ntstatus();
+        }
+    }
     let mut config = WDF_DRIVER_CONFIG {
         Size: WDF_DRIVER_CONFIG_SIZE,
         EvtDriverDeviceAdd: Some(evt_driver_device_add),
         ..WDF_DRIVER_CONFIG::default()
     };
-    let driver_object: PDRIVER_OBJECT = driver;
     // SAFETY: `driver_object` and `registry_path` come straight from the kernel and are valid for
     // the duration of DriverEntry; `config` is a fully initialised WDF_DRIVER_CONFIG that lives
     // across the call; WDF_NO_OBJECT_ATTRIBUTES and WDF_NO_HANDLE are the documented "none"

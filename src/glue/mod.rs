@@ -8,7 +8,9 @@
 
 mod control;
 mod driver;
+mod event_log;
 mod handles;
+mod host_library;
 mod process;
 mod section_security;
 pub mod sections;

@@ -62,8 +62,7 @@ extern crate alloc;
 mod entry_set;
 pub mod error;
 mod handle;
-#[cfg(windows)]
-pub mod imports;
+pub mod installed;
 mod layout;
 mod provider;
 pub mod raw;
@@ -74,8 +73,7 @@ mod table;
 pub use entry_set::EntrySet;
 pub use error::{ErrorStatus, KmclError, KmclFunction, SetupError};
 pub use handle::convert_vmbus_handle;
-#[cfg(windows)]
-pub use imports::{Vmbkmclr, vmbkmclr_api};
+pub use installed::{AlreadyInstalled, TableCell, UNRESOLVED, Vmbkmclr};
 pub use provider::{ContextEvent, KmclProvider};
 pub use table::{
     FnVmbChannelGetMmioSpace, FnVmbChannelInitSetFlags, FnVmbChannelPause, FnVmbPacketAllocate,

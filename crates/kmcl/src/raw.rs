@@ -293,6 +293,12 @@ pub const STATUS_INVALID_DEVICE_STATE: NTSTATUS = 0xC000_0184_u32 as i32;
 pub const STATUS_DEVICE_REMOVED: NTSTATUS = 0xC000_02B6_u32 as i32;
 /// The buffer size is not valid for the operation.
 pub const STATUS_INVALID_BUFFER_SIZE: NTSTATUS = 0xC000_0206_u32 as i32;
+/// The procedure could not be found (a KMCL entry the host library does not export).
+pub const STATUS_PROCEDURE_NOT_FOUND: NTSTATUS = 0xC000_007A_u32 as i32;
+/// The image is not a valid image (the host library's headers or export table were refused).
+pub const STATUS_INVALID_IMAGE_FORMAT: NTSTATUS = 0xC000_007B_u32 as i32;
+/// The dependent module could not be found (the host library is not loaded).
+pub const STATUS_DLL_NOT_FOUND: NTSTATUS = 0xC000_0135_u32 as i32;
 /// A revision number did not match.
 pub const STATUS_REVISION_MISMATCH: NTSTATUS = 0xC000_0059_u32 as i32;
 

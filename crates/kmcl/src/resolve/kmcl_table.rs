@@ -33,6 +33,8 @@ pub enum ResolveError {
     },
     /// Base + RVA overflowed the address space (the mapping cannot be a loaded module).
     AddressOverflow,
+    /// An entry's address came out as zero.
+    NullAddress,
 }
 
 impl From<PeError> for ResolveError {
@@ -57,6 +59,7 @@ impl fmt::Display for ResolveError {
                 Ok(())
             }
             Self::AddressOverflow => f.write_str("vmbkmclr.sys export address overflows"),
+            Self::NullAddress => f.write_str("vmbkmclr.sys export address is null"),
         }
     }
 }
@@ -145,34 +148,66 @@ pub struct ResolvedKmcl {
     pub missing_optional: EntrySet,
 }
 
-/// The table for the module mapped as `image`: its export directory is parsed and checked,
-/// every entry located ([`locate`]), and each RVA turned into a function pointer at
-/// `image.base() + rva`.
+/// The table for the module mapped as `image` (every byte of it readable: a test image or a
+/// file mapped whole). A loaded driver is read through [`crate::resolve::LoadedImage`] and
+/// [`resolve_loaded`] instead.
 ///
 /// # Safety
-/// - `image` is the mapping of the loaded `vmbkmclr.sys` (its image base and size), and that
-///   module stays loaded for as long as any copy of the returned table is used;
+/// As [`resolve_loaded`], with `image.base()` as the module's base.
+pub unsafe fn resolve_mapped(image: &MappedImage<'_>) -> Result<ResolvedKmcl, ResolveError> {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { resolve_loaded(image, image.base().addr()) }
+}
+
+/// The table for the loaded module at `base`, whose export directory `image` reads: the
+/// directory is parsed and checked, every entry located ([`locate`]), and each RVA turned into
+/// a function pointer at `base + rva`.
+///
+/// # Safety
+/// - `image` reads the loaded `vmbkmclr.sys` whose image starts at `base`, and that module stays
+///   loaded for as long as any copy of the returned table is used;
 /// - the module's exports of these names are the KMCL functions with the prototypes the header
 ///   declares (kmcl.md §2), which are the types of [`KmclApi`]'s fields.
-pub unsafe fn resolve_mapped(image: &MappedImage<'_>) -> Result<ResolvedKmcl, ResolveError> {
+pub unsafe fn resolve_loaded<R: ImageReader>(
+    image: &R,
+    base: usize,
+) -> Result<ResolvedKmcl, ResolveError> {
     let exports = ExportDirectory::parse(image)?;
     let located = locate(&exports)?;
-    let base = image.base().addr();
-    let address = |function: KmclFunction| -> Result<Option<usize>, ResolveError> {
-        match located.rva(function) {
-            None => Ok(None),
-            Some(rva) => {
-                let rva = usize::try_from(rva).map_err(|_| ResolveError::AddressOverflow)?;
-                base.checked_add(rva)
-                    .map(Some)
-                    .ok_or(ResolveError::AddressOverflow)
-            }
+    let address = |rva: u32| -> Result<usize, ResolveError> {
+        let rva = usize::try_from(rva).map_err(|_| ResolveError::AddressOverflow)?;
+        base.checked_add(rva).ok_or(ResolveError::AddressOverflow)
+    };
+    // SAFETY: `address` is base + RVA inside the loaded module (checked by the parser); by this
+    // function's contract the export there is the KMCL function of the field's type.
+    unsafe { build_table(&located, address) }
+}
+
+/// The table whose entry for each located export is the function at `address(rva)`.
+///
+/// This is the one place that turns addresses into a [`KmclApi`]: [`resolve_loaded`] maps an
+/// RVA to `base + rva`; a test maps the RVAs of a synthetic image to the simulator's functions,
+/// so the very table a driver would build is exercised end to end.
+///
+/// # Safety
+/// For every entry `located` has, `address(rva)` is the entry point of a function with exactly
+/// the prototype of the matching [`KmclApi`] field, which stays callable while the table is
+/// used.
+pub unsafe fn build_table(
+    located: &Located,
+    address: impl Fn(u32) -> Result<usize, ResolveError>,
+) -> Result<ResolvedKmcl, ResolveError> {
+    let address_of = |function: KmclFunction| -> Result<Option<usize>, ResolveError> {
+        match located.rva(function).map(&address).transpose()? {
+            // A null function pointer is not a value a Rust function pointer may hold.
+            Some(0) => Err(ResolveError::NullAddress),
+            other => Ok(other),
         }
     };
     // A required entry is present once `locate` succeeded; the error is unreachable in
     // practice but keeps the code free of panics.
     let needed = |function: KmclFunction| -> Result<usize, ResolveError> {
-        address(function)?.ok_or(ResolveError::MissingRequired {
+        address_of(function)?.ok_or(ResolveError::MissingRequired {
             missing: {
                 let mut set = EntrySet::EMPTY;
                 set.insert(function);
@@ -184,18 +219,16 @@ pub unsafe fn resolve_mapped(image: &MappedImage<'_>) -> Result<ResolvedKmcl, Re
     macro_rules! required {
         ($name:ident) => {{
             let address = needed(KmclFunction::$name)?;
-            // SAFETY: `address` is base + the RVA that the loaded module's export table gives
-            // for this name (checked to lie inside the image); by this function's contract that
-            // export is the KMCL function whose prototype is this field's type.
+            // SAFETY: by this function's contract, `address` is the entry of the KMCL function
+            // whose prototype is this field's type.
             unsafe { function_at(address) }
         }};
     }
     macro_rules! optional {
         ($name:ident) => {{
-            match address(KmclFunction::$name)? {
+            match address_of(KmclFunction::$name)? {
                 None => None,
-                // SAFETY: as for the required entries: the module's export of this name, whose
-                // prototype is this field's type by the caller's contract.
+                // SAFETY: as for the required entries.
                 Some(address) => Some(unsafe { function_at(address) }),
             }
         }};

@@ -32,14 +32,25 @@
 
 pub mod error;
 pub mod exports;
+pub mod host_library;
 pub mod image;
 pub mod kmcl_table;
+pub mod loaded;
 pub mod policy;
 mod read;
 
 pub use crate::entry_set::EntrySet;
 pub use error::PeError;
 pub use exports::{Export, ExportDirectory, ExportTarget};
+pub use host_library::{
+    EVENT_LINE_MAX, EventLine, HostLibraryError, ListCopy, LoadedModules, load_host_library,
+    optional_lines,
+};
 pub use image::{FileImage, ImageReader, MappedImage, PeHeaders};
-pub use kmcl_table::{Located, ResolveError, ResolvedKmcl, locate, resolve_mapped};
+pub use kmcl_table::{
+    Located, ResolveError, ResolvedKmcl, build_table, locate, resolve_loaded, resolve_mapped,
+};
+pub use loaded::{
+    ExportWindow, HOST_LIBRARY, LoadedImage, ModuleError, ModuleRecord, find_module, header_window,
+};
 pub use policy::{ENTRIES, EntryPolicy, EntrySpec};
