@@ -17,17 +17,13 @@
 //! # Where the table comes from
 //! The wrapper reaches the table through a type, [`KmclProvider`], so its trampolines need no
 //! global state.
-//! - **Windows driver**: `imports::Vmbkmclr` (`cfg(windows)`, re-exported as `kmcl::Vmbkmclr`),
-//!   a static table of functions imported from the host library `vmbkmclr.sys` with
-//!   `raw-dylib` (kmcl.md §1a: the only mechanism observed for host-side server code; no import
-//!   library is known to ship). Only entry points with evidence of host use, or without which
-//!   no channel can work, are imported; the others (`VmbChannelGetMmioSpace`, Pause, the
-//!   packet-sending functions, …) are `None`, because one missing import would stop the driver
-//!   from loading.
-//! - **Load-time resolution** ([`resolve`], not yet wired into the driver): the replacement for
-//!   those imports. It walks the export directory of the loaded `vmbkmclr.sys` and fills the
-//!   table by name, so a missing entry no longer stops the driver from loading: a missing
-//!   required entry fails start with every missing name, a missing optional one is reported.
+//! - **Windows driver**: [`Vmbkmclr`], a provider over a write-once static table
+//!   ([`installed`]). DriverEntry fills it at load time ([`resolve::load_host_library`]): it
+//!   finds the loaded host library `vmbkmclr.sys` (kmcl.md §1a: the module host-side server code
+//!   imports KMCL from; no import library is known to ship), reads its export directory and fills
+//!   the table by name. Nothing is imported statically, so a name the library lacks cannot stop
+//!   the driver from loading: a missing required entry fails DriverEntry naming every missing
+//!   one, a missing optional entry is `None` and reported ([`KmclApi::missing_optional`]).
 //! - **Not used: the interface query** (`WdfFdoQueryForInterface` with
 //!   `KMCL_SERVER_INTERFACE_TYPE`, kmcl.md §1b): its GUIDs and version numbers are NOT FOUND
 //!   (kmcl.md §9 item 2), and which device would answer it for a host driver is unknown (§1c).

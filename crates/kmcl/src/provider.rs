@@ -7,7 +7,8 @@
 //! table. No global mutable state, no initialisation order to get wrong.
 //!
 //! Providers:
-//! - Windows: `crate::imports::Vmbkmclr`, the table filled from the `vmbkmclr.sys` imports;
+//! - Windows: `crate::Vmbkmclr`, the table DriverEntry resolved from the loaded `vmbkmclr.sys`
+//!   and installed once (`crate::installed`);
 //! - tests and the demo: `hvsim::kmcl::HvsimKmcl`, the simulator's model.
 
 use crate::KmclApi;

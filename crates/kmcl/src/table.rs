@@ -1,14 +1,15 @@
 //! The one table of KMCL entry points.
 //!
 //! Every KMCL call the driver makes goes through a [`KmclApi`]. Who fills it is described in the
-//! crate documentation ("Where the table comes from"); in short: the `vmbkmclr.sys` imports on
-//! Windows (`crate::imports`), the simulator `hvsim` in tests.
+//! crate documentation ("Where the table comes from"); in short: resolved at load time from the
+//! loaded `vmbkmclr.sys` on Windows (`crate::resolve`, `crate::installed`), the simulator `hvsim`
+//! in tests.
 //!
 //! # Required and optional entries
-//! A statically imported function that the host library does not export stops the driver from
-//! loading at all. So only entry points with evidence of host-side use, or without which no
-//! server channel can work, are plain function pointers; every other entry is an `Option`, left
-//! `None` by the import path. The evidence for each required entry is on its field (kmcl.md §1a:
+//! Entry points without which no server channel can be created, run or torn down are plain
+//! function pointers (DriverEntry fails, naming them, if the host library lacks any); every other
+//! entry is an `Option`, `None` when the library does not export it, and the driver runs
+//! without it (`crate::resolve::policy` gives each entry's reason). The evidence for each required entry is on its field (kmcl.md §1a:
 //! `vmswitch.sys`'s `vmbkmclr!` imports; kmcl.md §4: the init and teardown sequence of the host
 //! `dxgkrnl.sys`).
 //!

@@ -2,17 +2,15 @@
 //! `vmbkmclr.sys`.
 //!
 //! # Why
-//! `crate::imports` imports KMCL from `vmbkmclr.sys` with `raw-dylib`. The loader resolves those
-//! imports before `DriverEntry` runs, so a single name the host library does not export fails
-//! the whole image load (`STATUS_DRIVER_ENTRYPOINT_NOT_FOUND`, device Code 39), and the driver
-//! cannot even say which name was missing. Only three of the imported names are evidenced as
-//! `vmbkmclr.sys` exports (kmcl.md §1a). Resolving the table at run time instead lets the
-//! driver load, look every entry up, refuse to start with a message naming *every* missing
-//! required entry, and run without the optional ones (reporting them).
-//!
-//! **This module is the load-time replacement for `crate::imports`; it is not wired into the
-//! driver yet** (the raw-dylib imports are still what the Windows build uses).
-//!
+//! Importing KMCL from `vmbkmclr.sys` statically (`raw-dylib`) would let the loader resolve the
+//! imports before `DriverEntry` runs, so a single name the host library does not export would
+//! fail the whole image load (`STATUS_DRIVER_ENTRYPOINT_NOT_FOUND`, device Code 39) without
+//! saying which; and LTO could change which names a release build imports. Only three of the
+//! names the driver needs are evidenced as `vmbkmclr.sys` exports (kmcl.md §1a). Resolving the
+//! table at run time instead lets the driver load, look every entry up, refuse to start with a
+//! message naming *every* missing required entry, and run without the optional ones (reporting
+//! them). The driver does exactly this in DriverEntry ([`load_host_library`]).
+
 //! # Parts
 //! - [`image`]: the [`ImageReader`] abstraction over a PE32+ image: [`MappedImage`] (an image as
 //!   the loader mapped it: RVA = offset from the base; what the driver has for a loaded module)
@@ -23,6 +21,10 @@
 //! - [`policy`]: the static list of KMCL entries, each Required or Optional with its reason.
 //!   Dev and release builds resolve the same list: nothing depends on the linker.
 //! - [`kmcl_table`]: turning the export directory into a [`crate::KmclApi`].
+//! - [`loaded`]: finding the loaded module in the kernel's module list and reading only its
+//!   headers and export directory ([`LoadedImage`]); why the module must stay loaded.
+//! - [`host_library`]: the whole DriverEntry sequence over the kernel calls it needs
+//!   ([`LoadedModules`]), its errors, and the event-log lines of a failure.
 //!
 //! Format: "PE Format", Microsoft Learn (learn.microsoft.com/windows/win32/debug/pe-format):
 //! MS-DOS stub and `e_lfanew` at 0x3C, signature `PE\0\0`, COFF file header, optional header
