@@ -36,7 +36,13 @@ pub(super) fn report_failure(driver: PDRIVER_OBJECT, error: &HostLibraryError) {
     };
     error.event_lines(|line| {
         debug_line(&line);
-        write_entry(driver, &line, error.ntstatus(), unique, error.missing_bits());
+        write_entry(
+            driver,
+            &line,
+            error.ntstatus(),
+            unique,
+            error.missing_bits(),
+        );
     });
 }
 
@@ -47,13 +53,7 @@ pub(super) fn debug_line(line: &EventLine) {
     unsafe { DbgPrint(c"vmbmmio: %s\n".as_ptr(), line.as_c_str().as_ptr()) };
 }
 
-fn write_entry(
-    driver: PDRIVER_OBJECT,
-    line: &EventLine,
-    status: NTSTATUS,
-    unique: u32,
-    dump: u32,
-) {
+fn write_entry(driver: PDRIVER_OBJECT, line: &EventLine, status: NTSTATUS, unique: u32, dump: u32) {
     let header = size_of::<IO_ERROR_LOG_PACKET>();
     let text = line.as_str();
     // ASCII: one UTF-16 unit per byte, plus the NUL.

@@ -123,9 +123,8 @@ impl LoadedModules for AuxKlib {
     fn kernel_export_directory(&self, base: usize) -> usize {
         // SAFETY: `base` is the image base of a loaded module that AuxKlibQueryModuleInformation
         // just reported, as the routine requires; AuxKlibInitialize succeeded in `list_size`.
-        let directory = unsafe {
-            AuxKlibGetImageExportDirectory(core::ptr::with_exposed_provenance_mut(base))
-        };
+        let directory =
+            unsafe { AuxKlibGetImageExportDirectory(core::ptr::with_exposed_provenance_mut(base)) };
         directory.expose_provenance()
     }
 }

@@ -56,93 +56,10 @@ fn resolve(built: &Built) -> Result<ResolvedKmcl, ResolveError> {
 
 /// Every field's address, `None` for an absent optional entry.
 fn addresses(api: &KmclApi) -> Vec<(KmclFunction, Option<usize>)> {
-    use KmclFunction as F;
-    vec![
-        (F::VmbChannelAllocate, Some(api.VmbChannelAllocate as usize)),
-        (F::VmbChannelCleanup, Some(api.VmbChannelCleanup as usize)),
-        (F::VmbChannelEnable, Some(api.VmbChannelEnable as usize)),
-        (F::VmbChannelDisable, Some(api.VmbChannelDisable as usize)),
-        (F::VmbChannelStart, Some(api.VmbChannelStart as usize)),
-        (F::VmbChannelPause, api.VmbChannelPause.map(|f| f as usize)),
-        (
-            F::VmbChannelInitSetMaximumPacketSize,
-            Some(api.VmbChannelInitSetMaximumPacketSize as usize),
-        ),
-        (
-            F::VmbChannelInitSetStateChangeCallbacks,
-            Some(api.VmbChannelInitSetStateChangeCallbacks as usize),
-        ),
-        (
-            F::VmbChannelInitSetProcessPacketCallbacks,
-            Some(api.VmbChannelInitSetProcessPacketCallbacks as usize),
-        ),
-        (
-            F::VmbChannelInitSetFriendlyName,
-            Some(api.VmbChannelInitSetFriendlyName as usize),
-        ),
-        (
-            F::VmbChannelInitSetFlags,
-            api.VmbChannelInitSetFlags.map(|f| f as usize),
-        ),
-        (
-            F::VmbServerChannelInitSetFlags,
-            Some(api.VmbServerChannelInitSetFlags as usize),
-        ),
-        (
-            F::VmbServerChannelInitSetMmioMegabytes,
-            Some(api.VmbServerChannelInitSetMmioMegabytes as usize),
-        ),
-        (
-            F::VmbServerChannelInitSetTargetInterfaceId,
-            Some(api.VmbServerChannelInitSetTargetInterfaceId as usize),
-        ),
-        (
-            F::VmbServerChannelInitSetVmbusHandle,
-            Some(api.VmbServerChannelInitSetVmbusHandle as usize),
-        ),
-        (
-            F::VmbConvertVmbusHandleToKernelHandle,
-            Some(api.VmbConvertVmbusHandleToKernelHandle as usize),
-        ),
-        (
-            F::VmbChannelSetPointer,
-            Some(api.VmbChannelSetPointer as usize),
-        ),
-        (
-            F::VmbChannelGetPointer,
-            Some(api.VmbChannelGetPointer as usize),
-        ),
-        (
-            F::VmbChannelSetIncomingProcessingAtPassive,
-            Some(api.VmbChannelSetIncomingProcessingAtPassive as usize),
-        ),
-        (
-            F::VmbChannelPacketComplete,
-            Some(api.VmbChannelPacketComplete as usize),
-        ),
-        (
-            F::VmbChannelPacketDeferToPassive,
-            api.VmbChannelPacketDeferToPassive.map(|f| f as usize),
-        ),
-        (
-            F::VmbChannelPacketFail,
-            api.VmbChannelPacketFail.map(|f| f as usize),
-        ),
-        (
-            F::VmbPacketAllocate,
-            api.VmbPacketAllocate.map(|f| f as usize),
-        ),
-        (F::VmbPacketFree, api.VmbPacketFree.map(|f| f as usize)),
-        (
-            F::VmbPacketSetCompletionRoutine,
-            api.VmbPacketSetCompletionRoutine.map(|f| f as usize),
-        ),
-        (F::VmbPacketSend, api.VmbPacketSend.map(|f| f as usize)),
-        (
-            F::VmbChannelGetMmioSpace,
-            api.VmbChannelGetMmioSpace.map(|f| f as usize),
-        ),
-    ]
+    KmclFunction::ALL
+        .into_iter()
+        .map(|function| (function, api.address_of(function)))
+        .collect()
 }
 
 /// Every pointer of `resolved` is base + the export's RVA; absent entries are exactly `missing`.
