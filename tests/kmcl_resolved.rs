@@ -102,7 +102,7 @@ fn offer<P: KmclProvider>(
     let converted = sim.in_process(vm.worker, || {
         convert_vmbus_handle::<P, SimHandleCloser>(user)
     });
-    let channel = converted.map_err(ChannelError::from).and_then(|handle| {
+    let channel = converted.and_then(|handle| {
         let config = ChannelConfig {
             interface_type: INTERFACE_TYPE,
             interface_instance: INTERFACE_INSTANCE,
