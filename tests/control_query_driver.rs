@@ -526,3 +526,51 @@ fn the_device_host_asks_at_start_in_the_demo() {
         "{text}"
     );
 }
+
+#[test]
+fn the_documented_bit_order_is_the_drivers_table() {
+    // docs/ioctl.md's QUERY_DRIVER table: `| bit | `name` | Required/Optional | why |`.
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/ioctl.md")).unwrap();
+    let rows: Vec<(usize, String, String)> = doc
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let bit = cells.get(1)?.parse().ok()?;
+            let name = cells.get(2)?.strip_prefix('`')?.strip_suffix('`')?;
+            let policy = *cells.get(3)?;
+            Some((bit, name.to_string(), policy.to_string()))
+        })
+        .collect();
+    let expected: Vec<(usize, String, String)> = kmcl::resolve::ENTRIES
+        .iter()
+        .enumerate()
+        .map(|(bit, spec)| {
+            assert_eq!(KmclFunction::ALL[bit], spec.function);
+            let policy = match spec.policy {
+                kmcl::resolve::EntryPolicy::Required => "Required",
+                kmcl::resolve::EntryPolicy::Optional => "Optional",
+            };
+            (bit, spec.name.to_string(), policy.to_string())
+        })
+        .collect();
+    assert_eq!(rows, expected);
+    // Every optional entry's bit is what `missing_optional` reports for a table without it;
+    // a table without every optional entry reports exactly the optional rows.
+    let optional: u32 = expected
+        .iter()
+        .filter(|(_, _, policy)| policy == "Optional")
+        .map(|(bit, _, _)| 1u32 << bit)
+        .sum();
+    let mut none = *<hvsim::kmcl::HvsimKmcl as kmcl::KmclProvider>::api();
+    none.VmbChannelPause = None;
+    none.VmbChannelInitSetFlags = None;
+    none.VmbChannelPacketDeferToPassive = None;
+    none.VmbChannelPacketFail = None;
+    none.VmbPacketAllocate = None;
+    none.VmbPacketFree = None;
+    none.VmbPacketSetCompletionRoutine = None;
+    none.VmbPacketSend = None;
+    none.VmbChannelGetMmioSpace = None;
+    assert_eq!(none.missing_optional().bits(), optional);
+}
