@@ -87,6 +87,12 @@ pub enum MappingState {
 /// counters mean the same on both sides, so the device host reuses them instead of a copy.
 pub use vmbmmio_proto::ioctl::{SessionState, SessionStatus, StatusCounters};
 
+/// What the driver reports about itself (QUERY_DRIVER, docs/ioctl.md): which optional KMCL
+/// entries it runs without (bit `i` = entry `i` of the driver's table, decoded with
+/// `kmcl::EntrySet::from_bits`), and how many file handles and sessions it has. Like
+/// [`SessionStatus`], `vmbmmio-proto`'s checked value type, reused as is.
+pub use vmbmmio_proto::ioctl::DriverFacts;
+
 /// The VMBus offer a session's channel is made with: what the pairing capability tells the
 /// guest (`vmbmmio_proto::pci_cap`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -166,6 +172,13 @@ pub trait DriverClient {
     fn channel_identity(&self) -> Option<ChannelIdentity> {
         None
     }
+    /// Driver-wide facts (QUERY_DRIVER), for the start-up log. `None` from a client that has no
+    /// such request (the loopback driver, test fakes): the device host then logs nothing about
+    /// it. An error is logged and never stops the device host (an older driver does not know
+    /// the request).
+    fn driver_facts(&mut self) -> Option<Result<DriverFacts, DriverError>> {
+        None
+    }
 }
 
 impl<T: DriverClient + ?Sized> DriverClient for Box<T> {
@@ -201,5 +214,9 @@ impl<T: DriverClient + ?Sized> DriverClient for Box<T> {
 
     fn channel_identity(&self) -> Option<ChannelIdentity> {
         (**self).channel_identity()
+    }
+
+    fn driver_facts(&mut self) -> Option<Result<DriverFacts, DriverError>> {
+        (**self).driver_facts()
     }
 }

@@ -24,6 +24,7 @@ use vmbmmio_proto::ioctl::{
     WireGuid, WireMessage, parse_close_session, parse_get_region_section, parse_open_session,
     parse_query_status, parse_report_mapping,
 };
+use vmbmmio_proto::ioctl::{DriverFacts, QueryDriverRequest, parse_query_driver};
 
 const STATUS_INVALID_PARAMETER: i32 = 0xC000_000D_u32 as i32;
 const STATUS_INVALID_DEVICE_STATE: i32 = 0xC000_0184_u32 as i32;
@@ -163,6 +164,14 @@ impl FakeDriver {
                 parse_close_session(input).map_err(bad)?;
                 self.session.take().ok_or(nt(STATUS_INVALID_DEVICE_STATE))?;
                 Ok(encode(&CloseSessionReply::new()))
+            }
+            IoctlCode::QueryDriver => {
+                parse_query_driver(input).map_err(bad)?;
+                // A driver whose table lacks VmbChannelGetMmioSpace (entry 26 of 27), with this
+                // one file handle open.
+                let facts =
+                    DriverFacts::new(27, 1 << 26, 1, u32::from(self.session.is_some())).unwrap();
+                Ok(encode(&facts.to_reply()))
             }
         }
     }
@@ -763,4 +772,60 @@ proptest::proptest! {
         let _ = client.status(session);
         let _ = client.close_session(session);
     }
+}
+
+// ---- QUERY_DRIVER ----------------------------------------------------------------------------
+
+#[test]
+fn query_driver_sends_the_header_and_parses_the_facts_without_a_session() {
+    let mut client = new_client();
+    let facts = client.query_driver().unwrap();
+    assert_eq!(facts, DriverFacts::new(27, 1 << 26, 1, 0).unwrap());
+    let driver = client.transport();
+    assert_eq!(driver.codes(), [0x0022_E414]);
+    assert_eq!(driver.last_input(), encode(&QueryDriverRequest::new()));
+    // Through the trait, as the device host's start asks it.
+    assert_eq!(client.driver_facts(), Some(Ok(facts)));
+    client.open_session(&request(&[4096])).unwrap();
+    assert_eq!(client.query_driver().unwrap().live_sessions(), 1);
+}
+
+#[test]
+fn query_driver_failures_are_typed() {
+    // A driver older than the request refuses it: the status is kept, named QUERY_DRIVER.
+    let mut client = new_client();
+    let invalid_device_request = nt(0xC000_0010_u32 as i32);
+    client.transport_mut().fail_next = Some(invalid_device_request);
+    let error = client.query_driver().unwrap_err();
+    assert_eq!(
+        error,
+        DriverError::Ioctl {
+            request: "QUERY_DRIVER",
+            failure: invalid_device_request,
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        "QUERY_DRIVER failed: NTSTATUS 0xC0000010 (STATUS_INVALID_DEVICE_REQUEST)"
+    );
+    // The handle is still good: the next request goes through.
+    assert!(client.query_driver().is_ok());
+    // A reply naming entries beyond the table it states is a driver bug, not a fact.
+    client.transport_mut().tamper_next = Some(Box::new(|reply: &mut Vec<u8>| {
+        reply[20..24].copy_from_slice(&(1u32 << 27).to_le_bytes());
+    }));
+    let reason = rejected(client.query_driver().unwrap_err());
+    assert!(
+        reason.starts_with("QUERY_DRIVER: malformed reply: "),
+        "{reason}"
+    );
+    assert!(reason.contains("KmclBitsBeyondTable"), "{reason}");
+    // A non-zero reserved word likewise.
+    client.transport_mut().tamper_next = Some(Box::new(|reply: &mut Vec<u8>| reply[40] = 1));
+    let reason = rejected(client.query_driver().unwrap_err());
+    assert!(reason.contains("QueryDriverTail"), "{reason}");
+    // A short reply.
+    client.transport_mut().tamper_next = Some(Box::new(|reply: &mut Vec<u8>| reply.truncate(60)));
+    let reason = rejected(client.query_driver().unwrap_err());
+    assert!(reason.contains("TooShort"), "{reason}");
 }

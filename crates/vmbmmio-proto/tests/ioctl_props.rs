@@ -15,11 +15,13 @@ fn parse_with_every_parser(bytes: &[u8]) {
     let _ = parse_report_mapping(bytes);
     let _ = parse_query_status(bytes);
     let _ = parse_close_session(bytes);
+    let _ = parse_query_driver(bytes);
     let _ = parse_open_session_reply(bytes);
     let _ = parse_get_region_section_reply(bytes);
     let _ = parse_report_mapping_reply(bytes);
     let _ = parse_query_status_reply(bytes);
     let _ = parse_close_session_reply(bytes);
+    let _ = parse_query_driver_reply(bytes);
 }
 
 /// `len` random bytes with a correct header for `kind` in front (when they fit), so the random

@@ -163,6 +163,7 @@ impl<X: Platform> ControlDevice<X> {
                 let entry = self.files.get(index).ok_or(ControlError::UnknownFile)?;
                 Ok(Begun::Done(entry.status(&self.sections).encode(output)?))
             }
+            IoctlCode::QueryDriver => self.query_driver(input, output).map(Begun::Done),
             IoctlCode::CloseSession => {
                 parse_close_session(input)?;
                 let entry = self.files.get_mut(index).ok_or(ControlError::UnknownFile)?;

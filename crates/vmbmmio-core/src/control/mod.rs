@@ -54,6 +54,7 @@ mod caller;
 mod dispatch;
 mod error;
 mod phases;
+mod query_driver;
 mod rundown;
 pub mod serve;
 mod session;

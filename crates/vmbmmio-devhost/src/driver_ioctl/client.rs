@@ -1,22 +1,23 @@
-//! [`ProtoDriverClient`]: the five requests of docs/ioctl.md, built and parsed with
-//! `vmbmmio-proto`, sent through an [`IoctlTransport`].
+//! [`ProtoDriverClient`]: the requests of docs/ioctl.md (the five session requests and
+//! QUERY_DRIVER), built and parsed with `vmbmmio-proto`, sent through an [`IoctlTransport`].
 
 use core::num::NonZeroU64;
 
 use vmbmmio_proto::ioctl::{
     CloseSessionRequest, GetRegionSectionRequest, IoctlCode, OpenSessionRequest, ProtoResult,
-    QueryStatusRequest, RegionRequest, RegionSection, ReportMappingRequest,
+    QueryDriverRequest, QueryStatusRequest, RegionRequest, RegionSection, ReportMappingRequest,
     SectionAccess as WireAccess, SessionOpened, Target, WireGuid, WireMessage,
     parse_close_session_reply, parse_get_region_section_reply, parse_open_session_reply,
-    parse_query_status_reply, parse_report_mapping_reply, round_up_to_page,
+    parse_query_driver_reply, parse_query_status_reply, parse_report_mapping_reply,
+    round_up_to_page,
 };
 
 use super::mapping::mapping_to_wire;
 use super::settings::{DriverSessionSettings, DriverTarget};
 use super::transport::IoctlTransport;
 use crate::driver::{
-    ChannelIdentity, DriverClient, DriverError, MappingState, RegionInfo, SectionAccess, SessionId,
-    SessionInfo, SessionRequest, SessionStatus,
+    ChannelIdentity, DriverClient, DriverError, DriverFacts, MappingState, RegionInfo,
+    SectionAccess, SessionId, SessionInfo, SessionRequest, SessionStatus,
 };
 use crate::guid::Guid;
 use crate::platform::SectionHandle;
@@ -29,6 +30,7 @@ pub const fn request_name(code: IoctlCode) -> &'static str {
         IoctlCode::ReportMapping => "REPORT_MAPPING",
         IoctlCode::QueryStatus => "QUERY_STATUS",
         IoctlCode::CloseSession => "CLOSE_SESSION",
+        IoctlCode::QueryDriver => "QUERY_DRIVER",
     }
 }
 
@@ -154,6 +156,18 @@ impl<T: IoctlTransport> ProtoDriverClient<T> {
         parse(reply).map_err(|error| rejected(code, format_args!("malformed reply: {error:?}")))
     }
 
+    /// QUERY_DRIVER: what the driver runs without (optional KMCL entries) and how many file
+    /// handles and sessions it has. Needs no session. A driver older than the request fails it
+    /// with `STATUS_INVALID_DEVICE_REQUEST` ([`DriverError::Ioctl`]; on Windows
+    /// `ERROR_INVALID_FUNCTION`); a reply that does not parse is [`DriverError::Rejected`].
+    pub fn query_driver(&mut self) -> Result<DriverFacts, DriverError> {
+        self.call(
+            IoctlCode::QueryDriver,
+            &QueryDriverRequest::new(),
+            parse_query_driver_reply,
+        )
+    }
+
     /// The open session's reply if `session` is it.
     fn session(&self, code: IoctlCode, session: SessionId) -> Result<&SessionOpened, DriverError> {
         match &self.session {
@@ -215,6 +229,11 @@ impl<T: IoctlTransport> DriverClient for ProtoDriverClient<T> {
             interface_type: self.settings.interface_type,
             interface_instance: self.settings.interface_instance,
         })
+    }
+
+    /// QUERY_DRIVER ([`ProtoDriverClient::query_driver`]).
+    fn driver_facts(&mut self) -> Option<Result<DriverFacts, DriverError>> {
+        Some(self.query_driver())
     }
 
     /// OPEN_SESSION. `request.target` (the VM's compute-system id) is not sent: the driver

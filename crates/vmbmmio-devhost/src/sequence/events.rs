@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::driver::{MappingState, SessionStatus};
+use crate::driver::{DriverFacts, MappingState, SessionStatus};
 use crate::guid::Guid;
 use crate::hresult::HResult;
 use crate::placement::{AcceptedPlacement, BarState, PlacementRejection, ReservationRelation};
@@ -44,6 +44,11 @@ pub enum Event {
     },
     /// The PCI device instance exists.
     DeviceCreated,
+    /// What the driver runs without (QUERY_DRIVER), before the session is opened: the optional
+    /// KMCL entries it lacks, and its open file handles and sessions.
+    DriverFacts(DriverFacts),
+    /// QUERY_DRIVER failed (an older driver does not know it); not fatal.
+    DriverFactsUnavailable(String),
     /// The driver session is open.
     SessionOpened {
         /// BAR size in bytes.
@@ -136,6 +141,10 @@ impl fmt::Display for Event {
                  {interface_instance}, protocol {protocol_version:#x}"
             ),
             Self::DeviceCreated => f.write_str("PCI device instance created"),
+            Self::DriverFacts(facts) => write_driver_facts(f, facts),
+            Self::DriverFactsUnavailable(why) => {
+                write!(f, "driver: could not ask what it runs without: {why}")
+            }
             Self::SessionOpened { bar_size, regions } => {
                 write!(
                     f,
@@ -230,4 +239,30 @@ impl fmt::Display for Event {
             Self::TornDown => f.write_str("released everything"),
         }
     }
+}
+
+/// `driver: every KMCL entry available (…)` or `driver: KMCL entries unavailable: A, B (…)`.
+///
+/// Names come from this device host's copy of the driver's table order (`kmcl::EntrySet`); a bit
+/// the driver sets beyond that table (a newer driver that appended entries) is shown as its
+/// index, never dropped.
+fn write_driver_facts(f: &mut fmt::Formatter<'_>, facts: &DriverFacts) -> fmt::Result {
+    let bits = facts.kmcl_missing_optional();
+    let known = kmcl::EntrySet::from_bits(bits);
+    if bits == 0 {
+        f.write_str("driver: every KMCL entry available")?;
+    } else {
+        write!(f, "driver: KMCL entries unavailable: {known}")?;
+        let mut separator = if known.is_empty() { "" } else { ", " };
+        for index in (0..32u32).filter(|&i| (bits & !known.bits()) & (1 << i) != 0) {
+            write!(f, "{separator}entry {index} (unknown to this device host)")?;
+            separator = ", ";
+        }
+    }
+    write!(
+        f,
+        " ({} file handle(s) open, {} session(s))",
+        facts.open_files(),
+        facts.live_sessions()
+    )
 }

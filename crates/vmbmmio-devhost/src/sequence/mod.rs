@@ -8,8 +8,9 @@
 //! 3. initialize the device host (`HdvInitializeDeviceHostEx` with InitializeComSecurity,
 //!    retried without the flag on `RPC_E_TOO_LATE`, hdv.md §3.1 observed);
 //! 4. create the PCI device instance with the emulator as its callback context (§3.2);
-//! 5. open the driver session and check its layout (the BAR size reaches the emulator and the
-//!    placement checks);
+//! 5. ask the driver what it runs without (QUERY_DRIVER: the optional KMCL entries it lacks;
+//!    logged, never fatal), then open the driver session and check its layout (the BAR size
+//!    reaches the emulator and the placement checks);
 //! 6. per region: fetch the section handle, map the device host's view, attach it to the
 //!    emulator (the intercept fallback serves from it);
 //!    -- ready: the VM may start (hdv.md §5: the device host must exist before the start) --
@@ -297,6 +298,8 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
         self.device = Some(device);
         self.emit(Event::DeviceCreated);
 
+        self.report_driver();
+
         let request = SessionRequest {
             target: config.vm_id,
             region_sizes: config.region_sizes.clone(),
@@ -344,6 +347,16 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
             }
         }
         Ok(())
+    }
+
+    /// Logs what the driver runs without (QUERY_DRIVER). Never fails the start: a driver older
+    /// than the request refuses it, and the device host works the same either way.
+    fn report_driver(&mut self) {
+        match self.backends.driver.driver_facts() {
+            Some(Ok(facts)) => self.emit(Event::DriverFacts(facts)),
+            Some(Err(error)) => self.emit(Event::DriverFactsUnavailable(error.to_string())),
+            None => {}
+        }
     }
 
     /// Puts the channel's identity into the emulator's configuration space. The driver client's

@@ -12,6 +12,7 @@ use super::error::{ProtoError, ProtoResult};
 use super::header::{MessageKind, WireMessage};
 use super::open_session::OpenSessionRequest;
 use super::open_session_reply::OpenSessionReply;
+use super::query_driver::{QueryDriverReply, QueryDriverRequest};
 use super::query_status::{QueryStatusReply, QueryStatusRequest};
 use super::region_section::{GetRegionSectionReply, GetRegionSectionRequest};
 use super::report_mapping::{ReportMappingReply, ReportMappingRequest};
@@ -52,6 +53,8 @@ pub const IOCTL_VMBMMIO_REPORT_MAPPING: u32 = vmbmmio_code(FIRST_FUNCTION + 2);
 pub const IOCTL_VMBMMIO_QUERY_STATUS: u32 = vmbmmio_code(FIRST_FUNCTION + 3);
 /// IOCTL code of CLOSE_SESSION (function 0x904).
 pub const IOCTL_VMBMMIO_CLOSE_SESSION: u32 = vmbmmio_code(FIRST_FUNCTION + 4);
+/// IOCTL code of QUERY_DRIVER (function 0x905).
+pub const IOCTL_VMBMMIO_QUERY_DRIVER: u32 = vmbmmio_code(FIRST_FUNCTION + 5);
 
 /// The requests of the control device, one per IOCTL code.
 #[repr(u32)]
@@ -67,16 +70,20 @@ pub enum IoctlCode {
     QueryStatus = IOCTL_VMBMMIO_QUERY_STATUS,
     /// Tear the session down.
     CloseSession = IOCTL_VMBMMIO_CLOSE_SESSION,
+    /// Read driver-wide facts: the optional KMCL entries the driver runs without, open file
+    /// handles and sessions. Needs no session.
+    QueryDriver = IOCTL_VMBMMIO_QUERY_DRIVER,
 }
 
 impl IoctlCode {
     /// Every code, in function order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::OpenSession,
         Self::GetRegionSection,
         Self::ReportMapping,
         Self::QueryStatus,
         Self::CloseSession,
+        Self::QueryDriver,
     ];
 
     /// The numeric IOCTL code.
@@ -92,6 +99,7 @@ impl IoctlCode {
             IOCTL_VMBMMIO_REPORT_MAPPING => Some(Self::ReportMapping),
             IOCTL_VMBMMIO_QUERY_STATUS => Some(Self::QueryStatus),
             IOCTL_VMBMMIO_CLOSE_SESSION => Some(Self::CloseSession),
+            IOCTL_VMBMMIO_QUERY_DRIVER => Some(Self::QueryDriver),
             _ => None,
         }
     }
@@ -117,6 +125,7 @@ impl IoctlCode {
             Self::ReportMapping => MessageKind::ReportMappingRequest,
             Self::QueryStatus => MessageKind::QueryStatusRequest,
             Self::CloseSession => MessageKind::CloseSessionRequest,
+            Self::QueryDriver => MessageKind::QueryDriverRequest,
         }
     }
 
@@ -128,6 +137,7 @@ impl IoctlCode {
             Self::ReportMapping => MessageKind::ReportMappingReply,
             Self::QueryStatus => MessageKind::QueryStatusReply,
             Self::CloseSession => MessageKind::CloseSessionReply,
+            Self::QueryDriver => MessageKind::QueryDriverReply,
         }
     }
 
@@ -139,6 +149,7 @@ impl IoctlCode {
             Self::ReportMapping => ReportMappingRequest::SIZE,
             Self::QueryStatus => QueryStatusRequest::SIZE,
             Self::CloseSession => CloseSessionRequest::SIZE,
+            Self::QueryDriver => QueryDriverRequest::SIZE,
         }
     }
 
@@ -150,6 +161,7 @@ impl IoctlCode {
             Self::ReportMapping => ReportMappingReply::SIZE,
             Self::QueryStatus => QueryStatusReply::SIZE,
             Self::CloseSession => CloseSessionReply::SIZE,
+            Self::QueryDriver => QueryDriverReply::SIZE,
         }
     }
 

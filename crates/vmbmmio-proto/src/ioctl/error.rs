@@ -210,6 +210,22 @@ pub enum ProtoError {
         /// Index of the later region.
         index: u32,
     },
+    /// A QUERY_DRIVER reply's `kmcl_entries` exceeds
+    /// [`MAX_KMCL_ENTRIES`](super::MAX_KMCL_ENTRIES), the width of its bit set.
+    TooManyKmclEntries {
+        /// [`MAX_KMCL_ENTRIES`](super::MAX_KMCL_ENTRIES).
+        max: u32,
+        /// Value of the field.
+        got: u32,
+    },
+    /// A QUERY_DRIVER reply's `kmcl_missing_optional` has bits at or above `kmcl_entries`:
+    /// it names entries the driver's table does not have.
+    KmclBitsBeyondTable {
+        /// Value of `kmcl_entries`.
+        entries: u32,
+        /// The offending bits (those at or above `entries`).
+        bits: u32,
+    },
     /// The IOCTL code is not one of [`IoctlCode`](super::IoctlCode).
     UnknownIoctl {
         /// The code received.
@@ -240,6 +256,11 @@ pub enum ReservedField {
     QueryStatusPad,
     /// QUERY_STATUS reply `reserved[index]`.
     QueryStatusTail {
+        /// Index in the array.
+        index: u32,
+    },
+    /// QUERY_DRIVER reply `reserved[index]`.
+    QueryDriverTail {
         /// Index in the array.
         index: u32,
     },
@@ -327,7 +348,9 @@ impl ProtoError {
             | Self::RegionOutsideBar { .. }
             | Self::EmptySection
             | Self::SectionOutsideBar { .. }
-            | Self::RegionsOverlap { .. } => ErrorClass::BadField,
+            | Self::RegionsOverlap { .. }
+            | Self::TooManyKmclEntries { .. }
+            | Self::KmclBitsBeyondTable { .. } => ErrorClass::BadField,
             Self::UnknownIoctl { .. } => ErrorClass::UnknownRequest,
         }
     }

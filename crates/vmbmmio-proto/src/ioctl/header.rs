@@ -45,6 +45,8 @@ pub enum MessageKind {
     QueryStatusRequest = 0x0004,
     /// CLOSE_SESSION request.
     CloseSessionRequest = 0x0005,
+    /// QUERY_DRIVER request.
+    QueryDriverRequest = 0x0006,
     /// OPEN_SESSION reply.
     OpenSessionReply = REPLY_BIT | 0x0001,
     /// GET_REGION_SECTION reply.
@@ -55,21 +57,25 @@ pub enum MessageKind {
     QueryStatusReply = REPLY_BIT | 0x0004,
     /// CLOSE_SESSION reply.
     CloseSessionReply = REPLY_BIT | 0x0005,
+    /// QUERY_DRIVER reply.
+    QueryDriverReply = REPLY_BIT | 0x0006,
 }
 
 impl MessageKind {
     /// Every kind, requests first.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 12] = [
         Self::OpenSessionRequest,
         Self::GetRegionSectionRequest,
         Self::ReportMappingRequest,
         Self::QueryStatusRequest,
         Self::CloseSessionRequest,
+        Self::QueryDriverRequest,
         Self::OpenSessionReply,
         Self::GetRegionSectionReply,
         Self::ReportMappingReply,
         Self::QueryStatusReply,
         Self::CloseSessionReply,
+        Self::QueryDriverReply,
     ];
 
     /// The value of the header's `kind` field.
@@ -85,11 +91,13 @@ impl MessageKind {
             0x0003 => Self::ReportMappingRequest,
             0x0004 => Self::QueryStatusRequest,
             0x0005 => Self::CloseSessionRequest,
+            0x0006 => Self::QueryDriverRequest,
             0x8001 => Self::OpenSessionReply,
             0x8002 => Self::GetRegionSectionReply,
             0x8003 => Self::ReportMappingReply,
             0x8004 => Self::QueryStatusReply,
             0x8005 => Self::CloseSessionReply,
+            0x8006 => Self::QueryDriverReply,
             _ => return None,
         })
     }

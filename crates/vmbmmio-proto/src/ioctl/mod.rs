@@ -18,6 +18,9 @@
 //! 3. [`IoctlCode::ReportMapping`] per region → what HDV did with it.
 //! 4. [`IoctlCode::QueryStatus`] at any time; [`IoctlCode::CloseSession`] at the end.
 //!
+//! [`IoctlCode::QueryDriver`] is about the driver, not a session: which optional KMCL entries it
+//! runs without, and how many file handles and sessions it has. It works on any file handle.
+//!
 //! Each message has a builder or constructor (for the side that sends it), a parser (for the side
 //! that receives it) and an encoder into a caller-provided buffer ([`WireMessage::encode`]).
 //! Nothing allocates. The byte layouts, the NTSTATUS of each [`ErrorClass`] and the versioning
@@ -31,6 +34,7 @@ mod header;
 mod limits;
 mod open_session;
 mod open_session_reply;
+mod query_driver;
 mod query_status;
 mod region_section;
 mod report_mapping;
@@ -41,8 +45,8 @@ pub use close_session::{
 pub use code::{
     FILE_DEVICE_UNKNOWN, FILE_READ_DATA, FILE_WRITE_DATA, FIRST_FUNCTION,
     IOCTL_VMBMMIO_CLOSE_SESSION, IOCTL_VMBMMIO_GET_REGION_SECTION, IOCTL_VMBMMIO_OPEN_SESSION,
-    IOCTL_VMBMMIO_QUERY_STATUS, IOCTL_VMBMMIO_REPORT_MAPPING, IoctlCode, MAX_REQUEST_SIZE,
-    METHOD_BUFFERED, ctl_code,
+    IOCTL_VMBMMIO_QUERY_DRIVER, IOCTL_VMBMMIO_QUERY_STATUS, IOCTL_VMBMMIO_REPORT_MAPPING,
+    IoctlCode, MAX_REQUEST_SIZE, METHOD_BUFFERED, ctl_code,
 };
 pub use error::{ErrorClass, GuidField, PagedField, ProtoError, ProtoResult, ReservedField};
 pub use guid::WireGuid;
@@ -58,6 +62,10 @@ pub use open_session::{
 };
 pub use open_session_reply::{
     BarRegion, OpenSessionReply, SessionOpened, WireBarRegion, parse_open_session_reply,
+};
+pub use query_driver::{
+    DRIVER_RESERVED_WORDS, DriverFacts, MAX_KMCL_ENTRIES, QueryDriverReply, QueryDriverRequest,
+    parse_query_driver, parse_query_driver_reply,
 };
 pub use query_status::{
     QueryStatusReply, QueryStatusRequest, STATUS_RESERVED_WORDS, SessionState, SessionStatus,
