@@ -14,8 +14,8 @@ use hvsim::sections::SYSTEM_PROCESS;
 use kmcl::raw::STATUS_ACCESS_DENIED;
 use vmbmmio_core::control::{Caller, FileKey, RequestorMode};
 use vmbmmio_proto::ioctl::{
-    CloseSessionRequest, GetRegionSectionRequest, IoctlCode, MappingState, QueryStatusRequest,
-    ReportMappingRequest, SectionAccess, Target,
+    CloseSessionRequest, GetRegionSectionRequest, IoctlCode, MappingState, QueryDriverRequest,
+    QueryStatusRequest, ReportMappingRequest, SectionAccess, Target,
 };
 
 const SIZES: [u64; 2] = [4096, 8192];
@@ -42,6 +42,11 @@ fn every_request() -> Vec<(u32, Vec<u8>, usize)> {
             IoctlCode::QueryStatus.code(),
             encode(&QueryStatusRequest::new()),
             IoctlCode::QueryStatus.reply_size(),
+        ),
+        (
+            IoctlCode::QueryDriver.code(),
+            encode(&QueryDriverRequest::new()),
+            IoctlCode::QueryDriver.reply_size(),
         ),
         (
             IoctlCode::CloseSession.code(),
