@@ -76,7 +76,7 @@ fn teardown_of_one_session_does_not_block_requests_of_another() {
     // A's "Disable" returns; the close finishes under the lock.
     let closed = teardown.run();
     assert_eq!(
-        bench.control.finish_close(closed),
+        bench.control.finish_close(closed).release(),
         IoctlCode::CloseSession.reply_size()
     );
     assert_eq!(bench.status(a).unwrap().state, SessionState::NoSession);
@@ -116,7 +116,7 @@ fn a_request_on_a_closing_session_is_refused_and_changes_nothing() {
     }
     assert_eq!(bench.snapshot(), before);
     let closed = teardown.run();
-    bench.control.finish_close(closed);
+    bench.control.finish_close(closed).release();
     // Not even the protocol-error counter moved.
     assert_eq!(bench.status(a).unwrap().counters.protocol_errors, 0);
 }
@@ -176,7 +176,7 @@ fn file_cleanup_during_an_open_tears_the_new_channel_down() {
     assert_eq!(finished.result, Err(ControlError::UnknownFile));
     let teardown = finished.teardown.expect("the offered channel comes back");
     let closed = teardown.run();
-    bench.control.finish_close(closed);
+    bench.control.finish_close(closed).release();
     assert_eq!(bench.control.open_files(), 0);
     bench.assert_nothing_left();
 }
@@ -194,7 +194,7 @@ fn file_cleanup_during_a_close_leaves_nothing() {
     };
     bench.control.file_cleanup(a.file());
     let closed = teardown.run();
-    bench.control.finish_close(closed);
+    bench.control.finish_close(closed).release();
     bench.control.file_cleanup(b.file());
     assert_eq!(bench.control.open_files(), 0);
     bench.assert_nothing_left();

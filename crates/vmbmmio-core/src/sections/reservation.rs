@@ -125,3 +125,15 @@ impl<B: SectionBackend> Reservation<B> {
         Ok(created)
     }
 }
+
+impl<B: SectionBackend> core::fmt::Debug for Reservation<B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Reservation")
+            .field("session", &self.id)
+            .field("bytes", &self.bytes)
+            .field("regions", &self.regions())
+            .field("created", &self.created)
+            .field("released", &self.released)
+            .finish_non_exhaustive()
+    }
+}
