@@ -172,7 +172,10 @@ fn a_request_on_an_opening_session_is_refused_and_the_open_completes() {
     let finished = bench.control.finish_open(done);
     assert!(finished.teardown.is_none());
     let committed = bench.control.section_counters();
-    assert_eq!((committed.pending_sessions, committed.live_sessions), (0, 1));
+    assert_eq!(
+        (committed.pending_sessions, committed.live_sessions),
+        (0, 1)
+    );
     let written = finished.result.unwrap();
     parse_open_session_reply(output.get(..written).unwrap()).unwrap();
     assert_eq!(bench.status(a).unwrap().state, SessionState::Offered);
@@ -356,7 +359,10 @@ fn concurrent_opens_cannot_together_exceed_the_byte_quota() {
     };
     // B's open is refused although no section exists yet.
     let refused = try_begin(&mut bench, b, IoctlCode::OpenSession, &open_b).err();
-    assert_eq!(refused.map(ControlError::to_ntstatus), Some(STATUS_QUOTA_EXCEEDED));
+    assert_eq!(
+        refused.map(ControlError::to_ntstatus),
+        Some(STATUS_QUOTA_EXCEEDED)
+    );
     assert_eq!(bench.kernel.counters().sections_created, 0);
 
     // A's creation fails part-way: finish_open cancels, the reservation's bytes are free.
@@ -372,10 +378,7 @@ fn concurrent_opens_cannot_together_exceed_the_byte_quota() {
     );
     let ledger = bench.control.section_counters();
     assert!(ledger.all_released(), "{ledger:?}");
-    assert_eq!(
-        (ledger.sections_created, ledger.sections_released),
-        (1, 1)
-    );
+    assert_eq!((ledger.sections_created, ledger.sections_released), (1, 1));
 
     // Now B fits, and A, retrying, does not.
     bench.open_session(b, vm_target(&vm_b), &SIZES).unwrap();
@@ -413,7 +416,10 @@ fn concurrent_opens_cannot_together_exceed_max_sessions() {
         &open_session_bytes(vm_target(&vm_b), &SIZES),
     )
     .err();
-    assert_eq!(refused.map(ControlError::to_ntstatus), Some(STATUS_QUOTA_EXCEEDED));
+    assert_eq!(
+        refused.map(ControlError::to_ntstatus),
+        Some(STATUS_QUOTA_EXCEEDED)
+    );
     let mut output = vec![0u8; IoctlCode::OpenSession.reply_size()];
     let done = bench.sim.in_process(process_a, || work.run(&mut output));
     bench.control.finish_open(done).result.unwrap();
@@ -547,11 +553,15 @@ fn sections_are_created_without_the_table_lock_while_other_files_proceed() {
         inside_next(&kernel, is_create, move || {
             // A's first ZwCreateSection is running. B's requests take the lock and complete.
             inner.set_current_process(process_b);
-            assert_eq!(
-                served_state(&table, &rundown, b),
-                Ok(SessionState::Offered)
-            );
-            served(&table, &rundown, b, IoctlCode::GetRegionSection, &get_region(1)).unwrap();
+            assert_eq!(served_state(&table, &rundown, b), Ok(SessionState::Offered));
+            served(
+                &table,
+                &rundown,
+                b,
+                IoctlCode::GetRegionSection,
+                &get_region(1),
+            )
+            .unwrap();
             // A's own file is busy opening: refused, nothing changed.
             inner.set_current_process(process_a);
             assert_eq!(
@@ -613,13 +623,20 @@ fn sections_are_released_without_the_table_lock_while_other_files_proceed() {
             let ledger = table.locked(|c| c.section_counters()).unwrap();
             assert_eq!(ledger.live_sessions, 1);
             // A's entry is idle again, B's requests complete.
-            assert_eq!(served_state(&table, &rundown, a), Ok(SessionState::NoSession));
-            inner.set_current_process(process_b);
-            served(&table, &rundown, b, IoctlCode::GetRegionSection, &get_region(0)).unwrap();
             assert_eq!(
-                served_state(&table, &rundown, b),
-                Ok(SessionState::Offered)
+                served_state(&table, &rundown, a),
+                Ok(SessionState::NoSession)
             );
+            inner.set_current_process(process_b);
+            served(
+                &table,
+                &rundown,
+                b,
+                IoctlCode::GetRegionSection,
+                &get_region(0),
+            )
+            .unwrap();
+            assert_eq!(served_state(&table, &rundown, b), Ok(SessionState::Offered));
             inner.set_current_process(process_a);
             *ran.borrow_mut() = true;
         });

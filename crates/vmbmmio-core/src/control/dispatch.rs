@@ -223,9 +223,7 @@ impl<X: Platform> ControlDevice<X> {
         let reply = session_reply(&plan)?;
         // The last check: from here on nothing fails, so the reservation always reaches
         // `finish_open` (which commits or cancels it) inside the work item.
-        let reservation = self
-            .sections
-            .reserve(specs.get(..count).unwrap_or(&[]))?;
+        let reservation = self.sections.reserve(specs.get(..count).unwrap_or(&[]))?;
         if let Some(entry) = self.files.get_mut(index) {
             entry.busy = Busy::Opening;
         }

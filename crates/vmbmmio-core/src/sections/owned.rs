@@ -26,7 +26,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use super::backend::SectionBackend;
-use super::ledger::{Region, RegionInfo};
+use super::ledger::Region;
 
 /// Kernel references to a session's sections, outside the ledger. Released once, newest
 /// first, by [`OwnedSections::release`] or on drop.
@@ -60,11 +60,6 @@ impl<B: SectionBackend> OwnedSections<B> {
     /// Whether it holds none.
     pub fn is_empty(&self) -> bool {
         self.regions.is_empty()
-    }
-
-    /// What the ledger knew about region `index` (size, access).
-    pub fn region(&self, index: usize) -> Option<RegionInfo> {
-        self.regions.get(index).map(|region| region.info)
     }
 
     /// Releases every kernel reference, newest first. A device host that still holds a

@@ -277,7 +277,10 @@ fn reserve_creates_nothing_and_commit_enters_the_ledger() {
         .unwrap();
     assert!(fake.live.borrow().is_empty());
     let pending = sections.counters();
-    assert_eq!((pending.pending_sessions, pending.pending_bytes), (1, 3 * 4096));
+    assert_eq!(
+        (pending.pending_sessions, pending.pending_bytes),
+        (1, 3 * 4096)
+    );
     assert_eq!((pending.live_sessions, pending.bytes_in_use), (0, 0));
     assert!(!pending.all_released());
     assert_eq!(reservation.regions()[1].size, 2 * 4096);
@@ -302,10 +305,14 @@ fn pending_reservations_count_against_the_byte_quota() {
     let fake = Fake::default();
     fake.current.set(HOST.0);
     let mut sections = SectionManager::new(&fake, quotas(3, 8));
-    let first = sections.reserve(&[RegionSpec::read_write(2 * 4096)]).unwrap();
+    let first = sections
+        .reserve(&[RegionSpec::read_write(2 * 4096)])
+        .unwrap();
     // Nothing exists yet, but the first open's two pages are spoken for.
     assert_eq!(
-        sections.reserve(&[RegionSpec::read_write(2 * 4096)]).unwrap_err(),
+        sections
+            .reserve(&[RegionSpec::read_write(2 * 4096)])
+            .unwrap_err(),
         SectionError::GlobalQuotaExceeded {
             requested: 2 * 4096,
             in_use: 2 * 4096,
@@ -316,7 +323,9 @@ fn pending_reservations_count_against_the_byte_quota() {
     assert_eq!(sections.counters().pending_bytes, 3 * 4096);
     // A cancelled reservation frees its quota at once.
     sections.cancel(first);
-    let third = sections.reserve(&[RegionSpec::read_write(2 * 4096)]).unwrap();
+    let third = sections
+        .reserve(&[RegionSpec::read_write(2 * 4096)])
+        .unwrap();
     sections.cancel(second);
     sections.cancel(third);
     assert!(sections.counters().all_released());
@@ -328,7 +337,9 @@ fn pending_reservations_count_against_max_sessions() {
     let fake = Fake::default();
     fake.current.set(HOST.0);
     let mut sections = SectionManager::new(&fake, quotas(16, 2));
-    let live = sections.create_session(&[RegionSpec::read_write(1)]).unwrap();
+    let live = sections
+        .create_session(&[RegionSpec::read_write(1)])
+        .unwrap();
     let mut pending = sections.reserve(&[RegionSpec::read_write(1)]).unwrap();
     assert_eq!(
         sections.reserve(&[RegionSpec::read_write(1)]).unwrap_err(),
@@ -396,7 +407,9 @@ fn dropped_bundles_release_their_kernel_references() {
     assert!(fake.live.borrow().is_empty());
     sections.cancel(reservation);
     // Detached at close, then dropped instead of released.
-    let id = sections.create_session(&[RegionSpec::read_write(1)]).unwrap();
+    let id = sections
+        .create_session(&[RegionSpec::read_write(1)])
+        .unwrap();
     drop(sections.close_session(id).unwrap());
     assert!(fake.live.borrow().is_empty());
     assert!(sections.counters().all_released());
