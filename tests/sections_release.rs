@@ -314,3 +314,60 @@ fn dropping_the_manager_releases_what_is_left() {
     assert_eq!(kernel.live_sections(), 0);
     assert!(kernel.counters().all_released());
 }
+
+/// The steps the driver runs on either side of its table lock, counted on both sides: a
+/// reservation whose sections were created and then cancelled (the channel offer failed), a
+/// session detached at close and released later, and bundles dropped instead of released.
+#[test]
+fn reservations_and_detached_sessions_release_everything_outside_the_manager() {
+    let (kernel, mut sections, devhost) = setup();
+
+    // Offer failed after the sections existed: cancel under the lock, release without it.
+    let mut reservation = sections.reserve(&specs()).unwrap();
+    let created = reservation.create_sections().unwrap();
+    assert_eq!(kernel.live_sections(), REGIONS as usize);
+    sections.cancel(reservation);
+    created.release();
+    assert_nothing_left(&kernel, &sections);
+
+    // A committed session, a handle handed out, then close: detached under the lock, released
+    // after it. The device host's handle keeps the object alive until the host exits.
+    let mut reservation = sections.reserve(&specs()).unwrap();
+    let created = reservation.create_sections().unwrap();
+    let session = sections.commit(reservation, created);
+    let handle = open(&kernel, &mut sections, devhost, session, 2);
+    let detached = sections.close_session(session).unwrap();
+    assert_eq!(sections.counters().live_sessions, 0);
+    assert_eq!(kernel.live_sections(), REGIONS as usize);
+    detached.release();
+    assert_eq!(kernel.live_sections(), 1);
+    kernel.close_handle(devhost, handle).unwrap();
+    assert_nothing_left(&kernel, &sections);
+
+    // Bundles dropped instead of released (a freed control state) still release.
+    let mut reservation = sections.reserve(&specs()).unwrap();
+    drop(reservation.create_sections().unwrap());
+    sections.cancel(reservation);
+    let session = sections.create_session(&specs()).unwrap();
+    drop(sections.close_session(session).unwrap());
+    assert_nothing_left(&kernel, &sections);
+}
+
+#[test]
+fn a_failure_part_way_through_a_reservation_leaves_nothing() {
+    for nth in 1..=u64::from(REGIONS) {
+        let (kernel, mut sections, _) = setup();
+        let mut reservation = sections.reserve(&specs()).unwrap();
+        kernel.fail_nth(
+            FaultPoint::ReferenceObject,
+            nth,
+            STATUS_INSUFFICIENT_RESOURCES,
+        );
+        assert!(reservation.create_sections().is_err());
+        // Released before create_sections returned, without the manager.
+        assert_eq!(kernel.live_sections(), 0);
+        sections.cancel(reservation);
+        assert_eq!(sections.counters().sections_created, nth - 1);
+        assert_nothing_left(&kernel, &sections);
+    }
+}

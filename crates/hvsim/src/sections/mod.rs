@@ -20,6 +20,8 @@
 //! - Byte accuracy: each section is one `memory::SectionMemory`.
 //! - Fault injection ([`FaultPoint`]) and counters ([`SimCounters`]) so tests can prove that
 //!   every path releases what it made.
+//! - A test facility ([`SimKernel::on_section_call`], module `call_hook`) that runs a callback
+//!   inside `create_section` and `close_section`, to prove the driver holds no lock there.
 //!
 //! - Process objects (`process`): every spawned process is a new object, its
 //!   [`vmbmmio_core::sections::ProcessKey`] is the object's identity, and process ids are
@@ -34,6 +36,7 @@
 //! and the thread-context switch itself: the test says which process the current
 //! thread runs in with [`SimKernel::set_current_process`].
 
+mod call_hook;
 mod faults;
 mod handle_table;
 mod object;
@@ -45,6 +48,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use kmcl::raw::NTSTATUS;
 use vmbmmio_core::sections::{ProcessKey, SectionBackend, UserHandle};
 
+pub use call_hook::{SectionCall, SectionCallHook};
 pub use faults::FaultPoint;
 pub use handle_table::KERNEL_HANDLE_BIT;
 pub use object::{ObjectId, SECTION_ALL_ACCESS, SecurityDescriptor, WRITE_DAC};
@@ -52,6 +56,7 @@ pub use process::{ProcessObjectId, SimProcessRef};
 pub use state::{DuplicateAccess, STATUS_PROCESS_IS_TERMINATING};
 
 use crate::memory::{ProcessId, ResolveError, SectionAccess, SectionMemory, SectionResolver};
+use call_hook::CallHook;
 use state::State;
 
 /// The System process (PID 4 on Windows): owner of kernel handles and of driver threads that
@@ -120,6 +125,7 @@ impl SimCounters {
 #[derive(Clone, Debug)]
 pub struct SimKernel {
     state: Arc<Mutex<State>>,
+    hook: CallHook,
 }
 
 impl Default for SimKernel {
@@ -133,7 +139,20 @@ impl SimKernel {
     pub fn new() -> Self {
         Self {
             state: Arc::new(Mutex::new(State::new())),
+            hook: CallHook::default(),
         }
+    }
+
+    /// **Test facility** (module `call_hook`): runs `hook` at the start of every
+    /// `create_section` and `close_section`, on the calling thread, with no model lock held,
+    /// until [`SimKernel::clear_section_hook`]. Replaces any hook installed before.
+    pub fn on_section_call(&self, hook: impl Fn(SectionCall) + Send + Sync + 'static) {
+        self.hook.set(Some(Arc::new(hook)));
+    }
+
+    /// Removes the hook of [`SimKernel::on_section_call`].
+    pub fn clear_section_hook(&self) {
+        self.hook.set(None);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -300,6 +319,7 @@ impl SectionBackend for SimKernel {
     /// ([`SecurityDescriptor::DRIVER`]), `ObReferenceObjectByHandle`, then `ZwClose` of the
     /// kernel handle whether or not the reference was taken.
     fn create_section(&self, size: u64) -> Result<SimSection, NTSTATUS> {
+        self.hook.run(SectionCall::Create { size });
         let mut state = self.lock();
         let kernel_handle = state.zw_create_section(size, SecurityDescriptor::DRIVER)?;
         let referenced = state.ob_reference_by_handle(kernel_handle);
@@ -327,6 +347,7 @@ impl SectionBackend for SimKernel {
     }
 
     fn close_section(&self, section: SimSection) {
+        self.hook.run(SectionCall::Close { object: section.0 });
         self.lock().ob_dereference(section.0);
     }
 }

@@ -464,3 +464,31 @@ fn a_subset_or_same_access_duplicate_needs_no_access_check() {
     kernel.exit_process(worker);
     assert!(kernel.counters().all_released());
 }
+
+#[test]
+fn the_section_call_hook_runs_first_with_no_model_lock_held() {
+    let kernel = SimKernel::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (record, inner) = (Arc::clone(&seen), kernel.clone());
+    kernel.on_section_call(move |call| {
+        // The model is not locked: the hook may call the kernel itself.
+        let live = inner.live_sections();
+        record.lock().unwrap().push((call, live));
+    });
+    let section = kernel.create_section(4096).unwrap();
+    let object = section.object();
+    kernel.close_section(section);
+    kernel.clear_section_hook();
+    let again = kernel.create_section(4096).unwrap();
+    kernel.close_section(again);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            // Before ZwCreateSection: nothing exists yet.
+            (SectionCall::Create { size: 4096 }, 0),
+            // Before ObDereferenceObject: the object still lives.
+            (SectionCall::Close { object }, 1),
+        ]
+    );
+    assert!(kernel.counters().all_released());
+}

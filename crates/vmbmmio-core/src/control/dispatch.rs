@@ -57,7 +57,8 @@ impl<X: Platform> ControlDevice<X> {
     }
 
     /// Handles one IOCTL from `caller` with every step in one call: [`ControlDevice::begin`],
-    /// the work without the lock ([`OpenWork::run`], [`Teardown::run`]) and the matching finish.
+    /// the work without the lock ([`OpenWork::run`], [`Teardown::run`]), the matching finish
+    /// and the release of detached sections ([`super::Detached::release`]).
     /// For callers that hold `&mut self` throughout (tests, the simulated transport); the glue
     /// uses [`super::serve::dispatch`], which releases the table lock around the work.
     /// Returns how many bytes of `output` were written.
@@ -75,11 +76,11 @@ impl<X: Platform> ControlDevice<X> {
             Begun::Open(work) => {
                 let finished = self.finish_open(work.run(output));
                 if let Some(teardown) = finished.teardown {
-                    let _ = self.finish_close(teardown.run());
+                    self.finish_close(teardown.run()).release();
                 }
                 finished.result
             }
-            Begun::Close(teardown) => Ok(self.finish_close(teardown.run())),
+            Begun::Close(teardown) => Ok(self.finish_close(teardown.run()).release()),
         }
     }
 
@@ -193,8 +194,9 @@ impl<X: Platform> ControlDevice<X> {
             .ok_or(ControlError::NoSession)
     }
 
-    /// OPEN_SESSION, under the lock: plan and sections (all or nothing), then the entry is
-    /// marked [`Busy::Opening`] and the channel work is handed back.
+    /// OPEN_SESSION, under the lock: the plan and the sections' quota and id
+    /// ([`crate::sections::SectionManager::reserve`]); the entry is marked [`Busy::Opening`] and
+    /// the section creation and channel work are handed back, to run without the lock.
     fn begin_open(
         &mut self,
         index: usize,
@@ -205,6 +207,7 @@ impl<X: Platform> ControlDevice<X> {
         if entry.session.is_some() {
             return Err(ControlError::SessionExists);
         }
+        let file = entry.file;
         let regions = params.regions();
         let mut sizes = [0u64; MAX_REGIONS];
         let mut specs = [RegionSpec::read_only(0); MAX_REGIONS];
@@ -219,46 +222,56 @@ impl<X: Platform> ControlDevice<X> {
         let count = regions.len();
         let plan = MmioPlan::new(sizes.get(..count).unwrap_or(&[]))?;
         let reply = session_reply(&plan)?;
-        let sections = self
-            .sections
-            .create_session(specs.get(..count).unwrap_or(&[]))?;
-        let entry = self.files.get_mut(index).ok_or(ControlError::UnknownFile)?;
-        entry.busy = Busy::Opening;
+        // The last check: from here on nothing fails, so the reservation always reaches
+        // `finish_open` (which commits or cancels it) inside the work item.
+        let reservation = self.sections.reserve(specs.get(..count).unwrap_or(&[]))?;
+        if let Some(entry) = self.files.get_mut(index) {
+            entry.busy = Busy::Opening;
+        }
         Ok(OpenWork {
-            file: entry.file,
+            file,
             caller,
             params: *params,
             plan,
             reply,
-            sections,
+            reservation,
             parent: self.parent,
             offer: self.offer,
             platform: core::marker::PhantomData,
         })
     }
 
-    /// The last step of OPEN_SESSION, **under the table lock**: installs the session offered by
-    /// [`OpenWork::run`], or releases its sections if the offer failed. If the file was cleaned
-    /// up meanwhile (its entry is gone), the request fails and the offered channel comes back
-    /// as a [`Teardown`] the caller runs without the lock.
+    /// The last step of OPEN_SESSION, **under the table lock**: commits the reservation (the
+    /// sections enter the ledger) and installs the session offered by [`OpenWork::run`], or
+    /// cancels the reservation if the creation or the offer failed ([`OpenWork::run`] released
+    /// the sections already, without the lock). Every reservation ends here, one way or the
+    /// other. If the file was cleaned up meanwhile (its entry is gone), the request fails and
+    /// the new session comes back as a [`Teardown`] the caller runs without the lock.
     ///
-    /// IRQL: PASSIVE_LEVEL.
+    /// IRQL: PASSIVE_LEVEL (no kernel call).
     pub fn finish_open(&mut self, done: OpenDone<X>) -> Finished<X> {
+        let OpenDone {
+            file,
+            caller,
+            reservation,
+            outcome,
+        } = done;
         let entry = self
             .files
             .iter_mut()
-            .find(|f| f.file == done.file && f.busy == Busy::Opening);
-        match (entry, done.outcome) {
-            (Some(entry), Ok((channel, written))) => {
+            .find(|f| f.file == file && f.busy == Busy::Opening);
+        match (entry, outcome) {
+            (Some(entry), Ok(opened)) => {
                 entry.busy = Busy::Idle;
+                let sections = self.sections.commit(reservation, opened.sections);
                 entry.session = Some(Session {
-                    sections: done.sections,
-                    channel,
+                    sections,
+                    channel: opened.channel,
                     mapping: [MappingState::Unmapped; MAX_REGIONS],
                     handles_issued: 0,
                 });
                 Finished {
-                    result: Ok(written),
+                    result: Ok(opened.written),
                     teardown: None,
                 }
             }
@@ -266,28 +279,34 @@ impl<X: Platform> ControlDevice<X> {
                 if let Some(entry) = entry {
                     entry.busy = Busy::Idle;
                 }
-                // Nothing of the session may stay behind (the id is this manager's own).
-                let _ = self.sections.close_session(done.sections);
-                self.count_rejection(done.caller, &Err::<(), _>(error));
+                // Nothing of the session may stay behind: its quota is freed here, its
+                // sections were released by `OpenWork::run`.
+                self.sections.cancel(reservation);
+                self.count_rejection(caller, &Err::<(), _>(error));
                 Finished {
                     result: Err(error),
                     teardown: None,
                 }
             }
-            (None, Ok((channel, _))) => Finished {
-                result: Err(ControlError::UnknownFile),
-                teardown: Some(Teardown::new(
-                    None,
-                    Some(Session {
-                        sections: done.sections,
-                        channel,
-                        mapping: [MappingState::Unmapped; MAX_REGIONS],
-                        handles_issued: 0,
-                    }),
-                    None,
-                    0,
-                )),
-            },
+            (None, Ok(opened)) => {
+                // The session enters the ledger and leaves it on the usual close path: channel
+                // first, then `finish_close` detaches the sections for release without the lock.
+                let sections = self.sections.commit(reservation, opened.sections);
+                Finished {
+                    result: Err(ControlError::UnknownFile),
+                    teardown: Some(Teardown::new(
+                        None,
+                        Some(Session {
+                            sections,
+                            channel: opened.channel,
+                            mapping: [MappingState::Unmapped; MAX_REGIONS],
+                            handles_issued: 0,
+                        }),
+                        None,
+                        0,
+                    )),
+                }
+            }
         }
     }
 

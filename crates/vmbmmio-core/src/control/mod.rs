@@ -7,10 +7,14 @@
 //! tests against `hvsim`.
 //!
 //! # Locking rule (read this before writing a KMCL callback)
-//! The table lock is **never** held across a blocking KMCL call: opening and closing a session
-//! run in three steps (module `phases`), the KMCL work between two lock sections, with the
-//! file's entry marked busy meanwhile (other requests on it get
-//! [`ControlError::SessionBusy`]). **No KMCL callback ever takes the table lock**:
+//! The table lock is **never** held across a blocking KMCL call, nor across creating or
+//! releasing sections: opening and closing a session run in steps (module `phases`), the KMCL
+//! and section work between two lock sections, with the file's entry marked busy meanwhile
+//! (other requests on it get [`ControlError::SessionBusy`]). Under the lock an open only
+//! reserves its sections' quota and id, and a close only detaches them from the ledger; the
+//! creation (`ZwCreateSection`) and the release (the final `ObDereferenceObject`) run without
+//! it. Opening a user handle to a section (GET_REGION_SECTION) stays under the lock: a bounded
+//! handle-table insert that waits for no other party (module `crate::sections::manager`). **No KMCL callback ever takes the table lock**:
 //! `VmbChannelDisable` waits for the channel's callbacks, so a callback waiting for the lock
 //! would deadlock the close that holds it.
 //!
@@ -21,8 +25,8 @@
 //!
 //! # Sessions
 //! One session per open file handle. `OPEN_SESSION` plans the MMIO reservation
-//! ([`crate::mmio_plan`]), creates the regions' sections ([`crate::sections`]) and offers the
-//! VMBus channel ([`crate::channel`]); later requests on the same file handle reach only that
+//! ([`crate::mmio_plan`]), reserves and creates the regions' sections ([`crate::sections`])
+//! and offers the VMBus channel ([`crate::channel`]); later requests on the same file handle reach only that
 //! session's regions. Closing the session (`CLOSE_SESSION`, file cleanup when the device host
 //! exits or crashes, or driver unload) tears the channel down first (the guest sees the offer
 //! rescinded) and then releases the sections' kernel references.
@@ -44,9 +48,10 @@
 //! | [`ControlDevice::file_create`] | PASSIVE_LEVEL | the opening process (`EvtDeviceFileCreate`); keeps the opener's process reference |
 //! | [`ControlDevice::dispatch`] | PASSIVE_LEVEL | **the calling process** (`EvtIoInCallerContext`): VMBus handles are converted and section handles opened there |
 //! | [`ControlDevice::file_cleanup`] | PASSIVE_LEVEL | `EvtFileCleanup` (last handle closed, or process exit); releases the opener's process reference |
-//! | [`ControlDevice::shutdown`] | PASSIVE_LEVEL | device cleanup / driver unload, only once the [`Rundown`] is drained ([`serve::remove`]) |
-//! | [`ControlDevice::begin`], [`ControlDevice::finish_open`], [`ControlDevice::finish_close`], [`ControlDevice::begin_file_cleanup`], [`ControlDevice::query_remove`] | PASSIVE_LEVEL | under the table lock; no blocking call |
-//! | [`OpenWork::run`], [`Teardown::run`] | PASSIVE_LEVEL | **without** the table lock (OpenWork: in the calling process); block in KMCL; never from a KMCL callback |
+//! | [`ControlDevice::shutdown`] | PASSIVE_LEVEL | device cleanup / driver unload, only once the [`Rundown`] is drained ([`serve::remove`]); releases sections inline (nothing else runs) |
+//! | [`ControlDevice::begin`], [`ControlDevice::finish_open`], [`ControlDevice::finish_close`], [`ControlDevice::begin_file_cleanup`], [`ControlDevice::query_remove`] | PASSIVE_LEVEL | under the table lock; no blocking call, no section creation or release (an open reserves, a finish commits, cancels or detaches) |
+//! | [`OpenWork::run`], [`Teardown::run`] | PASSIVE_LEVEL | **without** the table lock (OpenWork: in the calling process); create sections (OpenWork) and block in KMCL; never from a KMCL callback |
+//! | [`Detached::release`] | PASSIVE_LEVEL | **without** the table lock, after [`ControlDevice::finish_close`]; the final `ObDereferenceObject` of the session's sections |
 //! | [`serve`] functions | PASSIVE_LEVEL | take and release the table lock themselves |
 //! | [`Rundown`] methods | any | atomics only |
 
@@ -69,7 +74,7 @@ use crate::sections::{RegionId, SectionBackend, SectionCounters, SectionManager,
 
 pub use caller::{Caller, Opener, ProcessReference, RequestorMode};
 pub use error::{ControlError, STATUS_DEVICE_BUSY, proto_error_to_ntstatus};
-pub use phases::{Begun, Closed, Finished, OpenDone, OpenWork, Teardown};
+pub use phases::{Begun, Closed, Detached, Finished, OpenDone, OpenWork, Teardown};
 pub use rundown::{Rundown, RundownGuard};
 
 use session::FileEntry;
@@ -175,7 +180,7 @@ impl<X: Platform> ControlDevice<X> {
     pub fn file_cleanup(&mut self, file: FileKey) {
         if let Some(teardown) = self.begin_file_cleanup(file) {
             let closed = teardown.run();
-            self.finish_close(closed);
+            self.finish_close(closed).release();
         }
     }
 
@@ -192,8 +197,9 @@ impl<X: Platform> ControlDevice<X> {
 
     /// Driver unload or device removal: closes every session, releases every section and
     /// refuses everything from now on. Idempotent. Runs only once no request is in flight
-    /// ([`serve::remove`] waits for the [`Rundown`]), so nothing is opening or closing and
-    /// blocking here holds up no other caller.
+    /// ([`serve::remove`] waits for the [`Rundown`]), so nothing is opening or closing, no
+    /// reservation is pending, and blocking here (`VmbChannelDisable`, the sections' release,
+    /// both inline under the lock) holds up no other caller.
     ///
     /// IRQL: PASSIVE_LEVEL.
     pub fn shutdown(&mut self) {

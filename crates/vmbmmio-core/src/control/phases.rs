@@ -2,19 +2,32 @@
 //!
 //! Opening and closing a session block: `VmbChannelEnable`, the VMBus handle conversion and
 //! above all `VmbChannelDisable`, which waits until the guest closed the channel (kmcl.md §4;
-//! Microsoft's vmbuskernelmodeclientlibapi.h documentation of `VmbChannelDisable`). Holding the
-//! one table lock across them would let one stuck guest freeze every session, every device-host
-//! exit and PnP removal. So a request runs in three steps:
+//! Microsoft's vmbuskernelmodeclientlibapi.h documentation of `VmbChannelDisable`); and the
+//! section work: `ZwCreateSection` of pagefile-backed sections up to 32 GiB, and the final
+//! `ObDereferenceObject` that deletes one. Holding the one table lock across them would let one
+//! stuck guest, or one large section, freeze every session, every device-host exit and PnP
+//! removal. So a request runs in steps:
 //!
 //! 1. **under the lock** ([`ControlDevice::begin`], [`ControlDevice::begin_file_cleanup`]):
-//!    all checks; the file's entry is marked busy (opening or closing) or taken out of the
-//!    table; the blocking work is handed back as an [`OpenWork`] or a [`Teardown`];
-//! 2. **without the lock** ([`OpenWork::run`], [`Teardown::run`]): the KMCL calls;
+//!    all checks; an open reserves its sections' quota and id
+//!    ([`crate::sections::SectionManager::reserve`]); the file's entry is marked busy (opening
+//!    or closing) or taken out of the table; the blocking work is handed back as an
+//!    [`OpenWork`] or a [`Teardown`];
+//! 2. **without the lock** ([`OpenWork::run`], [`Teardown::run`]): an open creates the
+//!    sections (all or nothing), then converts the handle and offers the channel (on a failure
+//!    it releases the sections it created, still without the lock); a close closes the
+//!    channel;
 //! 3. **under the lock** ([`ControlDevice::finish_open`], [`ControlDevice::finish_close`]):
-//!    the result is put back (or the sections released) and the entry is idle again.
+//!    an open commits its reservation (the sections enter the ledger) or cancels it; a close
+//!    detaches the session's sections from the ledger; the entry is idle again;
+//! 4. **without the lock**, close only ([`Detached::release`]): the detached sections' kernel
+//!    references are released.
 //!
 //! Between 1 and 3 other requests on other files proceed; requests on the busy file get
-//! [`ControlError::SessionBusy`] and change nothing.
+//! [`ControlError::SessionBusy`] and change nothing. Every reservation reaches step 3 inside
+//! the work item ([`OpenWork`] → [`OpenDone`] → `finish_open`), which commits or cancels it:
+//! a reservation dropped on the way would keep its quota (module
+//! `crate::sections::reservation`); kernel references never leak (they are released on drop).
 
 use alloc::boxed::Box;
 
@@ -28,7 +41,10 @@ use crate::channel::{
     ChannelConfig, ChannelError, ChannelTarget, UserVmbusHandle, VmChannel, convert_vmbus_handle,
 };
 use crate::mmio_plan::MmioPlan;
-use crate::sections::SessionId;
+use crate::sections::{OwnedSections, Reservation, SessionId};
+
+/// The section backend of platform `X`.
+type Sections<X> = <X as Platform>::Sections;
 
 /// A session's channel on platform `X`.
 pub(super) type Channel<X> = VmChannel<<X as Platform>::Kmcl, <X as Platform>::HandleCloser>;
@@ -41,60 +57,86 @@ pub enum Begun<X: Platform> {
     /// [`ControlDevice::finish_open`].
     Open(Box<OpenWork<X>>),
     /// CLOSE_SESSION: run [`Teardown::run`] without the lock, then
-    /// [`ControlDevice::finish_close`].
+    /// [`ControlDevice::finish_close`] under it, then [`Detached::release`] without it.
     Close(Teardown<X>),
 }
 
-/// An OPEN_SESSION whose sections exist and whose channel is still to be offered.
+/// An OPEN_SESSION whose quota and id are reserved, whose sections are still to be created
+/// and whose channel is still to be offered.
 pub struct OpenWork<X: Platform> {
     pub(super) file: FileKey,
     pub(super) caller: Caller,
     pub(super) params: OpenSessionParams,
     pub(super) plan: MmioPlan,
     pub(super) reply: SessionOpened,
-    pub(super) sections: SessionId,
+    pub(super) reservation: Reservation<Sections<X>>,
     pub(super) parent: ParentDevice,
     pub(super) offer: OfferSettings,
     #[allow(dead_code, reason = "ties the work item to its platform")]
     pub(super) platform: core::marker::PhantomData<fn() -> X>,
 }
 
-/// The outcome of [`OpenWork::run`], for [`ControlDevice::finish_open`].
+/// The outcome of [`OpenWork::run`], for [`ControlDevice::finish_open`], which commits or
+/// cancels the reservation.
 pub struct OpenDone<X: Platform> {
     pub(super) file: FileKey,
     pub(super) caller: Caller,
-    pub(super) sections: SessionId,
-    pub(super) outcome: Result<(Channel<X>, usize), ControlError>,
+    pub(super) reservation: Reservation<Sections<X>>,
+    pub(super) outcome: Result<Opened<X>, ControlError>,
+}
+
+/// What a successful [`OpenWork::run`] made: the sections (not yet in the ledger) and the
+/// offered channel.
+pub(super) struct Opened<X: Platform> {
+    pub(super) sections: OwnedSections<Sections<X>>,
+    pub(super) channel: Channel<X>,
+    pub(super) written: usize,
 }
 
 impl<X: Platform> OpenWork<X> {
-    /// Converts the caller's VMBus handle, offers the channel (`VmbChannelEnable`) and writes
-    /// the reply. **Without the table lock**, in the calling process's context.
+    /// Creates the sections (all or nothing), then converts the caller's VMBus handle, offers
+    /// the channel (`VmbChannelEnable`) and writes the reply. **Without the table lock**, in
+    /// the calling process's context. If anything fails, the sections created are released
+    /// here, still without the lock; [`ControlDevice::finish_open`] then cancels the
+    /// reservation.
     ///
-    /// IRQL: PASSIVE_LEVEL.
+    /// IRQL: PASSIVE_LEVEL; blocks in `ZwCreateSection` and KMCL.
     pub fn run(self, output: &mut [u8]) -> OpenDone<X> {
-        let outcome = offer_channel::<X>(self.parent, self.offer, &self.params, self.plan)
-            .and_then(|channel| {
-                let written = SessionOpened::new(
-                    self.sections.raw(),
-                    self.reply.mmio_megabytes(),
-                    self.reply.mmio_megabytes_optional(),
-                    self.reply.bar_size(),
-                    self.reply.regions(),
-                )
-                .and_then(|opened| opened.encode(output));
-                match written {
-                    Ok(written) => Ok((channel, written)),
+        let Self {
+            file,
+            caller,
+            params,
+            plan,
+            reply,
+            mut reservation,
+            parent,
+            offer,
+            platform: _,
+        } = self;
+        let session = reservation.session();
+        let outcome = reservation
+            .create_sections()
+            .map_err(ControlError::from)
+            .and_then(|sections| {
+                // On an error `sections` is dropped here: released without the lock.
+                let channel = offer_channel::<X>(parent, offer, &params, plan)?;
+                match write_reply(session, &reply, output) {
+                    Ok(written) => Ok(Opened {
+                        sections,
+                        channel,
+                        written,
+                    }),
                     Err(error) => {
+                        // Channel first, then (on return) the sections.
                         channel.close();
-                        Err(error.into())
+                        Err(error)
                     }
                 }
             });
         OpenDone {
-            file: self.file,
-            caller: self.caller,
-            sections: self.sections,
+            file,
+            caller,
+            reservation,
             outcome,
         }
     }
@@ -113,8 +155,8 @@ pub struct Teardown<X: Platform> {
     written: usize,
 }
 
-/// A [`Teardown`] whose channel is closed; its sections are released by
-/// [`ControlDevice::finish_close`].
+/// A [`Teardown`] whose channel is closed; [`ControlDevice::finish_close`] detaches its
+/// sections from the ledger, and [`Detached::release`] releases them.
 pub struct Closed<X: Platform> {
     file: Option<FileKey>,
     sections: Option<SessionId>,
@@ -162,23 +204,46 @@ pub struct Finished<X: Platform> {
     /// What the request completes with.
     pub result: Result<usize, ControlError>,
     /// A channel that was offered for a file cleaned up meanwhile: run it, then
-    /// [`ControlDevice::finish_close`], both before completing the request.
+    /// [`ControlDevice::finish_close`] and [`Detached::release`], all before completing the
+    /// request.
     pub teardown: Option<Teardown<X>>,
 }
 
-impl<X: Platform> ControlDevice<X> {
-    /// The last step of a close, **under the table lock**: releases the sections' kernel
-    /// references and marks the entry idle again (if it is still in the table). The opener's
-    /// process reference of a cleaned-up file is released here. Returns the bytes written to
-    /// the request's output.
+/// What the close's step under the lock ([`ControlDevice::finish_close`]) hands back: the
+/// session's sections, out of the ledger, to release **after unlocking**.
+#[must_use = "Detached::release releases the sections and says how many bytes were written"]
+pub struct Detached<X: Platform> {
+    sections: Option<OwnedSections<Sections<X>>>,
+    written: usize,
+}
+
+impl<X: Platform> Detached<X> {
+    /// Releases the sections' kernel references (the final `ObDereferenceObject` may delete a
+    /// large section: **without the table lock**) and returns the bytes written to the
+    /// request's output. Dropping a `Detached` releases too, wherever that happens.
     ///
     /// IRQL: PASSIVE_LEVEL.
-    pub fn finish_close(&mut self, closed: Closed<X>) -> usize {
-        if let Some(sections) = closed.sections {
-            // The id came from this manager and only a teardown closes it; an error means the
-            // ledger was already released by `shutdown`.
-            let _ = self.sections.close_session(sections);
+    pub fn release(self) -> usize {
+        if let Some(sections) = self.sections {
+            sections.release();
         }
+        self.written
+    }
+}
+
+impl<X: Platform> ControlDevice<X> {
+    /// The last step of a close under the table lock: the session's sections leave the
+    /// ledger (their kernel references come back in the [`Detached`], for
+    /// [`Detached::release`] after unlocking) and the entry is idle again (if it is still in
+    /// the table). The opener's process reference of a cleaned-up file is released here.
+    ///
+    /// IRQL: PASSIVE_LEVEL (`ObDereferenceObject` of a process object at most).
+    pub fn finish_close(&mut self, closed: Closed<X>) -> Detached<X> {
+        // The id came from this manager and only a teardown closes it; an error means the
+        // ledger was already released by `shutdown`.
+        let sections = closed
+            .sections
+            .and_then(|sections| self.sections.close_session(sections).ok());
         if let Some(file) = closed.file
             && let Some(entry) = self
                 .files
@@ -188,7 +253,10 @@ impl<X: Platform> ControlDevice<X> {
             entry.busy = Busy::Idle;
         }
         drop(closed.opener);
-        closed.written
+        Detached {
+            sections,
+            written: closed.written,
+        }
     }
 
     /// The last handle to a file was closed, or its process exited (`EvtFileCleanup`), step one
@@ -204,6 +272,22 @@ impl<X: Platform> ControlDevice<X> {
         let (session, opener) = entry.into_parts();
         Some(Teardown::new(None, session, Some(opener), 0))
     }
+}
+
+/// The OPEN_SESSION reply, with the reserved session id.
+fn write_reply(
+    session: SessionId,
+    reply: &SessionOpened,
+    output: &mut [u8],
+) -> Result<usize, ControlError> {
+    Ok(SessionOpened::new(
+        session.raw(),
+        reply.mmio_megabytes(),
+        reply.mmio_megabytes_optional(),
+        reply.bar_size(),
+        reply.regions(),
+    )
+    .and_then(|opened| opened.encode(output))?)
 }
 
 /// Converts the caller's VMBus handle (in its context) and offers the channel.

@@ -5,12 +5,20 @@
 //! # Locking rule
 //! The table lock protects the [`ControlDevice`] (the file table, the sessions and the section
 //! ledger) and nothing else. It is never held across a KMCL call that can block
-//! (`VmbChannelEnable`, `VmbChannelDisable`, the VMBus handle conversion) — those run between
-//! two lock sections, see module `phases`. **No KMCL callback ever takes the table lock**:
+//! (`VmbChannelEnable`, `VmbChannelDisable`, the VMBus handle conversion) nor across creating
+//! or releasing sections (`ZwCreateSection`, the final `ObDereferenceObject`) — those run
+//! between lock sections, see module `phases`:
+//!
+//! | sequence | under the lock | without it |
+//! |---|---|---|
+//! | OPEN_SESSION | checks, reserve quota + id, mark opening | create sections, offer channel (release sections on failure) |
+//! | | commit (or cancel), install session | (file gone meanwhile: close channel; detach under the lock; release) |
+//! | CLOSE_SESSION, file cleanup | take session out, mark closing | close channel |
+//! | | detach sections, mark idle | release sections ([`Detached::release`]) | **No KMCL callback ever takes the table lock**:
 //! `VmbChannelDisable` waits for the channel's callbacks to return, so a callback waiting for
 //! the lock while a request holds it and disables a channel would deadlock (kmcl.md §4).
 
-use super::phases::Begun;
+use super::phases::{Begun, Detached};
 use super::rundown::{Rundown, RundownGuard};
 use super::{Caller, ControlDevice, ControlError, FileKey, Opener, Platform};
 
@@ -24,7 +32,8 @@ pub trait TableLock<X: Platform> {
 }
 
 /// The whole of an IOCTL for a request holding `_in_flight`: [`ControlDevice::begin`] under
-/// the lock, the blocking work without it, the finish under it again.
+/// the lock, the blocking work (section creation, KMCL) without it, the finish under it again,
+/// then the release of detached sections without it.
 ///
 /// IRQL: PASSIVE_LEVEL, in the calling process's context.
 pub fn dispatch<X: Platform, L: TableLock<X>>(
@@ -47,7 +56,10 @@ pub fn dispatch<X: Platform, L: TableLock<X>>(
                 .ok_or(ControlError::NotReady)?;
             if let Some(teardown) = finished.teardown {
                 let closed = teardown.run();
-                let _ = table.locked(|control| control.finish_close(closed));
+                // Released after `locked` returned: without the lock.
+                if let Some(detached) = table.locked(|control| control.finish_close(closed)) {
+                    detached.release();
+                }
             }
             finished.result
         }
@@ -55,6 +67,7 @@ pub fn dispatch<X: Platform, L: TableLock<X>>(
             let closed = teardown.run();
             table
                 .locked(|control| control.finish_close(closed))
+                .map(Detached::release)
                 .ok_or(ControlError::NotReady)
         }
     }
@@ -74,9 +87,11 @@ pub fn file_create<X: Platform, L: TableLock<X>>(
 }
 
 /// File cleanup for a callback holding `_in_flight`: the entry leaves the table under the
-/// lock, its session is torn down without it.
+/// lock, its session's channel is closed without it, its sections are detached under it and
+/// released without it.
 ///
-/// IRQL: PASSIVE_LEVEL; blocks in `VmbChannelDisable`, without the lock.
+/// IRQL: PASSIVE_LEVEL; blocks in `VmbChannelDisable` and the sections' release, without the
+/// lock.
 pub fn file_cleanup<X: Platform, L: TableLock<X>>(
     _in_flight: &RundownGuard<'_>,
     table: &L,
@@ -84,7 +99,9 @@ pub fn file_cleanup<X: Platform, L: TableLock<X>>(
 ) {
     if let Some(Some(teardown)) = table.locked(|control| control.begin_file_cleanup(file)) {
         let closed = teardown.run();
-        let _ = table.locked(|control| control.finish_close(closed));
+        if let Some(detached) = table.locked(|control| control.finish_close(closed)) {
+            detached.release();
+        }
     }
 }
 

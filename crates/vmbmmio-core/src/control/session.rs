@@ -26,11 +26,12 @@ pub(super) struct FileEntry<X: Platform> {
 pub(super) enum Busy {
     /// Nothing: requests may use the entry.
     Idle,
-    /// OPEN_SESSION is converting the VMBus handle and offering the channel; `session` is
-    /// still `None` and the sections exist (their id is in the request's work item).
+    /// OPEN_SESSION is creating the sections, converting the VMBus handle and offering the
+    /// channel; `session` is still `None` and the sections' quota and id are reserved (the
+    /// reservation is in the request's work item).
     Opening,
     /// CLOSE_SESSION is disabling the channel; `session` was taken out into the request's
-    /// work item.
+    /// work item (its sections leave the ledger at `finish_close` and are released after it).
     Closing,
 }
 
@@ -72,16 +73,19 @@ impl<X: Platform> FileEntry<X> {
         self.opener.key()
     }
 
-    /// Tears the session down, channel first: the guest sees the offer rescinded before the
-    /// driver lets go of the sections (a device host still mapping them keeps them alive).
+    /// Tears the session down inline (shutdown only: nothing else runs then), channel first:
+    /// the guest sees the offer rescinded before the driver lets go of the sections (a device
+    /// host still mapping them keeps them alive).
     ///
-    /// IRQL: PASSIVE_LEVEL; blocks in `VmbChannelDisable`.
+    /// IRQL: PASSIVE_LEVEL; blocks in `VmbChannelDisable` and the sections' release.
     pub(super) fn close_session(&mut self, sections: &mut SectionManager<X::Sections>) {
         if let Some(session) = self.session.take() {
             session.channel.close();
             // The id came from this manager and only this path closes it, so it is known;
             // an error here would mean the ledger was already released by `release_all`.
-            let _ = sections.close_session(session.sections);
+            if let Ok(detached) = sections.close_session(session.sections) {
+                detached.release();
+            }
         }
     }
 

@@ -88,7 +88,12 @@ pub struct UserHandle(pub u64);
 /// The kernel calls behind the section manager.
 ///
 /// Implementations execute; they do not decide. Errors are the NTSTATUS the kernel returned.
-pub trait SectionBackend {
+///
+/// `Clone`: the creation and the release of sections run without the driver's table lock, so
+/// they need the backend without the manager (a reservation and each `OwnedSections` carry a
+/// clone). Every clone must be the same kernel: the glue's backend is a stateless ZST, the
+/// simulator's shares its state.
+pub trait SectionBackend: Clone {
     /// The driver's kernel reference to one section object. Not `Clone`: it is released once,
     /// by [`SectionBackend::close_section`].
     type Section;

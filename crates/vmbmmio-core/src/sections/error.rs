@@ -41,7 +41,7 @@ pub enum SectionError {
     GlobalQuotaExceeded {
         /// Bytes the session asked for, page-rounded.
         requested: u64,
-        /// Bytes already held by other sessions.
+        /// Bytes already held by other sessions, live or reserved (being created).
         in_use: u64,
         /// The global quota.
         limit: u64,

@@ -1,7 +1,8 @@
 //! The ledger: what exists, who owns it, and the counters that prove nothing leaked.
 //!
-//! Every section has one owner, its session, and one release path (the session's release,
-//! reached from `close_session` or `release_all`). Every handed-out user handle has one record,
+//! Every section has one owner: its session while it is in the ledger, an `OwnedSections`
+//! bundle before it enters (creation) and after it leaves (`close_session`), and one release
+//! path (`owned`). Every handed-out user handle has one record,
 //! in the session whose region it opens, naming the process that received it; the record is
 //! dropped (never closed, see `backend`) when that process's file is cleaned up, when the
 //! session closes, or on unload.
@@ -112,11 +113,16 @@ pub struct SectionCounters {
     pub live_sections: u64,
     /// Handle records held now.
     pub live_handle_records: u64,
+    /// Sessions reserved now and not yet committed or cancelled (their sections are being
+    /// created without the driver's lock, module `reservation`).
+    pub pending_sessions: u64,
+    /// Page-rounded bytes of those reservations, counted against the quota.
+    pub pending_bytes: u64,
 }
 
 impl SectionCounters {
-    /// Whether everything ever created has been released: no section, handle record, session
-    /// or byte is held.
+    /// Whether everything ever created has been released: no section, handle record, session,
+    /// reservation or byte is held.
     pub const fn all_released(&self) -> bool {
         self.sections_created == self.sections_released
             && self.handles_handed_out == self.handle_records_dropped
@@ -125,5 +131,7 @@ impl SectionCounters {
             && self.live_sessions == 0
             && self.live_sections == 0
             && self.live_handle_records == 0
+            && self.pending_sessions == 0
+            && self.pending_bytes == 0
     }
 }

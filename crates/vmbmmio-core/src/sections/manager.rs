@@ -1,10 +1,39 @@
-//! The section manager: creates each session's sections all-or-nothing, hands out user handles
-//! to the requesting device host, and releases everything on exactly one path per resource.
+//! The section manager: reserves each session's quota, takes its sections into the ledger
+//! all-or-nothing, hands out user handles to the requesting device host, and gives every
+//! resource exactly one release path.
 //!
 //! # Locking and IRQL
-//! Every method takes `&mut self`; the driver keeps the manager behind one passive-level lock
-//! (a WDF wait lock), never a spin lock: section creation, handle opening and the final
-//! dereference of a section run at PASSIVE_LEVEL, and nothing here may run at DISPATCH_LEVEL.
+//! Every method takes `&mut self`; the driver keeps the manager behind its one passive-level
+//! table lock (a WDF wait lock), never a spin lock. What takes real time runs **without** it:
+//! - creating sections: [`SectionManager::reserve`] under the lock,
+//!   [`Reservation::create_sections`] without it, [`SectionManager::commit`] or
+//!   [`SectionManager::cancel`] under it again (module `reservation`);
+//! - releasing them: [`SectionManager::close_session`] detaches the session under the lock and
+//!   hands its kernel references back as an [`OwnedSections`], which the caller releases after
+//!   unlocking (module `owned`).
+//!
+//! What stays under the lock:
+//! - [`SectionManager::open_user_handle`] (`ObOpenObjectByPointer`): a bounded insert into the
+//!   requesting process's handle table that waits for no other party (no I/O, no guest, no
+//!   paging of the section's memory), and it needs the session's kernel reference, which must
+//!   not be released meanwhile;
+//! - [`SectionManager::release_all`] and the manager's `Drop`, which release inline: they run
+//!   at unload, once no request is in flight, so nothing waits for the lock then.
+//!
+//! # Counting
+//! [`SectionCounters`] stay exact although the kernel calls run unlocked:
+//! - a creation is counted when its reservation reaches the manager again: at commit (the
+//!   sections are in the ledger) or at cancel;
+//! - a release is counted when the manager gives a reference up to the one owner that
+//!   releases it: a part-way failure of `create_sections` (counted at commit or cancel), a
+//!   cancel (every reference the reservation created: the bundle can no longer be committed
+//!   and its owner releases it, on drop at the latest), `close_session` (the detached bundle),
+//!   `release_all` (inline).
+//!
+//! So `sections_created == sections_released` once every session is closed and every
+//! reservation committed or cancelled. A reservation and bundle both dropped without reaching
+//! the manager (only when the control state itself is freed) release their references on
+//! drop and are counted nowhere: neither the creation nor the release.
 
 use alloc::vec::Vec;
 
@@ -13,7 +42,10 @@ use super::error::SectionError;
 use super::ledger::{
     HandedOutHandle, Region, RegionId, RegionInfo, SectionCounters, Session, SessionId,
 };
+use super::owned::OwnedSections;
 use super::quota::{RegionSpec, SectionQuotas, section_size, total_bytes};
+use super::reservation::Reservation;
+use crate::mmio_plan::MAX_REGIONS;
 
 /// Owns every session's sections and the record of every handle handed out.
 ///
@@ -26,6 +58,10 @@ pub struct SectionManager<B: SectionBackend> {
     sessions: Vec<Session<B::Section>>,
     next_session: u64,
     unloading: bool,
+    /// Reservations made and not yet committed or cancelled.
+    pending_sessions: usize,
+    /// Their page-rounded bytes.
+    pending_bytes: u64,
     totals: SectionCounters,
 }
 
@@ -40,6 +76,8 @@ impl<B: SectionBackend> SectionManager<B> {
             sessions: Vec::new(),
             next_session: 1,
             unloading: false,
+            pending_sessions: 0,
+            pending_bytes: 0,
             totals: SectionCounters {
                 sessions_created: 0,
                 sessions_closed: 0,
@@ -51,74 +89,139 @@ impl<B: SectionBackend> SectionManager<B> {
                 live_sessions: 0,
                 live_sections: 0,
                 live_handle_records: 0,
+                pending_sessions: 0,
+                pending_bytes: 0,
             },
         }
     }
 
-    /// Creates one section per region, sized to whole pages, or nothing at all.
+    /// Step one of a new session, **under the lock**: every check, then the session's id and
+    /// quota are reserved until [`SectionManager::commit`] or [`SectionManager::cancel`] (one
+    /// of the two must follow, module `reservation`). Nothing is created yet.
     ///
-    /// Quotas are checked on the page-rounded total before any section exists; if a kernel
-    /// call fails part-way, the sections already created are released before returning.
+    /// Quotas are checked on the page-rounded total against the bytes in use **plus** those of
+    /// every reservation still pending, and the session count against live plus pending
+    /// sessions, so concurrent opens together stay within the limits. The ledger's capacity
+    /// for every pending session is allocated here, so commit cannot fail.
     ///
-    /// IRQL: PASSIVE_LEVEL.
-    pub fn create_session(&mut self, regions: &[RegionSpec]) -> Result<SessionId, SectionError> {
+    /// IRQL: PASSIVE_LEVEL (no kernel call; may allocate).
+    pub fn reserve(&mut self, regions: &[RegionSpec]) -> Result<Reservation<B>, SectionError> {
         if self.unloading {
             return Err(SectionError::Unloading);
         }
         let requested = total_bytes(regions)?;
-        if self.sessions.len() >= self.quotas.max_sessions {
+        if self.sessions.len().saturating_add(self.pending_sessions) >= self.quotas.max_sessions {
             return Err(SectionError::TooManySessions {
                 limit: self.quotas.max_sessions,
             });
         }
-        self.quotas
-            .check_bytes(requested, self.totals.bytes_in_use)?;
+        let reserved = self.totals.bytes_in_use.saturating_add(self.pending_bytes);
+        self.quotas.check_bytes(requested, reserved)?;
+        let mut infos = [RegionInfo {
+            size: 0,
+            access: RegionAccess::ReadOnly,
+        }; MAX_REGIONS];
+        for ((index, spec), info) in regions.iter().enumerate().zip(infos.iter_mut()) {
+            // Validated by total_bytes above.
+            let size = section_size(spec.size).ok_or(SectionError::RegionTooLarge { index })?;
+            *info = RegionInfo {
+                size,
+                access: spec.access,
+            };
+        }
         let id = SessionId::from_raw(self.next_session);
         let next = self
             .next_session
             .checked_add(1)
             .ok_or(SectionError::OutOfMemory)?;
-
-        // Every allocation happens before the first section, so bookkeeping can't fail after.
+        let pending = self
+            .pending_sessions
+            .checked_add(1)
+            .ok_or(SectionError::OutOfMemory)?;
+        // Capacity >= live + pending sessions: every commit pushes without allocating.
         self.sessions
-            .try_reserve(1)
+            .try_reserve(pending)
             .map_err(|_| SectionError::OutOfMemory)?;
-        let mut created: Vec<Region<B::Section>> = Vec::new();
-        created
-            .try_reserve_exact(regions.len())
-            .map_err(|_| SectionError::OutOfMemory)?;
-
-        for (index, spec) in regions.iter().enumerate() {
-            // Validated by total_bytes above; re-derived rather than stored to avoid a buffer.
-            let size = section_size(spec.size).ok_or(SectionError::RegionTooLarge { index })?;
-            match self.backend.create_section(size) {
-                Ok(section) => {
-                    self.totals.sections_created = self.totals.sections_created.saturating_add(1);
-                    created.push(Region {
-                        info: RegionInfo {
-                            size,
-                            access: spec.access,
-                        },
-                        section,
-                    });
-                }
-                Err(status) => {
-                    self.release_regions(created);
-                    return Err(SectionError::Platform { index, status });
-                }
-            }
-        }
 
         self.next_session = next;
-        self.totals.sessions_created = self.totals.sessions_created.saturating_add(1);
-        self.totals.bytes_in_use = self.totals.bytes_in_use.saturating_add(requested);
-        self.sessions.push(Session {
+        self.pending_sessions = pending;
+        self.pending_bytes = self.pending_bytes.saturating_add(requested);
+        let count = regions.len();
+        Ok(Reservation::new(
             id,
-            bytes: requested,
-            regions: created,
+            requested,
+            infos.get(..count).unwrap_or(&[]),
+            self.backend.clone(),
+        ))
+    }
+
+    /// Last step of a new session, **under the lock**: `sections` (what
+    /// `reservation.create_sections()` returned) enter the ledger as the reserved session.
+    /// Infallible: the capacity was allocated by [`SectionManager::reserve`].
+    ///
+    /// `reservation` must come from this manager and `sections` from that reservation; the
+    /// control code keeps the two together from creation to commit.
+    ///
+    /// IRQL: PASSIVE_LEVEL (no kernel call).
+    pub fn commit(&mut self, reservation: Reservation<B>, sections: OwnedSections<B>) -> SessionId {
+        self.settle(&reservation);
+        self.totals.sections_released = self
+            .totals
+            .sections_released
+            .saturating_add(reservation.released);
+        self.totals.sessions_created = self.totals.sessions_created.saturating_add(1);
+        self.totals.bytes_in_use = self.totals.bytes_in_use.saturating_add(reservation.bytes);
+        // No reallocation: `reserve` made room for every pending session.
+        self.sessions.push(Session {
+            id: reservation.id,
+            bytes: reservation.bytes,
+            regions: sections.take_regions(),
             handles: Vec::new(),
         });
-        Ok(id)
+        reservation.id
+    }
+
+    /// The other last step, **under the lock**: the reservation's quota is freed and its id is
+    /// never used. Every section it created counts as released: the ones a part-way failure
+    /// released already, and those in the [`OwnedSections`] its `create_sections` returned,
+    /// which cannot be committed any more and which the caller releases (without the lock, or
+    /// on drop).
+    ///
+    /// IRQL: PASSIVE_LEVEL (no kernel call).
+    pub fn cancel(&mut self, reservation: Reservation<B>) {
+        self.settle(&reservation);
+        self.totals.sections_released = self
+            .totals
+            .sections_released
+            .saturating_add(reservation.created);
+    }
+
+    /// Frees a reservation's pending quota and counts its creations.
+    fn settle(&mut self, reservation: &Reservation<B>) {
+        self.pending_sessions = self.pending_sessions.saturating_sub(1);
+        self.pending_bytes = self.pending_bytes.saturating_sub(reservation.bytes);
+        self.totals.sections_created = self
+            .totals
+            .sections_created
+            .saturating_add(reservation.created);
+    }
+
+    /// Creates one section per region, sized to whole pages, or nothing at all:
+    /// [`SectionManager::reserve`], [`Reservation::create_sections`], then
+    /// [`SectionManager::commit`] or [`SectionManager::cancel`], all with `&mut self` held
+    /// (for callers that hold it throughout: tests, tools). The driver's control code runs the
+    /// creation without its lock instead.
+    ///
+    /// IRQL: PASSIVE_LEVEL.
+    pub fn create_session(&mut self, regions: &[RegionSpec]) -> Result<SessionId, SectionError> {
+        let mut reservation = self.reserve(regions)?;
+        match reservation.create_sections() {
+            Ok(sections) => Ok(self.commit(reservation, sections)),
+            Err(error) => {
+                self.cancel(reservation);
+                Err(error)
+            }
+        }
     }
 
     /// Opens a user-mode handle to `region` in the requesting device host's process, granting
@@ -213,30 +316,33 @@ impl<B: SectionBackend> SectionManager<B> {
         dropped
     }
 
-    /// Channel teardown: releases the session's kernel references and drops its handle
-    /// records. Device hosts that still hold handles keep the section objects alive until
-    /// they close them or exit.
+    /// Channel teardown, **under the lock**: the session leaves the ledger (its bytes return
+    /// to the quota, its handle records are dropped) and its kernel references come back as an
+    /// [`OwnedSections`], which the caller releases **after unlocking**
+    /// ([`OwnedSections::release`]; dropping it releases too, wherever that happens). Device
+    /// hosts that still hold handles keep the section objects alive until they close them or
+    /// exit.
     ///
-    /// IRQL: PASSIVE_LEVEL.
-    pub fn close_session(&mut self, session: SessionId) -> Result<(), SectionError> {
+    /// IRQL: PASSIVE_LEVEL (no kernel call here; the release is the caller's).
+    pub fn close_session(&mut self, session: SessionId) -> Result<OwnedSections<B>, SectionError> {
         let position = self
             .sessions
             .iter()
             .position(|s| s.id == session)
             .ok_or(SectionError::UnknownSession { session })?;
         let closed = self.sessions.swap_remove(position);
-        self.release_session(closed);
-        Ok(())
+        Ok(self.detach_session(closed))
     }
 
-    /// Driver unload: releases every session and refuses new sessions and handles from now on.
-    /// Idempotent.
+    /// Driver unload: releases every session **inline** and refuses new sessions, reservations
+    /// and handles from now on. Idempotent. Inline is right here: it runs once no request is in
+    /// flight (`control::serve::remove` drains the rundown first), so no other request waits.
     ///
     /// IRQL: PASSIVE_LEVEL.
     pub fn release_all(&mut self) {
         self.unloading = true;
         while let Some(session) = self.sessions.pop() {
-            self.release_session(session);
+            self.detach_session(session).release();
         }
     }
 
@@ -282,6 +388,8 @@ impl<B: SectionBackend> SectionManager<B> {
         counters.live_sessions = self.sessions.len() as u64;
         counters.live_sections = self.sessions.iter().map(|s| s.regions.len() as u64).sum();
         counters.live_handle_records = self.sessions.iter().map(|s| s.handles.len() as u64).sum();
+        counters.pending_sessions = self.pending_sessions as u64;
+        counters.pending_bytes = self.pending_bytes;
         counters
     }
 
@@ -324,20 +432,18 @@ impl<B: SectionBackend> SectionManager<B> {
             })
     }
 
-    /// The one release path of a session's resources.
-    fn release_session(&mut self, session: Session<B::Section>) {
+    /// The one path by which a session leaves the ledger: its records are dropped, its bytes
+    /// freed, and its kernel references handed to the one owner that releases them (counted
+    /// as released here, module docs).
+    fn detach_session(&mut self, session: Session<B::Section>) -> OwnedSections<B> {
         self.count_dropped_records(session.handles.len());
         self.totals.bytes_in_use = self.totals.bytes_in_use.saturating_sub(session.bytes);
         self.totals.sessions_closed = self.totals.sessions_closed.saturating_add(1);
-        self.release_regions(session.regions);
-    }
-
-    /// The one release path of kernel references: newest first.
-    fn release_regions(&mut self, mut regions: Vec<Region<B::Section>>) {
-        while let Some(region) = regions.pop() {
-            self.backend.close_section(region.section);
-            self.totals.sections_released = self.totals.sections_released.saturating_add(1);
-        }
+        self.totals.sections_released = self
+            .totals
+            .sections_released
+            .saturating_add(session.regions.len() as u64);
+        OwnedSections::new(self.backend.clone(), session.regions)
     }
 
     fn count_dropped_records(&mut self, dropped: usize) {

@@ -16,8 +16,10 @@
 //!
 //! # Ownership rule
 //! - **Sections**: the driver owns exactly one kernel reference per section (an object
-//!   pointer, not a handle), held by the session. It is released once: on channel teardown
-//!   ([`SectionManager::close_session`]) or on unload ([`SectionManager::release_all`]).
+//!   pointer, not a handle), held by the session, or by an [`OwnedSections`] while the section
+//!   is being created or released outside the lock. It is released once: after channel
+//!   teardown ([`SectionManager::close_session`] detaches, the caller releases), when an open
+//!   fails, or on unload ([`SectionManager::release_all`]).
 //! - **User handles**: handed over. A handle opened for a device host belongs to that device
 //!   host; the driver records it (to bound how many it hands out, and for status) but never
 //!   closes it. The device host closes it, or the OS does when the process exits. When the
@@ -33,7 +35,9 @@ pub mod backend;
 pub mod error;
 pub mod ledger;
 pub mod manager;
+pub mod owned;
 pub mod quota;
+pub mod reservation;
 
 #[cfg(test)]
 mod tests;
@@ -45,4 +49,6 @@ pub use backend::{
 pub use error::SectionError;
 pub use ledger::{HandedOutHandle, RegionId, RegionInfo, SectionCounters, SessionId};
 pub use manager::SectionManager;
+pub use owned::OwnedSections;
 pub use quota::{RegionSpec, SectionQuotas};
+pub use reservation::Reservation;

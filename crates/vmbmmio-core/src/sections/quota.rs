@@ -113,7 +113,7 @@ pub fn total_bytes(regions: &[RegionSpec]) -> Result<u64, SectionError> {
 
 impl SectionQuotas {
     /// Checks a session of `requested` bytes against both byte quotas, given `in_use` bytes
-    /// already held by other sessions.
+    /// already held by other sessions (live, or reserved while their sections are created).
     pub fn check_bytes(&self, requested: u64, in_use: u64) -> Result<(), SectionError> {
         if requested > self.session_bytes {
             return Err(SectionError::SessionQuotaExceeded {
