@@ -28,7 +28,10 @@ struct Table {
 
 fn cells(line: &str) -> Vec<String> {
     let inner = line.trim().trim_start_matches('|').trim_end_matches('|');
-    inner.split('|').map(|cell| cell.trim().to_string()).collect()
+    inner
+        .split('|')
+        .map(|cell| cell.trim().to_string())
+        .collect()
 }
 
 /// Every table of the document, with the nearest heading (`##` or `###`) above it.
@@ -81,7 +84,7 @@ fn number(cell: &str) -> usize {
 }
 
 /// The `(offset, size, name)` rows of a field table.
-fn field_rows(table: &Table) -> Vec<(usize, usize, String)> {
+fn field_rows(table: &Table) -> Vec<Field> {
     assert_eq!(
         &table.header[..3],
         ["Offset", "Size", "Field"],
@@ -91,7 +94,13 @@ fn field_rows(table: &Table) -> Vec<(usize, usize, String)> {
     table
         .rows
         .iter()
-        .map(|row| (number(&row[0]), number(&row[1]), ticked(&row[2]).to_string()))
+        .map(|row| {
+            (
+                number(&row[0]),
+                number(&row[1]),
+                ticked(&row[2]).to_string(),
+            )
+        })
         .collect()
 }
 
@@ -109,7 +118,10 @@ macro_rules! fields {
 }
 
 /// The struct and fields of every message with a field table, by the document's name.
-fn struct_fields() -> BTreeMap<&'static str, (usize, Vec<(usize, usize, String)>)> {
+/// `(offset, size, name)` of one field.
+type Field = (usize, usize, String);
+
+fn struct_fields() -> BTreeMap<&'static str, (usize, Vec<Field>)> {
     let mut map = BTreeMap::new();
     map.insert(
         "SELECT_VERSION",
@@ -216,7 +228,9 @@ fn the_header_table_matches_the_header_struct() {
         kind => "kind", flags => "flags", size => "size", request_id => "request_id");
     assert_eq!(field_rows(&table), expected);
     assert_eq!(size_of::<Header>(), HEADER_SIZE);
-    assert!(says(&format!("Every message starts with the same {HEADER_SIZE} bytes")));
+    assert!(says(&format!(
+        "Every message starts with the same {HEADER_SIZE} bytes"
+    )));
 }
 
 #[test]
@@ -306,16 +320,16 @@ fn every_field_table_matches_its_struct() {
 fn the_region_entry_table_matches_the_wire_region() {
     let table = tables()
         .into_iter()
-        .find(|t| {
-            t.heading.starts_with("`LAYOUT`") && t.rows.first().is_some_and(|r| r[0] == "0")
-        })
+        .find(|t| t.heading.starts_with("`LAYOUT`") && t.rows.first().is_some_and(|r| r[0] == "0"))
         .expect("the region entry table");
     let expected = fields!(WireRegion;
         id => "id", access => "access", state => "state", reserved0 => "reserved",
         offset_pages => "offset_pages", length_pages => "length_pages", name => "name",
         reserved1 => "reserved");
     assert_eq!(field_rows(&table), expected);
-    assert!(says(&format!("Each region entry ({REGION_ENTRY_SIZE} bytes)")));
+    assert!(says(&format!(
+        "Each region entry ({REGION_ENTRY_SIZE} bytes)"
+    )));
     // The values the access and state cells list.
     let access = &table.rows[1][2];
     assert!(access.contains(&format!("{} read-only", RegionAccess::ReadOnly.to_u8())));
@@ -377,7 +391,9 @@ fn the_error_code_table_matches_the_codes() {
         .map(|code| format!("`{}`", code.name()))
         .collect();
     assert_eq!(uncounted, ["`BUSY`", "`CHANNEL_CLOSING`"]);
-    assert!(says("`BUSY` and `CHANNEL_CLOSING` are not counted as misbehaviour"));
+    assert!(says(
+        "`BUSY` and `CHANNEL_CLOSING` are not counted as misbehaviour"
+    ));
 }
 
 #[test]
@@ -391,9 +407,11 @@ fn the_limits_match() {
     assert!(says(&format!(
         "`error_limit` (the misbehaviour threshold, {ERROR_LIMIT})"
     )));
-    assert!(says(&format!("which starts at **{ERROR_LIMIT}** per channel open")));
+    assert!(says(&format!(
+        "which starts at **{ERROR_LIMIT}** per channel open"
+    )));
     assert!(says(&format!("the queue holds {EVENT_QUEUE} events")));
-    assert!(says(&format!("`regions`; entries at and after `region_count`")));
+    assert!(says("`regions`; entries at and after `region_count`"));
     assert!(says(&format!("`region_count` (0–{MAX_REGIONS})")));
     assert!(says(&format!(
         "`0x{:04X}_{:04X}` = 1.0",
@@ -414,6 +432,10 @@ fn the_limits_match() {
         .into_iter()
         .find(|t| t.heading.starts_with("`LAYOUT`") && t.rows.first().is_some_and(|r| r[0] == "0"))
         .unwrap();
-    let name = table.rows.iter().find(|row| ticked(&row[2]) == "name").unwrap();
+    let name = table
+        .rows
+        .iter()
+        .find(|row| ticked(&row[2]) == "name")
+        .unwrap();
     assert_eq!(number(&name[1]), REGION_NAME_LEN);
 }

@@ -215,7 +215,7 @@ struct Wait {
 }
 
 /// The guest's side of one channel open. Create a new one for every open of the channel.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GuestClient {
     next_id: u64,
     state: ClientState,
