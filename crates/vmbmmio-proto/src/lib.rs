@@ -4,7 +4,10 @@
 //! - The IOCTL interface between the driver and the user-mode device host ([`ioctl`]):
 //!   fixed-layout little-endian structs, versioned, with reserved fields that must be zero and
 //!   explicit maximum sizes.
-//! - The control protocol spoken with the guest over the VMBus channel (later issue).
+//! - The control protocol spoken with the guest over the VMBus channel ([`guest`],
+//!   `docs/protocol.md`): the messages, the host's request parser and reply encoders, the
+//!   guest's reply parser and state machine ([`guest::GuestClient`]), and the BAR placement
+//!   checks the driver and the device host share ([`guest::placement`]).
 //! - The PCI vendor-specific capability that pairs the emulated PCI function with its VMBus
 //!   channel ([`pci_cap`]), with the parser a guest driver runs on its configuration space.
 //! - Validation of every field, with overflow-safe page arithmetic, returning typed errors.
@@ -33,5 +36,6 @@
 /// Size of a page, the unit of every section and MMIO range (x64 and ARM64 Windows: 4 KiB).
 pub const PAGE_SIZE: u64 = 4096;
 
+pub mod guest;
 pub mod ioctl;
 pub mod pci_cap;

@@ -33,41 +33,12 @@ mod check;
 mod signal;
 
 pub use check::{
-    MAX_GUEST_PHYSICAL_ADDRESS, PlacementError, ReservationRelation, check_placement,
-    classify_reservation,
+    MAX_GUEST_PHYSICAL_ADDRESS, PlacementError, ReservationRelation, check_bar_size,
+    check_placement, check_reservation, classify_reservation,
 };
 pub use signal::{AcceptedPlacement, PlacementRejection, PlacementSignal};
-
-use std::fmt;
-
-/// A range of guest physical addresses, `[base, base + size)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct GuestRange {
-    /// First address.
-    pub base: u64,
-    /// Length in bytes.
-    pub size: u64,
-}
-
-impl fmt::Display for GuestRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.base.checked_add(self.size) {
-            Some(end) => write!(f, "[{:#x}, {end:#x})", self.base),
-            None => write!(f, "[{:#x}, +{:#x} overflowing)", self.base, self.size),
-        }
-    }
-}
-
-/// What a source says about the device's BAR: exactly the facts a guest knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct BarPlacement {
-    /// The BAR's guest physical base address (meaningless while decode is off).
-    pub base: u64,
-    /// The BAR's size as the guest sized it (must be the device's BAR size).
-    pub size: u64,
-    /// Whether memory decode (command register bit 1) is on.
-    pub memory_decode: bool,
-}
+/// The placement types, shared with the driver through the wire crate.
+pub use vmbmmio_proto::guest::placement::{BarPlacement, BarState, GuestRange};
 
 /// A guest's report: its BAR and, optionally, where its VMBus driver placed the channel's MMIO
 /// reservation (a Linux guest reserves only if its driver asks; platform-paths: disjoint by
@@ -96,25 +67,4 @@ pub enum PlacementSource {
     ConfigSpace,
     /// The guest driver's report (over the channel).
     GuestReport,
-}
-
-/// A checked placement: what the mapping sequence acts on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BarState {
-    /// Memory decode is off: nothing may be mapped (whatever the BAR registers hold).
-    DecodeOff,
-    /// Memory decode is on and the BAR is at `base`: the regions may be mapped.
-    Decoding {
-        /// The BAR's guest physical base address (aligned to the BAR's size).
-        base: u64,
-    },
-}
-
-impl fmt::Display for BarState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::DecodeOff => f.write_str("memory decode off"),
-            Self::Decoding { base } => write!(f, "BAR at {base:#x}, memory decode on"),
-        }
-    }
 }

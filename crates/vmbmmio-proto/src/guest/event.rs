@@ -1,0 +1,143 @@
+//! `WAIT_EVENT` → `EVENT`: how the host tells the guest that something changed, without ever
+//! sending a packet of its own.
+//!
+//! The host answers only through completions (sending needs KMCL entries the driver treats as
+//! optional), so the guest keeps one `WAIT_EVENT` outstanding and the host completes it when
+//! there is news. Events are numbered 1, 2, 3, … per channel open; the guest says which it has
+//! seen (`last_seen`) and gets the first newer one, so none is lost or delivered twice when a
+//! wait is completed and re-sent.
+
+use core::mem::offset_of;
+
+use zerocopy::byteorder::little_endian::{U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+use super::header::{GuestMessage, Header, Kind, kind_size};
+
+/// `WAIT_EVENT`, 24 bytes.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
+pub struct WaitEventRequest {
+    /// Kind [`Kind::WaitEvent`].
+    pub header: Header,
+    /// The highest event sequence the guest has seen (0: none).
+    pub last_seen: U64,
+}
+
+impl GuestMessage for WaitEventRequest {
+    const KIND: Kind = Kind::WaitEvent;
+}
+kind_size!(WaitEventRequest);
+const _: () = assert!(offset_of!(WaitEventRequest, last_seen) == 16);
+
+/// `EVENT`, 48 bytes.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
+pub struct EventReply {
+    /// Kind [`Kind::Event`]; echoes the `WAIT_EVENT`'s id.
+    pub header: Header,
+    /// 1, 2, 3, … per channel open.
+    pub sequence: U64,
+    /// An [`EventKind`].
+    pub event: U32,
+    /// Must be 0.
+    pub reserved0: U32,
+    /// The layout generation after the event.
+    pub generation: U64,
+    /// Must be 0.
+    pub reserved1: U64,
+}
+
+impl GuestMessage for EventReply {
+    const KIND: Kind = Kind::Event;
+}
+kind_size!(EventReply);
+const _: () = assert!(offset_of!(EventReply, sequence) == 16);
+const _: () = assert!(offset_of!(EventReply, event) == 24);
+const _: () = assert!(offset_of!(EventReply, reserved0) == 28);
+const _: () = assert!(offset_of!(EventReply, generation) == 32);
+const _: () = assert!(offset_of!(EventReply, reserved1) == 40);
+
+/// What happened.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// The layout changed; `GET_LAYOUT` gives the details.
+    LayoutChanged = 1,
+    /// The regions are section-backed: the guest may use them.
+    RegionsMapped = 2,
+    /// The regions are served by the device host's intercept fallback: usable, slowly.
+    RegionsIntercepted = 3,
+    /// The regions are no longer backed: the guest must stop touching them.
+    RegionsUnmapped = 4,
+    /// The device host restarted; nothing is backed until it maps again.
+    DeviceHostRestarted = 5,
+}
+
+impl EventKind {
+    /// Every event kind, in order.
+    pub const ALL: [Self; 5] = [
+        Self::LayoutChanged,
+        Self::RegionsMapped,
+        Self::RegionsIntercepted,
+        Self::RegionsUnmapped,
+        Self::DeviceHostRestarted,
+    ];
+
+    /// The wire value.
+    pub const fn to_u32(self) -> u32 {
+        self as u32
+    }
+
+    /// The event kind with this wire value, if any.
+    pub const fn from_u32(value: u32) -> Option<Self> {
+        Some(match value {
+            1 => Self::LayoutChanged,
+            2 => Self::RegionsMapped,
+            3 => Self::RegionsIntercepted,
+            4 => Self::RegionsUnmapped,
+            5 => Self::DeviceHostRestarted,
+            _ => return None,
+        })
+    }
+
+    /// The name the document uses.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::LayoutChanged => "LAYOUT_CHANGED",
+            Self::RegionsMapped => "REGIONS_MAPPED",
+            Self::RegionsIntercepted => "REGIONS_INTERCEPTED",
+            Self::RegionsUnmapped => "REGIONS_UNMAPPED",
+            Self::DeviceHostRestarted => "DEVICE_HOST_RESTARTED",
+        }
+    }
+}
+
+/// The content of an `EVENT`, checked (sequence at least 1, a known kind).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Event {
+    /// Its sequence number (from 1).
+    pub sequence: u64,
+    /// What happened.
+    pub kind: EventKind,
+    /// The layout generation after the event.
+    pub generation: u64,
+}
+
+impl Event {
+    /// The wire message answering `request_id`.
+    pub const fn to_wire(&self, request_id: u64) -> EventReply {
+        EventReply {
+            header: Header::new(Kind::Event, request_id),
+            sequence: U64::new(self.sequence),
+            event: U32::new(self.kind.to_u32()),
+            reserved0: U32::new(0),
+            generation: U64::new(self.generation),
+            reserved1: U64::new(0),
+        }
+    }
+}
