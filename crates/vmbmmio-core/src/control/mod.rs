@@ -58,6 +58,7 @@
 mod caller;
 mod dispatch;
 mod error;
+mod events;
 mod phases;
 mod query_driver;
 mod rundown;
@@ -70,10 +71,12 @@ use kmcl::KmclProvider;
 use kmcl::server::ParentDevice;
 
 use crate::channel::KernelHandleCloser;
+use crate::guest_events::EventLock;
 use crate::sections::{RegionId, SectionBackend, SectionCounters, SectionManager, SectionQuotas};
 
 pub use caller::{Caller, Opener, ProcessReference, RequestorMode};
 pub use error::{ControlError, STATUS_DEVICE_BUSY, proto_error_to_ntstatus};
+pub use events::{Delivered, Handled, PendingWait};
 pub use phases::{Begun, Closed, Detached, Finished, OpenDone, OpenWork, Teardown};
 pub use rundown::{Rundown, RundownGuard};
 
@@ -90,6 +93,10 @@ pub trait Platform: 'static {
     type Sections: SectionBackend;
     /// A referenced process object (the opener of a file handle), released on drop.
     type Process: ProcessReference;
+    /// The lock around each session's guest-event queue (a WDF spin lock in the driver: it is
+    /// taken from WDF's cancellation callback at DISPATCH_LEVEL; module
+    /// [`crate::guest_events`]).
+    type EventLock: EventLock;
 }
 
 /// Identifies one open file handle of the control device (the `WDFFILEOBJECT` value on
