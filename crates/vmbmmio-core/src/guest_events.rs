@@ -59,7 +59,7 @@ pub const EVENT_CAPACITY: usize = 32;
 
 /// [`EVENT_CAPACITY`] as the sequence arithmetic's type.
 const CAPACITY_U64: u64 = 32;
-const _: () = assert!(CAPACITY_U64 as usize == EVENT_CAPACITY);
+const _: () = assert!(EVENT_CAPACITY as u64 == CAPACITY_U64);
 
 /// A lock around one session's [`GuestEventQueue`], supplied by the platform: a WDF spin lock
 /// in the driver, a `std` mutex in the simulator.

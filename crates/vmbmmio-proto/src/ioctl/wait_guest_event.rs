@@ -258,7 +258,7 @@ impl GuestDevice {
     /// decode on, or READY with RELEASING), `bar_index` ([`ProtoError::BadBarIndex`]), then the
     /// BAR ([`ProtoError::BadGuestBar`]).
     pub const fn check(&self) -> ProtoResult<()> {
-        if (self.ready && !self.decode_on) || (self.ready && self.releasing) {
+        if self.ready && (!self.decode_on || self.releasing) {
             return Err(ProtoError::DeviceFlagsContradict { got: self.flags() });
         }
         if self.bar_index > MAX_BAR_INDEX {
