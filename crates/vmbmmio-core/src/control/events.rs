@@ -33,6 +33,17 @@ pub struct PendingWait<X: Platform> {
     ticket: Ticket,
 }
 
+impl<X: Platform> Clone for PendingWait<X> {
+    /// Another handle to the same pending request (the glue keeps one while WDF owns the
+    /// request object, which may be completed and freed on another thread at any moment).
+    fn clone(&self) -> Self {
+        Self {
+            events: self.events.clone(),
+            ticket: self.ticket,
+        }
+    }
+}
+
 /// What the glue does with a retrieved pending request ([`PendingWait::deliver`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Delivered {
