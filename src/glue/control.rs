@@ -16,6 +16,9 @@
 //! **No KMCL callback ever takes the table lock** (`VmbChannelDisable` waits for the channel's
 //! callbacks, so a callback waiting for the lock would deadlock a close; docs/architecture.md).
 //!
+//! WAIT_GUEST_EVENT may stay pending: `serve::handle` says so, and module `guest_waits` parks
+//! the request in a manual queue and completes it when the core says (docs/ioctl.md).
+//!
 //! Removal: the device opts into the remove lock for I/O
 //! (`WdfDeviceInitSetRemoveLockOptions(WDF_REMOVE_LOCK_OPTION_ACQUIRE_FOR_IO)`, so
 //! IRP_MN_REMOVE_DEVICE waits for requests in flight), every callback also holds the portable

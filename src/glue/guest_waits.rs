@@ -280,11 +280,7 @@ pub extern "C" fn evt_io_device_control(
     _code: ULONG,
 ) {
     let Some(pending) = pending_of(request) else {
-        return super::control::complete(
-            request,
-            ControlError::BufferUnavailable.to_ntstatus(),
-            0,
-        );
+        return super::control::complete(request, ControlError::BufferUnavailable.to_ntstatus(), 0);
     };
     forward_to_wait_queue(request, &pending);
 }

@@ -54,6 +54,14 @@
 //! | [`Detached::release`] | PASSIVE_LEVEL | **without** the table lock, after [`ControlDevice::finish_close`]; the final `ObDereferenceObject` of the session's sections |
 //! | [`serve`] functions | PASSIVE_LEVEL | take and release the table lock themselves |
 //! | [`Rundown`] methods | any | atomics only |
+//! | [`ControlDevice::handle`] | PASSIVE_LEVEL | like `dispatch`; a WAIT_GUEST_EVENT with nothing to report comes back as a [`PendingWait`] |
+//! | [`PendingWait`] methods, [`crate::guest_events::GuestEvents`] methods | <= DISPATCH_LEVEL | **without** the table lock: only the session's event lock (a spin lock in the driver), never held across a call out |
+//!
+//! # WAIT_GUEST_EVENT
+//! The one request that may stay pending (module `events`, [`crate::guest_events`]): the core
+//! records which request is pending by ticket; the glue keeps the request object in a manual
+//! WDF queue and completes, requeues or cancels it when the session's queue says so. Lock
+//! order: table lock, then event lock; the channel's packet handler takes only the event lock.
 
 mod caller;
 mod dispatch;
