@@ -16,6 +16,9 @@
 //! **No KMCL callback ever takes the table lock** (`VmbChannelDisable` waits for the channel's
 //! callbacks, so a callback waiting for the lock would deadlock a close; docs/architecture.md).
 //!
+//! WAIT_GUEST_EVENT may stay pending: `serve::handle` says so, and module `guest_waits` parks
+//! the request in a manual queue and completes it when the core says (docs/ioctl.md).
+//!
 //! Removal: the device opts into the remove lock for I/O
 //! (`WdfDeviceInitSetRemoveLockOptions(WDF_REMOVE_LOCK_OPTION_ACQUIRE_FOR_IO)`, so
 //! IRP_MN_REMOVE_DEVICE waits for requests in flight), every callback also holds the portable
@@ -48,14 +51,15 @@ use wdk_sys::{
 };
 
 use super::driver::{object_attributes, wdf_size, wdf_size_u16};
+use super::guest_waits::{self, SpinEventLock};
 use super::handles::ZwCloseHandles;
 use super::process::{ReferencedProcess, current_process_key};
 use super::sections::KernelSections;
 use super::strings::{unicode, utf16};
 use vmbmmio_core::control::serve::{self, TableLock};
 use vmbmmio_core::control::{
-    Caller, ControlDevice, ControlError, FileKey, OfferSettings, Opener, Platform, RequestorMode,
-    Rundown,
+    Caller, ControlDevice, ControlError, FileKey, Handled, OfferSettings, Opener, Platform,
+    RequestorMode, Rundown,
 };
 use vmbmmio_core::sections::SectionQuotas;
 
@@ -67,6 +71,7 @@ impl Platform for WindowsPlatform {
     type HandleCloser = ZwCloseHandles;
     type Sections = KernelSections;
     type Process = ReferencedProcess;
+    type EventLock = SpinEventLock;
 }
 
 /// The control state and the lock that serializes it. One per driver (one device).
@@ -89,6 +94,13 @@ impl TableLock<WindowsPlatform> for Table {
     /// IRQL: PASSIVE_LEVEL.
     fn locked<R>(&self, f: impl FnOnce(&mut ControlDevice<WindowsPlatform>) -> R) -> Option<R> {
         with_control(f)
+    }
+
+    /// A closed session's pending WAIT_GUEST_EVENT: retrieved and cancelled.
+    ///
+    /// IRQL: PASSIVE_LEVEL (called without the table lock).
+    fn wake(&self, wake: vmbmmio_core::guest_events::Wake) {
+        guest_waits::handle_wake(wake);
     }
 }
 
@@ -288,6 +300,9 @@ pub unsafe fn configure_control_device(device: WDFDEVICE) -> NTSTATUS {
         DefaultQueue: 1,
         DispatchType: _WDF_IO_QUEUE_DISPATCH_TYPE::WdfIoQueueDispatchParallel,
         EvtIoDefault: Some(evt_io_default),
+        // Only pended WAIT_GUEST_EVENT requests reach the queue as IOCTLs (WdfDeviceEnqueueRequest
+        // from EvtIoInCallerContext); they move on to the manual queue.
+        EvtIoDeviceControl: Some(guest_waits::evt_io_device_control),
         ..WDF_IO_QUEUE_CONFIG::default()
     };
     queue_config.Settings.Parallel.NumberOfPresentedRequests = ULONG::MAX;
@@ -302,6 +317,11 @@ pub unsafe fn configure_control_device(device: WDFDEVICE) -> NTSTATUS {
             &raw mut queue
         )
     };
+    if status < 0 {
+        return status;
+    }
+    // SAFETY: `device` is the device just created (this function's contract).
+    let status = unsafe { guest_waits::create_wait_queue(device) };
     if status < 0 {
         return status;
     }
@@ -347,7 +367,7 @@ pub unsafe fn configure_control_device(device: WDFDEVICE) -> NTSTATUS {
 }
 
 /// `Box::new` without the allocation-failure path (which would bugcheck in the kernel).
-fn try_box<T>(value: T) -> Option<Box<T>> {
+pub(super) fn try_box<T>(value: T) -> Option<Box<T>> {
     let layout = Layout::new::<T>();
     if layout.size() == 0 {
         return None;
@@ -430,6 +450,8 @@ extern "C" fn evt_file_cleanup(file: WDFFILEOBJECT) {
     if let Some(in_flight) = RUNDOWN.acquire() {
         serve::file_cleanup(&in_flight, &Table, FileKey(file as usize));
     }
+    // Whatever WAIT_GUEST_EVENT of the file still waits (the session is gone) is cancelled.
+    guest_waits::cancel_file_waits(FileKey(file as usize));
 }
 
 /// `EvtIoDefault` of the default queue: anything that is not one of our IOCTLs.
@@ -532,10 +554,23 @@ extern "C" fn evt_io_in_caller_context(device: WDFDEVICE, request: WDFREQUEST) {
     };
 
     let input: &[u8] = input_copy;
-    match serve::dispatch(&in_flight, &Table, caller, code, input, output) {
-        Ok(written) => complete(request, STATUS_SUCCESS, written),
+    match serve::handle(&in_flight, &Table, caller, code, input, output) {
+        Ok(Handled::Done(written)) => complete(request, STATUS_SUCCESS, written),
+        // WAIT_GUEST_EVENT with nothing to report: parked (module `guest_waits`).
+        Ok(Handled::Pending(pending)) => guest_waits::pend(device, request, pending),
         Err(error) => complete(request, error.to_ntstatus(), 0),
     }
+}
+
+/// The output buffer of a request the glue retrieved from its manual queue (METHOD_BUFFERED:
+/// the nonpaged system buffer, valid until the request completes).
+///
+/// IRQL: <= DISPATCH_LEVEL.
+pub(super) fn retrieve_output<'a>(request: WDFREQUEST) -> Result<&'a mut [u8], NTSTATUS> {
+    let (buffer, length) = retrieve_buffer(request, Buffer::Output)?;
+    // SAFETY: WDF returned `length` writable bytes at `buffer`, valid until the request
+    // completes; the caller completes it right after writing and holds no other view.
+    Ok(unsafe { core::slice::from_raw_parts_mut(buffer, length) })
 }
 
 /// Which of a request's buffers to retrieve.
@@ -582,7 +617,7 @@ fn retrieve_buffer(request: WDFREQUEST, which: Buffer) -> Result<(*mut u8, usize
 }
 
 /// Completes `request` with `status` and `information` bytes.
-fn complete(request: WDFREQUEST, status: NTSTATUS, information: usize) {
+pub(super) fn complete(request: WDFREQUEST, status: NTSTATUS, information: usize) {
     // SAFETY: every caller owns `request` and completes it exactly once, here.
     unsafe {
         call_unsafe_wdf_function_binding!(

@@ -8,13 +8,16 @@ use hvsim::memory::ProcessId;
 use hvsim::platform::SimPlatform;
 use hvsim::sections::{SYSTEM_PROCESS, SimKernel};
 use kmcl::raw::NTSTATUS;
-use vmbmmio_core::control::{Caller, ControlDevice, FileKey, OfferSettings, Opener, RequestorMode};
+use vmbmmio_core::control::{
+    Caller, ControlDevice, FileKey, Handled, OfferSettings, Opener, PendingWait, RequestorMode,
+};
 use vmbmmio_core::sections::SectionQuotas;
 use vmbmmio_proto::ioctl::{
-    CloseSessionRequest, GetRegionSectionRequest, IoctlCode, MappingState, OpenSessionRequest,
-    QueryStatusRequest, RegionRequest, ReportMappingRequest, SectionAccess, SessionOpened,
-    SessionStatus, Target, WireGuid, WireMessage, parse_get_region_section_reply,
-    parse_open_session_reply, parse_query_status_reply,
+    CloseSessionRequest, GetRegionSectionRequest, GuestEvent, IoctlCode, MappingState,
+    OpenSessionRequest, QueryStatusRequest, RegionRequest, ReportMappingRequest, SectionAccess,
+    SessionOpened, SessionStatus, Target, WaitGuestEventRequest, WireGuid, WireMessage,
+    parse_get_region_section_reply, parse_open_session_reply, parse_query_status_reply,
+    parse_wait_guest_event_reply,
 };
 
 /// Interface type GUID of the tests' sessions.
@@ -128,6 +131,43 @@ impl Bench {
         }
     }
 
+    /// One IOCTL from `caller` through `ControlDevice::handle`: a WAIT_GUEST_EVENT with nothing
+    /// to report comes back pending, for the test to keep as the glue keeps the request.
+    pub fn handle(
+        &mut self,
+        caller: Caller,
+        code: u32,
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<Handled<SimPlatform>, NTSTATUS> {
+        let process = self.kernel.process_id_of(caller.process()).unwrap();
+        self.kernel.set_current_process(process);
+        let control = &mut self.control;
+        let result = self
+            .sim
+            .in_process(process, || control.handle(caller, code, input, output));
+        self.kernel.set_current_process(SYSTEM_PROCESS);
+        result.map_err(|error| error.to_ntstatus())
+    }
+
+    /// WAIT_GUEST_EVENT(`last_seen`) from `caller`: the event it completed with at once, or the
+    /// pending request.
+    pub fn wait_guest_event(&mut self, caller: Caller, last_seen: u64) -> Result<Waited, NTSTATUS> {
+        let mut output = vec![0u8; IoctlCode::WaitGuestEvent.reply_size()];
+        let input = encode(&WaitGuestEventRequest::new(last_seen));
+        match self.handle(
+            caller,
+            IoctlCode::WaitGuestEvent.code(),
+            &input,
+            &mut output,
+        )? {
+            Handled::Done(written) => Ok(Waited::Event(
+                parse_wait_guest_event_reply(&output[..written]).unwrap(),
+            )),
+            Handled::Pending(pending) => Ok(Waited::Pending(pending)),
+        }
+    }
+
     pub fn open_session(
         &mut self,
         caller: Caller,
@@ -221,6 +261,30 @@ impl Bench {
         let objects = self.kernel.counters();
         assert!(objects.all_released(), "{objects:?}");
         self.sim.assert_clean();
+    }
+}
+
+/// What a WAIT_GUEST_EVENT came back with.
+pub enum Waited {
+    /// Completed at once.
+    Event(GuestEvent),
+    /// Kept pending (the glue would park it in its manual queue).
+    Pending(PendingWait<SimPlatform>),
+}
+
+impl Waited {
+    pub fn event(self) -> GuestEvent {
+        match self {
+            Self::Event(event) => event,
+            Self::Pending(_) => panic!("expected an event, the request pends"),
+        }
+    }
+
+    pub fn pending(self) -> PendingWait<SimPlatform> {
+        match self {
+            Self::Pending(pending) => pending,
+            Self::Event(event) => panic!("expected to pend, got {event:?}"),
+        }
     }
 }
 

@@ -5,7 +5,10 @@
 //! `vmbkmclr.sys` does not export it): the driver must still work there, and say so
 //! (QUERY_DRIVER, issue 8).
 
+use std::sync::Mutex;
+
 use vmbmmio_core::control::Platform;
+use vmbmmio_core::guest_events::{EventLock, GuestEventQueue};
 
 use crate::kmcl::{HvsimKmcl, HvsimKmclWithoutMmioSpace, SimHandleCloser};
 use crate::sections::{SimKernel, SimProcessRef};
@@ -19,6 +22,7 @@ impl Platform for SimPlatform {
     type HandleCloser = SimHandleCloser;
     type Sections = SimKernel;
     type Process = SimProcessRef;
+    type EventLock = SimEventLock;
 }
 
 /// [`SimPlatform`] with a KMCL table that lacks the optional `VmbChannelGetMmioSpace`
@@ -30,4 +34,25 @@ impl Platform for SimPlatformWithoutMmioSpace {
     type HandleCloser = SimHandleCloser;
     type Sections = SimKernel;
     type Process = SimProcessRef;
+    type EventLock = SimEventLock;
+}
+
+/// The session event queue's lock in the simulator: a `std` mutex (the driver's is a WDF spin
+/// lock, module `vmbmmio_core::guest_events`). A poisoned mutex (a test panicked while holding
+/// it) is taken over: the queue's methods never leave it half-updated.
+#[derive(Debug)]
+pub struct SimEventLock(Mutex<GuestEventQueue>);
+
+impl EventLock for SimEventLock {
+    fn new(queue: GuestEventQueue) -> Option<Self> {
+        Some(Self(Mutex::new(queue)))
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut GuestEventQueue) -> R) -> R {
+        let mut queue = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut queue)
+    }
 }

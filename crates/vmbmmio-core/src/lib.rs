@@ -46,6 +46,7 @@ extern crate std;
 pub mod channel;
 pub mod control;
 pub mod error;
+pub mod guest_events;
 pub mod mmio_plan;
 pub mod sections;
 

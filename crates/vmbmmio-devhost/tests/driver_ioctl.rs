@@ -173,6 +173,9 @@ impl FakeDriver {
                     DriverFacts::new(27, 1 << 26, 1, u32::from(self.session.is_some())).unwrap();
                 Ok(encode(&facts.to_reply()))
             }
+            // This fake keeps nothing pending: it has no guest (tests/control_events.rs and
+            // the devhost's guest_wait tests cover WAIT_GUEST_EVENT).
+            IoctlCode::WaitGuestEvent => Err(nt(STATUS_INVALID_DEVICE_STATE)),
         }
     }
 

@@ -48,9 +48,9 @@ fn ioctl_codes_are_golden() {
     assert_eq!(IOCTL_VMBMMIO_REPORT_MAPPING, 0x0022_E408);
     assert_eq!(IOCTL_VMBMMIO_QUERY_STATUS, 0x0022_E40C);
     assert_eq!(IOCTL_VMBMMIO_CLOSE_SESSION, 0x0022_E410);
-    // The five codes above plus QUERY_DRIVER (0x905), a later new kind pinned in
-    // query_driver_golden.rs.
-    assert_eq!(IoctlCode::ALL.len(), 6);
+    // The five codes above plus QUERY_DRIVER (0x905) and WAIT_GUEST_EVENT (0x906), later new
+    // kinds pinned in query_driver_golden.rs and wait_guest_event_golden.rs.
+    assert_eq!(IoctlCode::ALL.len(), 7);
 }
 
 #[test]
@@ -58,8 +58,9 @@ fn unknown_ioctl_codes_are_rejected() {
     for code in [
         0,
         0x0022_E3FC,
-        // 0x0022_E414 (function 0x905) is QUERY_DRIVER since it was added as a new kind.
-        0x0022_E418,
+        // 0x0022_E414 (function 0x905) is QUERY_DRIVER and 0x0022_E418 (0x906)
+        // WAIT_GUEST_EVENT since they were added as new kinds.
+        0x0022_E41C,
         0x0022_E401,
         0x0022_2400,
         u32::MAX,
@@ -91,8 +92,9 @@ fn message_kinds_are_golden() {
         assert_eq!(kind.is_reply(), value & 0x8000 != 0);
     }
     assert_eq!(MessageKind::from_u16(0), None);
-    // 0x0006 / 0x8006 are QUERY_DRIVER's kinds (query_driver_golden.rs).
-    assert_eq!(MessageKind::from_u16(0x8007), None);
+    // 0x0006 / 0x8006 are QUERY_DRIVER's kinds (query_driver_golden.rs), 0x0007 / 0x8007
+    // WAIT_GUEST_EVENT's (wait_guest_event_golden.rs).
+    assert_eq!(MessageKind::from_u16(0x8008), None);
     for request in IoctlCode::ALL {
         assert!(!request.request_kind().is_reply());
         assert!(request.reply_kind().is_reply());

@@ -22,7 +22,7 @@ use vmbmmio_devhost::{DriverSessionSettings, DriverTarget, ProtoDriverClient};
 
 use super::assumptions::{BAR_OUTSIDE_WINDOW, HOST_VIEW, MAPPING_TAKES_EFFECT, PLACEMENT_REPORT};
 use super::guest_side::{enable_and_locate, find_paired_function};
-use super::transport::{InProcessTransport, TransportCounts};
+use super::transport::{InProcessTransport, TransportCounts, WaitSlot};
 use super::world::{
     BAR_INDEX, DEVICE_INSTANCE, DemoWorld, EMULATOR_CLASS, FILE, GuestSide, Host, HostSide,
     INTERFACE_INSTANCE, INTERFACE_TYPE, Narrator, VM_ID, VirtualClock, step,
@@ -199,6 +199,7 @@ fn build_host(
         caller,
         process: device_host,
         counts: counts.clone(),
+        pending_wait: WaitSlot::default(),
     };
     let settings = DriverSessionSettings {
         target: DriverTarget::VmbusHandle(vm.user_handle),

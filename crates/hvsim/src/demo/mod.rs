@@ -32,7 +32,7 @@ use std::io::Write;
 
 pub use pattern::{PATTERN_LEN, Writer, page_pattern};
 pub use teardown::LeakReport;
-pub use transport::TransportCounts;
+pub use transport::{InProcessTransport, TransportCounts, WaitSlot};
 pub use world::DemoWorld;
 
 use vmbmmio_core::sections::SectionQuotas;

@@ -6,11 +6,20 @@
 //! then `ControlDevice::dispatch` with the bytes. Here the transport does the same, in the same
 //! order: it marks the device-host process current in both the section model and the KMCL
 //! model, prechecks, then dispatches the bytes the device host built.
+//!
+//! WAIT_GUEST_EVENT may pend. The glue would park the request in a manual WDF queue; here the
+//! transport keeps it in a [`WaitSlot`] (one per file handle, as the driver allows one pending
+//! request per session) and answers `STATUS_PENDING` at once, since the simulator is single-
+//! threaded and nothing could complete a blocked call. The demo or a test then polls the slot
+//! ([`InProcessTransport::poll_guest_event`]) after the guest did something, or cancels it
+//! ([`InProcessTransport::cancel_guest_event`]); dropping the transport cancels it like the
+//! device host's exit does.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use vmbmmio_core::control::{Caller, ControlDevice};
+use kmcl::raw::STATUS_PENDING;
+use vmbmmio_core::control::{Caller, ControlDevice, Delivered, Handled, PendingWait};
 use vmbmmio_devhost::{IoctlFailure, IoctlTransport};
 
 use crate::kmcl::Sim;
@@ -29,6 +38,20 @@ pub struct InProcessTransport {
     /// IOCTLs delivered, and how many went through `precheck` first (always all of them: the
     /// demo reports both so a test can see it).
     pub(super) counts: Rc<TransportCounts>,
+    /// The pending WAIT_GUEST_EVENT, if any.
+    pub(super) pending_wait: WaitSlot,
+}
+
+/// Where a pending WAIT_GUEST_EVENT waits: the simulated counterpart of the glue's manual
+/// queue. Empty by default.
+#[derive(Default)]
+pub struct WaitSlot(Option<PendingWait<SimPlatform>>);
+
+impl WaitSlot {
+    /// Whether a request waits.
+    pub fn is_pending(&self) -> bool {
+        self.0.is_some()
+    }
 }
 
 /// What the transport delivered.
@@ -48,15 +71,25 @@ impl IoctlTransport for InProcessTransport {
         let caller = self.caller;
         let counts = &self.counts;
         counts.ioctls.set(counts.ioctls.get() + 1);
-        self.sim
+        let handled = self
+            .sim
             .in_process(process, || {
                 let mut control = control.borrow_mut();
                 // The glue's order (src/glue/control.rs): code and lengths, then the bytes.
                 counts.prechecked.set(counts.prechecked.get() + 1);
                 control.precheck(caller, code, input.len(), output.len())?;
-                control.dispatch(caller, code, input, output)
+                control.handle(caller, code, input, output)
             })
-            .map_err(|error| IoctlFailure::NtStatus(error.to_ntstatus()))
+            .map_err(|error| IoctlFailure::NtStatus(error.to_ntstatus()))?;
+        match handled {
+            Handled::Done(written) => Ok(written),
+            Handled::Pending(pending) => {
+                // Parked in the slot; an event that came meanwhile is found by the next poll.
+                let _ = pending.parked();
+                self.pending_wait = WaitSlot(Some(pending));
+                Err(IoctlFailure::NtStatus(STATUS_PENDING))
+            }
+        }
     }
 
     fn close_handle(&mut self, handle: u64) {
@@ -66,10 +99,52 @@ impl IoctlTransport for InProcessTransport {
     }
 }
 
+impl InProcessTransport {
+    /// The pending WAIT_GUEST_EVENT's completion, if it has one now: the reply's length in
+    /// `output`, or the status it failed with (`STATUS_CANCELLED` once the session closed).
+    /// `None` while it keeps waiting (or none is pending).
+    pub fn poll_guest_event(&mut self, output: &mut [u8]) -> Option<Result<usize, IoctlFailure>> {
+        let pending = self.pending_wait.0.as_ref()?;
+        match pending.deliver(output) {
+            Delivered::Requeue => {
+                let _ = pending.parked();
+                None
+            }
+            Delivered::Completed(written) => {
+                self.pending_wait = WaitSlot::default();
+                Some(Ok(written))
+            }
+            Delivered::Failed(error) => {
+                self.pending_wait = WaitSlot::default();
+                Some(Err(IoctlFailure::NtStatus(error.to_ntstatus())))
+            }
+        }
+    }
+
+    /// Cancels the pending WAIT_GUEST_EVENT (the device host's `CancelIoEx`): nothing is
+    /// consumed. Returns whether one was pending.
+    pub fn cancel_guest_event(&mut self) -> bool {
+        match self.pending_wait.0.take() {
+            Some(pending) => {
+                pending.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether a WAIT_GUEST_EVENT is pending.
+    pub fn guest_event_pending(&self) -> bool {
+        self.pending_wait.is_pending()
+    }
+}
+
 impl Drop for InProcessTransport {
     /// The device host's handle to the control device closes: WDF runs file cleanup, which
     /// ends the session if CLOSE_SESSION was never sent (docs/ioctl.md).
     fn drop(&mut self) {
+        // A pending request is cancelled by the I/O manager when its process exits.
+        self.cancel_guest_event();
         self.control.borrow_mut().file_cleanup(self.caller.file());
     }
 }

@@ -12,6 +12,7 @@ use alloc::boxed::Box;
 use super::phases::{Begun, Finished, OpenDone, OpenWork, Teardown};
 use super::session::{Busy, FileEntry, Session};
 use super::{Caller, ControlDevice, ControlError, Platform};
+use crate::guest_events::GuestEvents;
 use crate::mmio_plan::MmioPlan;
 use crate::sections::{RegionAccess, RegionId, RegionSpec};
 
@@ -81,6 +82,12 @@ impl<X: Platform> ControlDevice<X> {
                 finished.result
             }
             Begun::Close(teardown) => Ok(self.finish_close(teardown.run()).release()),
+            // A caller of this all-in-one path cannot keep a request pending: it is cancelled
+            // at once, which consumes nothing (use `handle` to keep it).
+            Begun::Pending(pending) => {
+                pending.cancel();
+                Err(ControlError::Cancelled)
+            }
         }
     }
 
@@ -165,6 +172,7 @@ impl<X: Platform> ControlDevice<X> {
                 Ok(Begun::Done(entry.status(&self.sections).encode(output)?))
             }
             IoctlCode::QueryDriver => self.query_driver(input, output).map(Begun::Done),
+            IoctlCode::WaitGuestEvent => self.wait_guest_event(index, input, output),
             IoctlCode::CloseSession => {
                 parse_close_session(input)?;
                 let entry = self.files.get_mut(index).ok_or(ControlError::UnknownFile)?;
@@ -224,6 +232,7 @@ impl<X: Platform> ControlDevice<X> {
         let reply = session_reply(&plan)?;
         // The last check: from here on nothing fails, so the reservation always reaches
         // `finish_open` (which commits or cancels it) inside the work item.
+        let events = GuestEvents::new(file).ok_or(ControlError::OutOfMemory)?;
         let reservation = self.sections.reserve(specs.get(..count).unwrap_or(&[]))?;
         if let Some(entry) = self.files.get_mut(index) {
             entry.busy = Busy::Opening;
@@ -237,6 +246,7 @@ impl<X: Platform> ControlDevice<X> {
             reservation,
             parent: self.parent,
             offer: self.offer,
+            events,
             platform: core::marker::PhantomData,
         })
     }
@@ -254,6 +264,7 @@ impl<X: Platform> ControlDevice<X> {
             file,
             caller,
             reservation,
+            events,
             outcome,
         } = done;
         let entry = self
@@ -269,6 +280,7 @@ impl<X: Platform> ControlDevice<X> {
                     channel: opened.channel,
                     mapping: [MappingState::Unmapped; MAX_REGIONS],
                     handles_issued: 0,
+                    events,
                 });
                 Finished {
                     result: Ok(opened.written),
@@ -301,6 +313,7 @@ impl<X: Platform> ControlDevice<X> {
                             channel: opened.channel,
                             mapping: [MappingState::Unmapped; MAX_REGIONS],
                             handles_issued: 0,
+                            events,
                         }),
                         None,
                         0,

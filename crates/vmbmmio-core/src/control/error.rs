@@ -1,10 +1,10 @@
 //! Why a control-device request was refused, and the NTSTATUS it completes with.
 
 use kmcl::raw::{
-    NTSTATUS, STATUS_ACCESS_DENIED, STATUS_BUFFER_TOO_SMALL, STATUS_DEVICE_NOT_READY,
-    STATUS_DEVICE_REMOVED, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_BUFFER_SIZE,
-    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER,
-    STATUS_REVISION_MISMATCH, STATUS_UNSUCCESSFUL,
+    NTSTATUS, STATUS_ACCESS_DENIED, STATUS_BUFFER_TOO_SMALL, STATUS_CANCELLED,
+    STATUS_DEVICE_NOT_READY, STATUS_DEVICE_REMOVED, STATUS_INSUFFICIENT_RESOURCES,
+    STATUS_INVALID_BUFFER_SIZE, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE,
+    STATUS_INVALID_PARAMETER, STATUS_REVISION_MISMATCH, STATUS_UNSUCCESSFUL,
 };
 use vmbmmio_proto::ioctl::{ErrorClass, ProtoError};
 
@@ -71,6 +71,20 @@ pub enum ControlError {
     BufferUnavailable,
     /// An allocation failed.
     OutOfMemory,
+    /// WAIT_GUEST_EVENT while another WAIT_GUEST_EVENT of the session is pending (one per
+    /// session). Nothing changed (no event was acknowledged); the pending one stays.
+    WaitPending,
+    /// WAIT_GUEST_EVENT whose `last_seen` is beyond the newest event the session has: the
+    /// device host cannot have seen it.
+    EventNotYetSent {
+        /// The request's `last_seen`.
+        last_seen: u64,
+        /// The newest sequence (0: no event yet).
+        newest: u64,
+    },
+    /// A pending WAIT_GUEST_EVENT was cancelled (by the device host, its exit, the session's
+    /// close, or a caller that cannot keep a request pending): nothing was consumed.
+    Cancelled,
 }
 
 impl ControlError {
@@ -92,6 +106,9 @@ impl ControlError {
             Self::NotReady => STATUS_DEVICE_NOT_READY,
             Self::BufferUnavailable => STATUS_INVALID_DEVICE_REQUEST,
             Self::OutOfMemory => STATUS_INSUFFICIENT_RESOURCES,
+            Self::WaitPending => STATUS_DEVICE_BUSY,
+            Self::EventNotYetSent { .. } => STATUS_INVALID_PARAMETER,
+            Self::Cancelled => STATUS_CANCELLED,
         }
     }
 }

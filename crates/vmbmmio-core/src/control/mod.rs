@@ -54,10 +54,19 @@
 //! | [`Detached::release`] | PASSIVE_LEVEL | **without** the table lock, after [`ControlDevice::finish_close`]; the final `ObDereferenceObject` of the session's sections |
 //! | [`serve`] functions | PASSIVE_LEVEL | take and release the table lock themselves |
 //! | [`Rundown`] methods | any | atomics only |
+//! | [`ControlDevice::handle`] | PASSIVE_LEVEL | like `dispatch`; a WAIT_GUEST_EVENT with nothing to report comes back as a [`PendingWait`] |
+//! | [`PendingWait`] methods, [`crate::guest_events::GuestEvents`] methods | <= DISPATCH_LEVEL | **without** the table lock: only the session's event lock (a spin lock in the driver), never held across a call out |
+//!
+//! # WAIT_GUEST_EVENT
+//! The one request that may stay pending (module `events`, [`crate::guest_events`]): the core
+//! records which request is pending by ticket; the glue keeps the request object in a manual
+//! WDF queue and completes, requeues or cancels it when the session's queue says so. Lock
+//! order: table lock, then event lock; the channel's packet handler takes only the event lock.
 
 mod caller;
 mod dispatch;
 mod error;
+mod events;
 mod phases;
 mod query_driver;
 mod rundown;
@@ -70,10 +79,12 @@ use kmcl::KmclProvider;
 use kmcl::server::ParentDevice;
 
 use crate::channel::KernelHandleCloser;
+use crate::guest_events::EventLock;
 use crate::sections::{RegionId, SectionBackend, SectionCounters, SectionManager, SectionQuotas};
 
 pub use caller::{Caller, Opener, ProcessReference, RequestorMode};
 pub use error::{ControlError, STATUS_DEVICE_BUSY, proto_error_to_ntstatus};
+pub use events::{Delivered, Handled, PendingWait};
 pub use phases::{Begun, Closed, Detached, Finished, OpenDone, OpenWork, Teardown};
 pub use rundown::{Rundown, RundownGuard};
 
@@ -90,6 +101,10 @@ pub trait Platform: 'static {
     type Sections: SectionBackend;
     /// A referenced process object (the opener of a file handle), released on drop.
     type Process: ProcessReference;
+    /// The lock around each session's guest-event queue (a WDF spin lock in the driver: it is
+    /// taken from WDF's cancellation callback at DISPATCH_LEVEL; module
+    /// [`crate::guest_events`]).
+    type EventLock: EventLock;
 }
 
 /// Identifies one open file handle of the control device (the `WDFFILEOBJECT` value on

@@ -40,6 +40,7 @@ use super::{Caller, ControlDevice, ControlError, FileKey, OfferSettings, Platfor
 use crate::channel::{
     ChannelConfig, ChannelError, ChannelTarget, UserVmbusHandle, VmChannel, convert_vmbus_handle,
 };
+use crate::guest_events::{GuestEvents, Wake};
 use crate::mmio_plan::MmioPlan;
 use crate::sections::{OwnedSections, Reservation, SessionId};
 
@@ -59,6 +60,9 @@ pub enum Begun<X: Platform> {
     /// CLOSE_SESSION: run [`Teardown::run`] without the lock, then
     /// [`ControlDevice::finish_close`] under it, then [`Detached::release`] without it.
     Close(Teardown<X>),
+    /// WAIT_GUEST_EVENT with nothing to report yet: the glue keeps the request pending
+    /// ([`PendingWait`](super::PendingWait)).
+    Pending(super::PendingWait<X>),
 }
 
 /// An OPEN_SESSION whose quota and id are reserved, whose sections are still to be created
@@ -72,6 +76,9 @@ pub struct OpenWork<X: Platform> {
     pub(super) reservation: Reservation<Sections<X>>,
     pub(super) parent: ParentDevice,
     pub(super) offer: OfferSettings,
+    /// The session's guest-event queue, made before the channel is offered so the channel's
+    /// packet handler can be given it.
+    pub(super) events: GuestEvents<X::EventLock>,
     #[allow(dead_code, reason = "ties the work item to its platform")]
     pub(super) platform: core::marker::PhantomData<fn() -> X>,
 }
@@ -82,6 +89,7 @@ pub struct OpenDone<X: Platform> {
     pub(super) file: FileKey,
     pub(super) caller: Caller,
     pub(super) reservation: Reservation<Sections<X>>,
+    pub(super) events: GuestEvents<X::EventLock>,
     pub(super) outcome: Result<Opened<X>, ControlError>,
 }
 
@@ -111,6 +119,7 @@ impl<X: Platform> OpenWork<X> {
             mut reservation,
             parent,
             offer,
+            events,
             platform: _,
         } = self;
         let session = reservation.session();
@@ -137,6 +146,7 @@ impl<X: Platform> OpenWork<X> {
             file,
             caller,
             reservation,
+            events,
             outcome,
         }
     }
@@ -162,6 +172,8 @@ pub struct Closed<X: Platform> {
     sections: Option<SessionId>,
     opener: Option<X::Process>,
     written: usize,
+    /// The session's pending WAIT_GUEST_EVENT to cancel, if one was pending.
+    wake: Option<Wake>,
 }
 
 impl<X: Platform> Teardown<X> {
@@ -186,7 +198,12 @@ impl<X: Platform> Teardown<X> {
     /// IRQL: PASSIVE_LEVEL; blocks. Never from a KMCL callback (the channel's own callbacks
     /// would deadlock with Disable, kmcl.md §4).
     pub fn run(self) -> Closed<X> {
+        let mut wake = None;
         let sections = self.session.map(|session| {
+            // The event queue first: the channel's packet handler may push until the channel
+            // is closed, and is refused from here on; a pending WAIT_GUEST_EVENT is to be
+            // cancelled (the wake, handed to the glue after the close).
+            wake = session.events.close();
             session.channel.close();
             session.sections
         });
@@ -195,6 +212,7 @@ impl<X: Platform> Teardown<X> {
             sections,
             opener: self.opener,
             written: self.written,
+            wake,
         }
     }
 }
@@ -215,9 +233,19 @@ pub struct Finished<X: Platform> {
 pub struct Detached<X: Platform> {
     sections: Option<OwnedSections<Sections<X>>>,
     written: usize,
+    wake: Option<Wake>,
 }
 
 impl<X: Platform> Detached<X> {
+    /// The closed session's pending WAIT_GUEST_EVENT, which the glue must retrieve and cancel
+    /// (its delivery says [`crate::guest_events::Delivery::Cancel`]); `None` if none was
+    /// pending.
+    ///
+    /// IRQL: any.
+    pub fn wake(&self) -> Option<Wake> {
+        self.wake
+    }
+
     /// Releases the sections' kernel references (the final `ObDereferenceObject` may delete a
     /// large section: **without the table lock**) and returns the bytes written to the
     /// request's output. Dropping a `Detached` releases too, wherever that happens.
@@ -256,6 +284,7 @@ impl<X: Platform> ControlDevice<X> {
         Detached {
             sections,
             written: closed.written,
+            wake: closed.wake,
         }
     }
 

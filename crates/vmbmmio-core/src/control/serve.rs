@@ -18,9 +18,11 @@
 //! `VmbChannelDisable` waits for the channel's callbacks to return, so a callback waiting for
 //! the lock while a request holds it and disables a channel would deadlock (kmcl.md §4).
 
+use super::events::Handled;
 use super::phases::{Begun, Detached};
 use super::rundown::{Rundown, RundownGuard};
 use super::{Caller, ControlDevice, ControlError, FileKey, Opener, Platform};
+use crate::guest_events::Wake;
 
 /// The table lock around the one [`ControlDevice`] (a WDF wait lock in the glue).
 pub trait TableLock<X: Platform> {
@@ -29,26 +31,60 @@ pub trait TableLock<X: Platform> {
     ///
     /// IRQL: PASSIVE_LEVEL.
     fn locked<R>(&self, f: impl FnOnce(&mut ControlDevice<X>) -> R) -> Option<R>;
+
+    /// A pending WAIT_GUEST_EVENT of `wake.file` must be taken out of the manual queue and
+    /// handed to [`super::PendingWait::deliver`] (here: its session closed, so the delivery
+    /// cancels it). Called **without** the table lock. The default does nothing, for callers
+    /// that keep no request pending (tests).
+    ///
+    /// IRQL: PASSIVE_LEVEL.
+    fn wake(&self, wake: Wake) {
+        let _ = wake;
+    }
 }
 
-/// The whole of an IOCTL for a request holding `_in_flight`: [`ControlDevice::begin`] under
-/// the lock, the blocking work (section creation, KMCL) without it, the finish under it again,
-/// then the release of detached sections without it.
+/// The whole of an IOCTL for a request holding `_in_flight`, like [`handle`], for callers that
+/// cannot keep a request pending: a WAIT_GUEST_EVENT that would pend is cancelled at once
+/// ([`ControlError::Cancelled`]; nothing consumed).
 ///
 /// IRQL: PASSIVE_LEVEL, in the calling process's context.
 pub fn dispatch<X: Platform, L: TableLock<X>>(
-    _in_flight: &RundownGuard<'_>,
+    in_flight: &RundownGuard<'_>,
     table: &L,
     caller: Caller,
     code: u32,
     input: &[u8],
     output: &mut [u8],
 ) -> Result<usize, ControlError> {
+    match handle(in_flight, table, caller, code, input, output)? {
+        Handled::Done(written) => Ok(written),
+        Handled::Pending(pending) => {
+            pending.cancel();
+            Err(ControlError::Cancelled)
+        }
+    }
+}
+
+/// The whole of an IOCTL for a request holding `_in_flight`: [`ControlDevice::begin`] under
+/// the lock, the blocking work (section creation, KMCL) without it, the finish under it again,
+/// then the release of detached sections without it. A WAIT_GUEST_EVENT with nothing to report
+/// comes back [`Handled::Pending`]: the glue keeps the request (module `events`).
+///
+/// IRQL: PASSIVE_LEVEL, in the calling process's context.
+pub fn handle<X: Platform, L: TableLock<X>>(
+    _in_flight: &RundownGuard<'_>,
+    table: &L,
+    caller: Caller,
+    code: u32,
+    input: &[u8],
+    output: &mut [u8],
+) -> Result<Handled<X>, ControlError> {
     let begun = table
         .locked(|control| control.begin(caller, code, input, output))
         .ok_or(ControlError::NotReady)??;
     match begun {
-        Begun::Done(written) => Ok(written),
+        Begun::Done(written) => Ok(Handled::Done(written)),
+        Begun::Pending(pending) => Ok(Handled::Pending(pending)),
         Begun::Open(work) => {
             let done = work.run(output);
             let finished = table
@@ -58,19 +94,30 @@ pub fn dispatch<X: Platform, L: TableLock<X>>(
                 let closed = teardown.run();
                 // Released after `locked` returned: without the lock.
                 if let Some(detached) = table.locked(|control| control.finish_close(closed)) {
-                    detached.release();
+                    release(table, detached);
                 }
             }
-            finished.result
+            finished.result.map(Handled::Done)
         }
         Begun::Close(teardown) => {
             let closed = teardown.run();
             table
                 .locked(|control| control.finish_close(closed))
-                .map(Detached::release)
+                .map(|detached| Handled::Done(release(table, detached)))
                 .ok_or(ControlError::NotReady)
         }
     }
+}
+
+/// Releases detached sections and hands the closed session's pending wait, if any, to the
+/// glue; both without the table lock.
+fn release<X: Platform, L: TableLock<X>>(table: &L, detached: Detached<X>) -> usize {
+    let wake = detached.wake();
+    let written = detached.release();
+    if let Some(wake) = wake {
+        table.wake(wake);
+    }
+    written
 }
 
 /// File create for a request holding `_in_flight`.
@@ -100,7 +147,7 @@ pub fn file_cleanup<X: Platform, L: TableLock<X>>(
     if let Some(Some(teardown)) = table.locked(|control| control.begin_file_cleanup(file)) {
         let closed = teardown.run();
         if let Some(detached) = table.locked(|control| control.finish_close(closed)) {
-            detached.release();
+            release(table, detached);
         }
     }
 }

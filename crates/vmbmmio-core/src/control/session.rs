@@ -6,6 +6,7 @@ use vmbmmio_proto::ioctl::{
 
 use super::{FileKey, Opener, Platform, ProcessReference};
 use crate::channel::{ChannelState, VmChannel};
+use crate::guest_events::GuestEvents;
 use crate::sections::{ProcessKey, SectionManager, SessionId};
 
 /// One open file handle.
@@ -44,6 +45,9 @@ pub(super) struct Session<X: Platform> {
     pub(super) mapping: [MappingState; MAX_REGIONS],
     /// Section handles opened for the device host.
     pub(super) handles_issued: u64,
+    /// What the guest reported, for WAIT_GUEST_EVENT; shared with the channel's packet
+    /// handler (module [`crate::guest_events`]).
+    pub(super) events: GuestEvents<X::EventLock>,
 }
 
 impl<X: Platform> FileEntry<X> {
@@ -80,6 +84,9 @@ impl<X: Platform> FileEntry<X> {
     /// IRQL: PASSIVE_LEVEL; blocks in `VmbChannelDisable` and the sections' release.
     pub(super) fn close_session(&mut self, sections: &mut SectionManager<X::Sections>) {
         if let Some(session) = self.session.take() {
+            // Shutdown runs once every request is drained; a request still parked in the
+            // glue's manual queue is cancelled by WDF when the device goes.
+            let _ = session.events.close();
             session.channel.close();
             // The id came from this manager and only this path closes it, so it is known;
             // an error here would mean the ledger was already released by `release_all`.

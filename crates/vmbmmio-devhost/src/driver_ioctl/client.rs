@@ -4,11 +4,12 @@
 use core::num::NonZeroU64;
 
 use vmbmmio_proto::ioctl::{
-    CloseSessionRequest, GetRegionSectionRequest, IoctlCode, OpenSessionRequest, ProtoResult,
-    QueryDriverRequest, QueryStatusRequest, RegionRequest, RegionSection, ReportMappingRequest,
-    SectionAccess as WireAccess, SessionOpened, Target, WireGuid, WireMessage,
-    parse_close_session_reply, parse_get_region_section_reply, parse_open_session_reply,
-    parse_query_driver_reply, parse_query_status_reply, parse_report_mapping_reply,
+    CloseSessionRequest, GetRegionSectionRequest, GuestEvent, IoctlCode, OpenSessionRequest,
+    ProtoResult, QueryDriverRequest, QueryStatusRequest, RegionRequest, RegionSection,
+    ReportMappingRequest, SectionAccess as WireAccess, SessionOpened, Target,
+    WaitGuestEventRequest, WireGuid, WireMessage, parse_close_session_reply,
+    parse_get_region_section_reply, parse_open_session_reply, parse_query_driver_reply,
+    parse_query_status_reply, parse_report_mapping_reply, parse_wait_guest_event_reply,
     round_up_to_page,
 };
 
@@ -31,6 +32,7 @@ pub const fn request_name(code: IoctlCode) -> &'static str {
         IoctlCode::QueryStatus => "QUERY_STATUS",
         IoctlCode::CloseSession => "CLOSE_SESSION",
         IoctlCode::QueryDriver => "QUERY_DRIVER",
+        IoctlCode::WaitGuestEvent => "WAIT_GUEST_EVENT",
     }
 }
 
@@ -165,6 +167,19 @@ impl<T: IoctlTransport> ProtoDriverClient<T> {
             IoctlCode::QueryDriver,
             &QueryDriverRequest::new(),
             parse_query_driver_reply,
+        )
+    }
+
+    /// WAIT_GUEST_EVENT: the first guest event after `last_seen` (0: none seen yet). **Blocks**
+    /// until the driver has one: the driver keeps the request pending (docs/ioctl.md). Run it on
+    /// a thread of its own ([`crate::sequence::guest_events`]); on Windows it is cancelled with
+    /// `CancelIoEx` (then [`DriverError::Ioctl`] with `ERROR_OPERATION_ABORTED`), which consumes
+    /// nothing: the next request with the same `last_seen` gets the same event.
+    pub fn wait_guest_event(&mut self, last_seen: u64) -> Result<GuestEvent, DriverError> {
+        self.call(
+            IoctlCode::WaitGuestEvent,
+            &WaitGuestEventRequest::new(last_seen),
+            parse_wait_guest_event_reply,
         )
     }
 

@@ -40,6 +40,7 @@
 
 mod errors;
 mod events;
+pub mod guest_wait;
 mod mapping;
 mod release;
 mod run;

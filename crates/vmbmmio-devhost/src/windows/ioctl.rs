@@ -4,16 +4,32 @@
 //! Errors are Win32 codes from `GetLastError`: the driver completes a refused request with an
 //! NTSTATUS, which the system translates before `DeviceIoControl` returns FALSE
 //! (`IoctlFailure`).
+//!
+//! # Overlapped, so one request may stay pending
+//! WAIT_GUEST_EVENT stays pending in the driver until the guest reports something
+//! (docs/ioctl.md), on a thread of its own, while the device host's main thread keeps sending
+//! IOCTLs on the same handle (the session is per file object). The I/O manager serialises every
+//! request on a file object opened for synchronous I/O, so the handle is opened with
+//! `FILE_FLAG_OVERLAPPED` and each call waits for its own `OVERLAPPED` event
+//! (`GetOverlappedResult`): every call still looks synchronous to its caller. The waiting
+//! thread's request is cancelled with `CancelIoEx` ([`DeviceIoControlTransport::canceller`]);
+//! it then fails with `ERROR_OPERATION_ABORTED` and consumes nothing.
 
 use std::ptr::{null, null_mut};
+use std::sync::Arc;
 
 use windows_sys::Win32::Foundation::{
-    CloseHandle, GENERIC_READ, GENERIC_WRITE, GetLastError, HANDLE, INVALID_HANDLE_VALUE,
+    CloseHandle, ERROR_IO_PENDING, GENERIC_READ, GENERIC_WRITE, GetLastError, HANDLE,
+    INVALID_HANDLE_VALUE,
 };
 use windows_sys::Win32::Storage::FileSystem::{
-    CreateFileW, FILE_ATTRIBUTE_NORMAL, FILE_SHARE_READ, FILE_SHARE_WRITE, OPEN_EXISTING,
+    CreateFileW, FILE_ATTRIBUTE_NORMAL, FILE_FLAG_OVERLAPPED, FILE_SHARE_READ, FILE_SHARE_WRITE,
+    OPEN_EXISTING,
 };
-use windows_sys::Win32::System::IO::DeviceIoControl;
+use windows_sys::Win32::System::IO::{
+    CancelIoEx, DeviceIoControl, GetOverlappedResult, OVERLAPPED,
+};
+use windows_sys::Win32::System::Threading::CreateEventW;
 
 use super::wide::to_wide;
 use crate::driver_ioctl::{IoctlFailure, IoctlTransport};
@@ -27,11 +43,28 @@ fn last_error() -> u32 {
     unsafe { GetLastError() }
 }
 
-/// An open handle to the control device; closed on drop, which also ends the driver session
-/// opened through it (the driver's file-cleanup path).
+/// The control device's handle, closed when the last transport sharing it is dropped.
+#[derive(Debug)]
+struct OwnedDevice(HANDLE);
+
+// SAFETY: a kernel handle may be used and closed from any thread; it is closed once, in drop.
+unsafe impl Send for OwnedDevice {}
+// SAFETY: every use (DeviceIoControl, CancelIoEx) is thread-safe on the same handle.
+unsafe impl Sync for OwnedDevice {}
+
+impl Drop for OwnedDevice {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from CreateFileW and is closed exactly once, here.
+        unsafe { CloseHandle(self.0) };
+    }
+}
+
+/// An open handle to the control device; closed when the last transport sharing it is dropped
+/// ([`Self::share`]), which also ends the driver session opened through it (the driver's
+/// file-cleanup path).
 #[derive(Debug)]
 pub struct DeviceIoControlTransport {
-    handle: HANDLE,
+    device: Arc<OwnedDevice>,
 }
 
 impl DeviceIoControlTransport {
@@ -53,14 +86,60 @@ impl DeviceIoControlTransport {
                 FILE_SHARE_READ | FILE_SHARE_WRITE,
                 null(),
                 OPEN_EXISTING,
-                FILE_ATTRIBUTE_NORMAL,
+                FILE_ATTRIBUTE_NORMAL | FILE_FLAG_OVERLAPPED,
                 null_mut(),
             )
         };
         if handle == INVALID_HANDLE_VALUE || handle.is_null() {
             return Err(IoctlFailure::Win32(last_error()));
         }
-        Ok(Self { handle })
+        Ok(Self {
+            device: Arc::new(OwnedDevice(handle)),
+        })
+    }
+
+    /// Another transport on the same handle (the same file object, hence the same driver
+    /// session), for the thread that keeps WAIT_GUEST_EVENT pending. The handle closes when
+    /// the last of them is dropped.
+    pub fn share(&self) -> Self {
+        Self {
+            device: Arc::clone(&self.device),
+        }
+    }
+
+    /// Cancels every request of this process pending on the handle (`CancelIoEx` with no
+    /// `OVERLAPPED`): at shutdown, the waiting thread's WAIT_GUEST_EVENT. The other requests
+    /// never pend in the driver, so only that one is affected. Safe to call from any thread,
+    /// also the console control handler's.
+    pub fn canceller(&self) -> impl Fn() + Send + Sync + 'static {
+        let device = Arc::clone(&self.device);
+        move || {
+            // SAFETY: the handle is open while `device` lives (this closure holds it); a NULL
+            // OVERLAPPED cancels all of this process's I/O on it. Nothing pending: a no-op
+            // (ERROR_NOT_FOUND), which is fine.
+            unsafe { CancelIoEx(device.0, null()) };
+        }
+    }
+}
+
+/// A manual-reset event for one overlapped call, closed on drop.
+struct CallEvent(HANDLE);
+
+impl CallEvent {
+    fn new() -> Result<Self, IoctlFailure> {
+        // SAFETY: no security attributes, manual reset, initially non-signalled, unnamed.
+        let event = unsafe { CreateEventW(null(), 1, 0, null()) };
+        if event.is_null() {
+            return Err(IoctlFailure::Win32(last_error()));
+        }
+        Ok(Self(event))
+    }
+}
+
+impl Drop for CallEvent {
+    fn drop(&mut self) {
+        // SAFETY: created in `new`, closed once.
+        unsafe { CloseHandle(self.0) };
     }
 }
 
@@ -68,25 +147,37 @@ impl IoctlTransport for DeviceIoControlTransport {
     fn ioctl(&mut self, code: u32, input: &[u8], output: &mut [u8]) -> Result<usize, IoctlFailure> {
         let input_len = u32::try_from(input.len()).map_err(|_| IoctlFailure::Win32(87))?;
         let output_len = u32::try_from(output.len()).map_err(|_| IoctlFailure::Win32(87))?;
+        let event = CallEvent::new()?;
+        // SAFETY: OVERLAPPED is plain data; all-zero is its documented initial state.
+        let mut overlapped: OVERLAPPED = unsafe { std::mem::zeroed() };
+        overlapped.hEvent = event.0;
         let mut returned: u32 = 0;
-        // SAFETY: `self.handle` is an open handle to the control device (owned, closed only in
-        // drop). The input and output pointers are valid for the lengths passed and outlive
-        // this synchronous call (the handle is not opened for overlapped I/O, so the call
-        // completes before it returns); `returned` is a valid u32 to write.
+        // SAFETY: the handle is open (held by `self.device`). The input and output buffers,
+        // `overlapped` and `event` outlive the request: if it pends, GetOverlappedResult below
+        // waits for its completion (or cancellation) before any of them is released.
         let ok = unsafe {
             DeviceIoControl(
-                self.handle,
+                self.device.0,
                 code,
                 input.as_ptr().cast(),
                 input_len,
                 output.as_mut_ptr().cast(),
                 output_len,
                 &mut returned,
-                null_mut(),
+                &mut overlapped,
             )
         };
         if ok == 0 {
-            return Err(IoctlFailure::Win32(last_error()));
+            let error = last_error();
+            if error != ERROR_IO_PENDING {
+                return Err(IoctlFailure::Win32(error));
+            }
+            // SAFETY: `overlapped` is the structure of the pending request on this handle;
+            // bWait = TRUE blocks until it completed, so the buffers stay valid throughout.
+            let done = unsafe { GetOverlappedResult(self.device.0, &overlapped, &mut returned, 1) };
+            if done == 0 {
+                return Err(IoctlFailure::Win32(last_error()));
+            }
         }
         Ok(returned as usize)
     }
@@ -95,12 +186,5 @@ impl IoctlTransport for DeviceIoControlTransport {
         // A section handle the driver opened in this process and the client refused: nothing
         // else owns it.
         super::sections::close_section_handle(SectionHandle(handle));
-    }
-}
-
-impl Drop for DeviceIoControlTransport {
-    fn drop(&mut self) {
-        // SAFETY: `self.handle` came from CreateFileW and is closed exactly once, here.
-        unsafe { CloseHandle(self.handle) };
     }
 }

@@ -16,6 +16,7 @@ use super::query_driver::{QueryDriverReply, QueryDriverRequest};
 use super::query_status::{QueryStatusReply, QueryStatusRequest};
 use super::region_section::{GetRegionSectionReply, GetRegionSectionRequest};
 use super::report_mapping::{ReportMappingReply, ReportMappingRequest};
+use super::wait_guest_event::{WaitGuestEventReply, WaitGuestEventRequest};
 
 /// `FILE_DEVICE_UNKNOWN`.
 pub const FILE_DEVICE_UNKNOWN: u32 = 0x22;
@@ -56,6 +57,9 @@ pub const IOCTL_VMBMMIO_CLOSE_SESSION: u32 = vmbmmio_code(FIRST_FUNCTION + 4);
 /// IOCTL code of QUERY_DRIVER (function 0x905).
 pub const IOCTL_VMBMMIO_QUERY_DRIVER: u32 = vmbmmio_code(FIRST_FUNCTION + 5);
 
+/// IOCTL code of WAIT_GUEST_EVENT (function 0x906).
+pub const IOCTL_VMBMMIO_WAIT_GUEST_EVENT: u32 = vmbmmio_code(FIRST_FUNCTION + 6);
+
 /// The requests of the control device, one per IOCTL code.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -73,17 +77,21 @@ pub enum IoctlCode {
     /// Read driver-wide facts: the optional KMCL entries the driver runs without, open file
     /// handles and sessions. Needs no session.
     QueryDriver = IOCTL_VMBMMIO_QUERY_DRIVER,
+    /// Wait for the next thing the guest reported over the channel; the driver keeps the
+    /// request pending until there is one (docs/ioctl.md).
+    WaitGuestEvent = IOCTL_VMBMMIO_WAIT_GUEST_EVENT,
 }
 
 impl IoctlCode {
     /// Every code, in function order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::OpenSession,
         Self::GetRegionSection,
         Self::ReportMapping,
         Self::QueryStatus,
         Self::CloseSession,
         Self::QueryDriver,
+        Self::WaitGuestEvent,
     ];
 
     /// The numeric IOCTL code.
@@ -100,6 +108,7 @@ impl IoctlCode {
             IOCTL_VMBMMIO_QUERY_STATUS => Some(Self::QueryStatus),
             IOCTL_VMBMMIO_CLOSE_SESSION => Some(Self::CloseSession),
             IOCTL_VMBMMIO_QUERY_DRIVER => Some(Self::QueryDriver),
+            IOCTL_VMBMMIO_WAIT_GUEST_EVENT => Some(Self::WaitGuestEvent),
             _ => None,
         }
     }
@@ -126,6 +135,7 @@ impl IoctlCode {
             Self::QueryStatus => MessageKind::QueryStatusRequest,
             Self::CloseSession => MessageKind::CloseSessionRequest,
             Self::QueryDriver => MessageKind::QueryDriverRequest,
+            Self::WaitGuestEvent => MessageKind::WaitGuestEventRequest,
         }
     }
 
@@ -138,6 +148,7 @@ impl IoctlCode {
             Self::QueryStatus => MessageKind::QueryStatusReply,
             Self::CloseSession => MessageKind::CloseSessionReply,
             Self::QueryDriver => MessageKind::QueryDriverReply,
+            Self::WaitGuestEvent => MessageKind::WaitGuestEventReply,
         }
     }
 
@@ -150,6 +161,7 @@ impl IoctlCode {
             Self::QueryStatus => QueryStatusRequest::SIZE,
             Self::CloseSession => CloseSessionRequest::SIZE,
             Self::QueryDriver => QueryDriverRequest::SIZE,
+            Self::WaitGuestEvent => WaitGuestEventRequest::SIZE,
         }
     }
 
@@ -162,6 +174,7 @@ impl IoctlCode {
             Self::QueryStatus => QueryStatusReply::SIZE,
             Self::CloseSession => CloseSessionReply::SIZE,
             Self::QueryDriver => QueryDriverReply::SIZE,
+            Self::WaitGuestEvent => WaitGuestEventReply::SIZE,
         }
     }
 

@@ -226,6 +226,71 @@ pub enum ProtoError {
         /// The offending bits (those at or above `entries`).
         bits: u32,
     },
+    /// A WAIT_GUEST_EVENT reply's `sequence` is 0 (sequences start at 1).
+    ZeroEventSequence,
+    /// A WAIT_GUEST_EVENT reply's `event` is not a known
+    /// [`GuestEventKind`](super::GuestEventKind).
+    BadGuestEvent {
+        /// Value of the field.
+        got: u32,
+    },
+    /// A WAIT_GUEST_EVENT reply's `flags` has a bit other than the reservation (bit 0) and
+    /// device (bit 1) report bits.
+    EventFlagsReserved {
+        /// Value of the field.
+        got: u32,
+    },
+    /// A WAIT_GUEST_EVENT reply's `flags` contradict its `event`: a guest report names no
+    /// report, or another event names one.
+    EventFlagsMismatch {
+        /// Value of `event`.
+        event: u32,
+        /// Value of `flags`.
+        got: u32,
+    },
+    /// A WAIT_GUEST_EVENT reply's `reservation_flags` has a bit other than `PRESENT` (bit 0).
+    ReservationFlagsReserved {
+        /// Value of the field.
+        got: u32,
+    },
+    /// A WAIT_GUEST_EVENT reply's `device_flags` has a bit other than bits 0..=3.
+    DeviceFlagsReserved {
+        /// Value of the field.
+        got: u32,
+    },
+    /// A report the reply marks absent has non-zero fields.
+    AbsentReportNotZero {
+        /// Which report.
+        report: AbsentReport,
+    },
+    /// A reported reservation breaks its rules: base or size zero or not page-aligned, or
+    /// `base + size` beyond 2^52 (or overflowing).
+    BadGuestReservation {
+        /// Value of `reservation_base`.
+        base: u64,
+        /// Value of `reservation_size`.
+        size: u64,
+    },
+    /// A reported device's flags contradict each other: READY without DECODE_ON, or READY
+    /// with RELEASING.
+    DeviceFlagsContradict {
+        /// Value of `device_flags`.
+        got: u32,
+    },
+    /// A reported device's `bar_index` is above 5.
+    BadBarIndex {
+        /// Value of the field.
+        got: u8,
+    },
+    /// A reported BAR breaks its rules: size not a power of two or above
+    /// [`MAX_BAR_SIZE`](super::MAX_BAR_SIZE), base zero or not aligned to the size with decode
+    /// on, or `base + size` beyond 2^52 (or overflowing).
+    BadGuestBar {
+        /// Value of `bar_base`.
+        base: u64,
+        /// Value of `bar_size`.
+        size: u64,
+    },
     /// The IOCTL code is not one of [`IoctlCode`](super::IoctlCode).
     UnknownIoctl {
         /// The code received.
@@ -264,6 +329,26 @@ pub enum ReservedField {
         /// Index in the array.
         index: u32,
     },
+    /// WAIT_GUEST_EVENT reply `reserved0` and `reserved1` (the three bytes after `bar_index`;
+    /// `got` is `reserved0 | reserved1 << 8`).
+    GuestEventPad,
+    /// WAIT_GUEST_EVENT reply `reserved2` (after `errors_left`).
+    GuestEventPad2,
+    /// WAIT_GUEST_EVENT reply `reserved[index]`.
+    GuestEventTail {
+        /// Index in the array.
+        index: u32,
+    },
+}
+
+/// Which report of a WAIT_GUEST_EVENT reply is absent but has non-zero fields, for
+/// [`ProtoError::AbsentReportNotZero`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AbsentReport {
+    /// `reservation_base` / `reservation_size` without `RESERVATION_PRESENT`.
+    Reservation,
+    /// Device flags, `bar_index`, `bar_base` or `bar_size` without `DEVICE_PRESENT`.
+    Device,
 }
 
 /// Names a GUID field, for [`ProtoError::NilGuid`].
@@ -350,7 +435,18 @@ impl ProtoError {
             | Self::SectionOutsideBar { .. }
             | Self::RegionsOverlap { .. }
             | Self::TooManyKmclEntries { .. }
-            | Self::KmclBitsBeyondTable { .. } => ErrorClass::BadField,
+            | Self::KmclBitsBeyondTable { .. }
+            | Self::ZeroEventSequence
+            | Self::BadGuestEvent { .. }
+            | Self::EventFlagsReserved { .. }
+            | Self::EventFlagsMismatch { .. }
+            | Self::ReservationFlagsReserved { .. }
+            | Self::DeviceFlagsReserved { .. }
+            | Self::AbsentReportNotZero { .. }
+            | Self::BadGuestReservation { .. }
+            | Self::DeviceFlagsContradict { .. }
+            | Self::BadBarIndex { .. }
+            | Self::BadGuestBar { .. } => ErrorClass::BadField,
             Self::UnknownIoctl { .. } => ErrorClass::UnknownRequest,
         }
     }

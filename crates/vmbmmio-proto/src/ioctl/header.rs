@@ -47,6 +47,8 @@ pub enum MessageKind {
     CloseSessionRequest = 0x0005,
     /// QUERY_DRIVER request.
     QueryDriverRequest = 0x0006,
+    /// WAIT_GUEST_EVENT request.
+    WaitGuestEventRequest = 0x0007,
     /// OPEN_SESSION reply.
     OpenSessionReply = REPLY_BIT | 0x0001,
     /// GET_REGION_SECTION reply.
@@ -59,23 +61,27 @@ pub enum MessageKind {
     CloseSessionReply = REPLY_BIT | 0x0005,
     /// QUERY_DRIVER reply.
     QueryDriverReply = REPLY_BIT | 0x0006,
+    /// WAIT_GUEST_EVENT reply.
+    WaitGuestEventReply = REPLY_BIT | 0x0007,
 }
 
 impl MessageKind {
     /// Every kind, requests first.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 14] = [
         Self::OpenSessionRequest,
         Self::GetRegionSectionRequest,
         Self::ReportMappingRequest,
         Self::QueryStatusRequest,
         Self::CloseSessionRequest,
         Self::QueryDriverRequest,
+        Self::WaitGuestEventRequest,
         Self::OpenSessionReply,
         Self::GetRegionSectionReply,
         Self::ReportMappingReply,
         Self::QueryStatusReply,
         Self::CloseSessionReply,
         Self::QueryDriverReply,
+        Self::WaitGuestEventReply,
     ];
 
     /// The value of the header's `kind` field.
@@ -92,12 +98,14 @@ impl MessageKind {
             0x0004 => Self::QueryStatusRequest,
             0x0005 => Self::CloseSessionRequest,
             0x0006 => Self::QueryDriverRequest,
+            0x0007 => Self::WaitGuestEventRequest,
             0x8001 => Self::OpenSessionReply,
             0x8002 => Self::GetRegionSectionReply,
             0x8003 => Self::ReportMappingReply,
             0x8004 => Self::QueryStatusReply,
             0x8005 => Self::CloseSessionReply,
             0x8006 => Self::QueryDriverReply,
+            0x8007 => Self::WaitGuestEventReply,
             _ => return None,
         })
     }

@@ -18,6 +18,10 @@
 //! 3. [`IoctlCode::ReportMapping`] per region → what HDV did with it.
 //! 4. [`IoctlCode::QueryStatus`] at any time; [`IoctlCode::CloseSession`] at the end.
 //!
+//! [`IoctlCode::WaitGuestEvent`] is the one request the driver may keep pending: the device host
+//! keeps one outstanding per session and the driver completes it with the next thing the guest
+//! reported over the channel (module `wait_guest_event`).
+//!
 //! [`IoctlCode::QueryDriver`] is about the driver, not a session: which optional KMCL entries it
 //! runs without, and how many file handles and sessions it has. It works on any file handle.
 //!
@@ -38,6 +42,7 @@ mod query_driver;
 mod query_status;
 mod region_section;
 mod report_mapping;
+mod wait_guest_event;
 
 pub use close_session::{
     CloseSessionReply, CloseSessionRequest, parse_close_session, parse_close_session_reply,
@@ -46,9 +51,11 @@ pub use code::{
     FILE_DEVICE_UNKNOWN, FILE_READ_DATA, FILE_WRITE_DATA, FIRST_FUNCTION,
     IOCTL_VMBMMIO_CLOSE_SESSION, IOCTL_VMBMMIO_GET_REGION_SECTION, IOCTL_VMBMMIO_OPEN_SESSION,
     IOCTL_VMBMMIO_QUERY_DRIVER, IOCTL_VMBMMIO_QUERY_STATUS, IOCTL_VMBMMIO_REPORT_MAPPING,
-    IoctlCode, MAX_REQUEST_SIZE, METHOD_BUFFERED, ctl_code,
+    IOCTL_VMBMMIO_WAIT_GUEST_EVENT, IoctlCode, MAX_REQUEST_SIZE, METHOD_BUFFERED, ctl_code,
 };
-pub use error::{ErrorClass, GuidField, PagedField, ProtoError, ProtoResult, ReservedField};
+pub use error::{
+    AbsentReport, ErrorClass, GuidField, PagedField, ProtoError, ProtoResult, ReservedField,
+};
 pub use guid::WireGuid;
 pub use header::{HEADER_SIZE, MAGIC, MessageHeader, MessageKind, VERSION, WireMessage};
 pub use limits::{
@@ -79,4 +86,11 @@ pub use region_section::{
 pub use report_mapping::{
     MappingState, ReportMappingParams, ReportMappingReply, ReportMappingRequest,
     parse_report_mapping, parse_report_mapping_reply,
+};
+pub use wait_guest_event::{
+    DEVICE_DECODE_ON, DEVICE_PRESENT, DEVICE_READY, DEVICE_RELEASING, EVENT_FLAG_DEVICE,
+    EVENT_FLAG_RESERVATION, GUEST_EVENT_RESERVED_WORDS, GUEST_PHYSICAL_LIMIT, GuestDevice,
+    GuestEvent, GuestEventKind, GuestReservation, GuestSnapshot, MAX_BAR_INDEX,
+    RESERVATION_PRESENT, WaitGuestEventReply, WaitGuestEventRequest, parse_wait_guest_event,
+    parse_wait_guest_event_reply,
 };
