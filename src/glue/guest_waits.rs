@@ -206,7 +206,7 @@ fn take_pending(request: WDFREQUEST) -> Option<Box<PendingWait<WindowsPlatform>>
         return None;
     }
     // SAFETY: see `pending_of`; the caller owns the request, so nothing else reads the context.
-    let pending = unsafe { core::mem::replace(&mut (*context).pending, null_mut()) };
+    let pending = unsafe { core::mem::take(&mut (*context).pending) };
     // SAFETY: non-null pointers in the context come from `Box::into_raw` and are taken once.
     (!pending.is_null()).then(|| unsafe { Box::from_raw(pending) })
 }
