@@ -1,14 +1,16 @@
 //! The safe wrapper against a minimal recording fake of the KMCL table (no simulator needed):
 //! init order, exactly-once cleanup on every failure, teardown order, callback dispatch and
-//! exactly-once packet completion.
+//! exactly-once packet completion, inline or held and completed later.
 
 use std::cell::RefCell;
 use std::ffi::c_void;
 use std::ptr;
+use std::sync::Mutex;
 
 use kmcl::raw::*;
 use kmcl::server::{
-    ChannelHandler, ChannelRef, IncomingPacket, ParentDevice, ServerChannel, ServerChannelParams,
+    ChannelHandler, ChannelRef, HeldPacket, IncomingPacket, ParentDevice, ServerChannel,
+    ServerChannelParams,
 };
 use kmcl::{ContextEvent, ErrorStatus, KmclApi, KmclFunction, KmclProvider, SetupError};
 
@@ -142,7 +144,25 @@ unsafe extern "system" fn complete(packet: VMBPACKETCOMPLETION, buffer: *mut c_v
         // SAFETY: a non-NULL completion buffer holds `size` readable bytes.
         unsafe { std::slice::from_raw_parts(buffer.cast::<u8>(), size as usize) }.to_vec()
     };
+    COMPLETED_ANYWHERE
+        .lock()
+        .unwrap()
+        .push((packet.addr(), bytes.clone()));
     FAKE.with_borrow_mut(|fake| fake.completions.push((packet.addr(), bytes)));
+}
+
+/// Every completion, from any thread (the fake's state is per thread; a held packet may be
+/// completed on another one). Tests tell theirs apart by their own packet values.
+static COMPLETED_ANYWHERE: Mutex<Vec<(usize, Vec<u8>)>> = Mutex::new(Vec::new());
+
+fn completed_anywhere(packet: usize) -> Vec<Vec<u8>> {
+    COMPLETED_ANYWHERE
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, _)| *p == packet)
+        .map(|(_, bytes)| bytes.clone())
+        .collect()
 }
 unsafe extern "system" fn get_mmio(_: VMBCHANNEL, address: *mut u64, size: *mut u64) {
     // SAFETY: the wrapper passes writable out-parameters.
@@ -485,4 +505,89 @@ fn handle_conversion_reports_failures_and_null_handles() {
         (denied.call, denied.status),
         (F::VmbConvertVmbusHandleToKernelHandle, STATUS_ACCESS_DENIED)
     );
+}
+
+/// Parses the packet inside the callback, then holds it (the `WAIT_EVENT` pattern). Storing the
+/// held packets in a `Mutex` inside a `Send + Sync` handler needs `HeldPacket: Send`.
+#[derive(Default)]
+struct Holder {
+    held: Mutex<Vec<(Vec<u8>, HeldPacket)>>,
+}
+impl ChannelHandler for Holder {
+    fn process_packet(&self, _: &ChannelRef<'_>, packet: IncomingPacket<'_>) {
+        let request = packet.data().to_vec(); // parse first: the data ends with `hold`
+        let held = packet.hold();
+        self.held.lock().unwrap().push((request, held));
+    }
+}
+impl Holder {
+    fn take(&self) -> Vec<(Vec<u8>, HeldPacket)> {
+        std::mem::take(&mut *self.held.lock().unwrap())
+    }
+}
+
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<HeldPacket>();
+};
+
+/// A held packet is not completed when the callback returns, and is completed exactly once,
+/// with its payload, when its owner completes it.
+#[test]
+fn a_held_packet_is_completed_later_with_its_payload() {
+    reset();
+    let channel =
+        ServerChannel::<Fake1, Holder>::create(params(true, true), Holder::default()).unwrap();
+    deliver(0x61);
+    deliver(0x62);
+    assert_eq!(FAKE.with_borrow(|fake| fake.completions.clone()), []);
+    let held = channel.handler().take();
+    assert_eq!(held.len(), 2);
+    let mut held = held.into_iter();
+    let (request, first) = held.next().unwrap();
+    assert_eq!(request, b"ping");
+    let (_, second) = held.next().unwrap();
+    // Completed out of order, later: allowed ("either inline or later").
+    second.complete(b"event").unwrap();
+    first.complete_empty();
+    assert_eq!(
+        FAKE.with_borrow(|fake| fake.completions.clone()),
+        [(0x62, b"event".to_vec()), (0x61, vec![])]
+    );
+    drop(channel);
+}
+
+/// A held packet dropped uncompleted completes empty, exactly once.
+#[test]
+fn a_dropped_held_packet_completes_empty_once() {
+    reset();
+    let channel =
+        ServerChannel::<Fake1, Holder>::create(params(true, true), Holder::default()).unwrap();
+    deliver(0x63);
+    drop(channel.handler().take());
+    assert_eq!(
+        FAKE.with_borrow(|fake| fake.completions.clone()),
+        [(0x63, vec![])]
+    );
+    drop(channel);
+    // The channel's teardown did not complete it again.
+    assert_eq!(
+        FAKE.with_borrow(|fake| fake.completions.clone()),
+        [(0x63, vec![])]
+    );
+}
+
+/// A held packet can move to another thread and be completed there.
+#[test]
+fn a_held_packet_can_be_completed_on_another_thread() {
+    reset();
+    let channel =
+        ServerChannel::<Fake1, Holder>::create(params(true, true), Holder::default()).unwrap();
+    deliver(0x64);
+    let (_, held) = channel.handler().take().pop().unwrap();
+    std::thread::spawn(move || held.complete(b"from a worker").unwrap())
+        .join()
+        .unwrap();
+    assert_eq!(completed_anywhere(0x64), [b"from a worker".to_vec()]);
+    drop(channel);
 }

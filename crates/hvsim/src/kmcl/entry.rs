@@ -732,7 +732,8 @@ pub(crate) unsafe extern "system" fn channel_get_mmio_space(
     unsafe { size.write(value_size) };
 }
 
-/// The packet behind a completion context, checked for "delivered and not yet completed".
+/// The packet behind a completion context, checked for "delivered, not yet completed, and not
+/// outstanding past its channel's Closed".
 fn open_packet(
     h: &mut HostState,
     function: KmclFunction,
@@ -758,6 +759,14 @@ fn open_packet(
             Rule::PacketCompletedTwice,
             channel,
             format!("{function:?} on a completed packet"),
+        );
+        return None;
+    }
+    if h.packets.get(&token).is_some_and(|p| p.retired) {
+        h.violate(
+            Rule::PacketCompletedAfterClosed,
+            channel,
+            format!("{function:?} on a packet still outstanding when its channel closed"),
         );
         return None;
     }

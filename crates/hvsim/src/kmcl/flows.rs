@@ -156,12 +156,17 @@ pub(crate) fn suspend_if_running(channel: ChannelId) {
 }
 
 /// Closes an open channel: Suspend if running, then Closed (kmcl.md §4 steps 6–7).
+///
+/// A real KMCL would still be blocked at Suspend if a packet were outstanding; the model goes
+/// on, and from Closed on any use of such a packet's completion context is a violation
+/// (`Rule::PacketCompletedAfterClosed`).
 pub(crate) fn close_if_open(channel: ChannelId) {
     let open = with_host(|h| h.channel(channel).open);
     if !open {
         return;
     }
     suspend_if_running(channel);
+    with_host(|h| h.retire_outstanding_packets(channel));
     run_state_callback(channel, CallbackKind::Closed);
     with_host(|h| {
         let c = h.channel_mut(channel);

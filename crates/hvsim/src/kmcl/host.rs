@@ -109,6 +109,9 @@ pub(crate) struct PacketState {
     pub(crate) completion: Option<Vec<u8>>,
     pub(crate) failed: bool,
     pub(crate) defer_requested: bool,
+    /// Still outstanding when its channel reached Closed: its completion context is stale
+    /// (`Rule::PacketCompletedAfterClosed`).
+    pub(crate) retired: bool,
 }
 
 /// One outgoing packet (`VmbPacketAllocate`).
@@ -368,6 +371,15 @@ impl HostState {
             .count()
     }
 
+    /// Marks every outstanding packet of `channel` as retired: the channel reached Closed, so
+    /// a real host would have torn down what their completion contexts name.
+    pub(crate) fn retire_outstanding_packets(&mut self, channel: ChannelId) {
+        self.packets
+            .values_mut()
+            .filter(|p| p.channel == channel && p.completion.is_none() && !p.failed)
+            .for_each(|p| p.retired = true);
+    }
+
     /// A new packet-completion token.
     pub(crate) fn new_packet(&mut self, channel: ChannelId, data: &[u8]) -> u64 {
         let token = self.next_packet;
@@ -380,6 +392,7 @@ impl HostState {
                 completion: None,
                 failed: false,
                 defer_requested: false,
+                retired: false,
             },
         );
         self.counters.packets_delivered += 1;

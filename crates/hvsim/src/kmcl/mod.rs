@@ -220,4 +220,6 @@ pub fn parent_device() -> ParentDevice {
 }
 
 #[cfg(test)]
+mod held_tests;
+#[cfg(test)]
 mod tests;

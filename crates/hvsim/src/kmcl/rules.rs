@@ -44,6 +44,9 @@ pub enum Rule {
     /// `VmbChannelGetMmioSpace` before the Opened callback returned (inside Opened included),
     /// or after Closed.
     MmioSpaceBeforeOpened,
+    /// `VmbChannelPacketComplete` (or Fail, or a defer) for a packet still outstanding when its
+    /// channel reached Closed: a completion context used in Closed, after it, or after Cleanup.
+    PacketCompletedAfterClosed,
     /// `VmbChannelPacketComplete` (or Fail) for a packet already completed.
     PacketCompletedTwice,
     /// A packet-completion context the model never delivered.
@@ -117,6 +120,9 @@ impl Rule {
             }
             Self::MmioSpaceBeforeOpened => {
                 "kmcl.md §4 'Validity windows' / §5 (Microsoft's VmbChannelGetMmioSpace page): valid only after the Opened callback, so a call inside Opened is too early; stricter reading: also not after Closed"
+            }
+            Self::PacketCompletedAfterClosed => {
+                "kmcl.md §3 Suspend / §4 step 6: KMCL blocks at Suspend until every delivered packet is completed, so Closed (§4 step 7) never starts with one outstanding and Cleanup (§2.1) then frees the channel; a completion context used from Closed on names a packet of a channel a real host has torn down (use after free). The model does not block at Suspend (it records PacketsOutstandingAtSuspend and goes on), so it flags such a completion and ignores it"
             }
             Self::PacketCompletedTwice => {
                 "kmcl.md §2.2: call VmbChannelPacketComplete exactly once per delivery"

@@ -53,7 +53,9 @@ pub trait ChannelHandler: Send + Sync + 'static {
 
     /// The channel is being paused, disabled or closed while running: no more packets will be
     /// delivered until the next `started`; every delivered packet must be completed; stop
-    /// sending and retire outstanding transactions (kmcl.md §3 Suspend, §9 item 8).
+    /// sending and retire outstanding transactions (kmcl.md §3 Suspend, §9 item 8). In
+    /// particular, complete (or drop) every [`HeldPacket`](super::HeldPacket) here at the
+    /// latest: KMCL waits for them, and after Closed their completion contexts are stale.
     /// IRQL: PASSIVE_LEVEL.
     fn suspend(&self, channel: &ChannelRef<'_>) {
         let _ = channel;
@@ -66,8 +68,9 @@ pub trait ChannelHandler: Send + Sync + 'static {
     }
 
     /// One guest packet. It is completed exactly once: by [`IncomingPacket::complete`], or, if
-    /// the handler drops it, with an empty completion. IRQL: <= DISPATCH_LEVEL, PASSIVE_LEVEL
-    /// when incoming processing at passive was requested.
+    /// the handler drops it, with an empty completion; or later, through
+    /// [`IncomingPacket::hold`] (complete the held packet by `suspend` at the latest).
+    /// IRQL: <= DISPATCH_LEVEL, PASSIVE_LEVEL when incoming processing at passive was requested.
     fn process_packet(&self, channel: &ChannelRef<'_>, packet: IncomingPacket<'_>);
 }
 

@@ -7,11 +7,13 @@
 //! - [`ChannelHandler`]: what the driver implements; one method per callback, each with its
 //!   IRQL. The trampolines find it through `VmbChannelGetPointer`.
 //! - [`ChannelRef`]: all a callback can reach (no Disable, Pause or Start; see [`handler`]).
-//! - [`IncomingPacket`]: one guest packet, completed exactly once.
+//! - [`IncomingPacket`]: one guest packet, completed exactly once, inline or (through
+//!   [`IncomingPacket::hold`] and a `Send` [`HeldPacket`]) later.
 
 pub mod handler;
 
 mod context;
+mod held;
 mod name;
 mod owner;
 mod packet;
@@ -19,6 +21,7 @@ mod params;
 mod trampolines;
 
 pub use handler::{ChannelHandler, ChannelRef, MmioSpace};
+pub use held::HeldPacket;
 pub use name::MAX_NAME_UNITS;
 pub use owner::ServerChannel;
 pub use packet::IncomingPacket;

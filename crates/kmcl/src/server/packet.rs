@@ -1,33 +1,34 @@
 //! One incoming guest packet, completed exactly once.
 //!
 //! kmcl.md §2.2: every ProcessPacket delivery must be balanced by exactly one
-//! `VmbChannelPacketComplete`; KMCL blocks Suspend until that happens (§4 step 6), so a packet
-//! that is never completed hangs the channel's teardown. [`IncomingPacket`] makes both mistakes
-//! impossible in safe code: completing consumes it, and dropping it uncompleted completes it
-//! with an **empty** completion (no payload). The wrapper cannot know the control protocol, so
-//! "empty" is its error signal: a guest that asked for a completion gets zero bytes, which no
-//! protocol message can be.
+//! `VmbChannelPacketComplete`, "either inline or later"; KMCL blocks Suspend until that happens
+//! (§4 step 6), so a packet that is never completed hangs the channel's teardown.
+//! [`IncomingPacket`] makes both mistakes impossible in safe code: completing consumes it, and
+//! dropping it uncompleted completes it with an **empty** completion (no payload). The wrapper
+//! cannot know the control protocol, so "empty" is its error signal: a guest that asked for a
+//! completion gets zero bytes, which no protocol message can be.
+//!
+//! "Later" goes through [`IncomingPacket::hold`], which gives up the data and keeps only the
+//! completion, as a `Send` [`HeldPacket`] (see `held.rs` for why it carries no data).
 
-use core::ffi::c_void;
-use core::ptr;
+use core::marker::PhantomData;
 
-use crate::error::{KmclError, KmclFunction};
-use crate::raw::{
-    STATUS_INVALID_BUFFER_SIZE, VMBPACKETCOMPLETION,
-    VMBUS_CHANNEL_PROCESS_PACKET_FLAG_EXTERNAL_DATA,
-};
+use crate::error::KmclError;
+use crate::raw::{VMBPACKETCOMPLETION, VMBUS_CHANNEL_PROCESS_PACKET_FLAG_EXTERNAL_DATA};
+use crate::server::held::HeldPacket;
 use crate::table::KmclApi;
 
 /// A packet KMCL delivered to `process_packet`, valid until it is completed.
 ///
-/// Not `Send`, and borrowed for the callback: this wrapper completes every packet before the
-/// callback returns (deferred completion is allowed by KMCL but not offered here yet).
+/// Borrowed for the callback and not `Send`: its data is KMCL's buffer, lent for the callback
+/// only. Complete it inline ([`complete`](Self::complete), [`complete_empty`](Self::complete_empty),
+/// or by dropping it), or [`hold`](Self::hold) it to complete it later.
 pub struct IncomingPacket<'a> {
-    completion: VMBPACKETCOMPLETION,
     data: &'a [u8],
     flags: u32,
-    api: &'static KmclApi,
-    completed: bool,
+    completion: HeldPacket,
+    /// Keeps the packet on the callback's thread (`*const ()` is neither `Send` nor `Sync`).
+    _not_send: PhantomData<*const ()>,
 }
 
 impl<'a> IncomingPacket<'a> {
@@ -39,16 +40,16 @@ impl<'a> IncomingPacket<'a> {
         api: &'static KmclApi,
     ) -> Self {
         Self {
-            completion,
             data,
             flags,
-            api,
-            completed: false,
+            completion: HeldPacket::new(completion, api),
+            _not_send: PhantomData,
         }
     }
 
     /// The packet's payload (VMBus and KMCL headers excluded, kmcl.md §3). Guest-controlled:
-    /// validate everything.
+    /// validate everything. Borrowed from the packet: it ends when the packet is completed or
+    /// held.
     pub fn data(&self) -> &[u8] {
         self.data
     }
@@ -69,48 +70,47 @@ impl<'a> IncomingPacket<'a> {
     /// A response longer than `u32::MAX` bytes cannot be described to KMCL: the packet is then
     /// completed empty and the error names `VmbChannelPacketComplete` with
     /// `STATUS_INVALID_BUFFER_SIZE`.
-    pub fn complete(mut self, response: &[u8]) -> Result<(), KmclError> {
-        match u32::try_from(response.len()) {
-            Ok(length) => {
-                self.finish(response, length);
-                Ok(())
-            }
-            Err(_) => {
-                self.finish(&[], 0);
-                Err(KmclError {
-                    call: KmclFunction::VmbChannelPacketComplete,
-                    status: STATUS_INVALID_BUFFER_SIZE,
-                })
-            }
-        }
+    pub fn complete(self, response: &[u8]) -> Result<(), KmclError> {
+        self.completion.complete(response)
     }
 
     /// Completes the packet without a payload. IRQL: <= DISPATCH_LEVEL.
-    pub fn complete_empty(mut self) {
-        self.finish(&[], 0);
+    pub fn complete_empty(self) {
+        self.completion.complete_empty();
     }
 
-    /// The one place `VmbChannelPacketComplete` is called; does nothing the second time.
-    fn finish(&mut self, response: &[u8], length: u32) {
-        if self.completed {
-            return;
-        }
-        self.completed = true;
-        let buffer = if length == 0 {
-            ptr::null_mut()
-        } else {
-            response.as_ptr().cast_mut().cast::<c_void>()
-        };
-        // SAFETY: `completion` came from KMCL's ProcessPacket for this delivery and has not been
-        // completed (the flag above makes this the only call); `buffer` is NULL with length 0 or
-        // points to `length` readable bytes, which KMCL only reads
-        // (`_In_reads_bytes_opt_(BufSize)`, kmcl.md §2.2).
-        unsafe { (self.api.VmbChannelPacketComplete)(self.completion, buffer, length) };
-    }
-}
-
-impl Drop for IncomingPacket<'_> {
-    fn drop(&mut self) {
-        self.finish(&[], 0);
+    /// Keeps the packet uncompleted past the callback: returns its completion as an owned,
+    /// `Send` [`HeldPacket`] and gives up the data (KMCL's buffer is lent for the callback only,
+    /// so parse [`data`](Self::data) first; the borrow checker ends that borrow here).
+    ///
+    /// The held packet must be completed (or dropped, which completes it empty) no later than in
+    /// the channel's `suspend` callback: KMCL waits there for every delivered packet (kmcl.md §3
+    /// Suspend, §4 step 6). IRQL: any at which `process_packet` runs (this makes no KMCL call).
+    ///
+    /// Parse, then hold:
+    /// ```
+    /// # use kmcl::server::{HeldPacket, IncomingPacket};
+    /// fn wait_event(packet: IncomingPacket<'_>) -> (usize, HeldPacket) {
+    ///     let request_len = packet.data().len(); // parse while the data is lent
+    ///     (request_len, packet.hold())
+    /// }
+    /// ```
+    /// The data cannot outlive the hold (the borrow ends when `hold` moves the packet):
+    /// ```compile_fail,E0505
+    /// # use kmcl::server::{HeldPacket, IncomingPacket};
+    /// fn stale<'a>(packet: IncomingPacket<'a>) -> (HeldPacket, usize) {
+    ///     let data = packet.data();
+    ///     let held = packet.hold();
+    ///     (held, data.len())
+    /// }
+    /// ```
+    /// and the packet itself cannot leave the callback's thread (only its `HeldPacket` can):
+    /// ```compile_fail,E0277
+    /// # use kmcl::server::IncomingPacket;
+    /// fn send<T: Send>(_: T) {}
+    /// fn escape(packet: IncomingPacket<'static>) { send(packet) }
+    /// ```
+    pub fn hold(self) -> HeldPacket {
+        self.completion
     }
 }

@@ -129,8 +129,11 @@ pub(crate) unsafe extern "system" fn process_packet<P: KmclProvider, H: ChannelH
         &[]
     } else {
         // SAFETY: KMCL guarantees `buffer` is readable for `length` bytes until the packet is
-        // completed (`_In_reads_bytes_(BufferLength)`, kmcl.md §3); the slice lives inside this
-        // call only, and the packet is completed before the call returns.
+        // completed (`_In_reads_bytes_(BufferLength)`, kmcl.md §3). The slice is reachable only
+        // through the `IncomingPacket` (its `data()` borrows the packet), which lives inside
+        // this call only, and every way to complete it consumes it: inline completion, drop, or
+        // `hold`, whose `HeldPacket` carries no data. So no reference to the buffer outlives
+        // either this call or the completion.
         unsafe { core::slice::from_raw_parts(buffer.cast::<u8>(), length) }
     };
     let incoming = IncomingPacket::new(packet, data, flags, P::api());
