@@ -39,6 +39,7 @@ use vmbmmio_proto::ioctl::{
     parse_get_region_section, parse_get_region_section_reply, parse_open_session,
     parse_open_session_reply, parse_query_driver, parse_query_driver_reply, parse_query_status,
     parse_query_status_reply, parse_report_mapping, parse_report_mapping_reply,
+    parse_wait_guest_event, parse_wait_guest_event_reply,
 };
 
 use crate::Reader;
@@ -112,6 +113,8 @@ pub fn parse_all(bytes: &[u8]) {
     let _ = parse_open_session(bytes);
     let _ = parse_get_region_section(bytes);
     let _ = parse_report_mapping(bytes);
+    let _ = parse_wait_guest_event(bytes);
+    let _ = parse_wait_guest_event_reply(bytes);
     for code in IoctlCode::ALL {
         let _ = code.check_input_len(bytes.len());
         let _ = code.check_output_len(bytes.len());
@@ -141,6 +144,7 @@ fn check_reply(code: IoctlCode, reply: &[u8]) {
         IoctlCode::QueryStatus => parse_query_status_reply(reply).map(drop),
         IoctlCode::CloseSession => parse_close_session_reply(reply),
         IoctlCode::QueryDriver => parse_query_driver_reply(reply).map(drop),
+        IoctlCode::WaitGuestEvent => parse_wait_guest_event_reply(reply).map(drop),
     };
     if let Err(error) = result {
         panic!("the driver's {code:?} reply does not parse: {error:?}");
