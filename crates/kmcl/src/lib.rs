@@ -10,7 +10,8 @@
 //! - [`KmclApi`]: the one table of function pointers through which every KMCL call goes.
 //! - [`server`]: the safe wrapper. [`server::ServerChannel`] creates a channel in the order the
 //!   reference records for host VSPs and tears it down once; [`server::ChannelHandler`] receives
-//!   the callbacks through `extern "system"` trampolines; [`server::IncomingPacket`] is completed
+//!   the callbacks through `extern "system"` trampolines; [`server::IncomingPacket`] (or the
+//!   [`server::HeldPacket`] it becomes when the driver answers later) is completed
 //!   exactly once. Failures are typed: [`KmclError`] names the function and its NTSTATUS.
 //! - [`convert_vmbus_handle`]: the user-to-kernel VMBus handle conversion (kmcl.md §6).
 //!
