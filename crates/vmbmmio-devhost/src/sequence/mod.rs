@@ -40,6 +40,7 @@
 
 mod errors;
 mod events;
+mod guest_follow;
 pub mod guest_wait;
 mod mapping;
 mod release;
@@ -50,8 +51,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use errors::{Cause, HostTeardown, Release, SequenceError, Step, TeardownReport};
-pub use events::{Event, UnmapReason};
-pub use run::{RunSummary, run};
+pub use events::{Event, GuestAction, UnmapReason};
+pub use run::{RunHooks, RunSummary, run, run_with};
 
 use crate::callbacks::PciDeviceCallbacks;
 use crate::clock::Clock;
@@ -70,6 +71,7 @@ use crate::platform::{
     ComputeSystem, DeviceHandle, DeviceHostFlags, DeviceHostHandle, HcsApi, HdvApi, SectionHandle,
 };
 use crate::views::SectionMapper;
+use guest_wait::{GuestEventLoop, GuestNotes};
 use vmbmmio_proto::ioctl::WireGuid;
 use vmbmmio_proto::pci_cap::{CHANNEL_PROTOCOL_VERSION, Pairing};
 
@@ -156,6 +158,11 @@ pub struct DeviceHost<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> {
     vm_stop_wait: Duration,
     /// The device host's teardown was deferred (the VM still ran).
     teardown_deferred: bool,
+    /// The guest-event loop, from OPEN_SESSION until the first release step
+    /// (`guest_follow`).
+    guest_loop: Option<GuestEventLoop>,
+    /// What the loop left for the log.
+    guest_notes: GuestNotes,
 }
 
 type StepResult<T> = Result<T, (Step, Cause)>;
@@ -187,6 +194,8 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
             mapped_for: None,
             vm_stop_wait: DEFAULT_VM_STOP_WAIT,
             teardown_deferred: false,
+            guest_loop: None,
+            guest_notes: GuestNotes::new(),
         };
         match host.acquire() {
             Ok(()) => {
@@ -318,6 +327,8 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
             bar_size: layout.bar_size(),
             regions: layout.regions().len(),
         });
+        // From here the guest's events may arrive (the driver keeps them per session).
+        self.start_guest_loop(layout.bar_size());
         let regions = layout.regions().to_vec();
         self.layout = Some(layout);
 

@@ -32,7 +32,7 @@ use windows_sys::Win32::System::IO::{
 use windows_sys::Win32::System::Threading::CreateEventW;
 
 use super::wide::to_wide;
-use crate::driver_ioctl::{IoctlFailure, IoctlTransport};
+use crate::driver_ioctl::{IoctlFailure, IoctlTransport, TransportWaiter};
 use crate::platform::SectionHandle;
 
 /// Path of the driver's control device (its `\DosDevices\vmbmmio` symbolic link).
@@ -180,6 +180,15 @@ impl IoctlTransport for DeviceIoControlTransport {
             }
         }
         Ok(returned as usize)
+    }
+
+    /// [`Self::share`] and [`Self::canceller`]: the waiting thread's requests go out on the same
+    /// file object, each with its own `OVERLAPPED`, so they never queue behind each other.
+    fn waiter(&self) -> Option<TransportWaiter> {
+        Some(TransportWaiter {
+            transport: Box::new(self.share()),
+            cancel: Box::new(self.canceller()),
+        })
     }
 
     fn close_handle(&mut self, handle: u64) {
