@@ -13,6 +13,7 @@ use crate::driver_ioctl::IoctlFailure;
 use crate::guid::Guid;
 use crate::hresult::HResult;
 use crate::platform::SectionHandle;
+use crate::sequence::guest_wait::GuestEventTap;
 
 /// A driver session: one device host serving one VM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -179,6 +180,15 @@ pub trait DriverClient {
     fn driver_facts(&mut self) -> Option<Result<DriverFacts, DriverError>> {
         None
     }
+    /// The guest's events (WAIT_GUEST_EVENT, docs/ioctl.md) for the device host's waiting loop,
+    /// asked once, right after `open_session` succeeded: a blocking source that shares this
+    /// client's session without blocking its other requests, and a canceller for its pending
+    /// wait. `None` from a client without them (the loopback driver, a transport that cannot
+    /// share its handle, test fakes): the device host then follows the placement from the
+    /// emulator's configuration space only.
+    fn guest_events(&mut self) -> Option<GuestEventTap> {
+        None
+    }
 }
 
 impl<T: DriverClient + ?Sized> DriverClient for Box<T> {
@@ -218,5 +228,9 @@ impl<T: DriverClient + ?Sized> DriverClient for Box<T> {
 
     fn driver_facts(&mut self) -> Option<Result<DriverFacts, DriverError>> {
         (**self).driver_facts()
+    }
+
+    fn guest_events(&mut self) -> Option<GuestEventTap> {
+        (**self).guest_events()
     }
 }

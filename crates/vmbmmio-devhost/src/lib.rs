@@ -39,6 +39,7 @@ pub mod windows;
 
 pub use driver_ioctl::{
     DriverSessionSettings, DriverTarget, IoctlFailure, IoctlTransport, ProtoDriverClient,
+    TransportWaiter,
 };
 #[cfg(windows)]
 pub use windows::DeviceIoControlTransport;

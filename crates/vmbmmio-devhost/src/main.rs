@@ -3,7 +3,10 @@
 //! Validates the configuration on every OS (so a config can be checked anywhere), including the
 //! driver session's target unless `--loopback`, prints the VM configuration the device needs,
 //! and on Windows runs the HCS/HDV sequence until Ctrl-C, talking to the driver through
-//! `ProtoDriverClient<DeviceIoControlTransport>` (or to the in-process loopback driver).
+//! `ProtoDriverClient<DeviceIoControlTransport>` (or to the in-process loopback driver). With the
+//! driver, the guest's events (WAIT_GUEST_EVENT) are followed on a second thread from
+//! OPEN_SESSION on; Ctrl-C cancels its pending request at once, and the release stops and joins
+//! it before CLOSE_SESSION.
 //! Exit codes: 0 clean run, 1 a step or the teardown failed, 2 invalid configuration, 3 not
 //! Windows.
 
@@ -114,10 +117,11 @@ mod platform {
     use vmbmmio_devhost::config::DeviceHostConfig;
     use vmbmmio_devhost::driver::DriverClient;
     use vmbmmio_devhost::loopback::LoopbackDriver;
-    use vmbmmio_devhost::sequence::{Backends, Event, run as run_sequence};
+    use vmbmmio_devhost::sequence::guest_wait::LoopStopHandle;
+    use vmbmmio_devhost::sequence::{Backends, Event, RunHooks, run_with};
     use vmbmmio_devhost::windows::{
         CONTROL_DEVICE_PATH, ComApartment, WinHcs, WinHdv, WinSectionFactory, WinSectionMapper,
-        install_ctrl_c_handler,
+        clear_stop_hook, install_ctrl_c_handler, set_stop_hook,
     };
     use vmbmmio_devhost::{DeviceIoControlTransport, DriverSessionSettings, ProtoDriverClient};
 
@@ -159,7 +163,17 @@ mod platform {
         };
         let log = Box::new(|event: &Event| println!("vmbmmio-devhost: {event}"));
         let clock = SystemClock::new();
-        match run_sequence(config, backends, &clock, stop, log) {
+        // With a driver that has WAIT_GUEST_EVENT, the sequence follows the guest's events on a
+        // thread of its own (docs/devhost.md, "Following the guest"); Ctrl-C stops that thread
+        // at once, and the release stops and joins it before CLOSE_SESSION either way.
+        let hooks = RunHooks {
+            guest_loop_started: Some(Box::new(|handle: LoopStopHandle| {
+                set_stop_hook(move || handle.request_stop());
+            })),
+        };
+        let result = run_with(config, backends, &clock, stop, log, hooks);
+        clear_stop_hook();
+        match result {
             Ok(summary) => {
                 println!("vmbmmio-devhost: final states: {:?}", summary.states);
                 println!("vmbmmio-devhost: {}", summary.teardown);

@@ -832,3 +832,143 @@ fn query_driver_failures_are_typed() {
     let reason = rejected(client.query_driver().unwrap_err());
     assert!(reason.contains("TooShort"), "{reason}");
 }
+
+/// The requests a waiting transport saw: code and input bytes.
+type WaitLog = std::sync::Arc<std::sync::Mutex<Vec<(u32, Vec<u8>)>>>;
+
+/// The waiting thread's transport: answers WAIT_GUEST_EVENT from a script, records requests.
+struct WaitOnly {
+    answers: std::collections::VecDeque<Result<Vec<u8>, IoctlFailure>>,
+    log: WaitLog,
+}
+
+impl IoctlTransport for WaitOnly {
+    fn ioctl(&mut self, code: u32, input: &[u8], output: &mut [u8]) -> Result<usize, IoctlFailure> {
+        self.log.lock().unwrap().push((code, input.to_vec()));
+        let reply = self.answers.pop_front().expect("a scripted answer")?;
+        output[..reply.len()].copy_from_slice(&reply);
+        Ok(reply.len())
+    }
+
+    fn close_handle(&mut self, _handle: u64) {
+        unreachable!("WAIT_GUEST_EVENT returns no handle")
+    }
+}
+
+/// The fake driver on a handle that can be shared (like the Windows transport's): its waiter
+/// is a [`WaitOnly`] with the given answers, and its canceller counts.
+struct Sharing {
+    driver: FakeDriver,
+    answers: std::cell::RefCell<Vec<Result<Vec<u8>, IoctlFailure>>>,
+    waits: WaitLog,
+    cancels: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl Sharing {
+    fn new(answers: Vec<Result<Vec<u8>, IoctlFailure>>) -> Self {
+        Self {
+            driver: FakeDriver::default(),
+            answers: std::cell::RefCell::new(answers),
+            waits: Default::default(),
+            cancels: Default::default(),
+        }
+    }
+}
+
+impl IoctlTransport for Sharing {
+    fn ioctl(&mut self, code: u32, input: &[u8], output: &mut [u8]) -> Result<usize, IoctlFailure> {
+        self.driver.ioctl(code, input, output)
+    }
+
+    fn close_handle(&mut self, handle: u64) {
+        self.driver.close_handle(handle);
+    }
+
+    fn waiter(&self) -> Option<vmbmmio_devhost::TransportWaiter> {
+        let cancels = std::sync::Arc::clone(&self.cancels);
+        Some(vmbmmio_devhost::TransportWaiter {
+            transport: Box::new(WaitOnly {
+                answers: self.answers.take().into(),
+                log: std::sync::Arc::clone(&self.waits),
+            }),
+            cancel: Box::new(move || {
+                cancels.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }),
+        })
+    }
+}
+
+#[test]
+fn guest_events_need_an_open_session_and_a_transport_that_shares_its_handle() {
+    // The plain fake cannot share its handle: no guest events, even with a session.
+    let (mut client, _) = opened_client(&[4096]);
+    assert!(client.guest_events().is_none());
+    // A sharing transport without a session: none either.
+    let mut client = ProtoDriverClient::new(Sharing::new(Vec::new()), settings());
+    assert!(client.guest_events().is_none());
+    client.open_session(&request(&[4096])).unwrap();
+    let tap = client
+        .guest_events()
+        .expect("a tap once the session is open");
+    (tap.cancel)();
+    assert_eq!(
+        client
+            .transport()
+            .cancels
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    // The session's own requests went out on the client's transport only.
+    assert_eq!(client.transport().driver.codes(), [0x0022_E400]);
+}
+
+#[test]
+fn the_tap_waits_on_the_shared_transport_and_sorts_its_failures() {
+    use vmbmmio_devhost::sequence::guest_wait::WaitFailure;
+    use vmbmmio_proto::ioctl::{
+        EVENT_FLAG_RESERVATION, GuestEvent, GuestEventKind, GuestReservation, GuestSnapshot,
+        WaitGuestEventRequest,
+    };
+    let event = GuestEvent::new(
+        3,
+        GuestEventKind::GuestReport,
+        EVENT_FLAG_RESERVATION,
+        GuestSnapshot {
+            reservation: Some(GuestReservation {
+                base: 0xFE00_0000,
+                size: 1 << 20,
+            }),
+            ..GuestSnapshot::default()
+        },
+    )
+    .unwrap();
+    let sharing = Sharing::new(vec![
+        Ok(encode(&event.to_reply())),
+        Err(IoctlFailure::Win32(995)),
+        Err(IoctlFailure::NtStatus(0xC000_0120_u32 as i32)),
+        Err(IoctlFailure::Win32(1)),
+    ]);
+    let waits = std::sync::Arc::clone(&sharing.waits);
+    let mut client = ProtoDriverClient::new(sharing, settings());
+    client.open_session(&request(&[4096])).unwrap();
+    let mut tap = client.guest_events().unwrap();
+    assert_eq!(tap.source.wait(2).unwrap(), event);
+    // Cancelled: ERROR_OPERATION_ABORTED (Windows) or STATUS_CANCELLED (in-process).
+    assert!(matches!(tap.source.wait(3), Err(WaitFailure::Cancelled)));
+    assert!(matches!(tap.source.wait(3), Err(WaitFailure::Cancelled)));
+    // A driver older than the request: a failure the loop stops on.
+    match tap.source.wait(3) {
+        Err(WaitFailure::Failed(error)) => assert_eq!(
+            error.to_string(),
+            "WAIT_GUEST_EVENT failed: Win32 error 1 (ERROR_INVALID_FUNCTION)"
+        ),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    let waits = waits.lock().unwrap();
+    assert_eq!(waits.len(), 4);
+    assert!(waits.iter().all(|(code, _)| *code == 0x0022_E418));
+    assert_eq!(waits[0].1, encode(&WaitGuestEventRequest::new(2)));
+    assert_eq!(waits[3].1, encode(&WaitGuestEventRequest::new(3)));
+    // Nothing of the wait reached the session's transport.
+    assert_eq!(client.transport().driver.codes(), [0x0022_E400]);
+}

@@ -22,6 +22,7 @@ use crate::driver::{
 };
 use crate::guid::Guid;
 use crate::platform::SectionHandle;
+use crate::sequence::guest_wait::GuestEventTap;
 
 /// The name docs/ioctl.md gives the request of `code`, for messages.
 pub const fn request_name(code: IoctlCode) -> &'static str {
@@ -172,7 +173,7 @@ impl<T: IoctlTransport> ProtoDriverClient<T> {
 
     /// WAIT_GUEST_EVENT: the first guest event after `last_seen` (0: none seen yet). **Blocks**
     /// until the driver has one: the driver keeps the request pending (docs/ioctl.md). Run it on
-    /// a thread of its own ([`crate::sequence::guest_events`]); on Windows it is cancelled with
+    /// a thread of its own ([`crate::sequence::guest_wait`]); on Windows it is cancelled with
     /// `CancelIoEx` (then [`DriverError::Ioctl`] with `ERROR_OPERATION_ABORTED`), which consumes
     /// nothing: the next request with the same `last_seen` gets the same event.
     pub fn wait_guest_event(&mut self, last_seen: u64) -> Result<GuestEvent, DriverError> {
@@ -249,6 +250,19 @@ impl<T: IoctlTransport> DriverClient for ProtoDriverClient<T> {
     /// QUERY_DRIVER ([`ProtoDriverClient::query_driver`]).
     fn driver_facts(&mut self) -> Option<Result<DriverFacts, DriverError>> {
         Some(self.query_driver())
+    }
+
+    /// While a session is open and the transport can share its handle
+    /// ([`IoctlTransport::waiter`]): a second client on the shared transport, whose
+    /// WAIT_GUEST_EVENT reaches this session (the driver finds it by the file object), and the
+    /// transport's canceller.
+    fn guest_events(&mut self) -> Option<GuestEventTap> {
+        self.session.as_ref()?;
+        let waiter = self.transport.waiter()?;
+        Some(GuestEventTap {
+            source: Box::new(ProtoDriverClient::new(waiter.transport, self.settings)),
+            cancel: waiter.cancel,
+        })
     }
 
     /// OPEN_SESSION. `request.target` (the VM's compute-system id) is not sent: the driver

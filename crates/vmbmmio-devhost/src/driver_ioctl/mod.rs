@@ -28,4 +28,4 @@ pub use mapping::{mapping_from_wire, mapping_to_wire};
 pub use settings::{
     DEFAULT_INTERFACE_INSTANCE, DEFAULT_INTERFACE_TYPE, DriverSessionSettings, DriverTarget,
 };
-pub use transport::{IoctlFailure, IoctlTransport};
+pub use transport::{IoctlFailure, IoctlTransport, TransportWaiter};

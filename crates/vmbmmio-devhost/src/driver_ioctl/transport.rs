@@ -88,6 +88,23 @@ pub trait IoctlTransport {
     /// Windows: `CloseHandle`. Handles the client accepts are owned and closed by the device
     /// host's `SectionMapper` instead.
     fn close_handle(&mut self, handle: u64);
+
+    /// Another transport on the same handle (the same file object, hence the same driver
+    /// session) for the thread that keeps WAIT_GUEST_EVENT pending, and how to cancel that
+    /// thread's pending request from another thread. `None` (the default): this transport
+    /// cannot; the device host then does without the guest's events. The Windows transport
+    /// shares its overlapped handle and cancels with `CancelIoEx`.
+    fn waiter(&self) -> Option<TransportWaiter> {
+        None
+    }
+}
+
+/// What [`IoctlTransport::waiter`] returns.
+pub struct TransportWaiter {
+    /// The waiting thread's transport; the shared handle closes when the last user drops it.
+    pub transport: Box<dyn IoctlTransport + Send>,
+    /// Cancels the waiting thread's pending request; callable from any thread.
+    pub cancel: Box<dyn Fn() + Send + Sync>,
 }
 
 impl<T: IoctlTransport + ?Sized> IoctlTransport for &mut T {
@@ -98,6 +115,10 @@ impl<T: IoctlTransport + ?Sized> IoctlTransport for &mut T {
     fn close_handle(&mut self, handle: u64) {
         (**self).close_handle(handle);
     }
+
+    fn waiter(&self) -> Option<TransportWaiter> {
+        (**self).waiter()
+    }
 }
 
 impl<T: IoctlTransport + ?Sized> IoctlTransport for Box<T> {
@@ -107,6 +128,10 @@ impl<T: IoctlTransport + ?Sized> IoctlTransport for Box<T> {
 
     fn close_handle(&mut self, handle: u64) {
         (**self).close_handle(handle);
+    }
+
+    fn waiter(&self) -> Option<TransportWaiter> {
+        (**self).waiter()
     }
 }
 

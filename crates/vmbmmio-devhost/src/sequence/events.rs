@@ -6,7 +6,10 @@ use std::time::Duration;
 use crate::driver::{DriverFacts, MappingState, SessionStatus};
 use crate::guid::Guid;
 use crate::hresult::HResult;
-use crate::placement::{AcceptedPlacement, BarState, PlacementRejection, ReservationRelation};
+use crate::placement::{
+    AcceptedPlacement, BarState, PlacementError, PlacementRejection, ReservationRelation,
+};
+use vmbmmio_proto::ioctl::{GuestDevice, GuestEventKind};
 
 /// Why the regions were unmapped while the VM runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +23,37 @@ pub enum UnmapReason {
         /// Where it is now.
         to: u64,
     },
+}
+
+/// What one guest event asks of the mapping, as the device host logs it (the mapping itself
+/// follows on the device host's thread: `MappingAt`, `RegionsUnmapped`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestAction {
+    /// Map the regions into the BAR at `base`.
+    Map {
+        /// The BAR's guest physical base.
+        base: u64,
+    },
+    /// The BAR moved: unmap, then map at the new base.
+    Remap {
+        /// Where it was mapped.
+        from: u64,
+        /// Where it is now.
+        to: u64,
+    },
+    /// Already mapped at that base: nothing changes.
+    AlreadyMapped {
+        /// The BAR's guest physical base.
+        base: u64,
+    },
+    /// Unmap every region.
+    Unmap,
+    /// Decode off (or not ready) while nothing is mapped: nothing to do.
+    NothingMapped,
+    /// The placement failed its checks and changed nothing.
+    Refused(PlacementError),
+    /// The event changes nothing the mapping follows (a reservation report alone).
+    Nothing,
 }
 
 /// Something the device host did or noticed.
@@ -117,6 +151,32 @@ pub enum Event {
     TeardownDeferred,
     /// Everything was released.
     TornDown,
+    /// The guest-event loop runs: WAIT_GUEST_EVENT stays pending on a thread of its own.
+    GuestEventsFollowing,
+    /// One guest event (WAIT_GUEST_EVENT), logged on the device host's thread.
+    GuestEvent {
+        /// The event's sequence number.
+        sequence: u64,
+        /// What happened.
+        kind: GuestEventKind,
+        /// The guest's device report at the time, if it made one.
+        device: Option<GuestDevice>,
+        /// What it asks of the mapping.
+        action: GuestAction,
+    },
+    /// This many guest events were handled but not logged (the log queue was full).
+    GuestEventsSkipped(u64),
+    /// The loop ended by itself: the driver refused a wait (an older driver without
+    /// WAIT_GUEST_EVENT answers `ERROR_INVALID_FUNCTION`). Not fatal: the placement comes from
+    /// the configuration space only.
+    GuestEventsUnavailable(String),
+    /// The loop was stopped at shutdown: its pending wait cancelled, its thread joined.
+    GuestEventsStopped {
+        /// Events handled.
+        events: usize,
+        /// Waits that came back cancelled.
+        cancelled_waits: u64,
+    },
 }
 
 impl fmt::Display for Event {
@@ -237,7 +297,79 @@ impl fmt::Display for Event {
                  exits",
             ),
             Self::TornDown => f.write_str("released everything"),
+            Self::GuestEventsFollowing => f.write_str(
+                "following the guest's events (WAIT_GUEST_EVENT pending on its own thread)",
+            ),
+            Self::GuestEvent {
+                sequence,
+                kind,
+                device,
+                action,
+            } => write_guest_event(f, *sequence, *kind, device.as_ref(), action),
+            Self::GuestEventsSkipped(count) => write!(
+                f,
+                "guest: {count} event(s) handled but not logged (too many at once)"
+            ),
+            Self::GuestEventsUnavailable(why) => write!(
+                f,
+                "guest: no longer following the guest's events ({why}); the placement now comes \
+                 from the configuration space only"
+            ),
+            Self::GuestEventsStopped {
+                events,
+                cancelled_waits,
+            } => write!(
+                f,
+                "guest: stopped following the guest's events ({events} handled, pending wait \
+                 cancelled, {cancelled_waits} cancelled wait(s))"
+            ),
         }
+    }
+}
+
+/// `guest: ready (event 2), BAR at 0x… decode on → mapping at 0x…`: one line per event.
+fn write_guest_event(
+    f: &mut fmt::Formatter<'_>,
+    sequence: u64,
+    kind: GuestEventKind,
+    device: Option<&GuestDevice>,
+    action: &GuestAction,
+) -> fmt::Result {
+    let name = match kind {
+        GuestEventKind::GuestReport => "report",
+        GuestEventKind::GuestReady => "ready",
+        GuestEventKind::GuestReleasing => "releasing",
+        GuestEventKind::GuestReset => "reset (started over)",
+        GuestEventKind::GuestStopped => "stopped (the host stopped answering it)",
+        GuestEventKind::ChannelClosed => "channel closed",
+        GuestEventKind::Resync => "resync",
+    };
+    write!(f, "guest: {name} (event {sequence}), ")?;
+    match device {
+        None => f.write_str("no device reported")?,
+        Some(device) => {
+            let decode = if device.decode_on { "on" } else { "off" };
+            write!(f, "BAR at {:#x} decode {decode}", device.bar_base)?;
+            if matches!(kind, GuestEventKind::GuestReport | GuestEventKind::Resync) {
+                f.write_str(match (device.ready, device.releasing) {
+                    (true, _) => ", ready",
+                    (false, true) => ", releasing",
+                    (false, false) => ", not ready",
+                })?;
+            }
+        }
+    }
+    f.write_str(" → ")?;
+    match action {
+        GuestAction::Map { base } => write!(f, "mapping at {base:#x}"),
+        GuestAction::Remap { from, to } => {
+            write!(f, "remapping (BAR moved from {from:#x} to {to:#x})")
+        }
+        GuestAction::AlreadyMapped { base } => write!(f, "already mapped at {base:#x}"),
+        GuestAction::Unmap => f.write_str("unmapping"),
+        GuestAction::NothingMapped => f.write_str("nothing mapped, nothing to do"),
+        GuestAction::Refused(error) => write!(f, "refused: {error}"),
+        GuestAction::Nothing => f.write_str("nothing to do"),
     }
 }
 

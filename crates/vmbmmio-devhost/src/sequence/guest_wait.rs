@@ -19,9 +19,19 @@
 //! Windows) consumes nothing; the next device host (or the next wait) gets the same event.
 //! Sequences must increase by one; anything else is counted ([`FollowSummary::out_of_order`])
 //! and, apart from a `RESYNC` (which carries the current state), ignored.
+//!
+//! # Who starts and stops it
+//! The device host (`DeviceHost`, module `sequence`) starts the loop right after OPEN_SESSION
+//! if its driver client offers a [`GuestEventTap`] (a second transport on the same file object,
+//! so the sequence's own requests never wait behind the pending one, and a canceller), and
+//! stops it first thing in every release (normal exit, Ctrl-C, a failed step, drop): flag,
+//! cancel, join, and only then CLOSE_SESSION and the handle's close. The loop's thread has no
+//! access to the device host's log (it is not `Send`): it leaves one [`GuestNote`] per event in
+//! a bounded [`GuestNotes`] queue, which the device host's thread turns into log lines.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
 
 use vmbmmio_proto::ioctl::{GuestEvent, GuestEventKind, GuestSnapshot};
@@ -69,6 +79,16 @@ impl<T: IoctlTransport + Send> GuestEventSource for ProtoDriverClient<T> {
     }
 }
 
+/// What a driver client hands the device host for the loop: a blocking source that shares the
+/// client's session (on Windows: another transport on the same handle, so the same file object)
+/// and how to cancel its pending wait from another thread (`CancelIoEx`).
+pub struct GuestEventTap {
+    /// The blocking WAIT_GUEST_EVENT.
+    pub source: Box<dyn GuestEventSource>,
+    /// Cancels the source's pending wait; callable from any thread, a no-op if nothing pends.
+    pub cancel: Box<dyn Fn() + Send + Sync>,
+}
+
 /// What the loop did with one event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Applied {
@@ -95,18 +115,97 @@ pub struct FollowSummary {
     pub error: Option<String>,
 }
 
-/// Turns events into placements (the table of the module docs). Pure apart from the inbox.
+/// What the loop leaves for the device host's log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestNote {
+    /// An event was handled.
+    Event(GuestEvent, Applied),
+    /// Notes dropped because the queue was full (a guest flooding reports): how many.
+    Skipped(u64),
+}
+
+/// Most notes kept between two looks of the device host's thread; older ones are dropped and
+/// counted, so a guest that floods reports cannot grow the queue.
+pub const GUEST_NOTES_KEPT: usize = 64;
+
+#[derive(Debug, Default)]
+struct NotesInner {
+    notes: VecDeque<GuestNote>,
+    skipped: u64,
+    /// Why the loop ended by itself (a refused wait), until taken.
+    ended: Option<String>,
+}
+
+/// The bounded queue between the loop's thread and the device host's; clones share it.
+#[derive(Clone, Debug, Default)]
+pub struct GuestNotes(Arc<Mutex<NotesInner>>);
+
+impl GuestNotes {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, NotesInner> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push(&self, note: GuestNote) {
+        let mut inner = self.lock();
+        if inner.notes.len() >= GUEST_NOTES_KEPT {
+            inner.notes.pop_front();
+            inner.skipped = inner.skipped.saturating_add(1);
+        }
+        inner.notes.push_back(note);
+    }
+
+    fn end(&self, why: String) {
+        self.lock().ended = Some(why);
+    }
+
+    /// Everything noted since the last call, oldest first (a [`GuestNote::Skipped`] first if
+    /// notes were dropped).
+    pub fn take(&self) -> Vec<GuestNote> {
+        let mut inner = self.lock();
+        let mut notes = Vec::with_capacity(inner.notes.len().saturating_add(1));
+        if inner.skipped > 0 {
+            notes.push(GuestNote::Skipped(std::mem::take(&mut inner.skipped)));
+        }
+        notes.extend(inner.notes.drain(..));
+        notes
+    }
+
+    /// Why the loop ended by itself, once (later calls return `None`).
+    pub fn take_end(&self) -> Option<String> {
+        self.lock().ended.take()
+    }
+}
+
+/// Turns events into placements (the table of the module docs). Pure apart from the inbox and
+/// the optional notes queue.
 #[derive(Debug, Clone)]
 pub struct GuestEventFollower {
     signal: PlacementSignal,
     bar_size: u64,
+    notes: Option<GuestNotes>,
 }
 
 impl GuestEventFollower {
     /// A follower writing to `signal`; `bar_size` is the session's BAR size (the driver's
     /// layout), used for a decode-off placement when the guest reported no device.
     pub fn new(signal: PlacementSignal, bar_size: u64) -> Self {
-        Self { signal, bar_size }
+        Self {
+            signal,
+            bar_size,
+            notes: None,
+        }
+    }
+
+    /// The same follower, also leaving a [`GuestNote`] per event (and the loop's end) in
+    /// `notes`.
+    pub fn with_notes(mut self, notes: GuestNotes) -> Self {
+        self.notes = Some(notes);
+        self
     }
 
     /// The placement `event` stands for, if any.
@@ -197,13 +296,20 @@ pub fn follow_guest_events(
                 }
                 let applied = follower.apply(&event);
                 summary.last_seen = event.sequence();
+                if let Some(notes) = &follower.notes {
+                    notes.push(GuestNote::Event(event, applied));
+                }
                 summary.events.push((event, applied));
             }
             Err(WaitFailure::Cancelled) => {
                 summary.cancelled_waits = summary.cancelled_waits.saturating_add(1);
             }
             Err(WaitFailure::Failed(error)) => {
-                summary.error = Some(error.to_string());
+                let why = error.to_string();
+                if let Some(notes) = &follower.notes {
+                    notes.end(why.clone());
+                }
+                summary.error = Some(why);
                 break;
             }
         }
@@ -216,8 +322,38 @@ pub fn follow_guest_events(
 /// wait returns at once.
 pub struct GuestEventLoop {
     stop: Arc<AtomicBool>,
-    cancel: Box<dyn Fn() + Send + Sync>,
+    cancel: Arc<dyn Fn() + Send + Sync>,
     thread: Option<JoinHandle<FollowSummary>>,
+}
+
+/// Asks a running loop to stop from another thread (on Windows the console's Ctrl-C handler)
+/// without joining it: sets the loop's flag and cancels its pending wait once. The owner still
+/// calls [`GuestEventLoop::stop`], which cancels again until the thread ended (a wait issued
+/// just before the flag was seen) and joins. Holds the canceller weakly: once the loop is
+/// stopped and dropped, this does nothing and keeps nothing open (on Windows the control
+/// device's handle closes with the last transport).
+#[derive(Clone)]
+pub struct LoopStopHandle {
+    stop: Arc<AtomicBool>,
+    cancel: Weak<dyn Fn() + Send + Sync>,
+}
+
+impl LoopStopHandle {
+    /// Sets the loop's flag and cancels its pending wait, if the loop still exists.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(cancel) = self.cancel.upgrade() {
+            cancel();
+        }
+    }
+}
+
+impl std::fmt::Debug for LoopStopHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoopStopHandle")
+            .field("stop", &self.stop.load(Ordering::Acquire))
+            .finish_non_exhaustive()
+    }
 }
 
 impl GuestEventLoop {
@@ -234,9 +370,22 @@ impl GuestEventLoop {
             .spawn(move || follow_guest_events(source.as_mut(), &follower, &flag, 0))?;
         Ok(Self {
             stop,
-            cancel,
+            cancel: Arc::from(cancel),
             thread: Some(thread),
         })
+    }
+
+    /// A handle that stops the loop from another thread ([`LoopStopHandle`]).
+    pub fn stop_handle(&self) -> LoopStopHandle {
+        LoopStopHandle {
+            stop: Arc::clone(&self.stop),
+            cancel: Arc::downgrade(&self.cancel),
+        }
+    }
+
+    /// Whether the loop's thread has ended (by itself: a refused wait; or after a stop).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
     /// Stops the loop: sets the flag, cancels the pending wait (repeatedly, until the thread

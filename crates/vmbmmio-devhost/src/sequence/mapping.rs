@@ -43,6 +43,7 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
             .start_timeout
             .map(|timeout| clock.now() + timeout);
         while !self.emulator.started() {
+            self.log_guest_notes();
             if stop.stop_requested() {
                 return Ok(Progress::Stopped);
             }
@@ -76,6 +77,7 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
     /// The current placement if it is newer than the one acted on (reported as an event), after
     /// reporting any new rejection.
     pub(super) fn poll_placement(&mut self) -> Option<AcceptedPlacement> {
+        self.log_guest_notes();
         if let Some(rejection) = self.placement.last_rejection()
             && rejection.total > self.seen_rejections
         {

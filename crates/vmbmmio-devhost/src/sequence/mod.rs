@@ -10,7 +10,9 @@
 //! 4. create the PCI device instance with the emulator as its callback context (§3.2);
 //! 5. ask the driver what it runs without (QUERY_DRIVER: the optional KMCL entries it lacks;
 //!    logged, never fatal), then open the driver session and check its layout (the BAR size
-//!    reaches the emulator and the placement checks);
+//!    reaches the emulator and the placement checks); then start following the guest's events
+//!    (WAIT_GUEST_EVENT pending on a thread of its own, `guest_follow`, `guest_wait`), if the
+//!    driver client offers them: each event becomes a placement (step 8);
 //! 6. per region: fetch the section handle, map the device host's view, attach it to the
 //!    emulator (the intercept fallback serves from it);
 //!    -- ready: the VM may start (hdv.md §5: the device host must exist before the start) --
@@ -27,10 +29,12 @@
 //!     placement: decode off → destroy every range under a pause and report the regions
 //!     unmapped; BAR moved → the same, then map again at the new base; decode on again → map.
 //!
-//! Release (on exit, on Ctrl-C, and after any failure, in reverse): destroy the ranges (under
-//! one pause if the VM still runs; without one after it was cleaned up), report the regions
-//! unmapped, detach and unmap the views and close the section handles, close the session; then
-//! the device host (which releases the device instance, §3.1) and the VM handle. hdv.md §3.1/§5:
+//! Release (on exit, on Ctrl-C, and after any failure, in reverse): stop the guest-event loop
+//! (cancel its pending wait, join its thread: nothing of the device host's stays pending in the
+//! driver once the session closes), destroy the ranges (under one pause if the VM still runs;
+//! without one after it was cleaned up), report the regions unmapped, detach and unmap the
+//! views and close the section handles, close the session; then the device host (which
+//! releases the device instance, §3.1) and the VM handle. hdv.md §3.1/§5:
 //! `HdvTeardownDeviceHost` comes after the VM was terminated, so if the VM still runs the
 //! release waits for it (bounded, [`DEFAULT_VM_STOP_WAIT`]) and otherwise defers the teardown
 //! ([`HostTeardown::DeferredToProcessExit`]); the device host never terminates a VM it does not
@@ -40,6 +44,7 @@
 
 mod errors;
 mod events;
+mod guest_follow;
 pub mod guest_wait;
 mod mapping;
 mod release;
@@ -50,8 +55,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use errors::{Cause, HostTeardown, Release, SequenceError, Step, TeardownReport};
-pub use events::{Event, UnmapReason};
-pub use run::{RunSummary, run};
+pub use events::{Event, GuestAction, UnmapReason};
+pub use run::{RunHooks, RunSummary, run, run_with};
 
 use crate::callbacks::PciDeviceCallbacks;
 use crate::clock::Clock;
@@ -70,6 +75,7 @@ use crate::platform::{
     ComputeSystem, DeviceHandle, DeviceHostFlags, DeviceHostHandle, HcsApi, HdvApi, SectionHandle,
 };
 use crate::views::SectionMapper;
+use guest_wait::{GuestEventLoop, GuestNotes};
 use vmbmmio_proto::ioctl::WireGuid;
 use vmbmmio_proto::pci_cap::{CHANNEL_PROTOCOL_VERSION, Pairing};
 
@@ -156,6 +162,11 @@ pub struct DeviceHost<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> {
     vm_stop_wait: Duration,
     /// The device host's teardown was deferred (the VM still ran).
     teardown_deferred: bool,
+    /// The guest-event loop, from OPEN_SESSION until the first release step
+    /// (`guest_follow`).
+    guest_loop: Option<GuestEventLoop>,
+    /// What the loop left for the log.
+    guest_notes: GuestNotes,
 }
 
 type StepResult<T> = Result<T, (Step, Cause)>;
@@ -187,6 +198,8 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
             mapped_for: None,
             vm_stop_wait: DEFAULT_VM_STOP_WAIT,
             teardown_deferred: false,
+            guest_loop: None,
+            guest_notes: GuestNotes::new(),
         };
         match host.acquire() {
             Ok(()) => {
@@ -199,8 +212,9 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
 
     /// The guest's report of where it placed the BAR (and, optionally, the channel's MMIO
     /// reservation). Checked at once; if it passes it becomes the current placement, which
-    /// `map_regions` waits for and `serve` follows. Until the channel protocol carries the report
-    /// (issue 9), whoever receives it calls this.
+    /// `map_regions` waits for and `serve` follows. The guest-event loop feeds the same inbox
+    /// from the driver's WAIT_GUEST_EVENT (`guest_follow`); anything else that learns the
+    /// guest's placement calls this.
     pub fn placement_reported(
         &self,
         report: impl Into<GuestReport>,
@@ -318,6 +332,8 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
             bar_size: layout.bar_size(),
             regions: layout.regions().len(),
         });
+        // From here the guest's events may arrive (the driver keeps them per session).
+        self.start_guest_loop(layout.bar_size());
         let regions = layout.regions().to_vec();
         self.layout = Some(layout);
 

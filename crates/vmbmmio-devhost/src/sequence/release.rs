@@ -36,6 +36,9 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
 
     pub(super) fn release_all(&mut self, clock: Option<&dyn Clock>) -> TeardownReport {
         let mut report = TeardownReport::default();
+        // First: no request of the device host's may stay pending in the driver once the
+        // session closes or the handle does (module `guest_follow`).
+        self.stop_guest_loop();
         self.release_ranges(&mut report);
         if let Some(session) = self.session {
             for resources in self.regions.iter_mut().rev().filter(|r| r.reported) {
@@ -189,6 +192,7 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> Drop for DeviceHos
         // Releases whatever a caller did not shut down; a no-op after `shutdown`, except that a
         // deferred device host is torn down now if the VM has stopped meanwhile.
         let holds_more = self.session.is_some()
+            || self.guest_loop.is_some()
             || !self.regions.is_empty()
             || (self.host.is_some() && !self.teardown_deferred)
             || (self.system.is_some() && self.host.is_none());

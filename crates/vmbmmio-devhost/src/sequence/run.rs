@@ -1,5 +1,6 @@
 //! The whole run in one call, as `main` uses it.
 
+use super::guest_wait::LoopStopHandle;
 use super::{
     Backends, DeviceHost, EventLog, Progress, SERVE_POLL_INTERVAL, SequenceError, ServeEnd,
     TeardownReport,
@@ -23,6 +24,15 @@ pub struct RunSummary {
     pub teardown: TeardownReport,
 }
 
+/// What the caller of [`run_with`] wants to hear about while the sequence runs.
+#[derive(Default)]
+pub struct RunHooks {
+    /// Called once, right after the start, if the guest-event loop runs: `main` hands the
+    /// handle to the Ctrl-C handler, so a Ctrl-C cancels the pending WAIT_GUEST_EVENT at once
+    /// (the release stops and joins the loop anyway, before CLOSE_SESSION).
+    pub guest_loop_started: Option<Box<dyn FnOnce(LoopStopHandle)>>,
+}
+
 /// Runs the whole sequence: start, wait for the VM and the guest's placement, map, serve
 /// (following the placement), shut down.
 pub fn run<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper>(
@@ -32,7 +42,23 @@ pub fn run<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper>(
     stop: &dyn StopSignal,
     log: EventLog,
 ) -> Result<RunSummary, SequenceError> {
+    run_with(config, backends, clock, stop, log, RunHooks::default())
+}
+
+/// [`run`], with [`RunHooks`].
+pub fn run_with<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper>(
+    config: &DeviceHostConfig,
+    backends: Backends<H, D, C, M>,
+    clock: &dyn Clock,
+    stop: &dyn StopSignal,
+    log: EventLog,
+    hooks: RunHooks,
+) -> Result<RunSummary, SequenceError> {
     let mut host = DeviceHost::start(config, backends, log)?;
+    if let (Some(started), Some(handle)) = (hooks.guest_loop_started, host.guest_loop_stop_handle())
+    {
+        started(handle);
+    }
     let progress = host.map_regions(clock, stop)?;
     let serve_end = match progress {
         Progress::Mapped => Some(host.serve(clock, stop, SERVE_POLL_INTERVAL)?),

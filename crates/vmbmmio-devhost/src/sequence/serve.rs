@@ -119,6 +119,7 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
         poll: Duration,
     ) -> Result<ServeEnd, SequenceError> {
         loop {
+            self.log_guest_notes();
             self.follow_placement(clock, stop)?;
             self.check_fast_path()?;
             if stop.stop_requested() {

@@ -12,11 +12,15 @@
 //! request on a file object opened for synchronous I/O, so the handle is opened with
 //! `FILE_FLAG_OVERLAPPED` and each call waits for its own `OVERLAPPED` event
 //! (`GetOverlappedResult`): every call still looks synchronous to its caller. The waiting
-//! thread's request is cancelled with `CancelIoEx` ([`DeviceIoControlTransport::canceller`]);
-//! it then fails with `ERROR_OPERATION_ABORTED` and consumes nothing.
+//! thread's request is cancelled with `CancelIoEx`; it then fails with `ERROR_OPERATION_ABORTED`
+//! and consumes nothing. The waiting thread's transport ([`IoctlTransport::waiter`]) publishes
+//! the `OVERLAPPED` of the request it has in flight, and its canceller passes exactly that one
+//! to `CancelIoEx` (Microsoft Learn, "CancelIoEx function": a non-NULL `lpOverlapped` cancels
+//! only the requests issued with it), so a cancel from another thread (the Ctrl-C handler)
+//! never hits a request the device host's main thread has in flight on the same handle.
 
 use std::ptr::{null, null_mut};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use windows_sys::Win32::Foundation::{
     CloseHandle, ERROR_IO_PENDING, GENERIC_READ, GENERIC_WRITE, GetLastError, HANDLE,
@@ -32,7 +36,7 @@ use windows_sys::Win32::System::IO::{
 use windows_sys::Win32::System::Threading::CreateEventW;
 
 use super::wide::to_wide;
-use crate::driver_ioctl::{IoctlFailure, IoctlTransport};
+use crate::driver_ioctl::{IoctlFailure, IoctlTransport, TransportWaiter};
 use crate::platform::SectionHandle;
 
 /// Path of the driver's control device (its `\DosDevices\vmbmmio` symbolic link).
@@ -59,12 +63,26 @@ impl Drop for OwnedDevice {
     }
 }
 
+/// The address of the `OVERLAPPED` a waiting transport has in flight (`None` between calls).
+/// The lock is held while the canceller passes it to `CancelIoEx` and while the call clears it
+/// after completion, so the address is never used once the call returned.
+#[derive(Debug, Default)]
+struct InFlight(Mutex<Option<usize>>);
+
+impl InFlight {
+    fn set(&self, overlapped: Option<usize>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = overlapped;
+    }
+}
+
 /// An open handle to the control device; closed when the last transport sharing it is dropped
 /// ([`Self::share`]), which also ends the driver session opened through it (the driver's
 /// file-cleanup path).
 #[derive(Debug)]
 pub struct DeviceIoControlTransport {
     device: Arc<OwnedDevice>,
+    /// Set on a waiting transport (`waiter`): where its in-flight request is published.
+    in_flight: Option<Arc<InFlight>>,
 }
 
 impl DeviceIoControlTransport {
@@ -95,6 +113,7 @@ impl DeviceIoControlTransport {
         }
         Ok(Self {
             device: Arc::new(OwnedDevice(handle)),
+            in_flight: None,
         })
     }
 
@@ -104,13 +123,14 @@ impl DeviceIoControlTransport {
     pub fn share(&self) -> Self {
         Self {
             device: Arc::clone(&self.device),
+            in_flight: None,
         }
     }
 
-    /// Cancels every request of this process pending on the handle (`CancelIoEx` with no
-    /// `OVERLAPPED`): at shutdown, the waiting thread's WAIT_GUEST_EVENT. The other requests
-    /// never pend in the driver, so only that one is affected. Safe to call from any thread,
-    /// also the console control handler's.
+    /// Cancels every request of this process on the handle (`CancelIoEx` with no
+    /// `OVERLAPPED`), including one another thread has in flight. The device host uses the
+    /// targeted canceller of [`IoctlTransport::waiter`] instead, which cancels the waiting
+    /// thread's request only; this one is for a last resort. Safe to call from any thread.
     pub fn canceller(&self) -> impl Fn() + Send + Sync + 'static {
         let device = Arc::clone(&self.device);
         move || {
@@ -119,6 +139,18 @@ impl DeviceIoControlTransport {
             // (ERROR_NOT_FOUND), which is fine.
             unsafe { CancelIoEx(device.0, null()) };
         }
+    }
+}
+
+/// Cancels the request a waiting transport has in flight, if any (a no-op otherwise).
+fn cancel_in_flight(device: &OwnedDevice, in_flight: &InFlight) {
+    let guard = in_flight.0.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(overlapped) = *guard {
+        // SAFETY: the handle is open while `device` lives. `overlapped` is the address of the
+        // OVERLAPPED of a call still inside `ioctl` (it clears the address under this lock
+        // before its OVERLAPPED goes away); CancelIoEx only marks the request issued with it.
+        // Already completed: a no-op (ERROR_NOT_FOUND).
+        unsafe { CancelIoEx(device.0, overlapped as *const OVERLAPPED) };
     }
 }
 
@@ -143,17 +175,21 @@ impl Drop for CallEvent {
     }
 }
 
-impl IoctlTransport for DeviceIoControlTransport {
-    fn ioctl(&mut self, code: u32, input: &[u8], output: &mut [u8]) -> Result<usize, IoctlFailure> {
+impl DeviceIoControlTransport {
+    /// One request: `DeviceIoControl` with `overlapped`, then, if it pends,
+    /// `GetOverlappedResult` waiting for its completion (or cancellation).
+    fn call(
+        &self,
+        code: u32,
+        input: &[u8],
+        output: &mut [u8],
+        overlapped: &mut OVERLAPPED,
+    ) -> Result<usize, IoctlFailure> {
         let input_len = u32::try_from(input.len()).map_err(|_| IoctlFailure::Win32(87))?;
         let output_len = u32::try_from(output.len()).map_err(|_| IoctlFailure::Win32(87))?;
-        let event = CallEvent::new()?;
-        // SAFETY: OVERLAPPED is plain data; all-zero is its documented initial state.
-        let mut overlapped: OVERLAPPED = unsafe { std::mem::zeroed() };
-        overlapped.hEvent = event.0;
         let mut returned: u32 = 0;
         // SAFETY: the handle is open (held by `self.device`). The input and output buffers,
-        // `overlapped` and `event` outlive the request: if it pends, GetOverlappedResult below
+        // `overlapped` and its event outlive the request: if it pends, GetOverlappedResult below
         // waits for its completion (or cancellation) before any of them is released.
         let ok = unsafe {
             DeviceIoControl(
@@ -164,7 +200,7 @@ impl IoctlTransport for DeviceIoControlTransport {
                 output.as_mut_ptr().cast(),
                 output_len,
                 &mut returned,
-                &mut overlapped,
+                overlapped,
             )
         };
         if ok == 0 {
@@ -174,12 +210,47 @@ impl IoctlTransport for DeviceIoControlTransport {
             }
             // SAFETY: `overlapped` is the structure of the pending request on this handle;
             // bWait = TRUE blocks until it completed, so the buffers stay valid throughout.
-            let done = unsafe { GetOverlappedResult(self.device.0, &overlapped, &mut returned, 1) };
+            let done = unsafe { GetOverlappedResult(self.device.0, overlapped, &mut returned, 1) };
             if done == 0 {
                 return Err(IoctlFailure::Win32(last_error()));
             }
         }
         Ok(returned as usize)
+    }
+}
+
+impl IoctlTransport for DeviceIoControlTransport {
+    fn ioctl(&mut self, code: u32, input: &[u8], output: &mut [u8]) -> Result<usize, IoctlFailure> {
+        let event = CallEvent::new()?;
+        // SAFETY: OVERLAPPED is plain data; all-zero is its documented initial state.
+        let mut overlapped: OVERLAPPED = unsafe { std::mem::zeroed() };
+        overlapped.hEvent = event.0;
+        let Some(in_flight) = self.in_flight.clone() else {
+            return self.call(code, input, output, &mut overlapped);
+        };
+        // A waiting transport publishes its OVERLAPPED before the request exists (a cancel
+        // cannot miss it once it pends) and withdraws it before the OVERLAPPED goes away.
+        in_flight.set(Some(std::ptr::addr_of!(overlapped) as usize));
+        let result = self.call(code, input, output, &mut overlapped);
+        in_flight.set(None);
+        result
+    }
+
+    /// [`Self::share`] with its in-flight request published, and a canceller that passes that
+    /// request's `OVERLAPPED` to `CancelIoEx`: the waiting thread's requests go out on the same
+    /// file object, each with its own `OVERLAPPED`, so they never queue behind the main
+    /// thread's, and cancelling them never touches the main thread's.
+    fn waiter(&self) -> Option<TransportWaiter> {
+        let in_flight = Arc::new(InFlight::default());
+        let device = Arc::clone(&self.device);
+        let published = Arc::clone(&in_flight);
+        Some(TransportWaiter {
+            transport: Box::new(Self {
+                device: Arc::clone(&self.device),
+                in_flight: Some(in_flight),
+            }),
+            cancel: Box::new(move || cancel_in_flight(&device, &published)),
+        })
     }
 
     fn close_handle(&mut self, handle: u64) {

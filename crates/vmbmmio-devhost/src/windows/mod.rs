@@ -13,7 +13,7 @@ mod trampolines;
 mod wide;
 
 pub use com::ComApartment;
-pub use console::install_ctrl_c_handler;
+pub use console::{clear_stop_hook, install_ctrl_c_handler, set_stop_hook};
 pub use hcs::WinHcs;
 pub use hdv::WinHdv;
 pub use ioctl::{CONTROL_DEVICE_PATH, DeviceIoControlTransport};

@@ -10,10 +10,10 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use vmbmmio_devhost::callbacks::PciDeviceCallbacks;
 use vmbmmio_devhost::clock::{Clock, RetryPolicy};
@@ -30,7 +30,11 @@ use vmbmmio_devhost::platform::{
     SectionHandle,
 };
 use vmbmmio_devhost::sequence::Backends;
+use vmbmmio_devhost::sequence::guest_wait::{GuestEventSource, GuestEventTap, WaitFailure};
 use vmbmmio_devhost::views::{SectionMapper, SectionView, ViewError, check_bounds};
+use vmbmmio_proto::ioctl::{
+    EVENT_FLAG_DEVICE, GuestDevice, GuestEvent, GuestEventKind, GuestReservation, GuestSnapshot,
+};
 
 pub const VM: Guid = Guid::from_u128(0x11111111_2222_3333_4444_555555555555);
 /// Where the tests' guest places the 16 KiB BAR.
@@ -109,6 +113,8 @@ pub struct World {
     pub handles: BTreeMap<u64, usize>,
     pub views_mapped: Arc<AtomicU64>,
     pub views_unmapped: Arc<AtomicU64>,
+    /// The driver's WAIT_GUEST_EVENT side; `None`: the fake client offers no guest events.
+    pub guest: Option<Arc<FakeGuest>>,
 }
 
 impl World {
@@ -257,6 +263,18 @@ impl Fake {
         let mut world = self.world();
         world.guest_bar = Some(base);
         world.guest_decode = decode;
+    }
+
+    /// Gives the fake driver a WAIT_GUEST_EVENT side (the client then offers guest events).
+    pub fn with_guest(&self) -> Arc<FakeGuest> {
+        let guest = Arc::new(FakeGuest::default());
+        self.world().guest = Some(Arc::clone(&guest));
+        guest
+    }
+
+    /// Index of the first journal entry equal to `entry`.
+    pub fn journal_index(&self, entry: &str) -> Option<usize> {
+        self.world().journal.iter().position(|e| e == entry)
     }
 
     pub fn section_bytes(&self, region: usize, offset: usize, len: usize) -> Vec<u8> {
@@ -500,6 +518,169 @@ impl DriverClient for Fake {
     fn channel_identity(&self) -> Option<ChannelIdentity> {
         self.world().identity
     }
+
+    fn guest_events(&mut self) -> Option<GuestEventTap> {
+        let guest = {
+            let mut world = self.world();
+            world.journal.push("guest_events".into());
+            world.guest.clone()?
+        };
+        let canceller = (Arc::clone(&guest), self.clone());
+        Some(GuestEventTap {
+            source: Box::new(FakeGuestSource {
+                guest,
+                fake: self.clone(),
+            }),
+            cancel: Box::new(move || canceller.0.cancel(&canceller.1)),
+        })
+    }
+}
+
+/// The driver's side of WAIT_GUEST_EVENT: scripted answers, at most one wait pending, and
+/// `CancelIoEx`'s effect (a pending wait returns cancelled; with nothing pending, nothing
+/// happens). Calls are recorded in the world's journal: `wait_guest_event N` when a wait starts
+/// pending, `CancelIoEx`, `wait cancelled`, and `guest source dropped` when the loop's thread
+/// lets go of its source (it ends right after).
+#[derive(Default)]
+pub struct FakeGuest {
+    state: Mutex<GuestState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+pub struct GuestState {
+    /// What the next waits return, in order.
+    pub queue: VecDeque<Result<GuestEvent, WaitFailure>>,
+    /// A wait is pending (blocked in the fake driver).
+    pub pending: bool,
+    /// A cancellation the pending wait has not seen yet.
+    cancel: bool,
+    /// The `last_seen` of every wait.
+    pub asked: Vec<u64>,
+}
+
+impl FakeGuest {
+    fn lock(&self) -> MutexGuard<'_, GuestState> {
+        self.state.lock().unwrap()
+    }
+
+    /// The driver has `event` (or a failure) for the next wait.
+    pub fn post(&self, answer: Result<GuestEvent, WaitFailure>) {
+        self.lock().queue.push_back(answer);
+        self.changed.notify_all();
+    }
+
+    /// `CancelIoEx`: cancels the pending wait, if one is.
+    fn cancel(&self, fake: &Fake) {
+        let mut state = self.lock();
+        fake.world().journal.push("CancelIoEx".into());
+        if state.pending {
+            state.cancel = true;
+            self.changed.notify_all();
+        }
+    }
+
+    /// Waits (real time, bounded) until the loop handled everything up to `last_seen` and its
+    /// next wait pends.
+    pub fn settled(&self, last_seen: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut state = self.lock();
+        while !(state.pending && state.asked.last() == Some(&last_seen)) {
+            assert!(
+                Instant::now() < deadline,
+                "the guest-event loop did not settle at {last_seen}: asked {:?}",
+                state.asked
+            );
+            state = self
+                .changed
+                .wait_timeout(state, Duration::from_millis(10))
+                .unwrap()
+                .0;
+        }
+    }
+
+    /// The `last_seen` of every wait so far.
+    pub fn asked(&self) -> Vec<u64> {
+        self.lock().asked.clone()
+    }
+}
+
+/// The loop's source: blocks in [`FakeGuest`].
+struct FakeGuestSource {
+    guest: Arc<FakeGuest>,
+    fake: Fake,
+}
+
+impl GuestEventSource for FakeGuestSource {
+    fn wait(&mut self, last_seen: u64) -> Result<GuestEvent, WaitFailure> {
+        let mut state = self.guest.lock();
+        state.asked.push(last_seen);
+        loop {
+            if let Some(answer) = state.queue.pop_front() {
+                state.pending = false;
+                self.guest.changed.notify_all();
+                return answer;
+            }
+            if std::mem::take(&mut state.cancel) {
+                state.pending = false;
+                self.fake.world().journal.push("wait cancelled".into());
+                self.guest.changed.notify_all();
+                return Err(WaitFailure::Cancelled);
+            }
+            if !state.pending {
+                state.pending = true;
+                self.fake
+                    .world()
+                    .journal
+                    .push(format!("wait_guest_event {last_seen}"));
+                self.guest.changed.notify_all();
+            }
+            state = self.guest.changed.wait(state).unwrap();
+        }
+    }
+}
+
+impl Drop for FakeGuestSource {
+    fn drop(&mut self) {
+        self.fake
+            .world()
+            .journal
+            .push("guest source dropped".into());
+    }
+}
+
+/// A checked guest event for the tests' 16 KiB BAR at `base`: `device` is `(decode_on, ready,
+/// releasing)`, or `None` for no device report.
+pub fn guest_event(
+    sequence: u64,
+    kind: GuestEventKind,
+    base: u64,
+    device: Option<(bool, bool, bool)>,
+) -> GuestEvent {
+    let flags = if kind == GuestEventKind::GuestReport {
+        EVENT_FLAG_DEVICE
+    } else {
+        0
+    };
+    let snapshot = GuestSnapshot {
+        reservation: Some(GuestReservation {
+            base: 0xFE00_0000,
+            size: 1 << 20,
+        }),
+        device: device.map(|(decode_on, ready, releasing)| GuestDevice {
+            bar_index: 2,
+            bar_base: base,
+            bar_size: 16384,
+            decode_on,
+            ready,
+            releasing,
+        }),
+        protocol_version: 0x0001_0000,
+        guest_packets: sequence,
+        counted_errors: 0,
+        errors_left: 16,
+    };
+    GuestEvent::new(sequence, kind, flags, snapshot).unwrap()
 }
 
 /// A view over a fake section's bytes.

@@ -221,3 +221,71 @@ fn the_thread_stops_by_cancelling_its_pending_wait() {
         BarState::Decoding { base: BAR_BASE }
     );
 }
+
+#[test]
+fn notes_are_bounded_and_the_end_is_told_once() {
+    let (follower, _signal) = follower();
+    let notes = GuestNotes::new();
+    let follower = follower.with_notes(notes.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let total = GUEST_NOTES_KEPT as u64 + 3;
+    let mut script: VecDeque<Result<GuestEvent, WaitFailure>> = (1..=total)
+        .map(|sequence| {
+            Ok(event(
+                sequence,
+                GuestEventKind::GuestReport,
+                snapshot(false, true, false),
+            ))
+        })
+        .collect();
+    script.push_back(Err(WaitFailure::Failed(DriverError::Rejected {
+        reason: "gone".into(),
+    })));
+    let mut source = Scripted {
+        script,
+        asked: Vec::new(),
+        stop: Arc::clone(&stop),
+    };
+    let summary = follow_guest_events(&mut source, &follower, &stop, 0);
+    assert_eq!(summary.last_seen, total);
+    let taken = notes.take();
+    assert_eq!(taken.len(), GUEST_NOTES_KEPT + 1);
+    assert_eq!(taken[0], GuestNote::Skipped(3));
+    assert!(matches!(taken[1], GuestNote::Event(e, _) if e.sequence() == 4));
+    assert!(notes.take().is_empty());
+    assert_eq!(
+        notes.take_end().as_deref(),
+        Some("the driver refused the request: gone")
+    );
+    assert_eq!(notes.take_end(), None);
+}
+
+#[test]
+fn a_stop_handle_outliving_its_loop_keeps_nothing() {
+    let (follower, _signal) = follower();
+    let shared = Arc::new(Blocking::default());
+    let canceller = Arc::clone(&shared);
+    let guest_loop = GuestEventLoop::spawn(
+        Box::new(BlockingSource(Arc::clone(&shared))),
+        follower,
+        Box::new(move || {
+            canceller.state.lock().unwrap().1 = true;
+            canceller.changed.notify_all();
+        }),
+    )
+    .unwrap();
+    let handle = guest_loop.stop_handle();
+    // From another thread: flag and cancel; the loop's thread ends without a join.
+    let remote = handle.clone();
+    std::thread::spawn(move || remote.request_stop())
+        .join()
+        .unwrap();
+    while !guest_loop.is_finished() {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let summary = guest_loop.stop();
+    assert!(summary.error.is_none());
+    // The loop (and its canceller, which held the source's state) is gone.
+    assert_eq!(Arc::strong_count(&shared), 1);
+    handle.request_stop();
+}
