@@ -20,8 +20,10 @@
 //!   handled the BAR registers itself (LookingGlass, same run), so this source may never fire.
 //! - [`PlacementSource::GuestReport`]: the guest driver's own report over the VMBus channel (the
 //!   pattern of every Hyper-V device that shares MMIO: dxgkrnl `SETIOSPACEREGION`, synthetic
-//!   video `VRAM_LOCATION`); until the channel protocol carries it, a caller hands it over with
-//!   `DeviceHost::placement_reported`.
+//!   video `VRAM_LOCATION`): the guest control protocol (docs/protocol.md) carries it to the
+//!   driver, which hands it to the device host as a WAIT_GUEST_EVENT event (docs/ioctl.md);
+//!   the device host's waiting loop (`sequence::guest_wait`) reports it here.
+//!   `DeviceHost::placement_reported` remains for callers that receive it otherwise.
 //!
 //! Both go through [`PlacementSignal`]: each report is checked against the device's BAR
 //! ([`check_placement`]) and, if the guest names its channel reservation, against that

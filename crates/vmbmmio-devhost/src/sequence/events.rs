@@ -48,6 +48,13 @@ pub enum GuestAction {
     },
     /// Unmap every region.
     Unmap,
+    /// The guest reported another BAR than the device's: refused, nothing changes.
+    WrongBar {
+        /// The BAR index the guest reported.
+        reported: u8,
+        /// The device's BAR.
+        expected: u8,
+    },
     /// Decode off (or not ready) while nothing is mapped: nothing to do.
     NothingMapped,
     /// The placement failed its checks and changed nothing.
@@ -369,6 +376,10 @@ fn write_guest_event(
         GuestAction::Unmap => f.write_str("unmapping"),
         GuestAction::NothingMapped => f.write_str("nothing mapped, nothing to do"),
         GuestAction::Refused(error) => write!(f, "refused: {error}"),
+        GuestAction::WrongBar { reported, expected } => write!(
+            f,
+            "refused: the guest reported BAR{reported}, the device's BAR is BAR{expected}"
+        ),
         GuestAction::Nothing => f.write_str("nothing to do"),
     }
 }

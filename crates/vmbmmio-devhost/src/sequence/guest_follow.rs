@@ -30,8 +30,9 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
         let Some(tap) = self.backends.driver.guest_events() else {
             return;
         };
-        let follower = GuestEventFollower::new(self.placement.clone(), bar_size)
-            .with_notes(self.guest_notes.clone());
+        let follower =
+            GuestEventFollower::new(self.placement.clone(), bar_size, self.config.bar_index)
+                .with_notes(self.guest_notes.clone());
         match GuestEventLoop::spawn(tap.source, follower, tap.cancel) {
             Ok(guest_loop) => {
                 self.guest_loop = Some(guest_loop);
@@ -85,6 +86,9 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
                             (BarState::DecodeOff, None) => GuestAction::NothingMapped,
                         },
                         Applied::Refused(error) => GuestAction::Refused(error),
+                        Applied::WrongBar { reported, expected } => {
+                            GuestAction::WrongBar { reported, expected }
+                        }
                         Applied::Nothing => GuestAction::Nothing,
                     };
                     self.emit(Event::GuestEvent {

@@ -96,6 +96,14 @@ pub enum Applied {
     Placed(AcceptedPlacement),
     /// A placement went to the inbox and was refused (counted there too).
     Refused(PlacementError),
+    /// The guest reported a BAR other than the paired device's: nothing went to the inbox and
+    /// nothing changes (the guest is wrong or hostile; whatever was mapped stays its own).
+    WrongBar {
+        /// The BAR index the guest reported.
+        reported: u8,
+        /// The device's BAR (the device host's `bar_index`).
+        expected: u8,
+    },
     /// The event changes nothing the mapping follows.
     Nothing,
 }
@@ -187,16 +195,20 @@ impl GuestNotes {
 pub struct GuestEventFollower {
     signal: PlacementSignal,
     bar_size: u64,
+    bar_index: u8,
     notes: Option<GuestNotes>,
 }
 
 impl GuestEventFollower {
     /// A follower writing to `signal`; `bar_size` is the session's BAR size (the driver's
-    /// layout), used for a decode-off placement when the guest reported no device.
-    pub fn new(signal: PlacementSignal, bar_size: u64) -> Self {
+    /// layout), used for a decode-off placement when the guest reported no device;
+    /// `bar_index` is the device's BAR (the configuration's `bar_index`): a report naming
+    /// another BAR is refused.
+    pub fn new(signal: PlacementSignal, bar_size: u64, bar_index: u8) -> Self {
         Self {
             signal,
             bar_size,
+            bar_index,
             notes: None,
         }
     }
@@ -225,6 +237,14 @@ impl GuestEventFollower {
 
     /// Hands `event`'s placement to the inbox.
     pub fn apply(&self, event: &GuestEvent) -> Applied {
+        if let Some(device) = event.snapshot().device
+            && device.bar_index != self.bar_index
+        {
+            return Applied::WrongBar {
+                reported: device.bar_index,
+                expected: self.bar_index,
+            };
+        }
         match self.placement(event) {
             Some(report) => match self.signal.report(PlacementSource::GuestReport, report) {
                 Ok(accepted) => Applied::Placed(accepted),

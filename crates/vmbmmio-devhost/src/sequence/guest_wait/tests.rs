@@ -9,6 +9,7 @@ use super::*;
 use crate::placement::BarState;
 
 const BAR_SIZE: u64 = 1 << 20;
+const BAR_INDEX: u8 = 0;
 const BAR_BASE: u64 = 0xF800_0000;
 
 fn snapshot(ready: bool, decode_on: bool, releasing: bool) -> GuestSnapshot {
@@ -18,7 +19,7 @@ fn snapshot(ready: bool, decode_on: bool, releasing: bool) -> GuestSnapshot {
             size: 1 << 20,
         }),
         device: Some(GuestDevice {
-            bar_index: 0,
+            bar_index: BAR_INDEX,
             bar_base: BAR_BASE,
             bar_size: BAR_SIZE,
             decode_on,
@@ -44,7 +45,10 @@ fn event(sequence: u64, kind: GuestEventKind, snapshot: GuestSnapshot) -> GuestE
 fn follower() -> (GuestEventFollower, PlacementSignal) {
     let signal = PlacementSignal::new();
     signal.set_bar_size(BAR_SIZE);
-    (GuestEventFollower::new(signal.clone(), BAR_SIZE), signal)
+    (
+        GuestEventFollower::new(signal.clone(), BAR_SIZE, BAR_INDEX),
+        signal,
+    )
 }
 
 /// Replays a script; every call records the `last_seen` it was given. When the script is empty
@@ -288,4 +292,28 @@ fn a_stop_handle_outliving_its_loop_keeps_nothing() {
     // The loop (and its canceller, which held the source's state) is gone.
     assert_eq!(Arc::strong_count(&shared), 1);
     handle.request_stop();
+}
+
+#[test]
+fn a_report_naming_another_bar_is_refused_and_changes_nothing() {
+    let (follower, signal) = follower();
+    let mut wrong = snapshot(true, true, false);
+    if let Some(device) = wrong.device.as_mut() {
+        device.bar_index = BAR_INDEX + 2;
+    }
+    let applied = follower.apply(&event(1, GuestEventKind::GuestReady, wrong));
+    assert_eq!(
+        applied,
+        Applied::WrongBar {
+            reported: BAR_INDEX + 2,
+            expected: BAR_INDEX
+        }
+    );
+    assert_eq!(signal.latest(), None, "nothing reached the inbox");
+    let right = follower.apply(&event(
+        2,
+        GuestEventKind::GuestReady,
+        snapshot(true, true, false),
+    ));
+    assert!(matches!(right, Applied::Placed(_)), "{right:?}");
 }
