@@ -14,6 +14,7 @@
 
 pub mod demo;
 pub mod guest_memory;
+pub mod guest_session;
 pub mod hdv;
 pub mod kmcl;
 pub mod memory;
