@@ -19,6 +19,7 @@ pub mod hdv;
 pub mod kmcl;
 pub mod memory;
 pub mod platform;
+pub mod replay;
 pub mod sections;
 pub mod vm;
 pub mod vpci;
