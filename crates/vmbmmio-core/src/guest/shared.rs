@@ -19,15 +19,15 @@
 //!   not re-enter the driver: incoming packets are delivered at PASSIVE_LEVEL on KMCL's own
 //!   thread, never from inside a completion.
 //! - The packet being processed is completed **after** the lock is released (it belongs to the
-//!   running callback alone), and so is the device host's [`Wake`]
-//!   ([`EventLock::wake`](crate::guest_events::EventLock::wake)), which retrieves and completes a
+//!   running callback alone), and so is the device host's [`Wake`](crate::guest_events::Wake)
+//!   ([`EventLock::wake`]), which retrieves and completes a
 //!   WDF request.
 //!
 //! # IRQL
 //! | Path | IRQL |
 //! |---|---|
-//! | [`SessionPort`]'s `packet` (ProcessPacket) | PASSIVE_LEVEL (incoming processing at passive); DISPATCH_LEVEL under a spin lock |
-//! | [`SessionPort`]'s `opened`, `started`, `suspend`, `closed` | PASSIVE_LEVEL (KMCL state callbacks) |
+//! | the port's `packet` (ProcessPacket) | PASSIVE_LEVEL (incoming processing at passive); DISPATCH_LEVEL under a spin lock |
+//! | the port's `opened`, `started`, `suspend`, `closed` | PASSIVE_LEVEL (KMCL state callbacks) |
 //! | [`GuestEvents::mapping_changed`], [`GuestEvents::counters`] | <= DISPATCH_LEVEL, under the table lock |
 
 use alloc::sync::Arc;
