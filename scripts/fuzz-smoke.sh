@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 # The targets, one per line (fuzz/fuzz_targets/<name>.rs). Adding a target: add its name here.
 TARGETS=(
   ioctl_parsers
+  guest_packets
   pe_exports
 )
 

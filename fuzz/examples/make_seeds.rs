@@ -1,6 +1,7 @@
 //! Writes the seed corpora under `fuzz/corpus/<target>/`: valid messages and whole sessions for
 //! `ioctl_parsers` (built with `vmbmmio-proto`'s builders, like the golden and control tests),
-//! and the synthetic images and module lists of kmcl's PE tests for `pe_exports`.
+//! the synthetic images and module lists of kmcl's PE tests for `pe_exports`, and whole guest
+//! conversations (built with the guest library's encoder) for `guest_packets`.
 //!
 //! `cargo run --manifest-path fuzz/Cargo.toml --example make_seeds` (stable is enough). The
 //! files are committed; `tests/corpus.rs` checks they are what this writes.
@@ -12,7 +13,9 @@ use std::num::NonZeroU64;
 use std::path::Path;
 
 use pe_support::{Built, Func, Spec};
+use vmbmmio_fuzz::guest::{Control, GuestScript};
 use vmbmmio_fuzz::ioctl::{self, Event, Script};
+use vmbmmio_proto::guest::{BarPlacement, DeviceReport, GuestRange, RequestBody, encode_request};
 use vmbmmio_proto::ioctl::{
     CloseSessionRequest, GetRegionSectionRequest, IoctlCode, MappingState, OpenSessionRequest,
     QueryDriverRequest, QueryStatusRequest, RegionRequest, ReportMappingRequest, SectionAccess,
@@ -21,7 +24,11 @@ use vmbmmio_proto::ioctl::{
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
-    for (target, seeds) in [("ioctl_parsers", ioctl_seeds()), ("pe_exports", pe_seeds())] {
+    for (target, seeds) in [
+        ("ioctl_parsers", ioctl_seeds()),
+        ("pe_exports", pe_seeds()),
+        ("guest_packets", guest_seeds()),
+    ] {
         let dir = root.join(target);
         std::fs::create_dir_all(&dir).expect("corpus directory");
         for (name, bytes) in seeds {
@@ -183,6 +190,125 @@ pub fn ioctl_seeds() -> Vec<(&'static str, Vec<u8>)> {
     seeds.push(("close_session", single(C::CloseSession, &close)));
     seeds.push(("query_driver", single(C::QueryDriver, &driver)));
     seeds
+}
+
+/// One guest request's bytes.
+fn guest(id: u64, body: RequestBody) -> Vec<u8> {
+    let mut buf = [0u8; 128];
+    let len = encode_request(&mut buf, id, &body).expect("fits");
+    buf[..len].to_vec()
+}
+
+/// The paired device's report: the bench's instance, a 1 MiB BAR at `base`.
+fn device(base: u64, decode: bool) -> RequestBody {
+    RequestBody::ReportDevice(DeviceReport {
+        instance: hvsim::guest_session::INTERFACE_INSTANCE,
+        segment: 0,
+        bus: 0,
+        devfn: 8,
+        bar_index: 0,
+        bar: BarPlacement {
+            base,
+            size: 1 << 20,
+            memory_decode: decode,
+        },
+    })
+}
+
+/// `HELLO` and `SELECT_VERSION` 1.0 with ids `first` and `first + 1`.
+fn negotiate(script: GuestScript, first: u64) -> GuestScript {
+    script
+        .packet(&guest(first, RequestBody::Hello))
+        .packet(&guest(
+            first + 1,
+            RequestBody::SelectVersion {
+                version: 0x0001_0000,
+            },
+        ))
+}
+
+/// Seeds of `guest_packets`: a whole valid conversation, one with every hostile case, a flood,
+/// and a kexec that says `HELLO` again on the open channel.
+pub fn guest_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    const BASE: u64 = 0xF800_0000;
+    let whole = negotiate(GuestScript::new(), 1)
+        .control(Control::Wait(0))
+        .packet(&guest(3, RequestBody::ReportReservation(None)))
+        .packet(&guest(4, device(BASE, true)))
+        .packet(&guest(5, RequestBody::Ready))
+        .control(Control::Drain)
+        .packet(&guest(6, RequestBody::WaitEvent { last_seen: 0 }))
+        .control(Control::ReportMapping(0, 1))
+        .control(Control::ReportMapping(1, 1))
+        .packet(&guest(7, RequestBody::GetLayout))
+        .packet(&guest(8, RequestBody::WaitEvent { last_seen: 1 }))
+        .control(Control::ReportMapping(1, 2))
+        .packet(&guest(9, RequestBody::Releasing))
+        .control(Control::Status)
+        .control(Control::Drain)
+        .control(Control::Close)
+        .control(Control::Reopen);
+    let whole = negotiate(whole, 1).into_bytes();
+
+    let mut hostile = negotiate(GuestScript::new(), 1)
+        .packet(&guest(
+            3,
+            RequestBody::ReportReservation(Some(GuestRange {
+                base: BASE - (1 << 19),
+                size: 1 << 20,
+            })),
+        ))
+        .packet(&guest(3, RequestBody::GetLayout))
+        .packet(&guest(4, device(BASE, true)))
+        .packet(&guest(5, device(BASE + 4096, true)))
+        .packet(&guest(6, device(1 << 52, true)))
+        .packet(&guest(7, device(0, true)))
+        .packet(&guest(8, RequestBody::Ready))
+        .packet(&guest(9, RequestBody::WaitEvent { last_seen: 0 }))
+        .packet(&guest(10, RequestBody::WaitEvent { last_seen: 0 }))
+        .packet(b"garbage");
+    for id in 11..24 {
+        hostile = hostile.packet(&guest(id, RequestBody::SelectVersion { version: 7 }));
+    }
+    let hostile = hostile
+        .packet(&guest(30, RequestBody::Hello))
+        .control(Control::Drain)
+        .control(Control::Close)
+        .control(Control::Reopen);
+    let hostile = negotiate(hostile, 1).into_bytes();
+
+    let mut flood = negotiate(GuestScript::new(), 1).control(Control::Wait(0));
+    for id in 3..43 {
+        flood = flood.packet(&guest(id, RequestBody::ReportReservation(None)));
+    }
+    let flood = flood
+        .control(Control::Drain)
+        .control(Control::Status)
+        .into_bytes();
+
+    let kexec = negotiate(GuestScript::new(), 1)
+        .packet(&guest(3, device(BASE, true)))
+        .packet(&guest(4, RequestBody::Ready))
+        .packet(&guest(5, RequestBody::WaitEvent { last_seen: 0 }))
+        .control(Control::Drain)
+        .control(Control::ReportMapping(0, 1))
+        .control(Control::ReportMapping(1, 1))
+        .packet(&guest(6, RequestBody::WaitEvent { last_seen: 1 }));
+    let kexec = negotiate(kexec, 7)
+        .packet(&guest(9, RequestBody::WaitEvent { last_seen: 0 }))
+        .control(Control::Drain)
+        .control(Control::ReportMapping(0, 0))
+        .packet(&guest(10, device(BASE + (2 << 20), true)))
+        .packet(&guest(11, RequestBody::Ready))
+        .control(Control::ReportMapping(0, 1))
+        .control(Control::Drain)
+        .into_bytes();
+    vec![
+        ("whole_conversation", whole),
+        ("hostile", hostile),
+        ("flood", flood),
+        ("kexec", kexec),
+    ]
 }
 
 /// The KMCL entry names, sorted (as a real export name table is).

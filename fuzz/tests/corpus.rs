@@ -40,6 +40,34 @@ fn every_ioctl_seed_runs_clean() {
 }
 
 #[test]
+fn every_guest_seed_runs_clean() {
+    let seeds = corpus("guest_packets");
+    assert!(seeds.len() >= 4);
+    for (_, bytes) in seeds {
+        vmbmmio_fuzz::guest::run(&bytes);
+    }
+}
+
+#[test]
+fn the_guest_seeds_reach_what_they_are_named_for() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/guest_packets");
+    let run = |name: &str| vmbmmio_fuzz::guest::run(&std::fs::read(dir.join(name)).unwrap());
+    // The whole conversation: every packet accepted (the waits held and completed).
+    let whole = run("whole_conversation");
+    assert_eq!((whole.guest_packets, whole.protocol_errors), (11, 0));
+    // The hostile one: refused with counted errors until the allowance ran out, then a fresh
+    // channel open negotiates again.
+    let hostile = run("hostile");
+    assert_eq!(hostile.counted_errors, 16);
+    assert_eq!(hostile.accepted, 6);
+    // The flood: 30 reports taken, the rest BUSY (not counted).
+    let flood = run("flood");
+    assert_eq!((flood.accepted, flood.counted_errors), (2 + 30, 0));
+    // The kexec: nothing refused.
+    assert_eq!(run("kexec").protocol_errors, 0);
+}
+
+#[test]
 fn every_pe_seed_runs_clean() {
     let seeds = corpus("pe_exports");
     assert!(seeds.len() >= 4);
@@ -53,6 +81,7 @@ fn the_committed_seeds_are_what_the_generator_writes() {
     for (target, seeds) in [
         ("ioctl_parsers", make_seeds::ioctl_seeds()),
         ("pe_exports", make_seeds::pe_seeds()),
+        ("guest_packets", make_seeds::guest_seeds()),
     ] {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("corpus")

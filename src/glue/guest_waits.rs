@@ -33,7 +33,8 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 use alloc::boxed::Box;
 
 use vmbmmio_core::control::{ControlError, Delivered, FileKey, PendingWait};
-use vmbmmio_core::guest_events::{EventLock, GuestEventQueue, Wake};
+use vmbmmio_core::guest::GuestShared;
+use vmbmmio_core::guest_events::{EventLock, Wake};
 use wdk_sys::{
     _WDF_IO_QUEUE_DISPATCH_TYPE, _WDF_TRI_STATE, NTSTATUS, PVOID, STATUS_SUCCESS, ULONG,
     WDF_IO_QUEUE_CONFIG, WDF_NO_OBJECT_ATTRIBUTES, WDF_OBJECT_ATTRIBUTES,
@@ -47,10 +48,11 @@ use super::driver::{object_attributes, wdf_size};
 /// The manual queue pending WAIT_GUEST_EVENT requests wait in; set once at device creation.
 static WAIT_QUEUE: AtomicPtr<c_void> = AtomicPtr::new(null_mut());
 
-/// The core's event lock: a WDF spin lock around the queue.
+/// The core's event lock: a WDF spin lock around the session's guest state (the event queue,
+/// the guest-protocol engine and the held guest packet).
 pub struct SpinEventLock {
     lock: WDFSPINLOCK,
-    queue: UnsafeCell<GuestEventQueue>,
+    queue: UnsafeCell<GuestShared>,
 }
 
 // SAFETY: `queue` is only reached through `with`, which holds the spin lock; the WDF spin lock
@@ -61,7 +63,7 @@ unsafe impl Sync for SpinEventLock {}
 
 impl EventLock for SpinEventLock {
     /// IRQL: <= DISPATCH_LEVEL (`WdfSpinLockCreate`); called at PASSIVE_LEVEL by the core.
-    fn new(queue: GuestEventQueue) -> Option<Self> {
+    fn new(queue: GuestShared) -> Option<Self> {
         let mut lock: WDFSPINLOCK = null_mut();
         // SAFETY: no attributes (the lock's parent is the driver; it is deleted in `drop`);
         // `lock` is a live out-parameter.
@@ -81,9 +83,10 @@ impl EventLock for SpinEventLock {
         })
     }
 
-    /// IRQL: <= DISPATCH_LEVEL; raises to DISPATCH_LEVEL while `f` runs (bounded, no call out,
-    /// nothing paged: the queue lives in the nonpaged pool).
-    fn with<R>(&self, f: impl FnOnce(&mut GuestEventQueue) -> R) -> R {
+    /// IRQL: <= DISPATCH_LEVEL; raises to DISPATCH_LEVEL while `f` runs (bounded, nothing
+    /// paged: the state lives in the nonpaged pool; the one call out is
+    /// `VmbChannelPacketComplete` of a held guest packet, allowed at DISPATCH_LEVEL).
+    fn with<R>(&self, f: impl FnOnce(&mut GuestShared) -> R) -> R {
         // SAFETY: `self.lock` is a live spin lock (deleted only in drop).
         unsafe { call_unsafe_wdf_function_binding!(WdfSpinLockAcquire, self.lock) };
         // SAFETY: the spin lock gives this thread exclusive access to the queue.
@@ -91,6 +94,14 @@ impl EventLock for SpinEventLock {
         // SAFETY: acquired above on this thread.
         unsafe { call_unsafe_wdf_function_binding!(WdfSpinLockRelease, self.lock) };
         result
+    }
+
+    /// A push from the channel's callbacks woke the session's parked request: retrieve and
+    /// deliver it now. Called without the event lock and without the table lock.
+    ///
+    /// IRQL: PASSIVE_LEVEL (a KMCL callback).
+    fn wake(&self, wake: Wake) {
+        handle_wake(wake);
     }
 }
 

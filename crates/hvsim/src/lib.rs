@@ -14,10 +14,12 @@
 
 pub mod demo;
 pub mod guest_memory;
+pub mod guest_session;
 pub mod hdv;
 pub mod kmcl;
 pub mod memory;
 pub mod platform;
+pub mod replay;
 pub mod sections;
 pub mod vm;
 pub mod vpci;

@@ -1,6 +1,8 @@
-//! `hvsim`: runs the simulated end-to-end demo (`cargo run -p hvsim -- demo`).
+//! `hvsim`: runs the simulated end-to-end demo (`cargo run -p hvsim -- demo`) and replays guest
+//! packets against the driver's packet handler (`cargo run -p hvsim -- replay <DIR>`).
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -45,6 +47,13 @@ enum Command {
         #[arg(long)]
         observed_nested_build: bool,
     },
+    /// Feeds every file in DIR, in file-name order, to the driver's real packet handler as one
+    /// guest packet (on one open channel, after a normal version negotiation) and prints one
+    /// line per file, `<file-name> <accepted|rejected:<code>>`, then the totals.
+    Replay {
+        /// The directory of packets.
+        dir: PathBuf,
+    },
 }
 
 /// The guest operating system of the demo's VM.
@@ -78,6 +87,18 @@ fn parse_region(text: &str) -> Result<u64, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Replay { dir } => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            match hvsim::replay::run(&dir, &mut out) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(error) => {
+                    let _ = out.flush();
+                    eprintln!("replay: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Demo {
             regions,
             guest,

@@ -8,7 +8,8 @@
 use std::sync::Mutex;
 
 use vmbmmio_core::control::Platform;
-use vmbmmio_core::guest_events::{EventLock, GuestEventQueue};
+use vmbmmio_core::guest::GuestShared;
+use vmbmmio_core::guest_events::{EventLock, Wake};
 
 use crate::kmcl::{HvsimKmcl, HvsimKmclWithoutMmioSpace, SimHandleCloser};
 use crate::sections::{SimKernel, SimProcessRef};
@@ -37,22 +38,51 @@ impl Platform for SimPlatformWithoutMmioSpace {
     type EventLock = SimEventLock;
 }
 
-/// The session event queue's lock in the simulator: a `std` mutex (the driver's is a WDF spin
+/// The session's guest-state lock in the simulator: a `std` mutex (the driver's is a WDF spin
 /// lock, module `vmbmmio_core::guest_events`). A poisoned mutex (a test panicked while holding
-/// it) is taken over: the queue's methods never leave it half-updated.
+/// it) is taken over: the state's methods never leave it half-updated.
+///
+/// The glue retrieves and delivers a woken WAIT_GUEST_EVENT at once; the simulator has no
+/// request objects, so it records the wakes the channel's callbacks hand it
+/// ([`SimEventLock::take_wakes`]) for the test that plays the glue's manual queue.
 #[derive(Debug)]
-pub struct SimEventLock(Mutex<GuestEventQueue>);
+pub struct SimEventLock {
+    shared: Mutex<GuestShared>,
+    wakes: Mutex<Vec<Wake>>,
+}
+
+impl SimEventLock {
+    /// The wakes handed over since the last call, oldest first.
+    pub fn take_wakes(&self) -> Vec<Wake> {
+        std::mem::take(
+            &mut *self
+                .wakes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
 
 impl EventLock for SimEventLock {
-    fn new(queue: GuestEventQueue) -> Option<Self> {
-        Some(Self(Mutex::new(queue)))
+    fn new(shared: GuestShared) -> Option<Self> {
+        Some(Self {
+            shared: Mutex::new(shared),
+            wakes: Mutex::new(Vec::new()),
+        })
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut GuestEventQueue) -> R) -> R {
-        let mut queue = self
-            .0
+    fn with<R>(&self, f: impl FnOnce(&mut GuestShared) -> R) -> R {
+        let mut shared = self
+            .shared
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&mut queue)
+        f(&mut shared)
+    }
+
+    fn wake(&self, wake: Wake) {
+        self.wakes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(wake);
     }
 }

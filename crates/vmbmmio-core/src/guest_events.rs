@@ -3,9 +3,9 @@
 //! # What it does
 //! The guest reports over the channel (docs/protocol.md) where things are and when it is ready
 //! or releasing; the host engine that parses those packets **pushes** an event here
-//! ([`GuestEvents::push`]), and the device host learns it through the one WAIT_GUEST_EVENT
-//! request it keeps pending. (Until the host engine exists, tests push through
-//! [`crate::control::ControlDevice::guest_events`].)
+//! ([`GuestEvents::push`] for tests; the engine, [`crate::guest::Engine`], pushes under the same
+//! lock), and the device host learns it through the one WAIT_GUEST_EVENT request it keeps
+//! pending.
 //!
 //! - Bounded: at most [`EVENT_CAPACITY`] unacknowledged events; a push beyond that is refused
 //!   ([`PushError::Full`]; the host engine answers the guest `BUSY`).
@@ -38,11 +38,13 @@
 //! nothing wrongly; at worst the request goes back to the queue.
 //!
 //! # Locking
-//! The queue lives behind the platform's [`EventLock`], shared ([`Arc`]) between the session
-//! (IOCTL side, under the table lock) and the channel's packet handler (which must **never**
-//! take the table lock, module docs of [`crate::control`]). Lock order: table lock, then event
-//! lock; never the other way round. Everything under the event lock is bounded, allocation-free
-//! work on a fixed array, and **no call leaves this module while it is held**: the lock is
+//! The queue lives in the session's [`GuestShared`] (with the host engine's conversation and the
+//! held guest packet) behind the platform's [`EventLock`], shared ([`Arc`]) between the session
+//! (IOCTL side, under the table lock) and the channel's callbacks (which must **never** take the
+//! table lock, module docs of [`crate::control`]). Lock order: table lock, then event lock;
+//! never the other way round. Everything under the event lock is bounded, allocation-free work
+//! on fixed arrays; the one call out is the completion of a held guest packet
+//! (`VmbChannelPacketComplete`, <= DISPATCH_LEVEL, module [`crate::guest::shared`]). The lock is
 //! released before any [`Wake`] reaches the glue, so the glue may complete, requeue or cancel a
 //! request (and be re-entered by WDF's cancellation callback, which takes the lock again)
 //! without deadlock. The glue's lock is a WDF spin lock: `EvtIoCanceledOnQueue` and request
@@ -53,6 +55,7 @@ use alloc::sync::Arc;
 use vmbmmio_proto::ioctl::{GuestEvent, GuestEventKind, GuestSnapshot, ProtoError};
 
 use crate::control::FileKey;
+use crate::guest::{GuestShared, SessionContext};
 
 /// Most unacknowledged events one session keeps.
 pub const EVENT_CAPACITY: usize = 32;
@@ -61,18 +64,29 @@ pub const EVENT_CAPACITY: usize = 32;
 const CAPACITY_U64: u64 = 32;
 const _: () = assert!(EVENT_CAPACITY as u64 == CAPACITY_U64);
 
-/// A lock around one session's [`GuestEventQueue`], supplied by the platform: a WDF spin lock
+/// The lock around one session's guest-facing state ([`GuestShared`]: this queue, the host
+/// engine's conversation and the held guest packet), supplied by the platform: a WDF spin lock
 /// in the driver, a `std` mutex in the simulator.
 pub trait EventLock: Send + Sync + Sized + 'static {
-    /// A lock holding `queue`, or `None` if the platform cannot make one (out of memory).
+    /// A lock holding `shared`, or `None` if the platform cannot make one (out of memory).
     ///
     /// IRQL: PASSIVE_LEVEL.
-    fn new(queue: GuestEventQueue) -> Option<Self>;
+    fn new(shared: GuestShared) -> Option<Self>;
 
-    /// Runs `f` with the lock held. `f` is bounded and never calls out.
+    /// Runs `f` with the lock held. `f` is bounded, allocates nothing and calls out only to
+    /// complete a held guest packet (`VmbChannelPacketComplete`, <= DISPATCH_LEVEL, module
+    /// [`crate::guest::shared`]).
     ///
     /// IRQL: <= DISPATCH_LEVEL (a spin lock raises to DISPATCH_LEVEL while held).
-    fn with<R>(&self, f: impl FnOnce(&mut GuestEventQueue) -> R) -> R;
+    fn with<R>(&self, f: impl FnOnce(&mut GuestShared) -> R) -> R;
+
+    /// A push from the channel's packet handler (or its Closed callback) woke the session's
+    /// parked WAIT_GUEST_EVENT: the platform retrieves and delivers it, as it does for any
+    /// other [`Wake`]. Called **without** this lock and without the table lock, from a KMCL
+    /// callback, which must never take the table lock (module docs of [`crate::control`]).
+    ///
+    /// IRQL: PASSIVE_LEVEL.
+    fn wake(&self, wake: Wake);
 }
 
 /// Identifies one pending WAIT_GUEST_EVENT request of a session (never reused within it).
@@ -247,7 +261,12 @@ impl GuestEventQueue {
         self.waiter != Waiter::None
     }
 
-    fn push(
+    /// Whether the session closed (pushes and waits are refused).
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    pub(crate) fn push(
         &mut self,
         kind: GuestEventKind,
         flags: u32,
@@ -393,13 +412,19 @@ impl<L: EventLock> Clone for GuestEvents<L> {
 }
 
 impl<L: EventLock> GuestEvents<L> {
-    /// An empty queue for the session on `file`; `None` if the platform's lock cannot be made.
+    /// An empty queue for the session on `file`, whose guest engine sees the session as
+    /// `context`; `None` if the platform's lock cannot be made.
     ///
     /// IRQL: PASSIVE_LEVEL.
-    pub fn new(file: FileKey) -> Option<Self> {
+    pub fn new(file: FileKey, context: SessionContext) -> Option<Self> {
         Some(Self {
-            shared: Arc::new(L::new(GuestEventQueue::new(file))?),
+            shared: Arc::new(L::new(GuestShared::new(file, context))?),
         })
+    }
+
+    /// The platform's lock around the shared state (the simulator's records its wakes).
+    pub fn shared(&self) -> &L {
+        &self.shared
     }
 
     /// Appends an event (the host engine, from the packet callback; never under the table
@@ -413,7 +438,8 @@ impl<L: EventLock> GuestEvents<L> {
         flags: u32,
         snapshot: GuestSnapshot,
     ) -> Result<(u64, Option<Wake>), PushError> {
-        self.shared.with(|queue| queue.push(kind, flags, snapshot))
+        self.shared
+            .with(|shared| shared.queue.push(kind, flags, snapshot))
     }
 
     /// WAIT_GUEST_EVENT(`last_seen`): acknowledges every event up to `last_seen`, then answers
@@ -421,7 +447,8 @@ impl<L: EventLock> GuestEvents<L> {
     ///
     /// IRQL: <= DISPATCH_LEVEL.
     pub fn begin_wait(&self, last_seen: u64) -> Result<WaitStart, WaitError> {
-        self.shared.with(|queue| queue.begin_wait(last_seen))
+        self.shared
+            .with(|shared| shared.queue.begin_wait(last_seen))
     }
 
     /// The pending request `ticket` is in the glue's manual queue now; a [`Wake`] if it must be
@@ -429,14 +456,14 @@ impl<L: EventLock> GuestEvents<L> {
     ///
     /// IRQL: <= DISPATCH_LEVEL.
     pub fn parked(&self, ticket: Ticket) -> Option<Wake> {
-        self.shared.with(|queue| queue.parked(ticket))
+        self.shared.with(|shared| shared.queue.parked(ticket))
     }
 
     /// The glue retrieved request `ticket` from its manual queue: what to do with it.
     ///
     /// IRQL: <= DISPATCH_LEVEL.
     pub fn deliver(&self, ticket: Ticket) -> Delivery {
-        self.shared.with(|queue| queue.deliver(ticket))
+        self.shared.with(|shared| shared.queue.deliver(ticket))
     }
 
     /// Request `ticket` was cancelled (or completed by someone else) without a delivery.
@@ -444,7 +471,7 @@ impl<L: EventLock> GuestEvents<L> {
     ///
     /// IRQL: <= DISPATCH_LEVEL.
     pub fn cancel(&self, ticket: Ticket) -> bool {
-        self.shared.with(|queue| queue.cancel(ticket))
+        self.shared.with(|shared| shared.queue.cancel(ticket))
     }
 
     /// The session is closing: later pushes and waits are refused; a pending request must be
@@ -452,14 +479,14 @@ impl<L: EventLock> GuestEvents<L> {
     ///
     /// IRQL: <= DISPATCH_LEVEL.
     pub fn close(&self) -> Option<Wake> {
-        self.shared.with(GuestEventQueue::close)
+        self.shared.with(|shared| shared.queue.close())
     }
 
     /// Reads the queue's state (tests, QUERY_STATUS).
     ///
     /// IRQL: <= DISPATCH_LEVEL.
     pub fn inspect<R>(&self, f: impl FnOnce(&GuestEventQueue) -> R) -> R {
-        self.shared.with(|queue| f(queue))
+        self.shared.with(|shared| f(&shared.queue))
     }
 }
 

@@ -7,6 +7,8 @@
 //! - [`sections`]: the sections that back the guest MMIO, their quotas and their ledger.
 //! - [`control`]: what the device host may ask through the control device (one session per
 //!   file handle), checked with `vmbmmio-proto`'s parsers.
+//! - [`guest`]: the host side of the guest control protocol (docs/protocol.md) on the session's
+//!   channel, and [`guest_events`]: what it tells the device host (WAIT_GUEST_EVENT).
 //! - [`error`]: typed errors and their NTSTATUS.
 //!
 //! # What this crate must not do
@@ -46,6 +48,7 @@ extern crate std;
 pub mod channel;
 pub mod control;
 pub mod error;
+pub mod guest;
 pub mod guest_events;
 pub mod mmio_plan;
 pub mod sections;

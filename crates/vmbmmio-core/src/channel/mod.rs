@@ -8,8 +8,9 @@
 //!    (kmcl.md §4 "Teardown": closing it earlier is UNCERTAIN).
 //!
 //! Its state lives in [`ChannelShared`], the callback handler, as atomics (see [`state`] for
-//! the diagram). Guest packets are, for now, all completed with
-//! [`UNSUPPORTED_PACKET_COMPLETION`] until the control protocol is wired in.
+//! the diagram). A session's channel routes its guest's packets and its state changes to the
+//! session's [`GuestPort`] (the guest control protocol, [`crate::guest`]); a channel offered
+//! without one completes every packet with [`UNSUPPORTED_PACKET_COMPLETION`].
 //!
 //! # IRQL
 //! | Entry point | IRQL | Context |
@@ -27,6 +28,8 @@ mod handle;
 mod shared;
 pub mod state;
 
+use alloc::sync::Arc;
+
 use kmcl::KmclProvider;
 use kmcl::server::{ParentDevice, ServerChannel, ServerChannelParams};
 
@@ -37,7 +40,7 @@ pub use error::{ChannelError, ConfigError};
 pub use handle::{
     KernelHandleCloser, KernelHandleValue, KernelVmbusHandle, UserVmbusHandle, convert_vmbus_handle,
 };
-pub use shared::{ChannelShared, ChannelStats, UNSUPPORTED_PACKET_COMPLETION};
+pub use shared::{ChannelShared, ChannelStats, GuestPort, UNSUPPORTED_PACKET_COMPLETION};
 pub use state::{ChannelState, GuestMmioWindow, MAX_GUEST_PHYSICAL_ADDRESS, Phase};
 
 use crate::mmio_plan::MmioPlan;
@@ -72,6 +75,20 @@ impl<P: KmclProvider, C: KernelHandleCloser> VmChannel<P, C> {
         config: ChannelConfig<'_, C>,
         plan: MmioPlan,
     ) -> Result<Self, ChannelError> {
+        Self::offer_with_guest(parent, config, plan, None)
+    }
+
+    /// [`VmChannel::offer`], with the session's guest port: the channel's packets and state
+    /// changes go there (`None`: every packet is refused with
+    /// [`UNSUPPORTED_PACKET_COMPLETION`]).
+    ///
+    /// IRQL: PASSIVE_LEVEL.
+    pub fn offer_with_guest(
+        parent: ParentDevice,
+        config: ChannelConfig<'_, C>,
+        plan: MmioPlan,
+        guest: Option<Arc<dyn GuestPort>>,
+    ) -> Result<Self, ChannelError> {
         config.validate()?;
         let server_flags = config.target.server_flags();
         let loopback = config.target.is_loopback();
@@ -91,7 +108,7 @@ impl<P: KmclProvider, C: KernelHandleCloser> VmChannel<P, C> {
             mmio_megabytes: plan.mmio_megabytes(),
             mmio_megabytes_optional: plan.mmio_megabytes_optional(),
         };
-        match ServerChannel::create(params, ChannelShared::new()) {
+        match ServerChannel::create(params, ChannelShared::with_guest(guest)) {
             Ok(server) => Ok(Self {
                 server: Some(server),
                 vmbus_handle,

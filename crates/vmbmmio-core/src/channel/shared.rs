@@ -1,15 +1,20 @@
-//! The part of a channel the KMCL callbacks reach: its state, as atomics.
+//! The part of a channel the KMCL callbacks reach: its state, as atomics, and the session's
+//! [`GuestPort`].
 //!
-//! This is the driver's `kmcl::server::ChannelHandler`. It holds only atomics, so it is
-//! `Send + Sync`, never blocks and never allocates: safe at any IRQL a callback runs at. State
-//! callbacks run at PASSIVE_LEVEL and KMCL runs them one at a time; `process_packet` runs at
-//! PASSIVE_LEVEL too, because the channel is created with incoming processing at passive
-//! (packet handling will touch sections, which needs PASSIVE_LEVEL).
+//! This is the driver's `kmcl::server::ChannelHandler`. It holds atomics and, for a session's
+//! channel, an `Arc` of the session's guest port (given at offer time), so it is `Send + Sync`,
+//! never blocks and never allocates. State callbacks run at PASSIVE_LEVEL and KMCL runs them one
+//! at a time; `process_packet` runs at PASSIVE_LEVEL too, because the channel is created with
+//! incoming processing at passive. A session's packets go to its port (the guest control
+//! protocol, module [`crate::guest`]); a channel offered without one (channel-level tests)
+//! completes every packet with [`UNSUPPORTED_PACKET_COMPLETION`].
 //!
 //! Readers outside the callbacks (IOCTLs, diagnostics) get consistent-enough snapshots: the
 //! guest MMIO report is written before the phase that publishes it (release/acquire).
 
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use alloc::sync::Arc;
 
 use kmcl::ErrorStatus;
 use kmcl::raw::STATUS_NOT_SUPPORTED;
@@ -17,7 +22,7 @@ use kmcl::server::{ChannelHandler, ChannelRef, IncomingPacket};
 
 use super::state::{ChannelState, Event, GuestMmioWindow, Phase, transition};
 
-/// The completion payload of every guest packet until the control protocol is wired in:
+/// The completion payload of every guest packet of a channel offered without a [`GuestPort`]:
 /// `STATUS_NOT_SUPPORTED` as a little-endian NTSTATUS (4 bytes).
 pub const UNSUPPORTED_PACKET_COMPLETION: [u8; 4] = STATUS_NOT_SUPPORTED.to_le_bytes();
 
@@ -28,7 +33,8 @@ pub struct ChannelStats {
     pub opens: u64,
     /// Guest packets delivered to `process_packet`.
     pub packets_received: u64,
-    /// Of those, completed with [`UNSUPPORTED_PACKET_COMPLETION`].
+    /// Of those, completed with [`UNSUPPORTED_PACKET_COMPLETION`] (a channel without a guest
+    /// port; a session's refusals are counted by its engine).
     pub packets_rejected: u64,
     /// State callbacks that came in an order the reference does not describe.
     pub unexpected_events: u64,
@@ -36,8 +42,25 @@ pub struct ChannelStats {
     pub mmio_reports_ignored: u64,
 }
 
+/// Where a session's channel sends its guest's packets and its state changes: the session's
+/// guest-protocol engine ([`crate::guest::shared`]). Every method is called from a KMCL
+/// callback and must never take the table lock.
+pub trait GuestPort: Send + Sync + 'static {
+    /// One guest packet: complete it or keep its completion ([`IncomingPacket::hold`]).
+    /// IRQL: PASSIVE_LEVEL (incoming processing at passive).
+    fn packet(&self, packet: IncomingPacket<'_>);
+    /// The guest opened the channel. IRQL: PASSIVE_LEVEL.
+    fn opened(&self);
+    /// The channel started (packets flow). IRQL: PASSIVE_LEVEL.
+    fn started(&self);
+    /// The channel is suspending: every held packet must be completed before this returns.
+    /// IRQL: PASSIVE_LEVEL.
+    fn suspend(&self);
+    /// The channel closed. IRQL: PASSIVE_LEVEL.
+    fn closed(&self);
+}
+
 /// Channel state shared between the driver and the KMCL callbacks.
-#[derive(Debug)]
 pub struct ChannelShared {
     phase: AtomicU8,
     /// Guest MMIO report; `size == 0` means none.
@@ -48,12 +71,34 @@ pub struct ChannelShared {
     packets_rejected: AtomicU64,
     unexpected_events: AtomicU64,
     mmio_reports_ignored: AtomicU64,
+    /// The session's guest port; `None` for a channel offered on its own.
+    guest: Option<Arc<dyn GuestPort>>,
+}
+
+impl core::fmt::Debug for ChannelShared {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ChannelShared")
+            .field("phase", &self.phase())
+            .field("stats", &self.stats())
+            .field("guest", &self.guest.is_some())
+            .finish()
+    }
 }
 
 impl ChannelShared {
-    /// A freshly offered channel's state.
+    /// A freshly offered channel's state, whose packets go to `guest` (or are refused with
+    /// [`UNSUPPORTED_PACKET_COMPLETION`] without one).
+    pub fn with_guest(guest: Option<Arc<dyn GuestPort>>) -> Self {
+        Self {
+            guest,
+            ..Self::new()
+        }
+    }
+
+    /// A freshly offered channel's state, without a guest port.
     pub const fn new() -> Self {
         Self {
+            guest: None,
             phase: AtomicU8::new(Phase::Offered as u8),
             mmio_address: AtomicU64::new(0),
             mmio_size: AtomicU64::new(0),
@@ -143,6 +188,9 @@ impl ChannelHandler for ChannelShared {
     fn opened(&self, _channel: &ChannelRef<'_>) -> Result<(), ErrorStatus> {
         self.opens.fetch_add(1, Ordering::Relaxed);
         self.apply(Event::Opened);
+        if let Some(guest) = &self.guest {
+            guest.opened();
+        }
         Ok(())
     }
 
@@ -151,6 +199,9 @@ impl ChannelHandler for ChannelShared {
     /// publishes it with the Release store in `apply`. IRQL: PASSIVE_LEVEL.
     fn started(&self, channel: &ChannelRef<'_>) {
         self.record_mmio(channel);
+        if let Some(guest) = &self.guest {
+            guest.started();
+        }
         self.apply(Event::Started);
     }
 
@@ -159,23 +210,34 @@ impl ChannelHandler for ChannelShared {
         self.apply(Event::PostStarted);
     }
 
-    /// Nothing outstanding to retire: every packet is completed inline. IRQL: PASSIVE_LEVEL.
+    /// The guest port completes its held packet (a `WAIT_EVENT`) before this returns: KMCL
+    /// waits for every delivered packet. IRQL: PASSIVE_LEVEL.
     fn suspend(&self, _channel: &ChannelRef<'_>) {
+        if let Some(guest) = &self.guest {
+            guest.suspend();
+        }
         self.apply(Event::Suspend);
     }
 
     /// No GPADLs exist to tear down. IRQL: PASSIVE_LEVEL.
     fn closed(&self, _channel: &ChannelRef<'_>) {
+        if let Some(guest) = &self.guest {
+            guest.closed();
+        }
         self.apply(Event::Closed);
         self.mmio_size.store(0, Ordering::Relaxed);
         self.mmio_address.store(0, Ordering::Relaxed);
     }
 
-    /// Until the control protocol exists, every packet is completed at once with
-    /// [`UNSUPPORTED_PACKET_COMPLETION`]. IRQL: PASSIVE_LEVEL (incoming processing at passive is
-    /// always requested by `VmChannel::offer`).
+    /// A session's packets go to its guest port (the guest control protocol); without one,
+    /// every packet is completed at once with [`UNSUPPORTED_PACKET_COMPLETION`]. IRQL:
+    /// PASSIVE_LEVEL (incoming processing at passive is always requested by `VmChannel::offer`).
     fn process_packet(&self, _channel: &ChannelRef<'_>, packet: IncomingPacket<'_>) {
         self.packets_received.fetch_add(1, Ordering::Relaxed);
+        if let Some(guest) = &self.guest {
+            guest.packet(packet);
+            return;
+        }
         // A 4-byte payload always fits the u32 length; on the impossible error the packet is
         // still completed (empty), so exactly-once holds either way.
         if packet.complete(&UNSUPPORTED_PACKET_COMPLETION).is_ok() {

@@ -12,6 +12,7 @@ use alloc::boxed::Box;
 use super::phases::{Begun, Finished, OpenDone, OpenWork, Teardown};
 use super::session::{Busy, FileEntry, Session};
 use super::{Caller, ControlDevice, ControlError, Platform};
+use crate::guest::SessionContext;
 use crate::guest_events::GuestEvents;
 use crate::mmio_plan::MmioPlan;
 use crate::sections::{RegionAccess, RegionId, RegionSpec};
@@ -156,14 +157,16 @@ impl<X: Platform> ControlDevice<X> {
             IoctlCode::ReportMapping => {
                 let params = parse_report_mapping(input)?;
                 let session = self.session_mut(index)?;
-                let slot = usize::try_from(params.region_index)
+                let region = usize::try_from(params.region_index)
                     .ok()
-                    .filter(|&i| i < session.channel.plan().regions().len())
-                    .and_then(|i| session.mapping.get_mut(i))
-                    .ok_or(ControlError::RegionOutOfRange {
-                        index: params.region_index,
-                    })?;
+                    .filter(|&i| i < session.channel.plan().regions().len());
+                let slot = region.and_then(|i| session.mapping.get_mut(i).map(|slot| (i, slot)));
+                let (region, slot) = slot.ok_or(ControlError::RegionOutOfRange {
+                    index: params.region_index,
+                })?;
                 *slot = params.state;
+                // The guest hears of it (table lock, then event lock: the documented order).
+                session.events.mapping_changed(region, params.state);
                 Ok(Begun::Done(ReportMappingReply::new().encode(output)?))
             }
             IoctlCode::QueryStatus => {
@@ -232,7 +235,16 @@ impl<X: Platform> ControlDevice<X> {
         let reply = session_reply(&plan)?;
         // The last check: from here on nothing fails, so the reservation always reaches
         // `finish_open` (which commits or cancels it) inside the work item.
-        let events = GuestEvents::new(file).ok_or(ControlError::OutOfMemory)?;
+        let mut writable = [false; MAX_REGIONS];
+        for (slot, region) in writable.iter_mut().zip(regions) {
+            *slot = region.guest_writable;
+        }
+        let context = SessionContext::new(
+            params.interface_instance(),
+            &plan,
+            writable.get(..count).unwrap_or(&[]),
+        );
+        let events = GuestEvents::new(file, context).ok_or(ControlError::OutOfMemory)?;
         let reservation = self.sections.reserve(specs.get(..count).unwrap_or(&[]))?;
         if let Some(entry) = self.files.get_mut(index) {
             entry.busy = Busy::Opening;

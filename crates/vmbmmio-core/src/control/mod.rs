@@ -62,6 +62,14 @@
 //! records which request is pending by ticket; the glue keeps the request object in a manual
 //! WDF queue and completes, requeues or cancels it when the session's queue says so. Lock
 //! order: table lock, then event lock; the channel's packet handler takes only the event lock.
+//!
+//! # The guest control protocol
+//! The session's event lock guards more than the queue ([`crate::guest::GuestShared`]): the
+//! host engine's conversation with the guest and the guest's held `WAIT_EVENT` packet. The
+//! channel gets the session's port at offer time ([`OpenWork::run`]), so its callbacks reach the
+//! engine without the table lock; REPORT_MAPPING updates the engine's copy of the regions' states
+//! under the table lock, then the event lock; QUERY_STATUS reads the engine's counters
+//! (`guest_packets`, `protocol_errors`).
 
 mod caller;
 mod dispatch;

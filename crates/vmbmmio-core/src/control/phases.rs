@@ -128,7 +128,7 @@ impl<X: Platform> OpenWork<X> {
             .map_err(ControlError::from)
             .and_then(|sections| {
                 // On an error `sections` is dropped here: released without the lock.
-                let channel = offer_channel::<X>(parent, offer, &params, plan)?;
+                let channel = offer_channel::<X>(parent, offer, &params, plan, &events)?;
                 match write_reply(session, &reply, output) {
                     Ok(written) => Ok(Opened {
                         sections,
@@ -320,11 +320,14 @@ fn write_reply(
 }
 
 /// Converts the caller's VMBus handle (in its context) and offers the channel.
+/// The channel's handler gets the session's guest port: the guest control protocol runs in the
+/// channel's callbacks from the first packet on.
 fn offer_channel<X: Platform>(
     parent: ParentDevice,
     offer: OfferSettings,
     params: &OpenSessionParams,
     plan: MmioPlan,
+    events: &GuestEvents<X::EventLock>,
 ) -> Result<VmChannel<X::Kmcl, X::HandleCloser>, ControlError> {
     let target = match params.target() {
         Target::VmbusHandle(handle) => {
@@ -340,7 +343,12 @@ fn offer_channel<X: Platform>(
         max_packet_size: offer.max_packet_size,
         target,
     };
-    Ok(VmChannel::offer(parent, config, plan)?)
+    Ok(VmChannel::offer_with_guest(
+        parent,
+        config,
+        plan,
+        Some(events.port()),
+    )?)
 }
 
 /// A wire GUID as KMCL takes it.

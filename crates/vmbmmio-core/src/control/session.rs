@@ -107,7 +107,7 @@ impl<X: Platform> FileEntry<X> {
                 },
             };
         };
-        let stats = session.channel.stats();
+        let guest = session.events.counters();
         let regions = sections.region_count(session.sections).unwrap_or(0);
         let mapped = session
             .mapping
@@ -126,10 +126,8 @@ impl<X: Platform> FileEntry<X> {
                 sections_created: regions as u64,
                 section_handles_issued: session.handles_issued,
                 regions_mapped: mapped as u64,
-                guest_packets: stats.packets_received,
-                protocol_errors: self
-                    .rejected_requests
-                    .saturating_add(stats.packets_rejected),
+                guest_packets: guest.guest_packets,
+                protocol_errors: self.rejected_requests.saturating_add(guest.protocol_errors),
             },
         }
     }

@@ -6,22 +6,26 @@ use vmbmmio_proto::ioctl::{GuestEventKind, GuestSnapshot};
 
 use super::*;
 
-struct StdLock(Mutex<GuestEventQueue>);
+struct StdLock(Mutex<GuestShared>);
 
 impl EventLock for StdLock {
-    fn new(queue: GuestEventQueue) -> Option<Self> {
-        Some(Self(Mutex::new(queue)))
+    fn new(shared: GuestShared) -> Option<Self> {
+        Some(Self(Mutex::new(shared)))
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut GuestEventQueue) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut GuestShared) -> R) -> R {
         f(&mut self.0.lock().unwrap())
     }
+
+    fn wake(&self, _wake: Wake) {}
 }
 
 const FILE: FileKey = FileKey(7);
 
 fn queue() -> GuestEvents<StdLock> {
-    GuestEvents::new(FILE).unwrap()
+    let plan = crate::mmio_plan::MmioPlan::new(&[4096]).unwrap();
+    let context = SessionContext::new(vmbmmio_proto::ioctl::WireGuid::from_u128(1), &plan, &[true]);
+    GuestEvents::new(FILE, context).unwrap()
 }
 
 fn push(events: &GuestEvents<StdLock>, kind: GuestEventKind) -> (u64, Option<Wake>) {

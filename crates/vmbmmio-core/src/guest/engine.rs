@@ -1,0 +1,629 @@
+//! The host engine: one guest packet in, the reply (or "hold it") and the device host's event
+//! out. Sans-IO: no KMCL, no lock, no allocation; the caller ([`super::shared`]) owns the
+//! packet, the lock and the device host's queue.
+//!
+//! # One packet ([`Engine::packet`])
+//! 1. Counted (`guest_packets`), then refused with `CHANNEL_CLOSING` at once if the channel is
+//!    suspending or the host stopped answering (nothing else changes).
+//! 2. Parsed in place by `vmbmmio_proto::guest::parse_request_after` (the document's check
+//!    order, `REPLAYED` against the last accepted id).
+//! 3. The conversation's rules, in this order: the version (`UNSUPPORTED_VERSION`), the order
+//!    (`OUT_OF_ORDER` before a version is selected, `READY` before a decoded device report),
+//!    the pairing (`NOT_PAIRED`), the session's limits (`BAD_PLACEMENT`: the BAR's size is the
+//!    session's, the BAR and the reservation do not partly overlap), then `BUSY` (a `WAIT_EVENT`
+//!    is held, or the device host's queue has no room for the report).
+//! 4. A request that changes what the guest reported is committed only once the device host's
+//!    event is queued ([`Reports`] is copied, changed, pushed, then stored): a refused request
+//!    changes nothing, and nothing reaches the device host that the guest was refused.
+//! 5. A counted error lowers the allowance; at zero the host stops answering, completes a held
+//!    `WAIT_EVENT` with `CHANNEL_CLOSING` and tells the device host (`GUEST_STOPPED`).
+//!
+//! # Other inputs
+//! The device host's REPORT_MAPPING ([`Engine::mapping`]) changes a region's state, bumps the
+//! layout generation and, when the regions become usable or stop being usable, records a guest
+//! `EVENT` (`REGIONS_MAPPED`, `REGIONS_INTERCEPTED`, `REGIONS_UNMAPPED`; a change that leaves
+//! some region unbacked on both sides records none). The channel's state callbacks reset the
+//! conversation ([`Engine::opened`], [`Engine::closed`]) and complete the held `WAIT_EVENT`
+//! ([`Engine::suspend`]).
+//!
+//! Every path is a bounded number of steps over fixed arrays; nothing panics.
+
+use vmbmmio_proto::guest::{
+    DeviceReport, ErrorCode, Event, EventKind, GuestRange, HostInfo, Kind, PlacementError, Request,
+    RequestBody, RequestError, RequestFault, check_placement, classify_reservation, encode_ack,
+    encode_error, encode_event, encode_hello_reply, encode_layout, encode_refusal,
+    parse_request_after,
+};
+use vmbmmio_proto::ioctl::{
+    EVENT_FLAG_DEVICE, EVENT_FLAG_RESERVATION, GuestEventKind, GuestSnapshot, MappingState,
+};
+
+use super::context::{Backing, SessionContext};
+use super::conversation::{Conversation, HeldWait, Reports};
+use super::limits::{HELD_REPLY_SIZE, TERMINAL_HEADROOM};
+use crate::guest_events::{EVENT_CAPACITY, GuestEventQueue, PushError, Wake};
+
+/// What to do with the packet just processed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Complete it now with the first this-many bytes of the output buffer.
+    Reply(usize),
+    /// Keep it (a `WAIT_EVENT` with nothing newer): hold its completion until
+    /// [`Engine::mapping`], [`Engine::suspend`], a new `HELLO` or the host's stop hands back a
+    /// [`HeldReply`].
+    Hold,
+}
+
+/// The reply a held `WAIT_EVENT` is to be completed with (`EVENT` or `ERROR`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeldReply {
+    bytes: [u8; HELD_REPLY_SIZE],
+    len: usize,
+}
+
+impl HeldReply {
+    /// The completion payload.
+    pub fn bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or(&[])
+    }
+}
+
+/// Everything one packet led to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "the packet must be completed or held, the held one completed, the wake handed on"]
+pub struct Outcome {
+    /// The packet's fate.
+    pub action: Action,
+    /// Complete the held `WAIT_EVENT` with this (a new `HELLO`, the host's stop).
+    pub held: Option<HeldReply>,
+    /// A pending WAIT_GUEST_EVENT of the device host to wake (after the lock is released).
+    pub wake: Option<Wake>,
+}
+
+/// The engine's counters over the whole session (every channel open).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineCounters {
+    /// Packets received from the guest.
+    pub guest_packets: u64,
+    /// Packets answered with `ERROR` (every code).
+    pub protocol_errors: u64,
+    /// Of those, counted against the allowance.
+    pub counted_errors: u64,
+    /// Packets answered with their reply (a held `WAIT_EVENT` included).
+    pub accepted: u64,
+    /// Terminal device-host events (`GUEST_STOPPED`, `CHANNEL_CLOSED`) lost to a full queue.
+    pub events_lost: u64,
+    /// Impossible failures (an encoder or the queue refusing what the engine checked): 0, or a
+    /// bug. The fuzz target asserts it stays 0.
+    pub internal_errors: u64,
+}
+
+/// A request's effect, once its rules passed.
+struct Step {
+    action: Action,
+    held: Option<HeldReply>,
+    wake: Option<Wake>,
+}
+
+impl Step {
+    const fn reply(len: usize) -> Self {
+        Self {
+            action: Action::Reply(len),
+            held: None,
+            wake: None,
+        }
+    }
+}
+
+/// The host side of one session's guest conversation.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    context: SessionContext,
+    /// Layout generation: 1 at the start, +1 with every change of a region's state.
+    generation: u64,
+    conversation: Conversation,
+    counters: EngineCounters,
+}
+
+impl Engine {
+    /// The engine of a session laid out as `context`; its channel is not open yet.
+    pub const fn new(context: SessionContext) -> Self {
+        Self {
+            context,
+            generation: 1,
+            conversation: Conversation::new(false),
+            counters: EngineCounters {
+                guest_packets: 0,
+                protocol_errors: 0,
+                counted_errors: 0,
+                accepted: 0,
+                events_lost: 0,
+                internal_errors: 0,
+            },
+        }
+    }
+
+    /// The current conversation.
+    pub const fn conversation(&self) -> &Conversation {
+        &self.conversation
+    }
+
+    /// The session as the engine sees it.
+    pub const fn context(&self) -> &SessionContext {
+        &self.context
+    }
+
+    /// The counters.
+    pub const fn counters(&self) -> EngineCounters {
+        self.counters
+    }
+
+    /// The layout generation.
+    pub const fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// One guest packet. `out` receives the reply; it must hold
+    /// [`LARGEST_MESSAGE`](super::limits::LARGEST_MESSAGE) bytes (a shorter one gets an empty
+    /// completion where the reply does not fit, counted in `internal_errors`).
+    pub fn packet(&mut self, queue: &mut GuestEventQueue, bytes: &[u8], out: &mut [u8]) -> Outcome {
+        self.counters.guest_packets = self.counters.guest_packets.saturating_add(1);
+        let conversation = &mut self.conversation;
+        conversation.packets = conversation.packets.saturating_add(1);
+        if !conversation.open || conversation.closing || conversation.stopped {
+            let (received_kind, request_id) = received(bytes);
+            let refusal = RequestError {
+                received_kind,
+                request_id,
+                fault: RequestFault::ChannelClosing,
+            };
+            return self.refuse(queue, &refusal, out);
+        }
+        let request = match parse_request_after(bytes, conversation.last_accepted) {
+            Ok(request) => request,
+            Err(refusal) => return self.refuse(queue, &refusal, out),
+        };
+        match self.apply(queue, &request, out) {
+            Ok(step) => {
+                self.conversation.last_accepted = request.request_id;
+                self.counters.accepted = self.counters.accepted.saturating_add(1);
+                Outcome {
+                    action: step.action,
+                    held: step.held,
+                    wake: step.wake,
+                }
+            }
+            Err(fault) => self.refuse(queue, &request.refuse(fault), out),
+        }
+    }
+
+    /// The device host reported region `index` as `state` (REPORT_MAPPING, already checked
+    /// against the session). The held `WAIT_EVENT`'s completion, if the change made an event
+    /// it waits for.
+    pub fn mapping(&mut self, index: usize, state: MappingState) -> Option<HeldReply> {
+        let before = self.context.backing();
+        if !self.context.set_state(index, state) {
+            return None;
+        }
+        self.generation = self.generation.saturating_add(1);
+        let kind = match self.context.backing() {
+            after if after == before => return None,
+            Backing::Mapped => EventKind::RegionsMapped,
+            Backing::Intercepted => EventKind::RegionsIntercepted,
+            Backing::Incomplete => EventKind::RegionsUnmapped,
+        };
+        self.record(kind)
+    }
+
+    /// A new device host took the session over (issue 10): every region is unmapped until it
+    /// maps again, and the guest hears `DEVICE_HOST_RESTARTED`.
+    pub fn device_host_restarted(&mut self) -> Option<HeldReply> {
+        let count = self.context.regions().len();
+        for index in 0..count {
+            self.context.set_state(index, MappingState::Unmapped);
+        }
+        self.generation = self.generation.saturating_add(1);
+        self.record(EventKind::DeviceHostRestarted)
+    }
+
+    /// The guest opened the channel: a fresh conversation and allowance.
+    pub fn opened(&mut self) {
+        self.conversation = Conversation::new(true);
+    }
+
+    /// The channel started (again, after a pause): packets are answered again.
+    pub fn started(&mut self) {
+        self.conversation.closing = false;
+    }
+
+    /// The channel is suspending: later packets (if any) get `CHANNEL_CLOSING`; the held
+    /// `WAIT_EVENT` must be completed now, with `CHANNEL_CLOSING`.
+    pub fn suspend(&mut self) -> Option<HeldReply> {
+        self.conversation.closing = true;
+        self.release_wait(ErrorCode::ChannelClosing)
+    }
+
+    /// The channel closed: the conversation is forgotten and the device host told
+    /// (`CHANNEL_CLOSED`, if the channel was open). Returns the held `WAIT_EVENT`'s completion
+    /// (none in practice: `suspend` completed it) and the device host's wake.
+    pub fn closed(&mut self, queue: &mut GuestEventQueue) -> (Option<HeldReply>, Option<Wake>) {
+        let held = self.release_wait(ErrorCode::ChannelClosing);
+        let was_open = self.conversation.open;
+        let snapshot = self.conversation.snapshot(None, &Reports::default());
+        self.conversation = Conversation::new(false);
+        let wake = if was_open {
+            self.push_terminal(queue, GuestEventKind::ChannelClosed, snapshot)
+        } else {
+            None
+        };
+        (held, wake)
+    }
+
+    fn apply(
+        &mut self,
+        queue: &mut GuestEventQueue,
+        request: &Request,
+        out: &mut [u8],
+    ) -> Result<Step, RequestFault> {
+        let id = request.request_id;
+        let conversation = &self.conversation;
+        let reports = conversation.reports;
+        match request.body {
+            RequestBody::Hello => Ok(self.hello(queue, id, out)?),
+            RequestBody::SelectVersion { version } => {
+                if !HostInfo::V1.supports(version) {
+                    return Err(RequestFault::UnsupportedVersion { version });
+                }
+                self.conversation.version = Some(version);
+                Ok(Step::reply(self.ack(out, id, Kind::SelectVersion)))
+            }
+            _ if conversation.version.is_none() => Err(RequestFault::OutOfOrder),
+            RequestBody::ReportReservation(reservation) => {
+                if let (Some(range), Some(device)) = (reservation, reports.device)
+                    && device.bar.memory_decode
+                {
+                    overlap(Some(range), &device)?;
+                }
+                let next = Reports {
+                    reservation: Some(reservation),
+                    ..reports
+                };
+                self.commit(
+                    queue,
+                    out,
+                    id,
+                    Kind::ReportReservation,
+                    next,
+                    report_event(EVENT_FLAG_RESERVATION),
+                )
+            }
+            RequestBody::ReportDevice(device) => {
+                if device.instance != self.context.instance() {
+                    return Err(RequestFault::NotPaired);
+                }
+                check_placement(&device.bar, self.context.bar_size())
+                    .map_err(RequestFault::BadPlacement)?;
+                if device.bar.memory_decode {
+                    overlap(reports.reservation(), &device)?;
+                }
+                let next = Reports {
+                    device: Some(device),
+                    ready: false,
+                    releasing: false,
+                    ..reports
+                };
+                self.commit(
+                    queue,
+                    out,
+                    id,
+                    Kind::ReportDevice,
+                    next,
+                    report_event(EVENT_FLAG_DEVICE),
+                )
+            }
+            RequestBody::Ready => {
+                let decoded = reports
+                    .device
+                    .is_some_and(|device| device.bar.memory_decode && !reports.releasing);
+                if !decoded {
+                    return Err(RequestFault::OutOfOrder);
+                }
+                if reports.ready {
+                    return Ok(Step::reply(self.ack(out, id, Kind::Ready)));
+                }
+                let next = Reports {
+                    ready: true,
+                    ..reports
+                };
+                self.commit(
+                    queue,
+                    out,
+                    id,
+                    Kind::Ready,
+                    next,
+                    Some((GuestEventKind::GuestReady, 0)),
+                )
+            }
+            RequestBody::Releasing => {
+                if reports.device.is_none() || reports.releasing {
+                    return Ok(Step::reply(self.ack(out, id, Kind::Releasing)));
+                }
+                let next = Reports {
+                    ready: false,
+                    releasing: true,
+                    ..reports
+                };
+                self.commit(
+                    queue,
+                    out,
+                    id,
+                    Kind::Releasing,
+                    next,
+                    Some((GuestEventKind::GuestReleasing, 0)),
+                )
+            }
+            RequestBody::GetLayout => {
+                let len = encode_layout(
+                    out,
+                    id,
+                    self.generation,
+                    self.context.bar_size(),
+                    self.context.regions(),
+                );
+                Ok(Step::reply(self.written(len)))
+            }
+            RequestBody::WaitEvent { last_seen } => {
+                if conversation.wait.is_some() {
+                    return Err(RequestFault::Busy);
+                }
+                match conversation.events.first_after(last_seen) {
+                    Some(event) => {
+                        let len = encode_event(out, id, &event);
+                        Ok(Step::reply(self.written(len)))
+                    }
+                    None => {
+                        self.conversation.wait = Some(HeldWait {
+                            request_id: id,
+                            last_seen,
+                        });
+                        Ok(Step {
+                            action: Action::Hold,
+                            held: None,
+                            wake: None,
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    /// `HELLO`: the device host hears `GUEST_RESET` if there was anything to forget (refused
+    /// with `BUSY` if it has no room); the held `WAIT_EVENT` is completed with `BUSY` (the
+    /// guest that sent it may be gone: a kexec that reuses the open channel).
+    fn hello(
+        &mut self,
+        queue: &mut GuestEventQueue,
+        id: u64,
+        out: &mut [u8],
+    ) -> Result<Step, RequestFault> {
+        let wake = if self.conversation.has_state() {
+            let snapshot = self.conversation.snapshot(None, &Reports::default());
+            self.push_report(queue, GuestEventKind::GuestReset, 0, snapshot)?
+        } else {
+            None
+        };
+        self.conversation.restart();
+        let held = self.release_wait(ErrorCode::Busy);
+        let len = encode_hello_reply(out, id, &HostInfo::V1);
+        Ok(Step {
+            action: Action::Reply(self.written(len)),
+            held,
+            wake,
+        })
+    }
+
+    /// Pushes the device host's event for `next`, then commits it and acknowledges.
+    fn commit(
+        &mut self,
+        queue: &mut GuestEventQueue,
+        out: &mut [u8],
+        id: u64,
+        kind: Kind,
+        next: Reports,
+        event: Option<(GuestEventKind, u32)>,
+    ) -> Result<Step, RequestFault> {
+        let wake = match event {
+            Some((event, flags)) => {
+                let snapshot = self.conversation.snapshot(self.conversation.version, &next);
+                self.push_report(queue, event, flags, snapshot)?
+            }
+            None => None,
+        };
+        self.conversation.reports = next;
+        Ok(Step {
+            action: Action::Reply(self.ack(out, id, kind)),
+            held: None,
+            wake,
+        })
+    }
+
+    fn ack(&mut self, out: &mut [u8], id: u64, kind: Kind) -> usize {
+        let len = encode_ack(out, id, kind, self.generation);
+        self.written(len)
+    }
+
+    /// A reply's length, or 0 (an empty completion) if the encoder refused.
+    fn written<E>(&mut self, len: Result<usize, E>) -> usize {
+        len.unwrap_or_else(|_| {
+            self.counters.internal_errors = self.counters.internal_errors.saturating_add(1);
+            0
+        })
+    }
+
+    /// An event the guest may refuse to cause: refused with `BUSY` unless the queue keeps
+    /// [`TERMINAL_HEADROOM`] slots free after it.
+    fn push_report(
+        &mut self,
+        queue: &mut GuestEventQueue,
+        kind: GuestEventKind,
+        flags: u32,
+        snapshot: GuestSnapshot,
+    ) -> Result<Option<Wake>, RequestFault> {
+        if queue.is_closed() {
+            return Err(RequestFault::ChannelClosing);
+        }
+        let capacity = u64::try_from(EVENT_CAPACITY).unwrap_or(0);
+        if queue.len().saturating_add(TERMINAL_HEADROOM) >= capacity {
+            return Err(RequestFault::Busy);
+        }
+        match queue.push(kind, flags, snapshot) {
+            Ok((_, wake)) => Ok(wake),
+            Err(PushError::Full) => Err(RequestFault::Busy),
+            Err(PushError::Closed) => Err(RequestFault::ChannelClosing),
+            Err(PushError::Invalid(_) | PushError::Exhausted) => {
+                self.counters.internal_errors = self.counters.internal_errors.saturating_add(1);
+                Err(RequestFault::Busy)
+            }
+        }
+    }
+
+    /// An event that happens whatever the queue holds (the host stopped answering, the channel
+    /// closed); a full queue loses it (counted).
+    fn push_terminal(
+        &mut self,
+        queue: &mut GuestEventQueue,
+        kind: GuestEventKind,
+        snapshot: GuestSnapshot,
+    ) -> Option<Wake> {
+        match queue.push(kind, 0, snapshot) {
+            Ok((_, wake)) => wake,
+            Err(PushError::Closed) => None,
+            Err(PushError::Full) => {
+                self.counters.events_lost = self.counters.events_lost.saturating_add(1);
+                None
+            }
+            Err(PushError::Invalid(_) | PushError::Exhausted) => {
+                self.counters.internal_errors = self.counters.internal_errors.saturating_add(1);
+                None
+            }
+        }
+    }
+
+    /// Answers a refused packet with `ERROR`; a counted error lowers the allowance, and the
+    /// last one stops the conversation.
+    fn refuse(
+        &mut self,
+        queue: &mut GuestEventQueue,
+        refusal: &RequestError,
+        out: &mut [u8],
+    ) -> Outcome {
+        self.counters.protocol_errors = self.counters.protocol_errors.saturating_add(1);
+        let mut held = None;
+        let mut wake = None;
+        if refusal.counted() {
+            self.counters.counted_errors = self.counters.counted_errors.saturating_add(1);
+            let conversation = &mut self.conversation;
+            conversation.counted_errors = conversation.counted_errors.saturating_add(1);
+            conversation.errors_left = conversation.errors_left.saturating_sub(1);
+            if conversation.errors_left == 0 && !conversation.stopped {
+                conversation.stopped = true;
+                held = self.release_wait(ErrorCode::ChannelClosing);
+                let snapshot = self
+                    .conversation
+                    .snapshot(self.conversation.version, &self.conversation.reports);
+                wake = self.push_terminal(queue, GuestEventKind::GuestStopped, snapshot);
+            }
+        }
+        let len = encode_refusal(out, refusal, self.errors_left());
+        Outcome {
+            action: Action::Reply(self.written(len)),
+            held,
+            wake,
+        }
+    }
+
+    /// The allowance the guest is told: 0 once the host stopped answering.
+    fn errors_left(&self) -> u32 {
+        if self.conversation.stopped {
+            0
+        } else {
+            self.conversation.errors_left
+        }
+    }
+
+    /// Records a guest `EVENT` (not once the host stopped answering) and completes the held
+    /// `WAIT_EVENT` with it if it is newer than the wait's `last_seen`.
+    fn record(&mut self, kind: EventKind) -> Option<HeldReply> {
+        let conversation = &mut self.conversation;
+        if !conversation.open || conversation.stopped {
+            return None;
+        }
+        let Some(event) = conversation.events.record(kind, self.generation) else {
+            self.counters.internal_errors = self.counters.internal_errors.saturating_add(1);
+            return None;
+        };
+        let wait = conversation
+            .wait
+            .filter(|wait| event.sequence > wait.last_seen)?;
+        conversation.wait = None;
+        self.held_event(wait, &event)
+    }
+
+    fn held_event(&mut self, wait: HeldWait, event: &Event) -> Option<HeldReply> {
+        let mut reply = HeldReply {
+            bytes: [0; HELD_REPLY_SIZE],
+            len: 0,
+        };
+        let len = encode_event(&mut reply.bytes, wait.request_id, event);
+        reply.len = self.written(len);
+        Some(reply)
+    }
+
+    /// Takes the held `WAIT_EVENT`, if any, and answers it with `ERROR` `code`.
+    fn release_wait(&mut self, code: ErrorCode) -> Option<HeldReply> {
+        let wait = self.conversation.wait.take()?;
+        let mut reply = HeldReply {
+            bytes: [0; HELD_REPLY_SIZE],
+            len: 0,
+        };
+        let len = encode_error(
+            &mut reply.bytes,
+            wait.request_id,
+            code,
+            Kind::WaitEvent.to_u16(),
+            self.errors_left(),
+        );
+        reply.len = self.written(len);
+        Some(reply)
+    }
+}
+
+/// `GUEST_REPORT` with `flags`.
+const fn report_event(flags: u32) -> Option<(GuestEventKind, u32)> {
+    Some((GuestEventKind::GuestReport, flags))
+}
+
+/// A decoded BAR must not partly overlap the channel's reservation.
+fn overlap(reservation: Option<GuestRange>, device: &DeviceReport) -> Result<(), RequestFault> {
+    classify_reservation(reservation, device.bar_range())
+        .map(drop)
+        .map_err(|error: PlacementError| RequestFault::BadPlacement(error))
+}
+
+/// The kind and request id as received, 0 for what a short packet does not hold (the `ERROR`
+/// reply's rule).
+fn received(bytes: &[u8]) -> (u16, u64) {
+    let kind = bytes
+        .first_chunk::<2>()
+        .map_or(0, |kind| u16::from_le_bytes(*kind));
+    let id = bytes
+        .get(8..16)
+        .and_then(|id| <[u8; 8]>::try_from(id).ok())
+        .map_or(0, u64::from_le_bytes);
+    let id = if bytes.len() >= vmbmmio_proto::guest::HEADER_SIZE {
+        id
+    } else {
+        0
+    };
+    (kind, id)
+}
