@@ -252,8 +252,9 @@ fn defect_01_the_bar_and_the_channel_range_are_disjoint_unless_the_guest_opts_in
 }
 
 /// Issue 7 defects 3 and 11: nothing in the old demo's output said what it assumed. The run now
-/// states, before anything else, who holds the VM's VMBus handle, that the guest's placement
-/// report is a stand-in for the protocol, and that the host reads through a simulator-only view.
+/// states, before anything else, who holds the VM's VMBus handle and that the host reads through
+/// a simulator-only view. The guest's placement is no longer an assumption: it travels through
+/// the guest control protocol and WAIT_GUEST_EVENT (issue 9), so nothing stands in for it.
 #[test]
 fn defect_03_the_demo_states_its_assumptions() {
     let (report, text) = demo(vec![4096], GuestKind::Linux);
@@ -265,7 +266,6 @@ fn defect_03_the_demo_states_its_assumptions() {
     for needle in [
         "VMBus user handle",
         "no documented way exists for a third party to obtain a VM's VMBus handle",
-        "standing in for that message",
         "SIMULATOR-ONLY",
         "maps no view of its sections",
     ] {
@@ -278,6 +278,38 @@ fn defect_03_the_demo_states_its_assumptions() {
     }
     assert!(
         text.contains("the VM is not running, so it sees 0 VMBus offers"),
+        "{text}"
+    );
+    assert!(
+        !report.assumptions.iter().any(|a| a.contains("standing in")),
+        "the placement report is no longer a stand-in: {:?}",
+        report.assumptions
+    );
+}
+
+/// Issue 9 item 7: the guest reports over the channel, the device host maps on the driver's
+/// event, and the guest reads the layout through the protocol before it touches the memory.
+#[test]
+fn the_demo_discovers_the_layout_through_the_protocol_before_touching_memory() {
+    let (report, text) = demo(vec![64 << 10, 4096], GuestKind::Windows);
+    assert!(report.passed(), "{text}");
+    let order = [
+        "guest -> driver over the channel (guest protocol",
+        "driver -> device host (WAIT_GUEST_EVENT): event 3 GuestReady",
+        "device host: regions mapped into BAR2",
+        "driver -> guest: EVENT 1 RegionsMapped",
+        "guest: GET_LAYOUT",
+        "guest wrote a distinct pattern",
+    ];
+    let mut at = 0;
+    for needle in order {
+        let found = text[at..]
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} missing or out of order in:\n{text}"));
+        at += found + needle.len();
+    }
+    assert!(
+        text.contains("#0 pages 0..16 ReadWrite Mapped, #1 pages 16..17 ReadWrite Mapped"),
         "{text}"
     );
 }

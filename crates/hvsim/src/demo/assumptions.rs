@@ -4,12 +4,6 @@
 //! it goes on, but says so first, so nobody reads the result as proof of it. `docs/simulator.md`
 //! ("What the demo assumes") and the README's verified-where table list the same items.
 
-/// The guest's placement reaches the device host without the guest control protocol.
-pub const PLACEMENT_REPORT: &str = "ASSUMPTION: the guest's report of where its BAR is and \
-    whether memory decode is on reaches the device host. The guest control protocol that will \
-    carry it over the VMBus channel is not written yet; the demo hands the guest's placement to \
-    the device host directly, standing in for that message.";
-
 /// The host side reads the shared bytes through a simulator-only view.
 pub const HOST_VIEW: &str = "SIMULATOR-ONLY: the host reads and writes the shared bytes \
     through the simulator's view of the driver's own section objects. The Windows driver maps \

@@ -11,21 +11,22 @@ use std::cell::RefCell;
 use std::io::Write;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use vmbmmio_core::control::{ControlDevice, OfferSettings, Opener, RequestorMode};
 use vmbmmio_core::mmio_plan::MmioPlan;
 use vmbmmio_devhost::config::{CliArgs, DeviceHostConfig};
-use vmbmmio_devhost::placement::ReservationRelation;
-use vmbmmio_devhost::sequence::{Backends, DeviceHost, Event, Progress};
+use vmbmmio_devhost::sequence::guest_wait::GuestEventFollower;
+use vmbmmio_devhost::sequence::{Backends, DeviceHost, Event};
 use vmbmmio_devhost::{DriverSessionSettings, DriverTarget, ProtoDriverClient};
+use vmbmmio_proto::guest::EventKind;
 
-use super::assumptions::{BAR_OUTSIDE_WINDOW, HOST_VIEW, MAPPING_TAKES_EFFECT, PLACEMENT_REPORT};
+use super::assumptions::{BAR_OUTSIDE_WINDOW, HOST_VIEW, MAPPING_TAKES_EFFECT};
 use super::guest_side::{enable_and_locate, find_paired_function};
+use super::protocol::{GuestProtocol, HostWaiter};
 use super::transport::{InProcessTransport, TransportCounts, WaitSlot};
 use super::world::{
     BAR_INDEX, DEVICE_INSTANCE, DemoWorld, EMULATOR_CLASS, FILE, GuestSide, Host, HostSide,
-    INTERFACE_INSTANCE, INTERFACE_TYPE, Narrator, VM_ID, VirtualClock, step,
+    INTERFACE_INSTANCE, INTERFACE_TYPE, Narrator, VM_ID, step,
 };
 use super::{DemoError, DemoOptions};
 use crate::guest_memory::GuestPhysicalMemory;
@@ -51,11 +52,7 @@ impl<'a> DemoWorld<'a> {
             events: events.clone(),
         };
         let (host, assumption) = build_host(options, &events)?;
-        let mut assumptions = vec![
-            assumption,
-            PLACEMENT_REPORT.to_string(),
-            HOST_VIEW.to_string(),
-        ];
+        let mut assumptions = vec![assumption, HOST_VIEW.to_string()];
         if !options.quirks.mapping_has_no_effect && !options.quirks.bar_accesses_not_forwarded {
             assumptions.push(MAPPING_TAKES_EFFECT.to_string());
         }
@@ -101,40 +98,30 @@ impl<'a> DemoWorld<'a> {
         Ok(world)
     }
 
-    /// The guest reports its placement (decode on); the device host maps every region.
+    /// The guest reports over the channel; the driver tells the device host, which maps every
+    /// region; the guest hears that the regions are backed and reads the layout.
     fn map_after_report(&mut self) -> Result<(), DemoError> {
-        let report = self.guest_report(true);
-        let Some(host) = self.host.host.as_mut() else {
-            return Err(DemoError("the device host is gone".into()));
-        };
-        let accepted = step("reporting the placement", host.placement_reported(report))?;
-        let relation = match accepted.relation {
-            ReservationRelation::NoReservation => "the guest has no channel range",
-            ReservationRelation::Disjoint => "disjoint from the channel's range",
-            ReservationRelation::Inside => "inside the channel's range, as the guest chose",
-        };
-        self.narrator.say(&format!(
-            "guest -> device host (stand-in for the guest protocol): BAR{BAR_INDEX} at {} with \
-             decode on; the device host checked it: {relation}",
-            self.guest.bar.range()
-        ));
-        let progress = step(
-            "mapping the sections into the BAR",
-            host.map_regions(&VirtualClock::default(), &AtomicBool::new(false)),
-        )?;
-        if progress != Progress::Mapped {
-            return Err(DemoError(format!("mapping stopped early: {progress:?}")));
-        }
-        let states = host.mapping_states();
+        self.guest_reports()?;
+        self.device_host_follows()?;
+        self.device_host_maps()?;
+        let states = self
+            .host
+            .host
+            .as_ref()
+            .map(|host| host.mapping_states())
+            .unwrap_or_default();
         self.narrator.flush_events();
         self.narrator.say(&format!(
             "device host: regions mapped into BAR{BAR_INDEX} with \
-             HdvCreateSectionBackedMmioRange, relative to the BAR, VM paused around each: \
-             {states:?}"
+             HdvCreateSectionBackedMmioRange, relative to the BAR, VM paused around each, and \
+             reported to the driver: {states:?}"
         ));
         if let Some(reason) = self.host.guest_vm.crash_reason() {
             self.narrator.say(&format!("VM worker crashed: {reason}"));
+            return Ok(());
         }
+        self.guest_hears(EventKind::RegionsMapped)?;
+        self.guest.layout = Some(self.guest_reads_layout()?);
         Ok(())
     }
 }
@@ -200,7 +187,10 @@ fn build_host(
         process: device_host,
         counts: counts.clone(),
         pending_wait: WaitSlot::default(),
+        owns_file: true,
     };
+    // The device host's waiting loop uses a second handle to the same file (docs/devhost.md).
+    let waiter_transport = transport.share();
     let settings = DriverSessionSettings {
         target: DriverTarget::VmbusHandle(vm.user_handle),
         interface_type: INTERFACE_TYPE,
@@ -222,14 +212,18 @@ fn build_host(
         mapper,
     };
     let log = events.clone();
+    let config = device_host_config(&options.region_sizes)?;
     let host: Host = step(
         "starting the device host",
         DeviceHost::start(
-            &device_host_config(&options.region_sizes)?,
+            &config,
             backends,
             Box::new(move |event: &Event| log.borrow_mut().push(format!("{event:?}"))),
         ),
     )?;
+    let follower =
+        GuestEventFollower::new(host.placement_signal(), plan.bar_size(), config.bar_index);
+    let waiter = HostWaiter::new(waiter_transport, follower);
     Ok((
         HostSide {
             sim,
@@ -243,6 +237,7 @@ fn build_host(
             plan,
             views,
             counts,
+            waiter: Some(waiter),
         },
         assumption.to_string(),
     ))
@@ -338,6 +333,8 @@ fn bring_up_guest(
         paired,
         bar,
         channel_range,
+        protocol: GuestProtocol::new(offer.channel),
+        layout: None,
     })
 }
 

@@ -21,8 +21,10 @@
 
 mod assumptions;
 mod build;
+mod conversation;
 mod guest_side;
 mod pattern;
+mod protocol;
 mod teardown;
 mod transport;
 mod world;

@@ -40,6 +40,9 @@ pub struct InProcessTransport {
     pub(super) counts: Rc<TransportCounts>,
     /// The pending WAIT_GUEST_EVENT, if any.
     pub(super) pending_wait: WaitSlot,
+    /// Whether dropping this transport closes the file (the device host's own handle); a
+    /// [`InProcessTransport::share`]d one does not, like a second handle to the same file.
+    pub(super) owns_file: bool,
 }
 
 /// Where a pending WAIT_GUEST_EVENT waits: the simulated counterpart of the glue's manual
@@ -100,6 +103,22 @@ impl IoctlTransport for InProcessTransport {
 }
 
 impl InProcessTransport {
+    /// A second transport on the same file, for the device host's waiting loop (the Windows
+    /// transport's `share()`): its own pending slot; dropping it cancels its pending request
+    /// but does not close the file.
+    pub fn share(&self) -> Self {
+        Self {
+            control: self.control.clone(),
+            sim: self.sim.clone(),
+            kernel: self.kernel.clone(),
+            caller: self.caller,
+            process: self.process,
+            counts: self.counts.clone(),
+            pending_wait: WaitSlot::default(),
+            owns_file: false,
+        }
+    }
+
     /// The pending WAIT_GUEST_EVENT's completion, if it has one now: the reply's length in
     /// `output`, or the status it failed with (`STATUS_CANCELLED` once the session closed).
     /// `None` while it keeps waiting (or none is pending).
@@ -145,6 +164,8 @@ impl Drop for InProcessTransport {
     fn drop(&mut self) {
         // A pending request is cancelled by the I/O manager when its process exits.
         self.cancel_guest_event();
-        self.control.borrow_mut().file_cleanup(self.caller.file());
+        if self.owns_file {
+            self.control.borrow_mut().file_cleanup(self.caller.file());
+        }
     }
 }

@@ -12,11 +12,11 @@ use vmbmmio_core::mmio_plan::{MmioPlan, PAGE_SIZE};
 use vmbmmio_devhost::ProtoDriverClient;
 use vmbmmio_devhost::clock::Clock;
 use vmbmmio_devhost::guid::Guid;
-use vmbmmio_devhost::placement::{BarPlacement, GuestRange, GuestReport};
 use vmbmmio_devhost::sequence::DeviceHost;
 
 use super::guest_side::PairedFunction;
 use super::pattern::{PATTERN_LEN, Writer, page_pattern};
+use super::protocol::{GuestProtocol, HostWaiter};
 use super::transport::{InProcessTransport, TransportCounts};
 use super::{DemoError, read_pattern};
 use crate::guest_memory::{AccessReport, GuestPhysicalMemory};
@@ -27,6 +27,7 @@ use crate::platform::SimPlatform;
 use crate::sections::SimKernel;
 use crate::vm::{GpaRange, GuestVm};
 use crate::vpci::{GuestBar, GuestPci};
+use vmbmmio_proto::guest::Layout;
 
 /// The VM's compute-system id.
 pub(super) const VM_ID: Guid = Guid::from_u128(0x6d1e_0b6e_5a8f_4c2d_9e3b_7a41_0c5d_2e01);
@@ -97,6 +98,8 @@ pub(super) struct HostSide {
     pub(super) plan: MmioPlan,
     pub(super) views: Arc<ViewCounters>,
     pub(super) counts: Rc<TransportCounts>,
+    /// The device host's waiting loop on a second handle to its file (`protocol`).
+    pub(super) waiter: Option<HostWaiter>,
 }
 
 /// The guest side: its view of the channel, its PCI bus and its physical memory.
@@ -107,6 +110,10 @@ pub(super) struct GuestSide {
     pub(super) memory: GuestPhysicalMemory,
     pub(super) bar: GuestBar,
     pub(super) channel_range: Option<GpaRange>,
+    /// The guest control protocol's client on the channel.
+    pub(super) protocol: GuestProtocol,
+    /// The layout the driver gave the guest (GET_LAYOUT), before the guest touches the memory.
+    pub(super) layout: Option<Layout>,
 }
 
 /// The simulated host and guest with the driver and the device host running in them.
@@ -148,14 +155,25 @@ impl DemoWorld<'_> {
         self.host.guest_vm.crash_reason()
     }
 
-    /// The BAR pages to check: every `stride`-th page of the regions (1: all of them), plus the
-    /// first and last page of every region, in order.
+    /// The regions the guest learned from the driver (GET_LAYOUT): `(first page, pages)`.
+    /// Empty until the guest read the layout: the guest touches nothing before.
+    fn layout_regions(&self) -> Vec<(u64, u64)> {
+        self.guest.layout.as_ref().map_or_else(Vec::new, |layout| {
+            layout
+                .regions()
+                .iter()
+                .map(|r| (r.offset_pages, r.length_pages))
+                .collect()
+        })
+    }
+
+    /// The BAR pages to check: every `stride`-th page of the regions the guest learned from the
+    /// layout (1: all of them), plus the first and last page of every region, in order.
     pub fn pages(&self, stride: u64) -> Vec<u64> {
         let stride = stride.max(1);
         let mut pages = Vec::new();
-        for region in self.host.plan.regions() {
-            let first = region.offset / PAGE_SIZE;
-            let last = first + region.pages() - 1;
+        for (first, count) in self.layout_regions() {
+            let last = first + count - 1;
             pages.extend((first..=last).filter(|page| (page - first).is_multiple_of(stride)));
             if pages.last() != Some(&last) {
                 pages.push(last);
@@ -164,13 +182,11 @@ impl DemoWorld<'_> {
         pages
     }
 
-    /// The first BAR page of every region.
+    /// The first BAR page of every region (from the layout).
     pub fn first_pages(&self) -> Vec<u64> {
-        self.host
-            .plan
-            .regions()
-            .iter()
-            .map(|region| region.offset / PAGE_SIZE)
+        self.layout_regions()
+            .into_iter()
+            .map(|(first, _)| first)
             .collect()
     }
 
@@ -255,52 +271,6 @@ impl DemoWorld<'_> {
     /// How the guest's BAR accesses were served so far.
     pub fn guest_access_totals(&self) -> AccessReport {
         self.guest.memory.totals()
-    }
-
-    /// The guest's report of its BAR and its channel range (the stand-in for the guest control
-    /// protocol's message, see [`super::assumptions::PLACEMENT_REPORT`]).
-    pub(super) fn guest_report(&self, memory_decode: bool) -> GuestReport {
-        GuestReport {
-            bar: BarPlacement {
-                base: self.guest.bar.base,
-                size: self.guest.bar.size,
-                memory_decode,
-            },
-            channel_reservation: self.guest.channel_range.map(|range| GuestRange {
-                base: range.base,
-                size: range.size,
-            }),
-        }
-    }
-
-    /// The guest turns memory decode off and reports it, the device host unmaps; then on
-    /// again, and the device host maps again.
-    pub fn toggle_decode(&mut self) -> Result<(), DemoError> {
-        for on in [false, true] {
-            step(
-                "toggling memory decode",
-                self.guest
-                    .pci
-                    .set_memory_decode(self.guest.paired.instance, on),
-            )?;
-            let report = self.guest_report(on);
-            let Some(host) = self.host.host.as_mut() else {
-                return Err(DemoError("the device host is gone".into()));
-            };
-            step("reporting the placement", host.placement_reported(report))?;
-            step(
-                "following the placement",
-                host.follow_placement(&VirtualClock::default(), &AtomicBool::new(false)),
-            )?;
-            self.narrator.flush_events();
-            let what = if on {
-                "on: the device host mapped the regions again under a pause"
-            } else {
-                "off: the device host destroyed its ranges under a pause"
-            };
-            self.narrator.say(&format!("guest: memory decode {what}"));
-        }
-        Ok(())
     }
 
     /// Lets the device host look at its fast-path health once (one pass of its serve loop):
