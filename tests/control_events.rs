@@ -1,8 +1,9 @@
 //! WAIT_GUEST_EVENT against the driver's real control device (docs/ioctl.md): a test per rule.
 //!
-//! The host engine that parses the guest's packets does not exist yet; it will be the producer
-//! of the session's guest-event queue. Until then the tests push through the same API it will
-//! use (`ControlDevice::guest_events(file)` → `GuestEvents::push`). The glue's part (the manual
+//! The producer of the session's guest-event queue is the host engine of the guest protocol
+//! (`vmbmmio_core::guest`, tested end to end in `tests/guest_protocol.rs`); these tests push
+//! through the queue's own API (`ControlDevice::guest_events(file)`), so each rule of the queue is
+//! tested without a guest. The glue's part (the manual
 //! WDF queue that holds a pending request) is played by [`ManualQueue`], following the steps
 //! the queue's module documents (`vmbmmio_core::guest_events`).
 
