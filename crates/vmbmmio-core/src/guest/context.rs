@@ -15,14 +15,7 @@ use super::limits::MAX_REGIONS;
 use crate::mmio_plan::MmioPlan;
 
 /// An unused slot of the region table.
-const EMPTY_REGION: Region = Region {
-    id: 0,
-    access: RegionAccess::ReadOnly,
-    state: RegionState::Unmapped,
-    offset_pages: 0,
-    length_pages: 0,
-    name: RegionName::EMPTY,
-};
+const EMPTY_REGION: Region = Region::EMPTY;
 
 /// Whether the guest may use the regions: the aggregate of their states that the guest's
 /// `REGIONS_*` events announce.

@@ -271,7 +271,8 @@ pub struct Region {
 }
 
 impl Region {
-    const FILLER: Self = Self {
+    /// An unused slot of a region table (all zero on the wire).
+    pub const EMPTY: Self = Self {
         id: 0,
         access: RegionAccess::ReadOnly,
         state: RegionState::Unmapped,
@@ -378,7 +379,7 @@ impl Layout {
         }
         check_bar_size(bar_size).map_err(|_| EncodeError::BadBarSize { got: bar_size })?;
         let bar_pages = bar_size / PAGE_SIZE;
-        let mut table = [Region::FILLER; MAX_REGIONS];
+        let mut table = [Region::EMPTY; MAX_REGIONS];
         for (index, (slot, region)) in table.iter_mut().zip(regions).enumerate() {
             check_region(region, bar_pages)
                 .map_err(|fault| EncodeError::BadRegion { index, fault })?;

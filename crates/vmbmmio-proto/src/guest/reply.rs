@@ -266,14 +266,7 @@ fn layout(m: &LayoutReply) -> Result<ReplyBody, ReplyError> {
         return Err(ReplyError::TooManyRegions { got: raw_count });
     }
     let count = usize::try_from(raw_count).unwrap_or(MAX_REGIONS);
-    let mut regions = [Region {
-        id: 0,
-        access: RegionAccess::ReadOnly,
-        state: RegionState::Unmapped,
-        offset_pages: 0,
-        length_pages: 0,
-        name: RegionName::EMPTY,
-    }; MAX_REGIONS];
+    let mut regions = [Region::EMPTY; MAX_REGIONS];
     for (index, (slot, wire)) in regions.iter_mut().zip(&m.regions).enumerate() {
         if index >= count {
             if wire != &WireRegion::ZERO {
