@@ -118,7 +118,7 @@ mod platform {
     use vmbmmio_devhost::driver::DriverClient;
     use vmbmmio_devhost::loopback::LoopbackDriver;
     use vmbmmio_devhost::sequence::guest_wait::LoopStopHandle;
-    use vmbmmio_devhost::sequence::{Backends, Event, RunHooks, run_with};
+    use vmbmmio_devhost::sequence::{Backends, Event, Progress, RunHooks, ServeEnd, run_with};
     use vmbmmio_devhost::windows::{
         CONTROL_DEVICE_PATH, ComApartment, WinHcs, WinHdv, WinSectionFactory, WinSectionMapper,
         clear_stop_hook, install_ctrl_c_handler, set_stop_hook,
@@ -177,7 +177,16 @@ mod platform {
             Ok(summary) => {
                 println!("vmbmmio-devhost: final states: {:?}", summary.states);
                 println!("vmbmmio-devhost: {}", summary.teardown);
-                if summary.teardown.is_clean() {
+                let guest_stopped = summary.progress == Progress::GuestStopped
+                    || summary.serve_end == Some(ServeEnd::GuestStopped);
+                if guest_stopped {
+                    eprintln!(
+                        "vmbmmio-devhost: the guest misbehaved past the protocol's threshold; \
+                         its session and channel were closed (restart the device host to offer \
+                         the device again)"
+                    );
+                }
+                if summary.teardown.is_clean() && !guest_stopped {
                     ExitCode::SUCCESS
                 } else {
                     ExitCode::from(1)

@@ -615,3 +615,33 @@ fn a_client_without_guest_events_runs_as_before() {
     assert!(fake.journal_index("wait_guest_event 0").is_none());
     fake.world().assert_nothing_left();
 }
+
+/// docs/protocol.md "Misbehaviour": when the driver stops answering a guest (GUEST_STOPPED), the
+/// device host unmaps, ends serving and closes the session, which disables the guest's channel.
+#[test]
+fn guest_stopped_ends_serving_and_the_session_closes() {
+    let fake = Fake::default();
+    let (mut host, events, guest) = following_host(&fake);
+    let clock = FakeClock { fake: fake.clone() };
+    fake.guest_sets(BASE, true);
+    deliver(&guest, 1, GuestEventKind::GuestReady, BASE, READY);
+    assert_eq!(
+        host.map_regions(&clock, &*stop_flag()).unwrap(),
+        Progress::Mapped
+    );
+    deliver(&guest, 2, GuestEventKind::GuestStopped, BASE, READY);
+    // Give the loop's thread the time to note it; `serve` ends on its own, no stop requested.
+    let end = host
+        .serve(&clock, &*stop_flag(), std::time::Duration::from_millis(1))
+        .unwrap();
+    assert_eq!(end, ServeEnd::GuestStopped);
+    assert!(host.guest_stopped());
+    assert_eq!(
+        count(&events, |e| matches!(e, Event::GuestStoppedClosing)),
+        1
+    );
+    fake.stop_vm();
+    assert!(host.shutdown().is_clean());
+    assert_loop_stopped_before_close(&fake);
+    fake.world().assert_nothing_left();
+}

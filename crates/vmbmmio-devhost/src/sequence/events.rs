@@ -177,6 +177,9 @@ pub enum Event {
     /// WAIT_GUEST_EVENT answers `ERROR_INVALID_FUNCTION`). Not fatal: the placement comes from
     /// the configuration space only.
     GuestEventsUnavailable(String),
+    /// The driver stopped answering the guest (GUEST_STOPPED): the device host ends its run and
+    /// closes the session, which closes the guest's channel.
+    GuestStoppedClosing,
     /// The loop was stopped at shutdown: its pending wait cancelled, its thread joined.
     GuestEventsStopped {
         /// Events handled.
@@ -321,6 +324,10 @@ impl fmt::Display for Event {
                 f,
                 "guest: no longer following the guest's events ({why}); the placement now comes \
                  from the configuration space only"
+            ),
+            Self::GuestStoppedClosing => f.write_str(
+                "guest: the driver stopped answering it (it misbehaved past the protocol's \
+                 threshold); ending the run and closing the session, which closes its channel",
             ),
             Self::GuestEventsStopped {
                 events,

@@ -17,6 +17,8 @@
 
 use super::guest_wait::{GuestEventFollower, GuestEventLoop, GuestNote, LoopStopHandle};
 use super::{DeviceHost, Event, GuestAction};
+use vmbmmio_proto::ioctl::GuestEventKind;
+
 use crate::driver::DriverClient;
 use crate::placement::BarState;
 use crate::platform::{HcsApi, HdvApi};
@@ -44,6 +46,12 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
         }
     }
 
+    /// Whether the driver reported that it stopped answering the guest (GUEST_STOPPED): the
+    /// sequence then ends its run and closes the session.
+    pub fn guest_stopped(&self) -> bool {
+        self.guest_stopped
+    }
+
     /// Whether the guest-event loop's thread is running.
     pub fn following_guest(&self) -> bool {
         self.guest_loop
@@ -66,6 +74,9 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
             match note {
                 GuestNote::Skipped(count) => self.emit(Event::GuestEventsSkipped(count)),
                 GuestNote::Event(event, applied) => {
+                    if event.kind() == GuestEventKind::GuestStopped {
+                        self.guest_stopped = true;
+                    }
                     let action = match applied {
                         Applied::Placed(accepted) => match (accepted.state, mapped) {
                             (BarState::Decoding { base }, None) => {

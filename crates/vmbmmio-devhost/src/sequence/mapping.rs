@@ -44,6 +44,9 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
             .map(|timeout| clock.now() + timeout);
         while !self.emulator.started() {
             self.log_guest_notes();
+            if self.guest_stopped {
+                return Ok(Progress::GuestStopped);
+            }
             if stop.stop_requested() {
                 return Ok(Progress::Stopped);
             }
@@ -62,6 +65,9 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
             }
             if self.emulator.vm_lifecycle() == VmLifecycle::TornDown {
                 return Ok(Progress::VmTornDown);
+            }
+            if self.guest_stopped {
+                return Ok(Progress::GuestStopped);
             }
             if stop.stop_requested() {
                 return Ok(Progress::Stopped);

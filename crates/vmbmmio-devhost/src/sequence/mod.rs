@@ -112,6 +112,9 @@ pub enum Progress {
     Stopped,
     /// The VM was cleaned up (the emulator's `Teardown`) first.
     VmTornDown,
+    /// The driver stopped answering the guest (GUEST_STOPPED: it misbehaved past the
+    /// protocol's threshold) first; the device host closes the session, which closes the channel.
+    GuestStopped,
 }
 
 /// Why serving ended.
@@ -121,6 +124,9 @@ pub enum ServeEnd {
     Stopped,
     /// The VM was cleaned up (the emulator's `Teardown`).
     VmTornDown,
+    /// The driver stopped answering a misbehaving guest (GUEST_STOPPED): the device host ends
+    /// the session, which disables the channel (docs/protocol.md, "Misbehaviour").
+    GuestStopped,
 }
 
 /// Everything held for one region.
@@ -167,6 +173,8 @@ pub struct DeviceHost<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> {
     guest_loop: Option<GuestEventLoop>,
     /// What the loop left for the log.
     guest_notes: GuestNotes,
+    /// The driver reported GUEST_STOPPED: the run ends and the session closes.
+    guest_stopped: bool,
 }
 
 type StepResult<T> = Result<T, (Step, Cause)>;
@@ -200,6 +208,7 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
             teardown_deferred: false,
             guest_loop: None,
             guest_notes: GuestNotes::new(),
+            guest_stopped: false,
         };
         match host.acquire() {
             Ok(()) => {

@@ -62,7 +62,7 @@ pub fn run_with<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper>(
     let progress = host.map_regions(clock, stop)?;
     let serve_end = match progress {
         Progress::Mapped => Some(host.serve(clock, stop, SERVE_POLL_INTERVAL)?),
-        Progress::Stopped | Progress::VmTornDown => None,
+        Progress::Stopped | Progress::VmTornDown | Progress::GuestStopped => None,
     };
     let states = host.mapping_states();
     // A VM still running after Ctrl-C gets the bounded wait before the device host's teardown.

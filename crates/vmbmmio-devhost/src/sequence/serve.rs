@@ -120,6 +120,10 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
     ) -> Result<ServeEnd, SequenceError> {
         loop {
             self.log_guest_notes();
+            if self.guest_stopped {
+                self.emit(Event::GuestStoppedClosing);
+                return Ok(ServeEnd::GuestStopped);
+            }
             self.follow_placement(clock, stop)?;
             self.check_fast_path()?;
             if stop.stop_requested() {
