@@ -9,20 +9,16 @@
 
 mod control_support;
 
-use control_support::{encode, open_session_bytes, vm_target};
-use hvsim::kmcl::{GuestKind, GuestVm, LogEntry, PacketOutcome, Power, Sim, SimVm};
+use control_support::{Bench, SimulatedPlatform, encode, open_session_bytes, vm_target};
+use hvsim::kmcl::{LogEntry, PacketOutcome, SimVm};
 use hvsim::memory::{ProcessId, SectionAccess as Rights, SectionResolver};
 use hvsim::platform::{SimPlatform, SimPlatformWithoutMmioSpace};
-use hvsim::sections::{SYSTEM_PROCESS, SimKernel, SimProcessRef};
 use kmcl::raw::{
     NTSTATUS, STATUS_ACCESS_DENIED, STATUS_BUFFER_TOO_SMALL, STATUS_INVALID_BUFFER_SIZE,
     STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER,
 };
 use kmcl::{EntrySet, KmclFunction};
-use vmbmmio_core::control::{
-    Caller, ControlDevice, FileKey, OfferSettings, Opener, Platform, RequestorMode,
-};
-use vmbmmio_core::sections::SectionQuotas;
+use vmbmmio_core::control::{Caller, FileKey, RequestorMode};
 use vmbmmio_devhost::driver::{DriverClient, SectionAccess as HostAccess, SessionRequest};
 use vmbmmio_devhost::driver_ioctl::{DriverSessionSettings, DriverTarget};
 use vmbmmio_devhost::guid::Guid;
@@ -34,56 +30,32 @@ use vmbmmio_proto::ioctl::{
 
 const SIZES: [u64; 2] = [4096, 3 * 4096];
 
-/// The control device on platform `X` and the simulated host around it.
-struct Driver<X: Platform> {
-    sim: Sim,
-    kernel: SimKernel,
-    control: ControlDevice<X>,
+/// The shared bench on platform `X`, plus this file's helpers.
+struct Driver<X: SimulatedPlatform> {
+    bench: Bench<X>,
 }
 
-impl<X: Platform<Sections = SimKernel, Process = SimProcessRef>> Driver<X> {
+impl<X: SimulatedPlatform> std::ops::Deref for Driver<X> {
+    type Target = Bench<X>;
+    fn deref(&self) -> &Bench<X> {
+        &self.bench
+    }
+}
+
+impl<X: SimulatedPlatform> std::ops::DerefMut for Driver<X> {
+    fn deref_mut(&mut self) -> &mut Bench<X> {
+        &mut self.bench
+    }
+}
+
+impl<X: SimulatedPlatform> Driver<X> {
     fn new() -> Self {
-        let sim = Sim::new();
-        let kernel = SimKernel::new();
-        let control = ControlDevice::new(
-            sim.parent_device(),
-            kernel.clone(),
-            SectionQuotas::default(),
-            OfferSettings::default(),
-        );
         Self {
-            sim,
-            kernel,
-            control,
+            bench: Bench::on_platform(),
         }
     }
 
-    /// A device host that owns the VMBus handle of a new, running VM (the simulator's
-    /// documented assumption, as in `control_support::Bench`).
-    fn device_host_with_vm(&self) -> (ProcessId, SimVm) {
-        let process = self.kernel.spawn_process();
-        let guest = GuestVm::with_default_pool(GuestKind::Windows);
-        guest.set_power(Power::Running);
-        let (vm, _) = self.sim.add_vm_assuming_vmbus_handle_in(guest, process);
-        (process, vm)
-    }
-
-    /// `process` opens the control device from user mode (file `file`).
-    fn open_file(&mut self, process: ProcessId, file: usize) -> Caller {
-        self.kernel.set_current_process(process);
-        let kernel = &self.kernel;
-        let opener = Opener::admit(FileKey(file), RequestorMode::UserMode, || {
-            kernel.reference_current_process()
-        })
-        .unwrap();
-        self.kernel.set_current_process(SYSTEM_PROCESS);
-        let caller = opener.caller();
-        self.control.file_create(opener).unwrap();
-        caller
-    }
-
-    /// One IOCTL from `caller`, in its process (as `EvtIoInCallerContext` runs), through the
-    /// glue's order: precheck, then dispatch.
+    /// One IOCTL from `caller` in the glue's order: precheck, then dispatch.
     fn ioctl(
         &mut self,
         caller: Caller,
@@ -91,22 +63,7 @@ impl<X: Platform<Sections = SimKernel, Process = SimProcessRef>> Driver<X> {
         input: &[u8],
         output_len: usize,
     ) -> Result<Vec<u8>, NTSTATUS> {
-        let process = self.kernel.process_id_of(caller.process()).unwrap();
-        self.kernel.set_current_process(process);
-        let mut output = vec![0u8; output_len];
-        let control = &mut self.control;
-        let result = self.sim.in_process(process, || {
-            control.precheck(caller, code, input.len(), output.len())?;
-            control.dispatch(caller, code, input, &mut output)
-        });
-        self.kernel.set_current_process(SYSTEM_PROCESS);
-        match result {
-            Ok(written) => {
-                output.truncate(written);
-                Ok(output)
-            }
-            Err(error) => Err(error.to_ntstatus()),
-        }
+        self.bench.ioctl_prechecked(caller, code, input, output_len)
     }
 
     fn query_driver(&mut self, caller: Caller) -> Result<DriverFacts, NTSTATUS> {
@@ -212,8 +169,8 @@ impl<X: Platform<Sections = SimKernel, Process = SimProcessRef>> Driver<X> {
             )
             .unwrap();
         let status = parse_query_status_reply(&reply).unwrap();
-        // Every packet reached the driver and was completed (until the guest control protocol
-        // exists, each with the driver's "unsupported" answer).
+        // Every packet reached the driver and was completed (b"ping" is no protocol message:
+        // the engine answers each with an ERROR reply).
         assert_eq!(status.counters.guest_packets, 3);
         assert_eq!(status.counters.regions_mapped, SIZES.len() as u64);
     }
@@ -434,14 +391,12 @@ fn query_driver_is_admitted_like_query_status_and_checks_its_buffers() {
 
 /// The device host's `DeviceIoControl`, delivered in-process to the control device on platform
 /// `X` (the glue's order: precheck, then dispatch), like hvsim's demo transport.
-struct InProcess<'a, X: Platform<Sections = SimKernel, Process = SimProcessRef>> {
+struct InProcess<'a, X: SimulatedPlatform> {
     driver: &'a mut Driver<X>,
     caller: Caller,
 }
 
-impl<X: Platform<Sections = SimKernel, Process = SimProcessRef>> IoctlTransport
-    for InProcess<'_, X>
-{
+impl<X: SimulatedPlatform> IoctlTransport for InProcess<'_, X> {
     fn ioctl(&mut self, code: u32, input: &[u8], output: &mut [u8]) -> Result<usize, IoctlFailure> {
         let reply = self
             .driver

@@ -3,13 +3,16 @@
 //! `vmbmmio-proto`, exactly as the glue would pass them.
 #![allow(dead_code)] // each test crate uses a different subset
 
+use hvsim::kmcl::SimHandleCloser;
 use hvsim::kmcl::{Assumption, GuestKind, GuestVm, Power, Sim, SimVm};
 use hvsim::memory::ProcessId;
-use hvsim::platform::SimPlatform;
+use hvsim::platform::{SimEventLock, SimPlatform};
+use hvsim::sections::SimProcessRef;
 use hvsim::sections::{SYSTEM_PROCESS, SimKernel};
 use kmcl::raw::NTSTATUS;
 use vmbmmio_core::control::{
-    Caller, ControlDevice, FileKey, Handled, OfferSettings, Opener, PendingWait, RequestorMode,
+    Caller, ControlDevice, FileKey, Handled, OfferSettings, Opener, PendingWait, Platform,
+    RequestorMode,
 };
 use vmbmmio_core::sections::SectionQuotas;
 use vmbmmio_proto::ioctl::{
@@ -26,11 +29,34 @@ pub const INTERFACE_TYPE: WireGuid = WireGuid::from_u128(0x3c1d_77a0_52e4_4b8e_9
 pub const INTERFACE_INSTANCE: WireGuid =
     WireGuid::from_u128(0x3c1d_77a0_52e4_4b8e_9d21_6f0a_b5c3_1001);
 
-/// The driver's control device and the simulated host around it.
-pub struct Bench {
+/// A simulated platform: hvsim's sections, processes, kernel-handle closer and event lock, with
+/// any KMCL table (`SimPlatform`, or `SimPlatformWithoutMmioSpace`).
+pub trait SimulatedPlatform:
+    Platform<
+        Sections = SimKernel,
+        Process = SimProcessRef,
+        HandleCloser = SimHandleCloser,
+        EventLock = SimEventLock,
+    >
+{
+}
+
+impl<
+    X: Platform<
+            Sections = SimKernel,
+            Process = SimProcessRef,
+            HandleCloser = SimHandleCloser,
+            EventLock = SimEventLock,
+        >,
+> SimulatedPlatform for X
+{
+}
+
+/// The driver's control device and the simulated host around it, on platform `X`.
+pub struct Bench<X: SimulatedPlatform = SimPlatform> {
     pub sim: Sim,
     pub kernel: SimKernel,
-    pub control: ControlDevice<SimPlatform>,
+    pub control: ControlDevice<X>,
 }
 
 impl Bench {
@@ -39,6 +65,17 @@ impl Bench {
     }
 
     pub fn with_quotas(quotas: SectionQuotas) -> Self {
+        Self::on_platform_with_quotas(quotas)
+    }
+}
+
+impl<X: SimulatedPlatform> Bench<X> {
+    /// A bench on platform `X` (e.g. `Bench::<SimPlatformWithoutMmioSpace>::on_platform()`).
+    pub fn on_platform() -> Self {
+        Self::on_platform_with_quotas(SectionQuotas::default())
+    }
+
+    pub fn on_platform_with_quotas(quotas: SectionQuotas) -> Self {
         let sim = Sim::new();
         let kernel = SimKernel::new();
         let control = ControlDevice::new(
@@ -131,6 +168,33 @@ impl Bench {
         }
     }
 
+    /// One IOCTL from `caller` in the glue's order: `ControlDevice::precheck` with the code and
+    /// the buffer lengths, then `dispatch` with the bytes.
+    pub fn ioctl_prechecked(
+        &mut self,
+        caller: Caller,
+        code: u32,
+        input: &[u8],
+        output_len: usize,
+    ) -> Result<Vec<u8>, NTSTATUS> {
+        let process = self.kernel.process_id_of(caller.process()).unwrap();
+        self.kernel.set_current_process(process);
+        let mut output = vec![0u8; output_len];
+        let control = &mut self.control;
+        let result = self.sim.in_process(process, || {
+            control.precheck(caller, code, input.len(), output.len())?;
+            control.dispatch(caller, code, input, &mut output)
+        });
+        self.kernel.set_current_process(SYSTEM_PROCESS);
+        match result {
+            Ok(written) => {
+                output.truncate(written);
+                Ok(output)
+            }
+            Err(error) => Err(error.to_ntstatus()),
+        }
+    }
+
     /// One IOCTL from `caller` through `ControlDevice::handle`: a WAIT_GUEST_EVENT with nothing
     /// to report comes back pending, for the test to keep as the glue keeps the request.
     pub fn handle(
@@ -139,7 +203,7 @@ impl Bench {
         code: u32,
         input: &[u8],
         output: &mut [u8],
-    ) -> Result<Handled<SimPlatform>, NTSTATUS> {
+    ) -> Result<Handled<X>, NTSTATUS> {
         let process = self.kernel.process_id_of(caller.process()).unwrap();
         self.kernel.set_current_process(process);
         let control = &mut self.control;
@@ -152,7 +216,11 @@ impl Bench {
 
     /// WAIT_GUEST_EVENT(`last_seen`) from `caller`: the event it completed with at once, or the
     /// pending request.
-    pub fn wait_guest_event(&mut self, caller: Caller, last_seen: u64) -> Result<Waited, NTSTATUS> {
+    pub fn wait_guest_event(
+        &mut self,
+        caller: Caller,
+        last_seen: u64,
+    ) -> Result<Waited<X>, NTSTATUS> {
         let mut output = vec![0u8; IoctlCode::WaitGuestEvent.reply_size()];
         let input = encode(&WaitGuestEventRequest::new(last_seen));
         match self.handle(
@@ -265,14 +333,14 @@ impl Bench {
 }
 
 /// What a WAIT_GUEST_EVENT came back with.
-pub enum Waited {
+pub enum Waited<X: SimulatedPlatform = SimPlatform> {
     /// Completed at once.
     Event(GuestEvent),
     /// Kept pending (the glue would park it in its manual queue).
-    Pending(PendingWait<SimPlatform>),
+    Pending(PendingWait<X>),
 }
 
-impl Waited {
+impl<X: SimulatedPlatform> Waited<X> {
     pub fn event(self) -> GuestEvent {
         match self {
             Self::Event(event) => event,
@@ -280,7 +348,7 @@ impl Waited {
         }
     }
 
-    pub fn pending(self) -> PendingWait<SimPlatform> {
+    pub fn pending(self) -> PendingWait<X> {
         match self {
             Self::Pending(pending) => pending,
             Self::Event(event) => panic!("expected to pend, got {event:?}"),
