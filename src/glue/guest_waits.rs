@@ -315,53 +315,92 @@ fn forward_to_wait_queue(request: WDFREQUEST, pending: &PendingWait<WindowsPlatf
     }
 }
 
-/// A wake: retrieve the file's pending request and do what the core says.
+/// Most requests of one file taken out of the manual queue by one wake. The core allows one
+/// pending WAIT_GUEST_EVENT per session; more are only stale requests of a closed session on the
+/// same file (see [`handle_wake`]), so a few slots are plenty; any beyond stay queued and are
+/// reached by a later wake or ended by cancellation or file cleanup.
+const WAKE_BATCH: usize = 4;
+
+/// A wake: take **every** request of the file out of the manual queue, then let each one's own
+/// ticket decide (`PendingWait::deliver`): complete it, or put it back.
+///
+/// A wake names the file, not the request: after CLOSE_SESSION and a new OPEN_SESSION on the same
+/// handle, the request the wake is for may sit behind the new session's request, which the core
+/// rightly puts back; taking only the first would strand the old one until the device host
+/// cancelled it (found by the loom model, `crates/vmbmmio-core/tests/loom_guest_events.rs`,
+/// `close_then_reopen_on_the_same_file_*`). All are taken out before any is requeued, so a
+/// requeued request is not retrieved again by the same wake.
 ///
 /// IRQL: <= DISPATCH_LEVEL. Never called with the event lock or the table lock held.
 pub fn handle_wake(wake: Wake) {
     let file = wake.file.0 as WDFFILEOBJECT;
-    let mut request: WDFREQUEST = null_mut();
-    // SAFETY: the manual queue is live; `file` is the file object the core recorded (never
-    // dereferenced by the framework beyond a comparison); `request` is an out-parameter.
-    let status = unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfIoQueueRetrieveRequestByFileObject,
-            wait_queue(),
-            file,
-            &raw mut request
-        )
-    };
-    if status < 0 || request.is_null() {
-        // Cancelled meanwhile (or a stale wake): nothing to deliver; nothing was consumed.
-        return;
+    let mut taken: [WDFREQUEST; WAKE_BATCH] = [null_mut(); WAKE_BATCH];
+    for slot in &mut taken {
+        let mut request: WDFREQUEST = null_mut();
+        // SAFETY: the manual queue is live; `file` is the file object the core recorded (never
+        // dereferenced by the framework beyond a comparison); `request` is an out-parameter.
+        let status = unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfIoQueueRetrieveRequestByFileObject,
+                wait_queue(),
+                file,
+                &raw mut request
+            )
+        };
+        if status < 0 || request.is_null() {
+            // None left (cancelled meanwhile, or a stale wake): nothing was consumed.
+            break;
+        }
+        *slot = request;
     }
+    let mut again = None;
+    for request in taken.into_iter().filter(|request| !request.is_null()) {
+        if let Some(wake) = settle(request) {
+            again = Some(wake);
+        }
+    }
+    if let Some(wake) = again {
+        handle_wake(wake);
+    }
+}
+
+/// One request taken out of the manual queue by a wake: complete it or put it back, as the
+/// core says. Returns the wake its re-park produced, if any.
+///
+/// IRQL: <= DISPATCH_LEVEL.
+fn settle(request: WDFREQUEST) -> Option<Wake> {
     let Some(pending) = pending_of(request) else {
-        return super::control::complete(request, ControlError::Cancelled.to_ntstatus(), 0);
+        super::control::complete(request, ControlError::Cancelled.to_ntstatus(), 0);
+        return None;
     };
     let delivered = match super::control::retrieve_output(request) {
         Ok(output) => pending.deliver(output),
         Err(status) => {
             pending.cancel();
-            return super::control::complete(request, status, 0);
+            super::control::complete(request, status, 0);
+            return None;
         }
     };
     match delivered {
         Delivered::Completed(written) => {
             drop(take_pending(request));
             super::control::complete(request, STATUS_SUCCESS, written);
+            None
         }
         Delivered::Requeue => {
-            // SAFETY: retrieved from the manual queue above, so it may be requeued there.
+            // SAFETY: retrieved from the manual queue by the caller, so it may be requeued there.
             let status = unsafe { call_unsafe_wdf_function_binding!(WdfRequestRequeue, request) };
             if status < 0 {
                 pending.cancel();
-                return super::control::complete(request, status, 0);
+                super::control::complete(request, status, 0);
+                return None;
             }
-            if let Some(again) = pending.parked() {
-                handle_wake(again);
-            }
+            pending.parked()
         }
-        Delivered::Failed(error) => super::control::complete(request, error.to_ntstatus(), 0),
+        Delivered::Failed(error) => {
+            super::control::complete(request, error.to_ntstatus(), 0);
+            None
+        }
     }
 }
 
