@@ -3,7 +3,10 @@
 //! # What this crate owns
 //! - Models of the platform pieces that exist only on a Hyper-V host: the VMBus Kernel Mode
 //!   Client Library (filling `kmcl::KmclApi` with `extern "system"` functions), the guest's
-//!   VMBus driver, kernel sections, HDV and guest physical memory (filled by later issues).
+//!   VMBus driver and MMIO pool, the guest's virtual PCI bus, kernel sections, HDV/HCS and guest
+//!   physical memory, all sharing one VM (`vm`).
+//! - The demo (`demo`), a one-session bench for the guest protocol (`guest_session`) and the
+//!   `replay` tool that feeds files to the driver's guest-packet handler.
 //! - Byte-accurate memory, so a test can prove that what the guest writes is what the host reads.
 //!
 //! # What this crate must not do
