@@ -545,57 +545,63 @@ impl EngineState {
     }
 }
 
+/// An engine whose guest has said HELLO, SELECT_VERSION, REPORT_RESERVATION (none),
+/// REPORT_DEVICE (decode on) and READY, and the guest's next request id.
+fn ready_engine() -> (EngineState, u64) {
+    const INSTANCE: WireGuid = WireGuid::from_u128(0x1234);
+    const BAR: u64 = 1 << 20;
+    let plan = MmioPlan::new(&[512 << 10, 256 << 10]).unwrap();
+    let mut state = EngineState {
+        engine: Engine::new(SessionContext::new(INSTANCE, &plan, &[true, false])),
+        queue: GuestEventQueue::new(FILE),
+        held: None,
+        completed: Vec::new(),
+    };
+    state.engine.opened();
+    state.engine.started();
+    // The guest's conversation up to READY (the client library builds the packets).
+    let mut client = GuestClient::new();
+    let mut buf = [0u8; LARGEST_MESSAGE];
+    let device = DeviceReport {
+        instance: INSTANCE,
+        segment: 0,
+        bus: 0,
+        devfn: 0,
+        bar_index: 0,
+        bar: BarPlacement {
+            base: 0xF800_0000,
+            size: BAR,
+            memory_decode: true,
+        },
+    };
+    for step in 0..5 {
+        let sent = match step {
+            0 => client.hello(&mut buf),
+            1 => client.select_version(&mut buf),
+            2 => client.report_reservation(&mut buf, None),
+            3 => client.report_device(&mut buf, &device),
+            _ => client.ready(&mut buf),
+        }
+        .unwrap();
+        let mut reply = [0u8; LARGEST_MESSAGE];
+        let outcome = state
+            .engine
+            .packet(&mut state.queue, &buf[..sent.len], &mut reply);
+        let Action::Reply(len) = outcome.action else {
+            panic!("step {step} held");
+        };
+        client.on_reply(&reply[..len]).unwrap();
+    }
+    (state, client.next_request_id())
+}
+
 /// A guest's `WAIT_EVENT` (the packet callback) races the device host's REPORT_MAPPING of both
 /// regions (the IOCTL path, `mapping_changed` twice): the wait is answered exactly once, with the
 /// `REGIONS_MAPPED` event, whether it was held first or came after the mapping.
 #[test]
 fn held_wait_event_races_mapping_changed() {
     model("held_wait_event_races_mapping_changed", || {
-        const INSTANCE: WireGuid = WireGuid::from_u128(0x1234);
-        const BAR: u64 = 1 << 20;
-        let plan = MmioPlan::new(&[512 << 10, 256 << 10]).unwrap();
-        let mut state = EngineState {
-            engine: Engine::new(SessionContext::new(INSTANCE, &plan, &[true, false])),
-            queue: GuestEventQueue::new(FILE),
-            held: None,
-            completed: Vec::new(),
-        };
-        state.engine.opened();
-        state.engine.started();
-        // The guest's conversation up to READY (the client library builds the packets).
-        let mut client = GuestClient::new();
-        let mut buf = [0u8; LARGEST_MESSAGE];
-        let device = DeviceReport {
-            instance: INSTANCE,
-            segment: 0,
-            bus: 0,
-            devfn: 0,
-            bar_index: 0,
-            bar: BarPlacement {
-                base: 0xF800_0000,
-                size: BAR,
-                memory_decode: true,
-            },
-        };
-        for step in 0..5 {
-            let sent = match step {
-                0 => client.hello(&mut buf),
-                1 => client.select_version(&mut buf),
-                2 => client.report_reservation(&mut buf, None),
-                3 => client.report_device(&mut buf, &device),
-                _ => client.ready(&mut buf),
-            }
-            .unwrap();
-            let mut reply = [0u8; LARGEST_MESSAGE];
-            let outcome = state
-                .engine
-                .packet(&mut state.queue, &buf[..sent.len], &mut reply);
-            let Action::Reply(len) = outcome.action else {
-                panic!("step {step} held");
-            };
-            client.on_reply(&reply[..len]).unwrap();
-        }
-        let next_id = client.next_request_id();
+        let (state, next_id) = ready_engine();
         let shared = Arc::new(Mutex::new(state));
         let guest = {
             let shared = Arc::clone(&shared);
@@ -681,5 +687,57 @@ fn close_then_reopen_on_the_same_file() {
         );
         assert!(glue.completions_of(2).is_empty());
         assert_eq!(glue.queued(), 1);
+    });
+}
+
+/// The guest's `WAIT_EVENT` then the channel's Suspend (KMCL runs Suspend only after the packet
+/// callback returned: "no ProcessPacket calls are running", Microsoft's KMCL docs) race the
+/// device host's REPORT_MAPPING of both regions: the wait is answered exactly once — with
+/// `REGIONS_MAPPED` if the mapping came first, else with `CHANNEL_CLOSING` at Suspend — and
+/// nothing is held after Suspend (KMCL waits there for every delivered packet).
+#[test]
+fn held_wait_event_races_mapping_changed_and_suspend() {
+    model("held_wait_event_races_mapping_changed_and_suspend", || {
+        let (state, next_id) = ready_engine();
+        let shared = Arc::new(Mutex::new(state));
+        let guest = {
+            let shared = Arc::clone(&shared);
+            thread::spawn(move || {
+                shared
+                    .lock()
+                    .unwrap()
+                    .packet(next_id, RequestBody::WaitEvent { last_seen: 0 });
+                let mut state = shared.lock().unwrap();
+                let reply = state.engine.suspend();
+                state.complete_held(reply);
+                assert!(state.held.is_none(), "a packet is still held after Suspend");
+            })
+        };
+        for index in 0..2 {
+            let mut state = shared.lock().unwrap();
+            let reply = state.engine.mapping(index, MappingState::SectionBacked);
+            state.complete_held(reply);
+        }
+        guest.join().unwrap();
+        let state = shared.lock().unwrap();
+        assert!(state.held.is_none());
+        let answers: Vec<_> = state
+            .completed
+            .iter()
+            .filter(|(id, _)| *id == next_id)
+            .collect();
+        assert_eq!(
+            answers.len(),
+            1,
+            "the wait answered {} times",
+            answers.len()
+        );
+        match parse_reply(&answers[0].1).unwrap().body {
+            ReplyBody::Event(event) => assert_eq!(event.kind, EventKind::RegionsMapped),
+            ReplyBody::Error(error) => {
+                assert_eq!(error.code, vmbmmio_proto::guest::ErrorCode::ChannelClosing)
+            }
+            other => panic!("the wait got {other:?}"),
+        }
     });
 }
