@@ -9,6 +9,7 @@ use vmbmmio_proto::ioctl::{
 
 use alloc::boxed::Box;
 
+use super::Handled;
 use super::phases::{Begun, Finished, OpenDone, OpenWork, Teardown};
 use super::session::{Busy, FileEntry, Session};
 use super::{Caller, ControlDevice, ControlError, Platform};
@@ -73,21 +74,40 @@ impl<X: Platform> ControlDevice<X> {
         input: &[u8],
         output: &mut [u8],
     ) -> Result<usize, ControlError> {
-        match self.begin(caller, code, input, output)? {
-            Begun::Done(written) => Ok(written),
+        let begun = self.begin(caller, code, input, output)?;
+        match self.run_inline(begun, output)? {
+            Handled::Done(written) => Ok(written),
+            // A caller of this all-in-one path cannot keep a request pending: it is cancelled
+            // at once, which consumes nothing (use `handle` to keep it).
+            Handled::Pending(pending) => {
+                pending.cancel();
+                Err(ControlError::Cancelled)
+            }
+        }
+    }
+
+    /// The rest of a begun request, inline, for the all-in-one callers ([`Self::dispatch`],
+    /// [`Self::handle`]: tests and the simulated transport, which hold `&mut self` throughout).
+    /// A closed session's pending WAIT_GUEST_EVENT gets no wake here: these callers keep their
+    /// parked request themselves and poll it, and its next delivery says `Cancel`; the glue gets
+    /// the wake through [`super::serve`].
+    pub(super) fn run_inline(
+        &mut self,
+        begun: Begun<X>,
+        output: &mut [u8],
+    ) -> Result<Handled<X>, ControlError> {
+        match begun {
+            Begun::Done(written) => Ok(Handled::Done(written)),
+            Begun::Pending(pending) => Ok(Handled::Pending(pending)),
             Begun::Open(work) => {
                 let finished = self.finish_open(work.run(output));
                 if let Some(teardown) = finished.teardown {
                     self.finish_close(teardown.run()).release();
                 }
-                finished.result
+                finished.result.map(Handled::Done)
             }
-            Begun::Close(teardown) => Ok(self.finish_close(teardown.run()).release()),
-            // A caller of this all-in-one path cannot keep a request pending: it is cancelled
-            // at once, which consumes nothing (use `handle` to keep it).
-            Begun::Pending(pending) => {
-                pending.cancel();
-                Err(ControlError::Cancelled)
+            Begun::Close(teardown) => {
+                Ok(Handled::Done(self.finish_close(teardown.run()).release()))
             }
         }
     }

@@ -153,20 +153,8 @@ impl<X: Platform> ControlDevice<X> {
         input: &[u8],
         output: &mut [u8],
     ) -> Result<Handled<X>, ControlError> {
-        match self.begin(caller, code, input, output)? {
-            Begun::Pending(pending) => Ok(Handled::Pending(pending)),
-            Begun::Done(written) => Ok(Handled::Done(written)),
-            Begun::Open(work) => {
-                let finished = self.finish_open(work.run(output));
-                if let Some(teardown) = finished.teardown {
-                    self.finish_close(teardown.run()).release();
-                }
-                finished.result.map(Handled::Done)
-            }
-            Begun::Close(teardown) => {
-                Ok(Handled::Done(self.finish_close(teardown.run()).release()))
-            }
-        }
+        let begun = self.begin(caller, code, input, output)?;
+        self.run_inline(begun, output)
     }
 }
 

@@ -171,7 +171,7 @@ impl Engine {
         let conversation = &mut self.conversation;
         conversation.packets = conversation.packets.saturating_add(1);
         if !conversation.open || conversation.closing || conversation.stopped {
-            let (received_kind, request_id) = received(bytes);
+            let (received_kind, request_id) = vmbmmio_proto::guest::received(bytes);
             let refusal = RequestError {
                 received_kind,
                 request_id,
@@ -608,22 +608,4 @@ fn overlap(reservation: Option<GuestRange>, device: &DeviceReport) -> Result<(),
     classify_reservation(reservation, device.bar_range())
         .map(drop)
         .map_err(|error: PlacementError| RequestFault::BadPlacement(error))
-}
-
-/// The kind and request id as received, 0 for what a short packet does not hold (the `ERROR`
-/// reply's rule).
-fn received(bytes: &[u8]) -> (u16, u64) {
-    let kind = bytes
-        .first_chunk::<2>()
-        .map_or(0, |kind| u16::from_le_bytes(*kind));
-    let id = bytes
-        .get(8..16)
-        .and_then(|id| <[u8; 8]>::try_from(id).ok())
-        .map_or(0, u64::from_le_bytes);
-    let id = if bytes.len() >= vmbmmio_proto::guest::HEADER_SIZE {
-        id
-    } else {
-        0
-    };
-    (kind, id)
 }

@@ -71,5 +71,5 @@ pub use report::{
 };
 pub use request::{
     FramedRequest, Request, RequestBody, RequestError, RequestFault, encode_request, frame_request,
-    parse_request, parse_request_after,
+    parse_request, parse_request_after, received,
 };

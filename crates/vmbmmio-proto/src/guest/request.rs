@@ -379,15 +379,23 @@ const fn reserved(offset: usize, got: u64) -> Result<(), RequestFault> {
     }
 }
 
+/// The kind and request id of `bytes` as received, 0 for what a packet too short for the header
+/// does not hold: what an `ERROR` reply echoes (docs/protocol.md).
+pub fn received(bytes: &[u8]) -> (u16, u64) {
+    let kind = bytes
+        .first_chunk::<2>()
+        .map_or(0, |kind| u16::from_le_bytes(*kind));
+    let id = Header::ref_from_prefix(bytes).map_or(0, |(header, _)| header.request_id.get());
+    (kind, id)
+}
+
 /// Checks 1–4 of the module docs: the header of a request, without its body.
 pub fn frame_request(bytes: &[u8]) -> Result<FramedRequest<'_>, RequestError> {
     let Ok((header, _)) = Header::ref_from_prefix(bytes) else {
-        let received_kind = bytes
-            .first_chunk::<2>()
-            .map_or(0, |kind| u16::from_le_bytes(*kind));
+        let (received_kind, request_id) = received(bytes);
         return Err(RequestError {
             received_kind,
-            request_id: 0,
+            request_id,
             fault: RequestFault::TooShort { got: bytes.len() },
         });
     };
