@@ -449,9 +449,11 @@ extern "C" fn evt_device_file_create(_device: WDFDEVICE, request: WDFREQUEST, fi
 extern "C" fn evt_file_cleanup(file: WDFFILEOBJECT) {
     if let Some(in_flight) = RUNDOWN.acquire() {
         serve::file_cleanup(&in_flight, &Table, FileKey(file as usize));
+        // Whatever WAIT_GUEST_EVENT of the file still waits (the session is gone) is cancelled.
+        // Under the rundown reference, so the manual queue still exists; during removal WDF's
+        // own purge of the queue ends them.
+        guest_waits::cancel_file_waits(FileKey(file as usize));
     }
-    // Whatever WAIT_GUEST_EVENT of the file still waits (the session is gone) is cancelled.
-    guest_waits::cancel_file_waits(FileKey(file as usize));
 }
 
 /// `EvtIoDefault` of the default queue: anything that is not one of our IOCTLs.
@@ -545,7 +547,9 @@ extern "C" fn evt_io_in_caller_context(device: WDFDEVICE, request: WDFREQUEST) {
     let output: &mut [u8] = if output_len > 0 {
         match retrieve_buffer(request, Buffer::Output) {
             // SAFETY: WDF returned `length` writable bytes at `buffer`, valid until the request
-            // completes below; no other reference to them exists (the input was copied).
+            // completes (below, or, for a pended WAIT_GUEST_EVENT, elsewhere: then `output` is
+            // not used after the request was handed to WDF); no other reference to them exists
+            // (the input was copied).
             Ok((buffer, length)) => unsafe { core::slice::from_raw_parts_mut(buffer, length) },
             Err(status) => return complete(request, status, 0),
         }

@@ -296,11 +296,59 @@ pub extern "C" fn evt_io_device_control(
     forward_to_wait_queue(request, &pending);
 }
 
-/// Forwards (or requeues) `request`, whose clone is `pending`, to the manual queue, then parks
-/// it in the core; handles the wake that may come back.
+/// A counted reference on a request's framework file object, taken while the request is still
+/// owned. Once a request has gone into the manual queue it may be cancelled and completed on
+/// another CPU, and its file closed; a wake handled after that passes the file object to
+/// `WdfIoQueueRetrieveRequestByFileObject`, which reads the object, so the object must still
+/// exist (a reference keeps it, and the lookup then simply finds no request).
+struct FileRef(WDFFILEOBJECT);
+
+impl FileRef {
+    /// References `request`'s file object. IRQL: <= DISPATCH_LEVEL.
+    fn of(request: WDFREQUEST) -> Self {
+        // SAFETY: the caller owns `request` (not yet forwarded, or just retrieved from the queue).
+        let file = unsafe { call_unsafe_wdf_function_binding!(WdfRequestGetFileObject, request) };
+        if !file.is_null() {
+            // SAFETY: `file` is the live file object of a request the caller owns; the reference
+            // is released exactly once, in `drop`.
+            unsafe {
+                call_unsafe_wdf_function_binding!(
+                    WdfObjectReferenceActual,
+                    file.cast(),
+                    null_mut(),
+                    0,
+                    c"guest_waits.rs".as_ptr().cast_mut()
+                )
+            };
+        }
+        Self(file)
+    }
+}
+
+impl Drop for FileRef {
+    /// IRQL: <= DISPATCH_LEVEL.
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            // SAFETY: releases the one reference `of` took on this object.
+            unsafe {
+                call_unsafe_wdf_function_binding!(
+                    WdfObjectDereferenceActual,
+                    self.0.cast(),
+                    null_mut(),
+                    0,
+                    c"guest_waits.rs".as_ptr().cast_mut()
+                )
+            };
+        }
+    }
+}
+
+/// Forwards `request`, whose clone is `pending`, to the manual queue, then parks it in the core;
+/// handles the wake that may come back (with its file object referenced: see [`FileRef`]).
 ///
 /// IRQL: <= DISPATCH_LEVEL.
 fn forward_to_wait_queue(request: WDFREQUEST, pending: &PendingWait<WindowsPlatform>) {
+    let _file = FileRef::of(request);
     // SAFETY: the caller owns `request`; the manual queue lives as long as the device.
     let status = unsafe {
         call_unsafe_wdf_function_binding!(WdfRequestForwardToIoQueue, request, wait_queue())
@@ -333,12 +381,33 @@ const WAKE_BATCH: usize = 4;
 ///
 /// IRQL: <= DISPATCH_LEVEL. Never called with the event lock or the table lock held.
 pub fn handle_wake(wake: Wake) {
+    // A loop, not recursion: a re-park may produce another wake for the same file. The file
+    // object stays referenced from one round to the next (requests that left may complete and
+    // their file close meanwhile).
+    let mut next = Some(wake);
+    let mut _held: Option<FileRef> = None;
+    while let Some(wake) = next.take() {
+        let (again, file) = drain_once(wake);
+        if file.is_some() {
+            _held = file;
+        }
+        next = again;
+    }
+}
+
+/// One round of [`handle_wake`]: takes out up to [`WAKE_BATCH`] requests of the file and settles
+/// each; returns a wake for another round (a re-park produced one, or the batch was full).
+/// Also returns the reference it took on the file while it owned the requests.
+fn drain_once(wake: Wake) -> (Option<Wake>, Option<FileRef>) {
     let file = wake.file.0 as WDFFILEOBJECT;
     let mut taken: [WDFREQUEST; WAKE_BATCH] = [null_mut(); WAKE_BATCH];
+    let mut full = true;
     for slot in &mut taken {
         let mut request: WDFREQUEST = null_mut();
-        // SAFETY: the manual queue is live; `file` is the file object the core recorded (never
-        // dereferenced by the framework beyond a comparison); `request` is an out-parameter.
+        // SAFETY: the manual queue is live; `file` is alive: a wake from a KMCL callback,
+        // CLOSE_SESSION or file cleanup comes while the file is open, and one produced by a
+        // re-park after the request left is handled while its file object is referenced
+        // ([`FileRef`]); `request` is an out-parameter.
         let status = unsafe {
             call_unsafe_wdf_function_binding!(
                 WdfIoQueueRetrieveRequestByFileObject,
@@ -349,19 +418,23 @@ pub fn handle_wake(wake: Wake) {
         };
         if status < 0 || request.is_null() {
             // None left (cancelled meanwhile, or a stale wake): nothing was consumed.
+            full = false;
             break;
         }
         *slot = request;
     }
-    let mut again = None;
+    // The taken requests are owned here: reference the file before any of them leaves again.
+    let file_ref = taken
+        .first()
+        .filter(|r| !r.is_null())
+        .map(|&r| FileRef::of(r));
+    let mut again = full.then_some(wake);
     for request in taken.into_iter().filter(|request| !request.is_null()) {
         if let Some(wake) = settle(request) {
             again = Some(wake);
         }
     }
-    if let Some(wake) = again {
-        handle_wake(wake);
-    }
+    (again, file_ref)
 }
 
 /// One request taken out of the manual queue by a wake: complete it or put it back, as the
@@ -422,7 +495,8 @@ extern "C" fn evt_wait_canceled_on_queue(_queue: WDFQUEUE, request: WDFREQUEST) 
 pub fn cancel_file_waits(file: FileKey) {
     loop {
         let mut request: WDFREQUEST = null_mut();
-        // SAFETY: as in `handle_wake`.
+        // SAFETY: the manual queue is live; `file` is alive: this runs in its own EvtFileCleanup;
+        // `request` is an out-parameter.
         let status = unsafe {
             call_unsafe_wdf_function_binding!(
                 WdfIoQueueRetrieveRequestByFileObject,

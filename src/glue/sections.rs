@@ -18,8 +18,8 @@
 //! table with exactly the requested access, which the portable manager decides from the
 //! region (`RegionAccess::access_mask`). The `ObOpenObjectByPointer` page: with `KernelMode`
 //! the access is granted without an access check, and `ObjectType` may be NULL. The check is
-//! skipped on purpose: every section carries a descriptor that grants user mode nothing
-//! (`super::section_security`), so a `UserMode` open would be refused, and so is any later
+//! skipped on purpose: every section carries a descriptor that grants user mode no section
+//! access (only `READ_CONTROL` to the owner, `super::section_security`), so a `UserMode` open would be refused, and so is any later
 //! attempt to widen the handle from user mode (Win32 `DuplicateHandle` checks access beyond
 //! the source handle's against that descriptor). The portable manager checks beforehand that
 //! the current process is the requester; the IOCTL that asks for a handle must therefore be

@@ -57,12 +57,13 @@ use vmbmmio_proto::ioctl::{GuestEvent, GuestEventKind, GuestSnapshot, ProtoError
 use crate::control::FileKey;
 use crate::guest::{GuestShared, SessionContext};
 
-/// Most unacknowledged events one session keeps.
-pub const EVENT_CAPACITY: usize = 32;
+/// Most unacknowledged events one session keeps: the protocol's documented queue size
+/// (`vmbmmio_proto::guest::EVENT_QUEUE`, docs/protocol.md "Misbehaviour").
+pub const EVENT_CAPACITY: usize = vmbmmio_proto::guest::EVENT_QUEUE;
 
-/// [`EVENT_CAPACITY`] as the sequence arithmetic's type.
-const CAPACITY_U64: u64 = 32;
-const _: () = assert!(EVENT_CAPACITY as u64 == CAPACITY_U64);
+/// [`EVENT_CAPACITY`] as the sequence arithmetic's type (32 fits any `u64`).
+#[allow(clippy::cast_possible_truncation)]
+pub(crate) const CAPACITY_U64: u64 = EVENT_CAPACITY as u64;
 
 /// The lock around one session's guest-facing state ([`GuestShared`]: this queue, the host
 /// engine's conversation and the held guest packet), supplied by the platform: a WDF spin lock

@@ -41,7 +41,7 @@ use vmbmmio_proto::ioctl::{
 use super::context::{Backing, SessionContext};
 use super::conversation::{Conversation, HeldWait, Reports};
 use super::limits::{HELD_REPLY_SIZE, TERMINAL_HEADROOM};
-use crate::guest_events::{EVENT_CAPACITY, GuestEventQueue, PushError, Wake};
+use crate::guest_events::{CAPACITY_U64, GuestEventQueue, PushError, Wake};
 
 /// What to do with the packet just processed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -472,7 +472,7 @@ impl Engine {
         if queue.is_closed() {
             return Err(RequestFault::ChannelClosing);
         }
-        let capacity = u64::try_from(EVENT_CAPACITY).unwrap_or(0);
+        let capacity = CAPACITY_U64;
         if queue.len().saturating_add(TERMINAL_HEADROOM) >= capacity {
             return Err(RequestFault::Busy);
         }

@@ -164,11 +164,8 @@ impl<B: SectionBackend> SectionManager<B> {
     ///
     /// IRQL: PASSIVE_LEVEL (no kernel call).
     pub fn commit(&mut self, reservation: Reservation<B>, sections: OwnedSections<B>) -> SessionId {
+        // Only a reservation whose `create_sections` succeeded is committed: it released nothing.
         self.settle(&reservation);
-        self.totals.sections_released = self
-            .totals
-            .sections_released
-            .saturating_add(reservation.released);
         self.totals.sessions_created = self.totals.sessions_created.saturating_add(1);
         self.totals.bytes_in_use = self.totals.bytes_in_use.saturating_add(reservation.bytes);
         // No reallocation: `reserve` made room for every pending session.

@@ -45,10 +45,9 @@ pub struct Reservation<B: SectionBackend> {
     regions: [RegionInfo; MAX_REGIONS],
     count: usize,
     backend: B,
-    /// Kernel references [`Reservation::create_sections`] took, not yet counted by the manager.
+    /// Kernel references [`Reservation::create_sections`] took, not yet counted by the manager
+    /// (after a failure part-way they are released already, and `cancel` counts them so).
     pub(super) created: u64,
-    /// Of those, how many it released again (a failure part-way).
-    pub(super) released: u64,
 }
 
 impl<B: SectionBackend> Reservation<B> {
@@ -70,7 +69,6 @@ impl<B: SectionBackend> Reservation<B> {
             count,
             backend,
             created: 0,
-            released: 0,
         }
     }
 
@@ -116,7 +114,6 @@ impl<B: SectionBackend> Reservation<B> {
                     });
                 }
                 Err(status) => {
-                    self.released = self.released.saturating_add(created.len() as u64);
                     created.release();
                     return Err(SectionError::Platform { index, status });
                 }
@@ -133,7 +130,6 @@ impl<B: SectionBackend> core::fmt::Debug for Reservation<B> {
             .field("bytes", &self.bytes)
             .field("regions", &self.regions())
             .field("created", &self.created)
-            .field("released", &self.released)
             .finish_non_exhaustive()
     }
 }
