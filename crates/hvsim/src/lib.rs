@@ -16,6 +16,7 @@
 //! - Ship in the driver: it is a std crate used by tests, benchmarks and the demo only.
 
 pub mod demo;
+pub mod explore;
 pub mod guest_memory;
 pub mod guest_session;
 pub mod hdv;

@@ -23,7 +23,7 @@ use vmbmmio_proto::guest::EventKind;
 use super::assumptions::{BAR_OUTSIDE_WINDOW, HOST_VIEW, MAPPING_TAKES_EFFECT};
 use super::guest_side::{enable_and_locate, find_paired_function};
 use super::protocol::{GuestProtocol, HostWaiter};
-use super::transport::{InProcessTransport, TransportCounts, WaitSlot};
+use super::transport::{InProcessTransport, Removal, TransportCounts, WaitSlot};
 use super::world::{
     BAR_INDEX, DEVICE_INSTANCE, DemoWorld, EMULATOR_CLASS, FILE, GuestSide, Host, HostSide,
     INTERFACE_INSTANCE, INTERFACE_TYPE, Narrator, VM_ID, step,
@@ -188,6 +188,7 @@ fn build_host(
         counts: counts.clone(),
         pending_wait: WaitSlot::default(),
         owns_file: true,
+        removal: Removal::default(),
     };
     // The device host's waiting loop uses a second handle to the same file (docs/devhost.md).
     let waiter_transport = transport.share();
@@ -365,7 +366,7 @@ fn claim_channel_range(
 }
 
 /// The device host's configuration, as its command line would give it.
-fn device_host_config(region_sizes: &[u64]) -> Result<DeviceHostConfig, DemoError> {
+pub(crate) fn device_host_config(region_sizes: &[u64]) -> Result<DeviceHostConfig, DemoError> {
     let cli = CliArgs {
         vm_id: Some(VM_ID.to_string()),
         region_sizes: region_sizes.iter().map(u64::to_string).collect(),

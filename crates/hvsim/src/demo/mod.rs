@@ -20,14 +20,14 @@
 //! ([`assumptions`]).
 
 mod assumptions;
-mod build;
+pub(crate) mod build;
 mod conversation;
-mod guest_side;
+pub(crate) mod guest_side;
 mod pattern;
-mod protocol;
+pub(crate) mod protocol;
 mod teardown;
-mod transport;
-mod world;
+pub(crate) mod transport;
+pub(crate) mod world;
 
 use std::fmt;
 use std::io::Write;

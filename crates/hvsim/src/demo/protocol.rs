@@ -26,15 +26,15 @@ use super::transport::InProcessTransport;
 use crate::kmcl::{ChannelId, PacketOutcome, SimGuest};
 
 /// The guest's protocol client on its channel.
-pub(super) struct GuestProtocol {
-    pub(super) client: GuestClient,
+pub(crate) struct GuestProtocol {
+    pub(crate) client: GuestClient,
     channel: ChannelId,
     /// The simulator's token of the guest's outstanding `WAIT_EVENT`, while the driver holds it.
     wait: Option<u64>,
 }
 
 impl GuestProtocol {
-    pub(super) fn new(channel: ChannelId) -> Self {
+    pub(crate) fn new(channel: ChannelId) -> Self {
         Self {
             client: GuestClient::new(),
             channel,
@@ -44,7 +44,7 @@ impl GuestProtocol {
 
     /// One request and its reply: `build` writes it with the client, the guest sends it as one
     /// packet, the client checks the completion.
-    pub(super) fn request(
+    pub(crate) fn request(
         &mut self,
         vmbus: &SimGuest,
         what: &str,
@@ -67,7 +67,7 @@ impl GuestProtocol {
     }
 
     /// Sends `WAIT_EVENT`: the event if one is there already, else `None` (the driver holds it).
-    pub(super) fn wait(&mut self, vmbus: &SimGuest) -> Result<Option<ClientEvent>, DemoError> {
+    pub(crate) fn wait(&mut self, vmbus: &SimGuest) -> Result<Option<ClientEvent>, DemoError> {
         let mut buffer = [0u8; LARGEST_MESSAGE];
         let sent = self
             .client
@@ -86,7 +86,7 @@ impl GuestProtocol {
     }
 
     /// The held `WAIT_EVENT`'s completion, if the driver completed it meanwhile.
-    pub(super) fn poll(&mut self, vmbus: &SimGuest) -> Result<Option<ClientEvent>, DemoError> {
+    pub(crate) fn poll(&mut self, vmbus: &SimGuest) -> Result<Option<ClientEvent>, DemoError> {
         let Some(token) = self.wait else {
             return Ok(None);
         };
@@ -107,14 +107,14 @@ impl GuestProtocol {
 }
 
 /// The device host's side: WAIT_GUEST_EVENT on a transport sharing its file handle.
-pub(super) struct HostWaiter {
+pub(crate) struct HostWaiter {
     transport: InProcessTransport,
     follower: GuestEventFollower,
     last_seen: u64,
 }
 
 impl HostWaiter {
-    pub(super) fn new(transport: InProcessTransport, follower: GuestEventFollower) -> Self {
+    pub(crate) fn new(transport: InProcessTransport, follower: GuestEventFollower) -> Self {
         Self {
             transport,
             follower,
@@ -124,7 +124,7 @@ impl HostWaiter {
 
     /// Every event the driver has for the device host now, each applied to its placement
     /// signal, in order; leaves one request parked (as the loop does) when there is no more.
-    pub(super) fn drain(&mut self) -> Result<Vec<(GuestEvent, Applied)>, DemoError> {
+    pub(crate) fn drain(&mut self) -> Result<Vec<(GuestEvent, Applied)>, DemoError> {
         let mut seen = Vec::new();
         let mut output = [0u8; 256];
         // Bounded: the driver keeps at most 32 events per session.

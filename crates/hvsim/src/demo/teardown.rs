@@ -8,8 +8,14 @@
 
 use std::sync::atomic::Ordering;
 
+use vmbmmio_core::control::ControlDevice;
+
 use super::DemoError;
 use super::world::{DemoWorld, FILE, VM_ID, step};
+use crate::hdv::HdvSim;
+use crate::kmcl::Sim;
+use crate::platform::SimPlatform;
+use crate::sections::SimKernel;
 
 /// What each model still holds after teardown.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -31,6 +37,41 @@ pub struct LeakReport {
 }
 
 impl LeakReport {
+    /// What the KMCL, object-manager, ledger and HDV models still hold (the device host's
+    /// view counters and the guest's leftovers are the caller's: [`Self::views`],
+    /// [`Self::guest`]).
+    pub(crate) fn measure(
+        sim: &Sim,
+        kernel: &SimKernel,
+        control: &ControlDevice<SimPlatform>,
+        hdv: &HdvSim,
+    ) -> Self {
+        let kmcl = sim.counters();
+        let objects = kernel.counters();
+        let ledger = control.section_counters();
+        let hdv = hdv.counters();
+        Self {
+            kmcl: (kmcl.channels_allocated - kmcl.channels_cleaned_up)
+                + (kmcl.contexts_allocated - kmcl.contexts_freed)
+                + (kmcl.kernel_handles_converted - kmcl.kernel_handles_closed)
+                + (kmcl.packets_delivered - kmcl.packets_completed - kmcl.packets_failed)
+                + (kmcl.outgoing_packets_allocated - kmcl.outgoing_packets_released),
+            sections: (objects.sections_created - objects.sections_destroyed)
+                + (objects.kernel_handles_opened - objects.kernel_handles_closed)
+                + (objects.references_taken - objects.references_released)
+                + (objects.user_handles_opened - objects.user_handles_closed)
+                + (objects.views_mapped - objects.views_unmapped),
+            ledger: ledger.live_sessions + ledger.live_sections + ledger.live_handle_records,
+            hdv: (hdv.compute_systems_opened - hdv.compute_systems_closed)
+                + (hdv.device_hosts_initialized - hdv.device_hosts_torn_down)
+                + (hdv.devices_created - hdv.devices_released)
+                + (hdv.ranges_created - hdv.ranges_destroyed)
+                + (hdv.worker_duplicates - hdv.worker_duplicates_closed),
+            views: 0,
+            guest: 0,
+        }
+    }
+
     /// Every leaked object, all models together.
     pub fn total(&self) -> u64 {
         self.kmcl + self.sections + self.ledger + self.hdv + self.views + self.guest
@@ -81,33 +122,18 @@ impl DemoWorld<'_> {
         if !violations.is_empty() {
             return Err(DemoError(format!("KMCL rules broken: {violations:?}")));
         }
-        let kmcl = self.host.sim.counters();
-        let objects = self.host.kernel.counters();
-        let ledger = self.host.control.borrow().section_counters();
-        let hdv = self.host.hdv.counters();
         let views = self.host.views.mapped.load(Ordering::SeqCst)
             - self.host.views.unmapped.load(Ordering::SeqCst);
         let guest = self.host.sim.guest(self.host.vm.id).offers().len() as u64
             + self.host.guest_vm.claims().len() as u64;
-        Ok(LeakReport {
-            kmcl: (kmcl.channels_allocated - kmcl.channels_cleaned_up)
-                + (kmcl.contexts_allocated - kmcl.contexts_freed)
-                + (kmcl.kernel_handles_converted - kmcl.kernel_handles_closed)
-                + (kmcl.packets_delivered - kmcl.packets_completed - kmcl.packets_failed)
-                + (kmcl.outgoing_packets_allocated - kmcl.outgoing_packets_released),
-            sections: (objects.sections_created - objects.sections_destroyed)
-                + (objects.kernel_handles_opened - objects.kernel_handles_closed)
-                + (objects.references_taken - objects.references_released)
-                + (objects.user_handles_opened - objects.user_handles_closed)
-                + (objects.views_mapped - objects.views_unmapped),
-            ledger: ledger.live_sessions + ledger.live_sections + ledger.live_handle_records,
-            hdv: (hdv.compute_systems_opened - hdv.compute_systems_closed)
-                + (hdv.device_hosts_initialized - hdv.device_hosts_torn_down)
-                + (hdv.devices_created - hdv.devices_released)
-                + (hdv.ranges_created - hdv.ranges_destroyed)
-                + (hdv.worker_duplicates - hdv.worker_duplicates_closed),
-            views,
-            guest,
-        })
+        let mut report = LeakReport::measure(
+            &self.host.sim,
+            &self.host.kernel,
+            &self.host.control.borrow(),
+            &self.host.hdv,
+        );
+        report.views = views;
+        report.guest = guest;
+        Ok(report)
     }
 }

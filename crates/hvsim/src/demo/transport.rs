@@ -18,7 +18,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use kmcl::raw::STATUS_PENDING;
+use kmcl::raw::{NTSTATUS, STATUS_PENDING};
 use vmbmmio_core::control::{Caller, ControlDevice, Delivered, Handled, PendingWait};
 use vmbmmio_devhost::{IoctlFailure, IoctlTransport};
 
@@ -43,6 +43,30 @@ pub struct InProcessTransport {
     /// Whether dropping this transport closes the file (the device host's own handle); a
     /// [`InProcessTransport::share`]d one does not, like a second handle to the same file.
     pub(super) owns_file: bool,
+    /// Set once the device's removal started (KMDF's remove lock, see [`Removal`]).
+    pub(super) removal: Removal,
+}
+
+/// `STATUS_DELETE_PENDING` (ntstatus.h): a request reached a device whose removal started.
+pub const STATUS_DELETE_PENDING: NTSTATUS = 0xC000_0056_u32 as NTSTATUS;
+
+/// Whether the control device's removal has started. With `WDF_REMOVE_LOCK_OPTION_ACQUIRE_FOR_IO`
+/// KMDF fails every request that arrives after removal started with `STATUS_DELETE_PENDING`
+/// (Microsoft Learn, `WDF_REMOVE_LOCK_OPTIONS_FLAGS`), before the driver sees it; file cleanup
+/// still runs for handles that close. Shared by every transport of one control device.
+#[derive(Clone, Debug, Default)]
+pub struct Removal(Rc<Cell<bool>>);
+
+impl Removal {
+    /// Removal starts: later requests fail.
+    pub fn begin(&self) {
+        self.0.set(true);
+    }
+
+    /// Whether removal started.
+    pub fn started(&self) -> bool {
+        self.0.get()
+    }
 }
 
 /// Where a pending WAIT_GUEST_EVENT waits: the simulated counterpart of the glue's manual
@@ -68,6 +92,9 @@ pub struct TransportCounts {
 
 impl IoctlTransport for InProcessTransport {
     fn ioctl(&mut self, code: u32, input: &[u8], output: &mut [u8]) -> Result<usize, IoctlFailure> {
+        if self.removal.started() {
+            return Err(IoctlFailure::NtStatus(STATUS_DELETE_PENDING));
+        }
         let process = self.process;
         self.kernel.set_current_process(process);
         let control = &self.control;
@@ -103,6 +130,29 @@ impl IoctlTransport for InProcessTransport {
 }
 
 impl InProcessTransport {
+    /// The device host's own handle to the control device (`caller`'s file, opened in
+    /// `process`): dropping it runs the driver's file cleanup.
+    pub(crate) fn new(
+        control: Rc<RefCell<ControlDevice<SimPlatform>>>,
+        sim: Rc<Sim>,
+        kernel: SimKernel,
+        caller: Caller,
+        process: ProcessId,
+        removal: Removal,
+    ) -> Self {
+        Self {
+            control,
+            sim,
+            kernel,
+            caller,
+            process,
+            counts: Rc::default(),
+            pending_wait: WaitSlot::default(),
+            owns_file: true,
+            removal,
+        }
+    }
+
     /// A second transport on the same file, for the device host's waiting loop (the Windows
     /// transport's `share()`): its own pending slot; dropping it cancels its pending request
     /// but does not close the file.
@@ -116,6 +166,7 @@ impl InProcessTransport {
             counts: self.counts.clone(),
             pending_wait: WaitSlot::default(),
             owns_file: false,
+            removal: self.removal.clone(),
         }
     }
 

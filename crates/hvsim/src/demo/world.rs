@@ -30,25 +30,25 @@ use crate::vpci::{GuestBar, GuestPci};
 use vmbmmio_proto::guest::Layout;
 
 /// The VM's compute-system id.
-pub(super) const VM_ID: Guid = Guid::from_u128(0x6d1e_0b6e_5a8f_4c2d_9e3b_7a41_0c5d_2e01);
+pub(crate) const VM_ID: Guid = Guid::from_u128(0x6d1e_0b6e_5a8f_4c2d_9e3b_7a41_0c5d_2e01);
 /// The emulated device's class (`EmulatorId`) and instance (`FlexibleIov` key).
-pub(super) const EMULATOR_CLASS: Guid = Guid::from_u128(0x9bdf_f1a3_9ee9_41b5_96ee_5187_a86b_81fe);
-pub(super) const DEVICE_INSTANCE: Guid = Guid::from_u128(0xa298_f338_8137_4c56_953b_aa2a_a5e4_f4ee);
+pub(crate) const EMULATOR_CLASS: Guid = Guid::from_u128(0x9bdf_f1a3_9ee9_41b5_96ee_5187_a86b_81fe);
+pub(crate) const DEVICE_INSTANCE: Guid = Guid::from_u128(0xa298_f338_8137_4c56_953b_aa2a_a5e4_f4ee);
 /// The VMBus interface the channel is offered with.
-pub(super) const INTERFACE_TYPE: Guid = Guid::from_u128(0x3c1d_77a0_52e4_4b8e_9d21_6f0a_b5c3_0001);
-pub(super) const INTERFACE_INSTANCE: Guid =
+pub(crate) const INTERFACE_TYPE: Guid = Guid::from_u128(0x3c1d_77a0_52e4_4b8e_9d21_6f0a_b5c3_0001);
+pub(crate) const INTERFACE_INSTANCE: Guid =
     Guid::from_u128(0x3c1d_77a0_52e4_4b8e_9d21_6f0a_b5c3_1001);
 /// The control-device file handle the device host opened.
 pub(super) const FILE: FileKey = FileKey(0x5eed);
 /// The BAR the device uses (its low half; the high half is the next index).
-pub(super) const BAR_INDEX: u8 = 2;
+pub(crate) const BAR_INDEX: u8 = 2;
 
-pub(super) type Host =
+pub(crate) type Host =
     DeviceHost<HdvSim, HdvSim, ProtoDriverClient<InProcessTransport>, SimSectionMapper>;
 
 /// A clock that never waits: sleeping only advances virtual time.
 #[derive(Default)]
-pub(super) struct VirtualClock(RefCell<Duration>);
+pub(crate) struct VirtualClock(RefCell<Duration>);
 
 impl Clock for VirtualClock {
     fn now(&self) -> Duration {

@@ -243,6 +243,29 @@ impl<X: Platform> ControlDevice<X> {
         self.files.iter().filter(|f| f.session.is_some()).count()
     }
 
+    /// The statistics of the channel of the session on `file` (tests and the simulator's
+    /// explorer check `unexpected_events`: a state callback in an order the reference does not
+    /// describe).
+    ///
+    /// IRQL: <= DISPATCH_LEVEL (atomics only); callers hold the control lock.
+    pub fn channel_stats(&self, file: FileKey) -> Option<crate::channel::ChannelStats> {
+        let session = self
+            .files
+            .iter()
+            .find(|f| f.file == file)?
+            .session
+            .as_ref()?;
+        Some(session.channel.stats())
+    }
+
+    /// Every file with a session.
+    pub fn session_files(&self) -> impl Iterator<Item = FileKey> + '_ {
+        self.files
+            .iter()
+            .filter(|f| f.session.is_some())
+            .map(|f| f.file)
+    }
+
     /// The driver's own kernel reference to region `region` of the session on `file`: the
     /// host side of the shared bytes (for the guest control protocol and tests).
     ///

@@ -175,6 +175,8 @@ pub struct DeviceHost<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> {
     guest_notes: GuestNotes,
     /// The driver reported GUEST_STOPPED: the run ends and the session closes.
     guest_stopped: bool,
+    /// The process died ([`DeviceHost::abandon`]): dropping releases nothing.
+    abandoned: bool,
 }
 
 type StepResult<T> = Result<T, (Step, Cause)>;
@@ -209,6 +211,7 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
             guest_loop: None,
             guest_notes: GuestNotes::new(),
             guest_stopped: false,
+            abandoned: false,
         };
         match host.acquire() {
             Ok(()) => {

@@ -20,6 +20,14 @@ use crate::platform::{HcsApi, HdvApi};
 use crate::views::SectionMapper;
 
 impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C, M> {
+    /// What the process's death does to the device host: nothing of its release path runs.
+    /// The backends are dropped as they are (on Windows the OS then closes every handle and
+    /// unmaps every view of the process, and the driver's file cleanup ends the session); only
+    /// simulators and tests that play a crashed device host call this.
+    pub fn abandon(mut self) {
+        self.abandoned = true;
+    }
+
     /// Releases everything, in reverse order of acquisition, without waiting: if the VM still
     /// runs, the device host's teardown is deferred (see the module docs). Use
     /// [`Self::shutdown_waiting`] to give a running VM time to stop.
@@ -189,6 +197,9 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
 
 impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> Drop for DeviceHost<H, D, C, M> {
     fn drop(&mut self) {
+        if self.abandoned {
+            return;
+        }
         // Releases whatever a caller did not shut down; a no-op after `shutdown`, except that a
         // deferred device host is torn down now if the VM has stopped meanwhile.
         let holds_more = self.session.is_some()

@@ -1,0 +1,488 @@
+//! One explored world: the simulated host and VM, the driver's real control device, at most one
+//! device-host process at a time, and the guest program, with the checks that run after every
+//! step.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use vmbmmio_core::control::{ControlDevice, FileKey, OfferSettings};
+use vmbmmio_core::sections::SectionQuotas;
+
+use super::device_host::{DeviceHostRun, Tick};
+use super::guest::GuestAgent;
+use super::platform_ops::{self, Armed};
+use super::rng::Rng;
+use super::schedule::Step;
+use crate::demo::LeakReport;
+use crate::demo::transport::Removal;
+use crate::demo::world::{DEVICE_INSTANCE, EMULATOR_CLASS, VM_ID};
+use crate::hdv::{FlexibleIovDevice, HdvSim, HostingModel, VmConfig};
+use crate::kmcl::{Sim, SimVm};
+use crate::memory::ProcessId;
+use crate::platform::SimPlatform;
+use crate::sections::SimKernel;
+use crate::vm::{GuestKind, GuestVm, Power};
+
+/// The regions every explored session asks for: small, so that ten thousand schedules stay
+/// cheap, and two of them, so that region offsets other than 0 are exercised.
+pub(super) const REGION_SIZES: [u64; 2] = [8 << 10, 4 << 10];
+
+/// Rounds of "device host, then guest" after each step: enough for a report to reach the
+/// device host, its mapping to reach the driver and the driver's event to reach the guest.
+const SETTLE_ROUNDS: usize = 4;
+
+/// The simulated platform and the driver, shared by the world's parts.
+pub(super) struct Env {
+    pub(super) sim: Rc<Sim>,
+    pub(super) kernel: SimKernel,
+    /// The HCS/HDV model as the platform (and the operator's tools) reach it.
+    pub(super) hdv: HdvSim,
+    pub(super) guest_vm: GuestVm,
+    vm: Cell<SimVm>,
+    pub(super) control: Rc<RefCell<ControlDevice<SimPlatform>>>,
+    pub(super) removal: Removal,
+    /// The device host's events, taken into the notes after each round.
+    pub(super) device_host_log: Rc<RefCell<Vec<String>>>,
+}
+
+impl Env {
+    /// The VM as the KMCL model knows it (it changes when the VM is restored).
+    pub(super) fn vm(&self) -> SimVm {
+        self.vm.get()
+    }
+
+    /// A process exits: the object manager closes its handles and unmaps its views, HDV
+    /// drops what it held. Idempotent.
+    pub(super) fn process_exits(&self, process: ProcessId) {
+        self.kernel.exit_process(process);
+    }
+}
+
+/// Where the driver's device is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DriverState {
+    Loaded,
+    /// Removal started: requests fail; the state is freed once the last handle closed.
+    Removing,
+    /// The state was freed (`shutdown`).
+    Removed,
+}
+
+/// What a finished schedule found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Armed failures that fired.
+    pub failures_injected: u64,
+    /// Objects left after the final teardown, all models together.
+    pub leaks: u64,
+    /// Broken rules, in the order found.
+    pub violations: Vec<String>,
+    /// What happened, step by step (for a failing schedule's report).
+    pub notes: Vec<String>,
+    /// Guest uses that touched shared memory (checked both ways).
+    pub pages_checked: u64,
+    /// For each `GuestUses` step, in order: how many regions the guest used (0: the protocol
+    /// did not let it) and where its BAR was.
+    pub uses: Vec<(u32, u64)>,
+    /// Device hosts that attached (started and opened their session).
+    pub device_hosts_attached: u64,
+    /// Channels the guest opened.
+    pub guest_opens: u64,
+}
+
+/// The world a schedule runs in.
+pub(super) struct World {
+    pub(super) env: Env,
+    device_host: Option<DeviceHostRun>,
+    guest: GuestAgent,
+    driver: DriverState,
+    next_file: usize,
+    rng: Rng,
+    armed: Vec<Armed>,
+    outcome: Outcome,
+}
+
+impl World {
+    /// The host with the driver loaded, the VM created with its paired device declared, a
+    /// device host started (it may fail under an armed fault), the VM started and the guest
+    /// brought up.
+    pub(super) fn new(guest: GuestKind, seed: u64, early: &[Step]) -> Self {
+        let sim = Rc::new(Sim::new());
+        let kernel = SimKernel::new();
+        let control = Rc::new(RefCell::new(ControlDevice::new(
+            sim.parent_device(),
+            kernel.clone(),
+            SectionQuotas::default(),
+            OfferSettings::default(),
+        )));
+        let guest_vm = GuestVm::with_default_pool(guest);
+        let first = kernel.spawn_process();
+        let (vm, _assumption) = sim.add_vm_assuming_vmbus_handle_in(guest_vm.clone(), first);
+        // TEMPORARY: the HDV model knows one device-host process.
+        let hdv = HdvSim::new(Arc::new(kernel.clone()), first);
+        let env = Env {
+            sim,
+            kernel,
+            hdv,
+            guest_vm,
+            vm: Cell::new(vm),
+            control,
+            removal: Removal::default(),
+            device_host_log: Rc::default(),
+        };
+        let mut world = Self {
+            env,
+            device_host: None,
+            guest: GuestAgent::default(),
+            driver: DriverState::Loaded,
+            next_file: 0x100,
+            rng: Rng::new(seed ^ 0x5eed),
+            armed: Vec::new(),
+            outcome: Outcome::default(),
+        };
+        for step in early {
+            world.apply(*step);
+        }
+        if let Err(error) =
+            world
+                .env
+                .hdv
+                .create_compute_system(VM_ID, vm_config(), world.env.guest_vm.clone())
+        {
+            world.note(format!("creating the VM failed: {error:?}"));
+        }
+        world.start_device_host(Some(first));
+        match world.env.hdv.start_compute_system(VM_ID) {
+            Ok(()) => world.note("VM started".into()),
+            Err(error) => world.note(format!("starting the VM failed: {error:?}")),
+        }
+        world.settle();
+        world
+    }
+
+    fn note(&mut self, note: String) {
+        self.take_device_host_log();
+        self.outcome.notes.push(note);
+    }
+
+    fn take_device_host_log(&mut self) {
+        let events = std::mem::take(&mut *self.env.device_host_log.borrow_mut());
+        self.outcome.notes.extend(
+            events
+                .into_iter()
+                .filter(|event| !event.ends_with("StopRequested")),
+        );
+    }
+
+    fn violation(&mut self, violation: String) {
+        self.outcome.violations.push(violation);
+    }
+
+    /// Applies one step, lets the device host and the guest react, then checks.
+    pub(super) fn step(&mut self, step: Step) {
+        self.note(format!("step: {step}"));
+        self.apply(step);
+        self.settle();
+        self.check();
+    }
+
+    fn guest_runs(&self) -> bool {
+        self.env.guest_vm.power() == Power::Running
+    }
+
+    fn apply(&mut self, step: Step) {
+        let mut notes = Vec::new();
+        match step {
+            Step::GuestUses => self.guest_uses(),
+            Step::GuestTogglesDecode if self.guest_runs() => {
+                self.guest.toggles_decode(&self.env, &mut notes);
+            }
+            Step::GuestMovesBar if self.guest_runs() => {
+                self.guest.moves_bar(&self.env, &mut notes);
+            }
+            Step::GuestClosesChannel if self.guest_runs() => {
+                self.guest.closes_channel(&self.env, &mut notes);
+            }
+            Step::GuestOpensChannel if self.guest_runs() => {
+                self.guest.bring_up(&self.env, &mut notes);
+            }
+            Step::GuestSendsGarbage(seed) if self.guest_runs() => {
+                self.guest.sends_garbage(&self.env, seed);
+            }
+            Step::VmPauses => {
+                if let Err(error) = platform_ops::pause(&self.env) {
+                    notes.push(format!("pause refused: {error}"));
+                }
+            }
+            Step::VmResumes => match self.env.guest_vm.power() {
+                Power::Created => {
+                    if let Err(error) = self.env.hdv.start_compute_system(VM_ID) {
+                        notes.push(format!("start refused: {error:?}"));
+                    }
+                }
+                _ => {
+                    if let Err(error) = platform_ops::resume(&self.env) {
+                        notes.push(format!("resume refused: {error}"));
+                    }
+                }
+            },
+            Step::VmResets => match platform_ops::reset(&self.env) {
+                Ok(()) => self.guest.forget(),
+                Err(error) => notes.push(format!("reset refused: {error}")),
+            },
+            Step::VmSavedAndRestored => self.save_and_restore(&mut notes),
+            Step::VmStops => {
+                if let Err(error) = self.env.hdv.terminate_compute_system(VM_ID) {
+                    notes.push(format!("terminate refused: {error:?}"));
+                }
+                self.guest.forget();
+            }
+            Step::DeviceHostCrashes => {
+                if let Some(mut host) = self.device_host.take() {
+                    host.crash(&self.env);
+                }
+            }
+            Step::DeviceHostQuits => {
+                if let Some(mut host) = self.device_host.take() {
+                    host.quit(&self.env);
+                }
+            }
+            Step::DeviceHostStarts => self.start_device_host(None),
+            Step::SurpriseRemoval => {
+                if self.driver == DriverState::Loaded {
+                    self.env.removal.begin();
+                    self.driver = DriverState::Removing;
+                }
+            }
+            Step::QueryRemove => {
+                if self.driver == DriverState::Loaded {
+                    match self.env.control.borrow().query_remove() {
+                        Ok(()) => {
+                            notes.push("query-remove accepted: the device is removed".into());
+                            self.env.removal.begin();
+                            self.driver = DriverState::Removing;
+                        }
+                        Err(error) => notes.push(format!("query-remove vetoed: {error:?}")),
+                    }
+                }
+            }
+            Step::Arm(fault) => {
+                let armed = platform_ops::arm(&self.env, fault);
+                self.armed.push(armed);
+            }
+            _ => notes.push("the guest does nothing while its VM does not run".into()),
+        }
+        self.outcome.notes.extend(notes);
+    }
+
+    /// A device-host process attaches, if none runs and the driver takes requests.
+    fn start_device_host(&mut self, process: Option<ProcessId>) {
+        if self.device_host.is_some() || self.driver != DriverState::Loaded {
+            return;
+        }
+        let process = process.unwrap_or_else(|| self.env.kernel.spawn_process());
+        let vmbus_handle = platform_ops::vmbus_handle_for(&self.env, process);
+        let file = FileKey(self.next_file);
+        self.next_file += 1;
+        let hdv = platform_ops::hdv_for(&self.env, process);
+        match DeviceHostRun::start(&self.env, &hdv, process, vmbus_handle, file, &REGION_SIZES) {
+            Ok(host) => {
+                self.note(format!("device host {process:?} attached on file {file:?}"));
+                self.outcome.device_hosts_attached += 1;
+                self.device_host = Some(host);
+            }
+            Err(error) => self.note(format!("device host {process:?}: {error}")),
+        }
+    }
+
+    fn save_and_restore(&mut self, notes: &mut Vec<String>) {
+        match platform_ops::save_and_restore(&self.env) {
+            Ok(vm) => {
+                // The restored VM's VMBus is a new one; the device host of the old compute
+                // system saw it torn down.
+                self.env.vm.set(vm);
+                if let Some(host) = self.device_host.as_mut()
+                    && let Tick::Ended(why) = host.tick(&self.env)
+                {
+                    notes.push(format!("device host ended: {why}"));
+                    self.device_host = None;
+                }
+                self.start_device_host(None);
+            }
+            Err(error) => notes.push(format!("save/restore: {error}")),
+        }
+    }
+
+    /// The device host and the guest react until nothing more happens (bounded).
+    fn settle(&mut self) {
+        for _ in 0..SETTLE_ROUNDS {
+            if let Some(host) = self.device_host.as_mut()
+                && let Tick::Ended(why) = host.tick(&self.env)
+            {
+                self.outcome.notes.push(format!("device host ended: {why}"));
+                self.device_host = None;
+            }
+            let mut notes = Vec::new();
+            if self.guest_runs() {
+                self.guest.follow(&self.env, &mut notes);
+                self.guest.bring_up(&self.env, &mut notes);
+            }
+            self.take_device_host_log();
+            self.outcome.notes.extend(notes);
+            self.finish_removal();
+        }
+    }
+
+    /// A removed device's state is freed once the last handle to it closed.
+    fn finish_removal(&mut self) {
+        if self.driver == DriverState::Removing && self.env.control.borrow().open_files() == 0 {
+            self.env.control.borrow_mut().shutdown();
+            self.driver = DriverState::Removed;
+            self.note("driver: the removed device's state freed".into());
+        }
+    }
+
+    /// The guest program touches each region once, if it may; the bytes must be the driver's
+    /// sections' both ways.
+    fn guest_uses(&mut self) {
+        let mut notes = Vec::new();
+        let touched = if self.guest_runs() {
+            self.guest.uses(&mut self.rng, &mut notes)
+        } else {
+            Vec::new()
+        };
+        self.outcome.notes.extend(notes);
+        let bar = self.guest.bar().map_or(0, |bar| bar.base);
+        self.outcome
+            .uses
+            .push((u32::try_from(touched.len()).unwrap_or(u32::MAX), bar));
+        if touched.is_empty() {
+            return;
+        }
+        self.note(format!("guest: used {} regions", touched.len()));
+        let Some(file) = self.device_host.as_ref().map(|host| host.file) else {
+            self.violation(
+                "the guest used the shared memory while no device host held a session".into(),
+            );
+            return;
+        };
+        for (touch, written, read) in touched {
+            self.outcome.pages_checked += 1;
+            let memory = {
+                let control = self.env.control.borrow();
+                control
+                    .region_section(file, touch.region)
+                    .and_then(|section| self.env.kernel.kernel_memory(section))
+            };
+            let Some(memory) = memory else {
+                self.violation(format!(
+                    "the guest used region {} while the driver holds no section for it",
+                    touch.region
+                ));
+                continue;
+            };
+            let mut host = [0u8; 16];
+            let _ = memory.read(0, &mut host);
+            if read != written || host != written {
+                self.violation(format!(
+                    "region {} page {}: the guest wrote {written:02x?}, read back {read:02x?}, \
+                     the driver's section holds {host:02x?}",
+                    touch.region, touch.page
+                ));
+            }
+            let reply: [u8; 16] = std::array::from_fn(|i| written[i] ^ 0xA5);
+            let _ = memory.write(0, &reply);
+            if let Some(seen) = self.guest.read_region(touch.page)
+                && seen != reply
+            {
+                self.violation(format!(
+                    "region {} page {}: the host wrote {reply:02x?}, the guest read {seen:02x?}",
+                    touch.region, touch.page
+                ));
+            }
+        }
+    }
+
+    /// The rules checked after every step.
+    fn check(&mut self) {
+        for violation in self.env.sim.take_violations() {
+            self.violation(format!("KMCL rule broken: {violation:?}"));
+        }
+        let files: Vec<FileKey> = self.env.control.borrow().session_files().collect();
+        for file in files {
+            let stats = self.env.control.borrow().channel_stats(file);
+            if let Some(stats) = stats
+                && stats.unexpected_events > 0
+            {
+                self.violation(format!(
+                    "the channel of file {file:?} saw {} state callbacks out of order",
+                    stats.unexpected_events
+                ));
+            }
+            let owned = self
+                .device_host
+                .as_ref()
+                .is_some_and(|host| host.file == file);
+            if !owned {
+                self.violation(format!(
+                    "file {file:?} keeps a session although its device host is gone"
+                ));
+            }
+        }
+        for stale in platform_ops::ranges_without_live_section(&self.env) {
+            self.violation(format!(
+                "a section-backed range still maps a section the driver released: {stale}"
+            ));
+        }
+    }
+
+    /// The end of every schedule: the VM stops, the device host stops, the driver unloads;
+    /// then every model says what it still holds.
+    pub(super) fn finish(mut self) -> Outcome {
+        if self.env.guest_vm.power().guest_exists() {
+            if let Err(error) = self.env.hdv.terminate_compute_system(VM_ID) {
+                self.note(format!("terminating the VM failed: {error:?}"));
+            }
+        }
+        if let Some(mut host) = self.device_host.take() {
+            let _ = host.tick(&self.env);
+            host.quit(&self.env);
+        }
+        if self.driver != DriverState::Removed {
+            self.env.control.borrow_mut().shutdown();
+        }
+        self.check();
+        self.guest.forget();
+        let report = LeakReport::measure(
+            &self.env.sim,
+            &self.env.kernel,
+            &self.env.control.borrow(),
+            &self.env.hdv,
+        );
+        let guest = self.env.sim.guest(self.env.vm().id).offers().len() as u64;
+        self.outcome.leaks = report.total() + guest;
+        if self.outcome.leaks > 0 {
+            self.note(format!("left behind: {report:?}, guest offers {guest}"));
+        }
+        self.outcome.guest_opens = self.guest.opens;
+        self.outcome.failures_injected = self
+            .armed
+            .iter()
+            .filter(|armed| armed.fired(&self.env))
+            .count() as u64;
+        self.outcome
+    }
+}
+
+/// The VM's configuration: one FlexibleIov device hosted externally (the device host).
+pub(super) fn vm_config() -> VmConfig {
+    VmConfig {
+        flexible_iov: vec![FlexibleIovDevice {
+            instance_id: DEVICE_INSTANCE,
+            emulator_id: EMULATOR_CLASS,
+            hosting_model: HostingModel::External,
+            configuration: Vec::new(),
+        }],
+    }
+}
