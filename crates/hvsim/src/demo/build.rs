@@ -189,6 +189,7 @@ fn build_host(
         pending_wait: WaitSlot::default(),
         owns_file: true,
         removal: Removal::default(),
+        rundown: Rc::default(),
     };
     // The device host's waiting loop uses a second handle to the same file (docs/devhost.md).
     let waiter_transport = transport.share();

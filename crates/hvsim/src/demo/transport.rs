@@ -19,13 +19,18 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use kmcl::raw::{NTSTATUS, STATUS_PENDING};
-use vmbmmio_core::control::{Caller, ControlDevice, Delivered, Handled, PendingWait};
+use vmbmmio_core::control::serve;
+use vmbmmio_core::control::serve::TableLock;
+use vmbmmio_core::control::{
+    Caller, ControlDevice, ControlError, Delivered, Handled, PendingWait, Rundown,
+};
 use vmbmmio_devhost::{IoctlFailure, IoctlTransport};
 
 use crate::kmcl::Sim;
 use crate::memory::ProcessId;
 use crate::platform::SimPlatform;
 use crate::sections::SimKernel;
+use crate::table_lock::SimTableLock;
 
 /// The driver as the simulated device host reaches it.
 pub struct InProcessTransport {
@@ -45,6 +50,9 @@ pub struct InProcessTransport {
     pub(super) owns_file: bool,
     /// Set once the device's removal started (KMDF's remove lock, see [`Removal`]).
     pub(super) removal: Removal,
+    /// The control state's run-down protection, shared by every transport of one device (a
+    /// `static` in the glue).
+    pub(super) rundown: Rc<Rundown>,
 }
 
 /// `STATUS_DELETE_PENDING` (ntstatus.h): a request reached a device whose removal started.
@@ -101,14 +109,18 @@ impl IoctlTransport for InProcessTransport {
         let caller = self.caller;
         let counts = &self.counts;
         counts.ioctls.set(counts.ioctls.get() + 1);
+        let lock = SimTableLock(control.clone());
+        let rundown = &self.rundown;
         let handled = self
             .sim
             .in_process(process, || {
-                let mut control = control.borrow_mut();
-                // The glue's order (src/glue/control.rs): code and lengths, then the bytes.
+                // The glue's order (src/glue/control.rs): a run-down reference, then code and
+                // lengths under the lock, then the whole request through the served sequence.
+                let in_flight = rundown.acquire().ok_or(ControlError::ShuttingDown)?;
                 counts.prechecked.set(counts.prechecked.get() + 1);
-                control.precheck(caller, code, input.len(), output.len())?;
-                control.handle(caller, code, input, output)
+                lock.locked(|control| control.precheck(caller, code, input.len(), output.len()))
+                    .ok_or(ControlError::NotReady)??;
+                serve::handle(&in_flight, &lock, caller, code, input, output)
             })
             .map_err(|error| IoctlFailure::NtStatus(error.to_ntstatus()))?;
         match handled {
@@ -139,6 +151,7 @@ impl InProcessTransport {
         caller: Caller,
         process: ProcessId,
         removal: Removal,
+        rundown: Rc<Rundown>,
     ) -> Self {
         Self {
             control,
@@ -150,6 +163,7 @@ impl InProcessTransport {
             pending_wait: WaitSlot::default(),
             owns_file: true,
             removal,
+            rundown,
         }
     }
 
@@ -167,6 +181,7 @@ impl InProcessTransport {
             pending_wait: WaitSlot::default(),
             owns_file: false,
             removal: self.removal.clone(),
+            rundown: self.rundown.clone(),
         }
     }
 
@@ -215,8 +230,11 @@ impl Drop for InProcessTransport {
     fn drop(&mut self) {
         // A pending request is cancelled by the I/O manager when its process exits.
         self.cancel_guest_event();
-        if self.owns_file {
-            self.control.borrow_mut().file_cleanup(self.caller.file());
+        if self.owns_file
+            && let Some(in_flight) = self.rundown.acquire()
+        {
+            let lock = SimTableLock(self.control.clone());
+            serve::file_cleanup(&in_flight, &lock, self.caller.file());
         }
     }
 }

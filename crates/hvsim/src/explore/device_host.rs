@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use vmbmmio_core::control::{FileKey, Opener, RequestorMode};
+use vmbmmio_core::control::serve;
+use vmbmmio_core::control::{ControlError, FileKey, Opener, RequestorMode};
 use vmbmmio_devhost::sequence::guest_wait::GuestEventFollower;
 use vmbmmio_devhost::sequence::{Backends, DeviceHost, Event, ServeEnd};
 use vmbmmio_devhost::{DriverSessionSettings, DriverTarget, ProtoDriverClient};
@@ -61,7 +62,11 @@ impl DeviceHostRun {
         env.kernel.set_current_process(SYSTEM_PROCESS);
         let opener = opener.map_err(|error| format!("opening the control device: {error:?}"))?;
         let caller = opener.caller();
-        if let Err(error) = env.control.borrow_mut().file_create(opener) {
+        let created = match env.rundown.acquire() {
+            Some(in_flight) => serve::file_create(&in_flight, &env.table_lock(), opener),
+            None => Err(ControlError::ShuttingDown),
+        };
+        if let Err(error) = created {
             env.kernel.exit_process(process);
             return Err(format!("opening the control device: {error:?}"));
         }
@@ -72,6 +77,7 @@ impl DeviceHostRun {
             caller,
             process,
             env.removal.clone(),
+            env.rundown.clone(),
         );
         let waiter_transport = transport.share();
         let settings = DriverSessionSettings {

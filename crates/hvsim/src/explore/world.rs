@@ -6,7 +6,8 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use vmbmmio_core::control::{ControlDevice, FileKey, OfferSettings};
+use vmbmmio_core::control::serve;
+use vmbmmio_core::control::{ControlDevice, FileKey, OfferSettings, Rundown};
 use vmbmmio_core::sections::SectionQuotas;
 
 use super::device_host::{DeviceHostRun, Tick};
@@ -19,9 +20,11 @@ use crate::demo::transport::Removal;
 use crate::demo::world::{DEVICE_INSTANCE, EMULATOR_CLASS, VM_ID};
 use crate::hdv::{FlexibleIovDevice, HdvSim, HostingModel, VmConfig};
 use crate::kmcl::{Sim, SimVm};
+use crate::lock_rules;
 use crate::memory::ProcessId;
 use crate::platform::SimPlatform;
 use crate::sections::SimKernel;
+use crate::table_lock::SimTableLock;
 use crate::vm::{GuestKind, GuestVm, Power};
 
 /// The regions every explored session asks for: small, so that ten thousand schedules stay
@@ -42,11 +45,18 @@ pub(super) struct Env {
     vm: Cell<SimVm>,
     pub(super) control: Rc<RefCell<ControlDevice<SimPlatform>>>,
     pub(super) removal: Removal,
+    /// The control state's run-down protection (a `static` in the glue).
+    pub(super) rundown: Rc<Rundown>,
     /// The device host's events, taken into the notes after each round.
     pub(super) device_host_log: Rc<RefCell<Vec<String>>>,
 }
 
 impl Env {
+    /// The driver's table lock around its control state.
+    pub(super) fn table_lock(&self) -> SimTableLock {
+        SimTableLock(self.control.clone())
+    }
+
     /// The VM as the KMCL model knows it (it changes when the VM is restored).
     pub(super) fn vm(&self) -> SimVm {
         self.vm.get()
@@ -130,6 +140,7 @@ impl World {
             control,
             removal: Removal::default(),
             device_host_log: Rc::default(),
+            rundown: Rc::default(),
         };
         let mut world = Self {
             env,
@@ -257,7 +268,7 @@ impl World {
             }
             Step::QueryRemove => {
                 if self.driver == DriverState::Loaded {
-                    match self.env.control.borrow().query_remove() {
+                    match serve::query_remove(&self.env.table_lock()) {
                         Ok(()) => {
                             notes.push("query-remove accepted: the device is removed".into());
                             self.env.removal.begin();
@@ -337,10 +348,19 @@ impl World {
     /// A removed device's state is freed once the last handle to it closed.
     fn finish_removal(&mut self) {
         if self.driver == DriverState::Removing && self.env.control.borrow().open_files() == 0 {
-            self.env.control.borrow_mut().shutdown();
+            self.remove_device();
             self.driver = DriverState::Removed;
             self.note("driver: the removed device's state freed".into());
         }
+    }
+
+    /// The device's removal (the glue's cleanup callback): new requests refused, in-flight ones
+    /// drained (none: the simulator is single-threaded), the state shut down under the lock
+    /// (the documented exception to "nothing blocks under the table lock").
+    fn remove_device(&mut self) {
+        let lock = self.env.table_lock();
+        lock_rules::unload(|| serve::remove(&self.env.rundown, &lock, || {}));
+        self.driver = DriverState::Removed;
     }
 
     /// The guest program touches each region once, if it may; the bytes must be the driver's
@@ -406,6 +426,9 @@ impl World {
 
     /// The rules checked after every step.
     fn check(&mut self) {
+        for broken in lock_rules::take_broken() {
+            self.violation(format!("locking rule broken: {broken}"));
+        }
         for violation in self.env.sim.take_violations() {
             self.violation(format!("KMCL rule broken: {violation:?}"));
         }
@@ -450,7 +473,7 @@ impl World {
             host.quit(&self.env);
         }
         if self.driver != DriverState::Removed {
-            self.env.control.borrow_mut().shutdown();
+            self.remove_device();
         }
         self.check();
         self.guest.forget();

@@ -47,6 +47,11 @@ impl CallHook {
 
     /// Runs the hook, if one is installed, with no lock held.
     pub(super) fn run(&self, call: SectionCall) {
+        // These calls take real time on Windows: never under the driver's locks.
+        crate::lock_rules::blocking_call(match call {
+            SectionCall::Create { .. } => "ZwCreateSection",
+            SectionCall::Close { .. } => "the section's final ObDereferenceObject",
+        });
         let hook = self
             .0
             .lock()
