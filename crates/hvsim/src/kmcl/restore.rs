@@ -108,3 +108,83 @@ pub(crate) fn restore_in_place(vm: VmId) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kmcl::raw::{
+        GUID, VMBUS_SERVER_CHANNEL_INIT_FLAG_FORCE_NEW_CHANNEL,
+        VMBUS_SERVER_CHANNEL_INIT_FLAG_LOOPBACK_OFFER,
+    };
+    use kmcl::server::{
+        ChannelHandler, ChannelRef, IncomingPacket, ServerChannel, ServerChannelParams,
+    };
+
+    use crate::kmcl::{CallbackKind, HvsimKmcl, Rule, Sim, VmId};
+
+    struct Plain;
+
+    impl ChannelHandler for Plain {
+        fn process_packet(&self, _: &ChannelRef<'_>, _: IncomingPacket<'_>) {}
+    }
+
+    fn params(sim: &Sim, force_new: bool) -> ServerChannelParams<'static> {
+        let force = if force_new {
+            VMBUS_SERVER_CHANNEL_INIT_FLAG_FORCE_NEW_CHANNEL
+        } else {
+            0
+        };
+        ServerChannelParams {
+            parent: sim.parent_device(),
+            vmbus_handle: None,
+            incoming_at_passive: false,
+            maximum_packet_size: 128,
+            interface_type: GUID::from_u128(7),
+            interface_instance: GUID::from_u128(8),
+            server_flags: VMBUS_SERVER_CHANNEL_INIT_FLAG_LOOPBACK_OFFER | force,
+            friendly_name: "model",
+            mmio_megabytes: 2,
+            mmio_megabytes_optional: 0,
+        }
+    }
+
+    #[test]
+    fn an_in_place_restore_offers_a_force_new_channel_again_as_a_new_one() {
+        let sim = Sim::new();
+        let channel = ServerChannel::<HvsimKmcl, Plain>::create(params(&sim, true), Plain).unwrap();
+        let guest = sim.loopback_guest();
+        let before = guest.only_offer().unwrap();
+        guest.open(before.channel).unwrap();
+        sim.clear_log();
+        sim.restore_vmbus_in_place(VmId::LOOPBACK);
+        assert_eq!(
+            sim.callbacks(),
+            [CallbackKind::Suspend, CallbackKind::Closed],
+            "the guest's old connection is gone"
+        );
+        let after = guest.only_offer().unwrap();
+        assert_eq!(after.channel, before.channel);
+        assert_ne!(after.relid, before.relid, "offered as a new channel");
+        assert!(sim.violations().is_empty());
+        drop(channel);
+        sim.assert_clean();
+    }
+
+    #[test]
+    fn an_in_place_restore_over_a_channel_without_force_new_is_a_violation() {
+        let sim = Sim::new();
+        let channel =
+            ServerChannel::<HvsimKmcl, Plain>::create(params(&sim, false), Plain).unwrap();
+        let guest = sim.loopback_guest();
+        let before = guest.only_offer().unwrap();
+        sim.restore_vmbus_in_place(VmId::LOOPBACK);
+        let rules: Vec<Rule> = sim.take_violations().iter().map(|v| v.rule).collect();
+        assert_eq!(rules, [Rule::RestoredChannelNotSaved]);
+        assert_eq!(
+            guest.only_offer().map(|o| o.relid),
+            Some(before.relid),
+            "the guest keeps the stale offer"
+        );
+        drop(channel);
+        sim.assert_clean();
+    }
+}
