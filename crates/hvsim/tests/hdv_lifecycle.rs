@@ -160,12 +160,11 @@ fn shut_down(host: &mut DeviceHost) {
     host.hdv.close_compute_system(host.system);
 }
 
+/// One HCS/HDV call a test makes.
+type Call = Box<dyn Fn(&mut DeviceHost) -> Result<(), HResult>>;
+
 /// Brings `host` to the state where a call of `call` would succeed; returns how to make it.
-fn prepare(
-    handles: &Handles,
-    host: &mut DeviceHost,
-    call: HdvCall,
-) -> Box<dyn Fn(&mut DeviceHost) -> Result<(), HResult>> {
+fn prepare(handles: &Handles, host: &mut DeviceHost, call: HdvCall) -> Call {
     let started = !matches!(
         call,
         HdvCall::OpenComputeSystem | HdvCall::InitializeDeviceHost | HdvCall::CreateDeviceInstance
