@@ -8,6 +8,7 @@ use hvsim::kmcl::{CallArgs, CallbackKind, GuestKind, LogEntry, Sim};
 use kmcl::raw::{
     NTSTATUS, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER, STATUS_INVALID_PARAMETER_2,
     VMBUS_SERVER_CHANNEL_INIT_FLAG_ENUMERATE_DEVICE_INTERFACE,
+    VMBUS_SERVER_CHANNEL_INIT_FLAG_FORCE_NEW_CHANNEL,
     VMBUS_SERVER_CHANNEL_INIT_FLAG_LOOPBACK_OFFER,
 };
 use kmcl::{KmclError, KmclFunction as F, SetupError};
@@ -62,7 +63,10 @@ fn init_order_matches_the_reference_and_arguments_are_the_plans() {
     );
     assert_eq!(
         args(F::VmbServerChannelInitSetFlags),
-        CallArgs::Flags(VMBUS_SERVER_CHANNEL_INIT_FLAG_ENUMERATE_DEVICE_INTERFACE)
+        CallArgs::Flags(
+            VMBUS_SERVER_CHANNEL_INIT_FLAG_ENUMERATE_DEVICE_INTERFACE
+                | VMBUS_SERVER_CHANNEL_INIT_FLAG_FORCE_NEW_CHANNEL
+        )
     );
     assert_eq!(
         args(F::VmbServerChannelInitSetMmioMegabytes),
@@ -101,6 +105,7 @@ fn loopback_skips_the_vmbus_handle_and_sets_the_loopback_flag() {
         CallArgs::Flags(
             VMBUS_SERVER_CHANNEL_INIT_FLAG_LOOPBACK_OFFER
                 | VMBUS_SERVER_CHANNEL_INIT_FLAG_ENUMERATE_DEVICE_INTERFACE
+                | VMBUS_SERVER_CHANNEL_INIT_FLAG_FORCE_NEW_CHANNEL
         )
     );
     assert!(channel.is_loopback());

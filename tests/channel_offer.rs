@@ -16,7 +16,10 @@ use hvsim::kmcl::{
     WINDOWS_RESERVATION_ALIGNMENT,
 };
 use hvsim::vm::{ClaimOwner, MmioPool};
-use kmcl::raw::VMBUS_SERVER_CHANNEL_INIT_FLAG_ENUMERATE_DEVICE_INTERFACE;
+use kmcl::raw::{
+    VMBUS_SERVER_CHANNEL_INIT_FLAG_ENUMERATE_DEVICE_INTERFACE,
+    VMBUS_SERVER_CHANNEL_INIT_FLAG_FORCE_NEW_CHANNEL,
+};
 use proptest::prelude::*;
 use vmbmmio_core::channel::{ChannelState, DEFAULT_PACKET_SIZE, GuestMmioWindow, VmChannel};
 use vmbmmio_core::mmio_plan::{
@@ -239,6 +242,7 @@ fn the_offer_carries_the_configured_identity() {
     assert_eq!(
         offer.server_flags,
         VMBUS_SERVER_CHANNEL_INIT_FLAG_ENUMERATE_DEVICE_INTERFACE
+            | VMBUS_SERVER_CHANNEL_INIT_FLAG_FORCE_NEW_CHANNEL
     );
     assert_eq!(offer.friendly_name.as_deref(), Some(NAME));
     assert_eq!(offer.max_packet_size, Some(DEFAULT_PACKET_SIZE));

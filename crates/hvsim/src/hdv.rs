@@ -31,11 +31,15 @@
 //! a code this model chooses, named in [`codes`].
 
 mod api;
+mod faults;
+mod lifecycle;
 mod sim;
 mod state;
 mod views;
 mod vpci_host;
 
+pub use faults::HdvCall;
+pub use lifecycle::SavedVm;
 pub use sim::{GuestDevice, GuestRange, HdvSim};
 pub use state::{FlexibleIovDevice, HdvCounters, HostingModel, PlatformQuirks, VmConfig, VmState};
 pub use views::{SimSectionMapper, SimView, ViewCounters};
@@ -60,4 +64,11 @@ pub mod codes {
     pub const WRONG_THREAD: HResult = HResult::RPC_E_WRONG_THREAD;
     /// The VM start failed because a declared external device has no device host/instance.
     pub const DEVICE_HOST_MISSING: HResult = HResult::E_FAIL;
+    /// `HCS_E_INVALID_STATE` (0x80370105, Microsoft's "HCS Error Code" page): what
+    /// `HcsSaveComputeSystem` returns for a running system (its page: "cannot be saved as it
+    /// is still running").
+    pub const HCS_INVALID_STATE: HResult = HResult::from_bits(0x8037_0105);
+    /// `HCS_E_SYSTEM_ALREADY_EXISTS` (0x8037010F, the same page): a compute system with that id
+    /// still exists (the model's answer to a restore over a system that is not gone).
+    pub const SYSTEM_ALREADY_EXISTS: HResult = HResult::from_bits(0x8037_010F);
 }

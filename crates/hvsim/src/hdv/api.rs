@@ -11,6 +11,7 @@ use vmbmmio_devhost::platform::{
 };
 
 use super::codes;
+use super::faults::HdvCall;
 use super::sim::HdvSim;
 use super::state::{Device, Host, Range, State, VmState};
 use crate::memory::{ResolveError, SectionAccess};
@@ -56,25 +57,38 @@ fn bar_size(probed: &[u32; PCI_BAR_COUNT], bar: u8) -> Option<u64> {
 
 impl HcsApi for HdvSim {
     fn open_compute_system(&mut self, vm_id: Guid) -> Result<ComputeSystem, HResult> {
+        if let Some(error) = self.hit(HdvCall::OpenComputeSystem) {
+            return Err(error);
+        }
         let mut state = self.lock();
         vm_state(&state, vm_id)?;
         let handle = state.new_handle();
         state.handles.insert(handle, vm_id);
+        state.handle_owners.insert(handle, self.process);
         state.counters.compute_systems_opened += 1;
         Ok(ComputeSystem(handle))
     }
 
     fn pause(&mut self, system: ComputeSystem) -> Result<(), HResult> {
+        if let Some(error) = self.hit(HdvCall::PauseComputeSystem) {
+            return Err(error);
+        }
         // Only a running VM can be paused (model: the reference names no error code).
         self.change_power(system, Power::Running, Power::Paused)
     }
 
     fn resume(&mut self, system: ComputeSystem) -> Result<(), HResult> {
+        if let Some(error) = self.hit(HdvCall::ResumeComputeSystem) {
+            return Err(error);
+        }
         self.change_power(system, Power::Paused, Power::Running)
     }
 
     fn close_compute_system(&mut self, system: ComputeSystem) {
+        // `void`: counted, never failed.
+        let _ = self.hit(HdvCall::CloseComputeSystem);
         let mut state = self.lock();
+        state.handle_owners.remove(&system.0);
         if state.handles.remove(&system.0).is_some() {
             state.counters.compute_systems_closed += 1;
         } else {
@@ -83,7 +97,113 @@ impl HcsApi for HdvSim {
     }
 }
 
+/// A declared external device of running VM `vm` whose instance has a vPCI function (it
+/// started) but no device instance any more (its device host's process exited): `(instance,
+/// class)` of the first one.
+fn orphaned(state: &State, vm: Guid) -> Option<(Guid, Guid)> {
+    let system = state.systems.get(&vm)?;
+    system
+        .config
+        .flexible_iov
+        .iter()
+        .filter(|entry| entry.hosting_model == super::HostingModel::External)
+        .filter(|entry| system.vpci.contains_key(&entry.instance_id))
+        .find(|entry| {
+            !state
+                .devices
+                .values()
+                .any(|device| device.vm == vm && device.instance_id == entry.instance_id)
+        })
+        .map(|entry| (entry.instance_id, entry.emulator_id))
+}
+
 impl HdvSim {
+    /// `HdvCreateDeviceInstance` for a VM that already runs: **model's reading** (no source),
+    /// a device host re-attaching after the previous one's process exited
+    /// ([`HdvSim::process_exited`]). Only a declared external device (same instance and class)
+    /// whose vPCI function exists and which has no device instance may be created. Its
+    /// emulator gets Initialize, SetConfiguration, GetDetails and Start at once (the order of
+    /// a VM start, hdv.md §3.7); GetDetails must report the BARs the guest already probed,
+    /// else the device is torn down and the call refused. The guest's vPCI function (BAR
+    /// placement, decode) is unchanged.
+    fn reattach_device(
+        &self,
+        host: DeviceHostHandle,
+        vm: Guid,
+        class_id: Guid,
+        instance_id: Guid,
+        emulator: Arc<dyn PciDeviceCallbacks>,
+    ) -> Result<DeviceHandle, HResult> {
+        let (configuration, function_probed) = {
+            let state = self.lock();
+            let system = state.systems.get(&vm).ok_or(codes::NOT_FOUND)?;
+            let entry = system
+                .config
+                .flexible_iov
+                .iter()
+                .find(|entry| {
+                    entry.instance_id == instance_id
+                        && entry.emulator_id == class_id
+                        && entry.hosting_model == super::HostingModel::External
+                })
+                .ok_or(codes::INVALID_STATE)?;
+            let function = system.vpci.get(&instance_id).ok_or(codes::INVALID_STATE)?;
+            if state
+                .devices
+                .values()
+                .any(|device| device.vm == vm && device.instance_id == instance_id)
+            {
+                return Err(codes::INVALID_ARGUMENT);
+            }
+            (entry.configuration.clone(), function.probed())
+        };
+        emulator.initialize()?;
+        let started = emulator
+            .set_configuration(&configuration)
+            .and_then(|()| {
+                let mut bars = [0; PCI_BAR_COUNT];
+                emulator.get_details(&mut bars).map(|_| bars)
+            })
+            .and_then(|bars| {
+                if bars == function_probed {
+                    Ok(bars)
+                } else {
+                    Err(codes::INVALID_ARGUMENT)
+                }
+            })
+            .and_then(|bars| emulator.start().map(|()| bars));
+        let bars = match started {
+            Ok(bars) => bars,
+            Err(error) => {
+                emulator.teardown();
+                return Err(error);
+            }
+        };
+        let mut state = self.lock();
+        if !state.hosts.contains_key(&host.0) {
+            drop(state);
+            emulator.stop();
+            emulator.teardown();
+            return Err(codes::BAD_HANDLE);
+        }
+        let handle = state.new_handle();
+        state.devices.insert(
+            handle,
+            Device {
+                host: host.0,
+                vm,
+                class_id,
+                instance_id,
+                callbacks: emulator,
+                probed: Some(bars),
+                active: true,
+                ranges: BTreeMap::new(),
+            },
+        );
+        state.counters.devices_created += 1;
+        Ok(DeviceHandle(handle))
+    }
+
     /// `HcsPauseComputeSystem` / `HcsResumeComputeSystem`: the VM must be in `from`; it goes to
     /// `to`, counted. The shared VM's observers run without the model's lock held.
     fn change_power(&self, system: ComputeSystem, from: Power, to: Power) -> Result<(), HResult> {
@@ -116,20 +236,25 @@ impl HdvApi for HdvSim {
         system: ComputeSystem,
         flags: DeviceHostFlags,
     ) -> Result<DeviceHostHandle, HResult> {
+        if let Some(error) = self.hit(HdvCall::InitializeDeviceHost) {
+            return Err(error);
+        }
         let mut state = self.lock();
         let vm = system_of(&state, system)?;
         // hdv.md §3.1 (hcs-rs doc comments): initialize after the compute system is created
-        // and before it is started. Stricter reading: refused once it started.
-        if vm_state(&state, vm)? != VmState::Created {
+        // and before it is started. Stricter reading: refused once it started, except (model's
+        // reading, `HdvSim::process_exited`) to re-attach to a running or paused VM one of
+        // whose declared external devices lost its device host.
+        let power = vm_state(&state, vm)?;
+        if power != VmState::Created && !(power.guest_exists() && orphaned(&state, vm).is_some()) {
             return Err(codes::INVALID_STATE);
         }
         // hdv.md §3.1 [observed]: COM security can be set only once per process; a second
         // request returns RPC_E_TOO_LATE.
-        if flags == DeviceHostFlags::InitializeComSecurity {
-            if state.com_security_set {
-                return Err(HResult::RPC_E_TOO_LATE);
-            }
-            state.com_security_set = true;
+        if flags == DeviceHostFlags::InitializeComSecurity
+            && !state.com_security_set.insert(self.process)
+        {
+            return Err(HResult::RPC_E_TOO_LATE);
         }
         let handle = state.new_handle();
         // hdv.md §3.1: teardown must happen on the same thread.
@@ -138,6 +263,7 @@ impl HdvApi for HdvSim {
             Host {
                 vm,
                 thread: std::thread::current().id(),
+                process: self.process,
             },
         );
         state.counters.device_hosts_initialized += 1;
@@ -151,12 +277,20 @@ impl HdvApi for HdvSim {
         instance_id: Guid,
         emulator: Arc<dyn PciDeviceCallbacks>,
     ) -> Result<DeviceHandle, HResult> {
+        if let Some(error) = self.hit(HdvCall::CreateDeviceInstance) {
+            return Err(error);
+        }
         let mut state = self.lock();
         let vm = state.hosts.get(&host.0).ok_or(codes::BAD_HANDLE)?.vm;
         // hdv.md §5 step 3: devices are created before HcsStartComputeSystem (stricter:
-        // refused after).
-        if vm_state(&state, vm)? != VmState::Created {
-            return Err(codes::INVALID_STATE);
+        // refused after), except to re-attach a declared device that lost its device host.
+        let power = vm_state(&state, vm)?;
+        if power != VmState::Created {
+            if !power.guest_exists() {
+                return Err(codes::INVALID_STATE);
+            }
+            drop(state);
+            return self.reattach_device(host, vm, class_id, instance_id, emulator);
         }
         // Two instances with one GUID in one VM: undocumented, refused (stricter reading).
         if state
@@ -189,6 +323,9 @@ impl HdvApi for HdvSim {
         device: DeviceHandle,
         range: &MmioRange,
     ) -> Result<(), HResult> {
+        if let Some(error) = self.hit(HdvCall::CreateSectionBackedMmioRange) {
+            return Err(error);
+        }
         let mut state = self.lock();
         let entry = state.devices.get(&device.0).ok_or(codes::BAD_HANDLE)?;
         let vm_state = vm_state(&state, entry.vm)?;
@@ -296,6 +433,9 @@ impl HdvApi for HdvSim {
         bar: u8,
         offset_pages: u64,
     ) -> Result<(), HResult> {
+        if let Some(error) = self.hit(HdvCall::DestroySectionBackedMmioRange) {
+            return Err(error);
+        }
         let mut state = self.lock();
         let entry = state.devices.get_mut(&device.0).ok_or(codes::BAD_HANDLE)?;
         let vm = entry.vm;
@@ -318,6 +458,9 @@ impl HdvApi for HdvSim {
     }
 
     fn teardown_device_host(&mut self, host: DeviceHostHandle) -> Result<(), HResult> {
+        if let Some(error) = self.hit(HdvCall::TeardownDeviceHost) {
+            return Err(error);
+        }
         let mut state = self.lock();
         let entry = state.hosts.get(&host.0).ok_or(codes::BAD_HANDLE)?;
         // hdv.md §3.1: balanced by HdvTeardownDeviceHost on the same thread.

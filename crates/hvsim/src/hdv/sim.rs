@@ -8,6 +8,7 @@ use vmbmmio_devhost::hresult::HResult;
 use vmbmmio_devhost::platform::DeviceHandle;
 
 use super::codes;
+use super::faults::HdvCall;
 use super::state::{
     ComputeSystem, Device, HdvCounters, HostingModel, PlatformQuirks, State, VmConfig, VmState,
 };
@@ -76,6 +77,42 @@ impl HdvSim {
 
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
+    }
+
+    /// The same model (shared state) as seen by the device-host process `process`: a second
+    /// device host, e.g. one started after the first exited ([`HdvSim::process_exited`]),
+    /// resolves section handles in its own process and owns what it creates.
+    pub fn for_process(&self, process: ProcessId) -> Self {
+        Self {
+            state: self.state.clone(),
+            resolver: self.resolver.clone(),
+            process,
+        }
+    }
+
+    /// The device-host process this handle acts for.
+    pub fn process(&self) -> ProcessId {
+        self.process
+    }
+
+    /// Makes the `nth` call of `call` from now (1-based) fail with `error`, once, with no
+    /// effect on the model (see [`HdvCall`]'s module docs).
+    ///
+    /// # Panics
+    /// If `call` cannot fail ([`HdvCall::can_fail`]: `HcsCloseComputeSystem` returns `void`).
+    pub fn fail_nth(&self, call: HdvCall, nth: u64, error: HResult) {
+        assert!(call.can_fail(), "{call:?} cannot fail: it returns nothing");
+        self.lock().faults.arm(call, nth, error);
+    }
+
+    /// Calls of `call` so far (failed ones included), over every clone of this model.
+    pub fn calls(&self, call: HdvCall) -> u64 {
+        self.lock().faults.calls(call)
+    }
+
+    /// Counts a call of `call`; the injected error, if this call is the one armed.
+    pub(super) fn hit(&self, call: HdvCall) -> Option<HResult> {
+        self.lock().faults.hit(call)
     }
 
     /// Sets the observed-behaviour switches.
@@ -160,15 +197,21 @@ impl HdvSim {
                     guest: guest.clone(),
                     worker: None,
                     vpci: Default::default(),
+                    restored_vpci: None,
                 },
             );
         }
+        self.watch(vm, &guest);
+        Ok(())
+    }
+
+    /// Registers the power observer of compute system `vm`.
+    pub(super) fn watch(&self, vm: Guid, guest: &GuestVm) {
         // When the guest goes away (terminated or crashed), its worker, its vPCI bus and its
         // devices' runtime go with it, whoever changed the power state.
         let weak = Arc::downgrade(&self.state);
         let resolver = self.resolver.clone();
         guest.on_power_change(move |_, change| guest_gone(&weak, &resolver, vm, change));
-        Ok(())
     }
 
     /// `HcsStartComputeSystem`. hdv.md §3.1 / §5: the start fails if a device the
@@ -242,8 +285,22 @@ impl HdvSim {
                 device.active = true;
                 let instance = device.instance_id;
                 if let Some(system) = state.systems.get_mut(&vm) {
-                    system.vpci.insert(instance, VpciFunction::new(*bars));
+                    // A restored system's guest keeps the BAR placement and decode it had at
+                    // the save, if the device reports the same BARs (else the function starts
+                    // reset: the saved registers would not fit).
+                    let saved = system
+                        .restored_vpci
+                        .as_ref()
+                        .and_then(|saved| saved.get(&instance))
+                        .filter(|function| function.probed() == *bars)
+                        .cloned();
+                    system
+                        .vpci
+                        .insert(instance, saved.unwrap_or_else(|| VpciFunction::new(*bars)));
                 }
+            }
+            if let Some(system) = state.systems.get_mut(&vm) {
+                system.restored_vpci = None;
             }
         }
         match failure {
@@ -348,8 +405,8 @@ fn guest_device(state: &State, system: &ComputeSystem, device: &Device) -> Optio
     })
 }
 
-/// The power observer of compute system `vm`: when its guest stops existing (terminated or
-/// crashed), the VM worker exits, which closes HDV's duplicates of the section handles
+/// The power observer of compute system `vm`: on a reset only the vPCI bus is reset; when its
+/// guest stops existing (terminated or crashed), the VM worker exits, which closes HDV's duplicates of the section handles
 /// (general Windows semantics: process exit closes its handles), the vPCI bus goes, and the
 /// devices stop. Stop and Teardown (hdv.md §3.7) are delivered on an orderly stop only: after a
 /// worker crash no callback comes (strict reading; the process that calls them is gone).
@@ -360,6 +417,18 @@ fn guest_gone(state: &Weak<Mutex<State>>, resolver: &Resolver, vm: Guid, change:
     let Some(state) = state.upgrade() else {
         return;
     };
+    if change.to == Power::Resetting {
+        // A reset: the worker, the device hosts, their devices and ranges stay (no HDV
+        // callback exists for a reset); the guest's vPCI bus is reset: every BAR unplaced,
+        // memory decode off (model's reading, docs/simulator.md).
+        let mut state = lock(&state);
+        if let Some(system) = state.systems.get_mut(&vm) {
+            for function in system.vpci.values_mut() {
+                *function = VpciFunction::new(function.probed());
+            }
+        }
+        return;
+    }
     let (worker, stopping) = {
         let mut state = lock(&state);
         let Some(system) = state.systems.get_mut(&vm) else {

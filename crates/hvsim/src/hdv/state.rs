@@ -1,6 +1,6 @@
 //! The model's state and the public description types.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::thread::ThreadId;
 
@@ -124,17 +124,34 @@ pub struct HdvCounters {
     pub pauses: u64,
     /// Successful resumes.
     pub resumes: u64,
+    /// Guest resets (`HdvSim::reset_compute_system`).
+    pub resets: u64,
+    /// Successful saves (`HdvSim::save_compute_system`).
+    pub saves: u64,
+    /// Compute systems created from a saved state (`HdvSim::restore_compute_system`).
+    pub restores: u64,
+    /// Compute-system handles closed because their process exited (`HdvSim::process_exited`);
+    /// also counted in `compute_systems_closed`.
+    pub handles_closed_by_exit: u64,
+    /// Device hosts released because their process exited without `HdvTeardownDeviceHost`
+    /// (model's reading: HDV drops the process's device host and instances).
+    pub device_hosts_released_by_exit: u64,
+    /// Ranges HDV destroyed because their device host's process exited (their worker
+    /// duplicates closed with them). Not leaks: the platform released them.
+    pub ranges_released_by_exit: u64,
 }
 
 impl HdvCounters {
     /// Whether everything created was released: handles closed, hosts torn down (releasing
-    /// devices), every range **destroyed** (a range only its host's teardown released is a
+    /// devices) or dropped with their exited process, every range **destroyed** by its device
+    /// host or by HDV when that process exited (a range only its host's teardown released is a
     /// leak), every worker duplicate closed.
     pub fn all_released(&self) -> bool {
         self.compute_systems_opened == self.compute_systems_closed
-            && self.device_hosts_initialized == self.device_hosts_torn_down
+            && self.device_hosts_initialized
+                == self.device_hosts_torn_down + self.device_hosts_released_by_exit
             && self.devices_created == self.devices_released
-            && self.ranges_created == self.ranges_destroyed
+            && self.ranges_created == self.ranges_destroyed + self.ranges_released_by_exit
             && self.worker_duplicates == self.worker_duplicates_closed
     }
 }
@@ -148,11 +165,15 @@ pub(super) struct ComputeSystem {
     /// The vPCI functions the platform presents to the guest, by device instance, while the
     /// guest exists.
     pub vpci: BTreeMap<Guid, VpciFunction>,
+    /// A restored system's saved vPCI functions, applied at its start.
+    pub restored_vpci: Option<BTreeMap<Guid, VpciFunction>>,
 }
 
 pub(super) struct Host {
     pub vm: Guid,
     pub thread: ThreadId,
+    /// The device-host process that initialized it.
+    pub process: ProcessId,
 }
 
 /// A section-backed range: pages `[offset_pages, offset_pages + length_pages)` of a BAR.
@@ -187,10 +208,13 @@ pub(super) struct Device {
 pub(super) struct State {
     pub systems: BTreeMap<Guid, ComputeSystem>,
     pub handles: BTreeMap<usize, Guid>,
+    /// The process that opened each compute-system handle.
+    pub handle_owners: BTreeMap<usize, ProcessId>,
     pub hosts: BTreeMap<usize, Host>,
     pub devices: BTreeMap<usize, Device>,
     /// hdv.md §3.1 [observed]: COM security can be set once per (device-host) process.
-    pub com_security_set: bool,
+    pub com_security_set: BTreeSet<ProcessId>,
+    pub faults: super::faults::HdvFaults,
     pub next_handle: usize,
     pub counters: HdvCounters,
     pub quirks: PlatformQuirks,

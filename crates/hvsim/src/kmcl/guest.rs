@@ -63,6 +63,10 @@ pub const DXGKRNL_MMIO_ALIGNMENT: u64 = 0x1_0000;
 pub struct Offer {
     /// The host channel (the model's id; a real guest sees a child relid).
     pub channel: ChannelId,
+    /// The guest-side channel id of this delivery (a relid): a new one for every offer the
+    /// guest receives, so a channel offered again (after a reset, or as a new channel after a
+    /// restore) is a new channel to the guest.
+    pub relid: u32,
     /// Interface type GUID.
     pub interface_type: GUID,
     /// Interface instance GUID.
@@ -127,9 +131,13 @@ pub enum GuestEvent {
     Closed(ChannelId),
     /// The host rescinded the offer (Disable); its MMIO was released.
     Rescinded(ChannelId),
-    /// The VM stopped existing (stopped or crashed): every open channel was closed, every offer
-    /// and every MMIO range of this guest is gone.
+    /// The VM stopped existing (stopped or crashed), or its guest was reset
+    /// ([`Power::Resetting`]): every open channel was closed, every offer and every MMIO range
+    /// of this guest is gone.
     VmGone(Power),
+    /// A restored guest's VMBus driver learned that a channel it had before the save is gone
+    /// (the KMCL model saved no channel state for it): the guest-side channel is rescinded.
+    RestoredChannelGone(ChannelId),
 }
 
 /// Why a guest operation failed.
@@ -242,6 +250,13 @@ impl GuestState {
         }
         // Linux: hv_vmbus keeps the offer and reserves nothing.
         self.offers.insert(channel, entry);
+        self.sync_vm();
+    }
+
+    /// Mirrors the offers into the shared VM (guest memory, which a save keeps).
+    pub(crate) fn sync_vm(&self) {
+        self.vm
+            .set_vmbus_offers(self.offers.keys().map(|channel| channel.0).collect());
     }
 
     /// The offer is rescinded (Disable): forget it and release its MMIO (Windows: the child
@@ -253,6 +268,7 @@ impl GuestState {
             }
             self.inbox.retain(|(c, _, _)| *c != channel);
             self.events.push(GuestEvent::Rescinded(channel));
+            self.sync_vm();
         }
     }
 
@@ -261,6 +277,7 @@ impl GuestState {
         self.offers.clear();
         self.inbox.clear();
         self.events.push(GuestEvent::VmGone(power));
+        self.sync_vm();
     }
 
     fn require_running(&self) -> Result<(), GuestError> {

@@ -167,6 +167,8 @@ pub(crate) struct HostState {
     pub(crate) next_outgoing: u64,
     /// Stop the start sequence after Started (packets flow, PostStarted not yet run).
     pub(crate) hold_post_started: bool,
+    /// The last guest-side channel id (relid) an offer delivery used.
+    pub(crate) next_relid: u32,
 }
 
 /// The generation of the next host.
@@ -223,6 +225,7 @@ impl HostState {
             outgoing: BTreeMap::new(),
             next_outgoing: 1,
             hold_post_started: false,
+            next_relid: 0,
         }
     }
 
@@ -247,11 +250,12 @@ impl HostState {
         let count = self.call_counts.entry(function).or_insert(0);
         *count += 1;
         let nth = *count;
+        // Each fault fires once, at the call it targets.
         let injected = self
             .faults
             .iter()
-            .find(|fault| fault.function == function && fault.nth == nth)
-            .map(|fault| fault.status);
+            .position(|fault| fault.function == function && fault.nth == nth)
+            .map(|index| self.faults.remove(index).status);
         self.log.push(LogEntry::Call(CallRecord {
             function,
             channel,

@@ -36,6 +36,7 @@ mod host;
 pub mod log;
 pub mod mmio;
 mod outgoing;
+mod restore;
 pub mod rules;
 mod sim;
 mod vm_link;

@@ -70,6 +70,10 @@ pub enum Rule {
     /// The state-change callback table changed between `VmbChannelInitSetStateChangeCallbacks`
     /// and a callback.
     CallbackTableChanged,
+    /// A VM's VMBus came back from a save while a channel its guest knew was still Enabled,
+    /// without `VMBUS_SERVER_CHANNEL_INIT_FLAG_FORCE_NEW_CHANNEL` and without save/restore
+    /// packet callbacks: nothing saved or abandons the channel's state.
+    RestoredChannelNotSaved,
 }
 
 impl Rule {
@@ -151,6 +155,9 @@ impl Rule {
             Self::NullArgument => "kmcl.md §2: _In_/_Out_ parameters are required (non-NULL)",
             Self::CallbackTableChanged => {
                 "kmcl.md §2.1/§3 do not say whether KMCL copies VMB_CHANNEL_STATE_CHANGE_CALLBACKS; stricter reading: it keeps the pointer, so the table must stay valid and unchanged until Cleanup"
+            }
+            Self::RestoredChannelNotSaved => {
+                "kmcl.md §7 'What the flags mean': FORCE_NEW_CHANNEL re-offers a new channel after a VM save/restore and abandons the old one; §2.4/§3: otherwise a server restores the channel's state (VmbChannelRestoreFromBuffer, the RestorePacket callback set with VmbServerChannelInitSetSaveRestorePacketCallbacks). A channel with neither has no defined state after a restore; stricter reading: a violation"
             }
             Self::OutgoingPacketMisuse => {
                 "kmcl.md §2.3: VmbPacketFree only for packets never sent (or with a replaced completion routine)"

@@ -168,8 +168,9 @@ impl Sim {
         SYSTEM_PROCESS
     }
 
-    /// Makes the `nth` call of `function` (1-based, counted since this `Sim` was created)
-    /// return `status` without doing anything.
+    /// Makes the `nth` call of `function` from now (1-based; like `SimKernel::fail_nth` and
+    /// `HdvSim::fail_nth`) return `status` without doing anything, once. Explorers draw from
+    /// `KmclFunction::ALL` filtered by `KmclFunction::returns_status`.
     ///
     /// # Panics
     /// If `function` returns no NTSTATUS (a `VOID` function cannot report a failure).
@@ -179,12 +180,30 @@ impl Sim {
             "{function:?} cannot fail: it returns no NTSTATUS"
         );
         with_host(|h| {
+            let base = h.call_counts.get(&function).copied().unwrap_or(0);
             h.faults.push(Fault {
                 function,
-                nth,
+                nth: base.saturating_add(nth.max(1)),
                 status,
             })
         });
+    }
+
+    /// Calls of `function` so far (since this `Sim` was created), failed ones included.
+    pub fn calls_of(&self, function: KmclFunction) -> u32 {
+        with_host(|h| h.call_counts.get(&function).copied().unwrap_or(0))
+    }
+
+    /// **Model's reading, no source.** `vm`'s VMBus is restored in place (same VM, same VMBus
+    /// handle), as KMCL would after restoring a saved guest into the partition its channels are
+    /// bound to: every Enabled channel the guest knew loses its connection (Suspend, Closed);
+    /// with `FORCE_NEW_CHANNEL` it is offered again as a new channel (new relid), without it
+    /// (and without save/restore callbacks) the model records
+    /// [`super::Rule::RestoredChannelNotSaved`]. A compute system restored through
+    /// `HdvSim::restore_compute_system` gets a new VMBus instead (link it with
+    /// [`Sim::add_vm`] or [`Sim::add_vm_assuming_vmbus_handle_in`]).
+    pub fn restore_vmbus_in_place(&self, vm: VmId) {
+        super::restore::restore_in_place(vm);
     }
 
     /// With `true`, the start sequence stops after Started: the incoming queue is open, so the

@@ -29,6 +29,7 @@ fn offer_of(h: &HostState, channel: ChannelId) -> Offer {
     let (mmio_megabytes, mmio_megabytes_optional) = init.mmio.unwrap_or((0, 0));
     Offer {
         channel,
+        relid: 0,
         interface_type,
         interface_instance,
         server_flags: init.server_flags,
@@ -41,14 +42,18 @@ fn offer_of(h: &HostState, channel: ChannelId) -> Offer {
 
 /// Delivers `channel`'s offer to `vm`'s guest if the VM runs and the guest lacks it.
 pub(crate) fn deliver_if_running(h: &mut HostState, channel: ChannelId, vm: VmId) {
-    let offer = offer_of(h, channel);
-    let Some(guest) = h.guests.get_mut(&vm) else {
+    let mut offer = offer_of(h, channel);
+    let Some(guest) = h.guests.get(&vm) else {
         return;
     };
     if guest.vm.power() != Power::Running || guest.offers.contains_key(&channel) {
         return;
     }
-    guest.receive_offer(offer);
+    h.next_relid += 1;
+    offer.relid = h.next_relid;
+    if let Some(guest) = h.guests.get_mut(&vm) {
+        guest.receive_offer(offer);
+    }
 }
 
 /// Delivers every pending offer of `vm` (the VM started running).
@@ -102,6 +107,10 @@ pub(crate) fn link(guest: &GuestVm, vm: VmId) {
         );
         power_changed(generation, vm, change);
     });
+    // A restored guest linked after it started running learns now what it lost.
+    if guest.power() == Power::Running {
+        super::restore::restored_guest_runs(vm);
+    }
 }
 
 fn power_changed(generation: u64, vm: VmId, change: PowerChange) {
@@ -110,6 +119,7 @@ fn power_changed(generation: u64, vm: VmId, change: PowerChange) {
         return;
     }
     if change.to == Power::Running {
+        super::restore::restored_guest_runs(vm);
         deliver_pending(vm);
     } else if change.from.guest_exists() && !change.to.guest_exists() {
         guest_gone(vm, change.to);

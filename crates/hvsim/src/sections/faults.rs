@@ -17,6 +17,15 @@ pub enum FaultPoint {
     OpenUserHandle,
 }
 
+impl FaultPoint {
+    /// Every fault point, for explorers to draw from.
+    pub const ALL: &'static [FaultPoint] = &[
+        Self::CreateSection,
+        Self::ReferenceObject,
+        Self::OpenUserHandle,
+    ];
+}
+
 #[derive(Debug, Default)]
 pub(super) struct Faults {
     calls: BTreeMap<FaultPoint, u64>,

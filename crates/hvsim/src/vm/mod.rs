@@ -52,6 +52,11 @@ pub enum Power {
     Running,
     /// Paused (`HcsPauseComputeSystem`); the guest does nothing.
     Paused,
+    /// The guest is being reset (a guest reboot or a host reset of a running VM): its state
+    /// (VMBus connection, MMIO claims, vPCI programming) is gone, but the VM worker and the
+    /// device hosts stay. Transient: the HDV model goes from Running to Resetting and back to
+    /// Running in one call, so observers see the guest go away and come back.
+    Resetting,
     /// Terminated (or shut down).
     Stopped,
     /// The VM worker died (an observed fast-fail, for instance); the VM is gone like a stopped
@@ -63,6 +68,24 @@ impl Power {
     /// Whether the guest exists (started and not stopped or crashed).
     pub const fn guest_exists(self) -> bool {
         matches!(self, Self::Running | Self::Paused)
+    }
+}
+
+/// A guest as a save keeps it ([`GuestVm::save`], [`GuestVm::restore`]).
+#[derive(Clone, Debug)]
+pub struct SavedGuest {
+    /// The guest's kind.
+    pub kind: GuestKind,
+    pool: MmioPool,
+    empty_pool: MmioPool,
+    /// The offers its VMBus driver knew (host channel ids of the KMCL model).
+    pub vmbus_offers: Vec<u32>,
+}
+
+impl SavedGuest {
+    /// The MMIO claims the guest held.
+    pub fn claims(&self) -> Vec<Claim> {
+        self.pool.claims().to_vec()
     }
 }
 
@@ -80,6 +103,15 @@ type Observer = Arc<dyn Fn(&GuestVm, PowerChange) + Send + Sync>;
 struct Inner {
     kind: GuestKind,
     power: Power,
+    /// How many times the guest booted (entered Running from Created or Resetting).
+    boots: u64,
+    /// The offers the guest's VMBus driver knows, by the KMCL model's host channel id: state
+    /// that lives in guest memory, so a save keeps it (the KMCL model keeps it current).
+    vmbus_offers: Vec<u32>,
+    /// A restored guest's VMBus state from the save, until the KMCL model consumes it.
+    restored_vmbus: Option<Vec<u32>>,
+    /// A restored guest not yet started: its start resumes the saved guest (no boot).
+    restored: bool,
     crash_reason: Option<String>,
     pool: MmioPool,
     /// A copy of the pool as it was created, restored whenever the guest goes away.
@@ -110,6 +142,10 @@ impl GuestVm {
             inner: Arc::new(Mutex::new(Inner {
                 kind,
                 power: Power::Created,
+                boots: 0,
+                vmbus_offers: Vec::new(),
+                restored_vmbus: None,
+                restored: false,
                 crash_reason: None,
                 empty_pool: pool.clone(),
                 pool,
@@ -140,6 +176,59 @@ impl GuestVm {
     /// The power state.
     pub fn power(&self) -> Power {
         self.lock().power
+    }
+
+    /// How many times the guest booted: entered [`Power::Running`] from [`Power::Created`] or
+    /// [`Power::Resetting`] (not from a pause). Guest-side views compare it to notice that the
+    /// guest they knew is gone.
+    pub fn boot_count(&self) -> u64 {
+        self.lock().boots
+    }
+
+    /// The offers the guest's VMBus driver knows (host channel ids of the KMCL model).
+    pub fn vmbus_offers(&self) -> Vec<u32> {
+        self.lock().vmbus_offers.clone()
+    }
+
+    /// Records what the guest's VMBus driver knows (for the KMCL model).
+    pub(crate) fn set_vmbus_offers(&self, offers: Vec<u32>) {
+        self.lock().vmbus_offers = offers;
+    }
+
+    /// Takes a restored guest's saved VMBus state, once (for the KMCL model).
+    pub(crate) fn take_restored_vmbus(&self) -> Option<Vec<u32>> {
+        self.lock().restored_vmbus.take()
+    }
+
+    /// The guest's state as a save keeps it: its kind, its MMIO claims and its VMBus driver's
+    /// offers (guest memory). Only meaningful while the guest exists.
+    pub fn save(&self) -> SavedGuest {
+        let inner = self.lock();
+        SavedGuest {
+            kind: inner.kind,
+            pool: inner.pool.clone(),
+            empty_pool: inner.empty_pool.clone(),
+            vmbus_offers: inner.vmbus_offers.clone(),
+        }
+    }
+
+    /// A new, created VM whose guest is `saved` (a restore): same kind, the saved claims, and
+    /// the saved VMBus state pending for the KMCL model. It starts like any created VM.
+    pub fn restore(saved: &SavedGuest) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(Inner {
+                kind: saved.kind,
+                power: Power::Created,
+                boots: 0,
+                vmbus_offers: saved.vmbus_offers.clone(),
+                restored_vmbus: Some(saved.vmbus_offers.clone()),
+                restored: true,
+                crash_reason: None,
+                empty_pool: saved.empty_pool.clone(),
+                pool: saved.pool.clone(),
+                observers: Vec::new(),
+            })),
+        }
     }
 
     /// Why the VM crashed, if it did.
@@ -174,6 +263,13 @@ impl GuestVm {
                 return;
             }
             inner.power = to;
+            if to == Power::Running && matches!(from, Power::Created | Power::Resetting) {
+                if std::mem::take(&mut inner.restored) {
+                    // A restored guest resumes where it was saved: not a boot.
+                } else {
+                    inner.boots += 1;
+                }
+            }
             if reason.is_some() {
                 inner.crash_reason = reason;
             }

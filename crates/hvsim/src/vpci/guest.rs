@@ -148,6 +148,9 @@ pub struct GuestPci {
     shadow: Mutex<BTreeMap<(Guid, u8), u32>>,
     /// The devices the bus driver brought up, with their probed BARs.
     known: Mutex<BTreeMap<Guid, [u32; PCI_BAR_COUNT]>>,
+    /// The guest boot (`GuestVm::boot_count`) the two maps above belong to: after a reset the
+    /// guest's PCI state is gone, and it must probe again.
+    boot: Mutex<u64>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -163,10 +166,35 @@ impl GuestPci {
         Ok(Self {
             hdv: hdv.clone(),
             vm,
+            boot: Mutex::new(guest.boot_count()),
             guest,
             shadow: Mutex::default(),
             known: Mutex::default(),
         })
+    }
+
+    /// The same guest's PCI view in compute system `vm` restored from a save of this one
+    /// (`HdvSim::restore_compute_system`): the guest's PCI state is guest memory, so it knows
+    /// the same devices and its shadow of the BARs it wrote; the platform restored the BAR
+    /// placement and decode, so no probe is needed.
+    pub fn restored_into(&self, hdv: &HdvSim, vm: Guid) -> Result<Self, GuestPciError> {
+        self.fresh();
+        let restored = Self::new(hdv, vm)?;
+        *lock(&restored.shadow) = lock(&self.shadow).clone();
+        *lock(&restored.known) = lock(&self.known).clone();
+        Ok(restored)
+    }
+
+    /// Forgets the guest's PCI state if the guest booted again since (a reset): the vPCI
+    /// bus driver knows nothing until it probes again.
+    fn fresh(&self) {
+        let now = self.guest.boot_count();
+        let mut boot = lock(&self.boot);
+        if *boot != now {
+            *boot = now;
+            lock(&self.known).clear();
+            lock(&self.shadow).clear();
+        }
     }
 
     /// The guest's kind.
@@ -183,6 +211,7 @@ impl GuestPci {
     /// boots, or a device is hot-added): Linux pci-hyperv or Windows vpci.sys, see the module
     /// docs. On failure the device's claims are released and the error says what was missing.
     pub fn probe(&self) -> Result<Vec<BusReport>, GuestPciError> {
+        self.fresh();
         let mut reports = Vec::new();
         for device in self.hdv.vpci_devices(self.vm)? {
             if lock(&self.known).contains_key(&device.instance) {
@@ -225,6 +254,7 @@ impl GuestPci {
     /// The PCI functions the guest enumerated (after [`Self::probe`]), with their IDs read
     /// from configuration space.
     pub fn functions(&self) -> Result<Vec<PciFunction>, GuestPciError> {
+        self.fresh();
         let known = lock(&self.known).clone();
         known
             .into_iter()
@@ -254,6 +284,7 @@ impl GuestPci {
         offset: u32,
         value: u32,
     ) -> Result<(), GuestPciError> {
+        self.fresh();
         self.hdv
             .vpci_config_write(self.vm, instance, offset, value)?;
         if let Route::Bar(index) = route(offset) {
@@ -294,6 +325,7 @@ impl GuestPci {
     /// probed mask; `None` if the guest does not know the device, has no such memory BAR, or
     /// no longer exists.
     pub fn bar(&self, instance: Guid, bar: u8) -> Option<GuestBar> {
+        self.fresh();
         if !self.guest.power().guest_exists() {
             return None;
         }
@@ -354,6 +386,7 @@ impl GuestPci {
     /// touching decode: while decode is on the platform ignores them and only the shadow
     /// changes.
     pub fn write_bar(&self, instance: Guid, bar: u8, base: u64) -> Result<(), GuestPciError> {
+        self.fresh();
         let probed = *lock(&self.known)
             .get(&instance)
             .ok_or(GuestPciError::Vpci(VpciError::NoDevice))?;
@@ -371,6 +404,7 @@ impl GuestPci {
     /// not checked (the platform does not either), but the returned [`GuestBar`] says whether
     /// it is inside the device's own window.
     pub fn move_bar(&self, instance: Guid, bar: u8, base: u64) -> Result<GuestBar, GuestPciError> {
+        self.fresh();
         let probed = *lock(&self.known)
             .get(&instance)
             .ok_or(GuestPciError::Vpci(VpciError::NoDevice))?;

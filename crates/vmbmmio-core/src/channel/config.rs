@@ -2,6 +2,7 @@
 
 use kmcl::raw::{
     GUID, VMBUS_SERVER_CHANNEL_INIT_FLAG_ENUMERATE_DEVICE_INTERFACE,
+    VMBUS_SERVER_CHANNEL_INIT_FLAG_FORCE_NEW_CHANNEL,
     VMBUS_SERVER_CHANNEL_INIT_FLAG_LOOPBACK_OFFER,
 };
 
@@ -39,16 +40,21 @@ impl<C: KernelHandleCloser> core::fmt::Debug for ChannelTarget<C> {
 }
 
 impl<C: KernelHandleCloser> ChannelTarget<C> {
-    /// The `VmbServerChannelInitSetFlags` value for this target, as dxgkrnl uses them
-    /// (kmcl.md §6): `ENUMERATE_DEVICE_INTERFACE` (0x2) with a handle, plus `LOOPBACK_OFFER`
-    /// (0x3) without.
+    /// The `VmbServerChannelInitSetFlags` value for this target. IRQL: any.
+    ///
+    /// - `ENUMERATE_DEVICE_INTERFACE` (0x2), as dxgkrnl sets it (kmcl.md §6);
+    /// - `FORCE_NEW_CHANNEL` (0x8): after a VM save/restore KMCL re-offers a new channel and
+    ///   abandons the old one (kmcl.md §7 "What the flags mean"; the WDK header
+    ///   `VmbusKernelModeClientLibApi.h`). The driver registers no save/restore packet
+    ///   callbacks and saves no channel state, so a restored guest must get a fresh offer,
+    ///   never a channel whose state nobody saved;
+    /// - plus `LOOPBACK_OFFER` (0x1) for the loopback target (dxgkrnl's no-handle path).
     pub const fn server_flags(&self) -> u32 {
+        const FLAGS: u32 = VMBUS_SERVER_CHANNEL_INIT_FLAG_ENUMERATE_DEVICE_INTERFACE
+            | VMBUS_SERVER_CHANNEL_INIT_FLAG_FORCE_NEW_CHANNEL;
         match self {
-            Self::VmbusHandle(_) => VMBUS_SERVER_CHANNEL_INIT_FLAG_ENUMERATE_DEVICE_INTERFACE,
-            Self::Loopback => {
-                VMBUS_SERVER_CHANNEL_INIT_FLAG_LOOPBACK_OFFER
-                    | VMBUS_SERVER_CHANNEL_INIT_FLAG_ENUMERATE_DEVICE_INTERFACE
-            }
+            Self::VmbusHandle(_) => FLAGS,
+            Self::Loopback => VMBUS_SERVER_CHANNEL_INIT_FLAG_LOOPBACK_OFFER | FLAGS,
         }
     }
 
