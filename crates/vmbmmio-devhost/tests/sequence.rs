@@ -14,7 +14,8 @@ use vmbmmio_devhost::hresult::HResult;
 use vmbmmio_devhost::layout::LayoutError;
 use vmbmmio_devhost::platform::MmioMappingFlags;
 use vmbmmio_devhost::sequence::{
-    Cause, DeviceHost, Event, EventLog, HostTeardown, Progress, Release, ServeEnd, Step, run,
+    Cause, DeviceHost, Event, EventLog, HostTeardown, Progress, RELEASE_DESTROY_ATTEMPTS, Release,
+    ServeEnd, Step, run,
 };
 
 type Host = DeviceHost<Fake, Fake, Fake, Fake>;
@@ -491,6 +492,17 @@ fn a_failure_injected_at_every_forward_step_unwinds_everything() {
 }
 
 #[test]
+fn a_range_destruction_refused_once_is_retried_and_nothing_is_left() {
+    let fake = Fake::default();
+    let host = started_host(&fake);
+    fake.stop_vm();
+    fake.world().fail_release = Some("destroy_range");
+    let report = host.shutdown();
+    assert!(report.failures.is_empty(), "{report}");
+    assert!(fake.world().ranges.is_empty());
+}
+
+#[test]
 fn a_failed_release_step_does_not_stop_the_others() {
     for (name, release) in [
         ("destroy_range", Release::DestroyRange { region: 1 }),
@@ -502,6 +514,10 @@ fn a_failed_release_step_does_not_stop_the_others() {
         let host = started_host(&fake);
         fake.stop_vm();
         fake.world().fail_release = Some(name);
+        // A refused range destruction is retried: only one that keeps failing is reported.
+        if name == "destroy_range" {
+            fake.world().fail_release_again = RELEASE_DESTROY_ATTEMPTS - 1;
+        }
         let report = host.shutdown();
         assert_eq!(report.failures.len(), 1, "{name}: {report}");
         assert_eq!(report.failures[0].0, release, "{name}");

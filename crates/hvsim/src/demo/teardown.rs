@@ -63,9 +63,11 @@ impl LeakReport {
                 + (objects.views_mapped - objects.views_unmapped),
             ledger: ledger.live_sessions + ledger.live_sections + ledger.live_handle_records,
             hdv: (hdv.compute_systems_opened - hdv.compute_systems_closed)
-                + (hdv.device_hosts_initialized - hdv.device_hosts_torn_down)
+                + (hdv.device_hosts_initialized
+                    - hdv.device_hosts_torn_down
+                    - hdv.device_hosts_released_by_exit)
                 + (hdv.devices_created - hdv.devices_released)
-                + (hdv.ranges_created - hdv.ranges_destroyed)
+                + (hdv.ranges_created - hdv.ranges_destroyed - hdv.ranges_released_by_exit)
                 + (hdv.worker_duplicates - hdv.worker_duplicates_closed),
             views: 0,
             guest: 0,

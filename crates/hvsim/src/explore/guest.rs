@@ -56,6 +56,23 @@ impl GuestAgent {
         };
     }
 
+    /// Its VM was restored from a save: its memory (its program state, its PCI shadow) is as it
+    /// was; its PCI view is rebound to the restored compute system; its VMBus finds the old
+    /// channel gone, which its next look at the channel sees.
+    pub(super) fn restored(&mut self, env: &Env, notes: &mut Vec<String>) {
+        if let Some(pci) = self.pci.take() {
+            match pci.restored_into(&env.hdv, VM_ID) {
+                Ok(restored) => self.pci = Some(restored),
+                Err(error) => {
+                    notes.push(format!("guest: restored PCI view: {error}"));
+                    self.forget();
+                    return;
+                }
+            }
+            self.memory = Some(GuestPhysicalMemory::new(&env.hdv, VM_ID));
+        }
+    }
+
     /// Whether it currently may touch the regions: the client says `Mapped`, its layout is
     /// current, its channel is open.
     pub(super) fn may_use(&self) -> bool {
@@ -86,7 +103,8 @@ impl GuestAgent {
     /// if one is offered. Returns notes of what it could not do (nothing is wrong with that:
     /// the device host may not run yet).
     pub(super) fn bring_up(&mut self, env: &Env, notes: &mut Vec<String>) {
-        if !env.guest_vm.power().guest_exists() || env.guest_vm.power() != crate::vm::Power::Running
+        if !env.guest_vm().power().guest_exists()
+            || env.guest_vm().power() != crate::vm::Power::Running
         {
             return;
         }
@@ -337,7 +355,7 @@ impl GuestAgent {
         };
         let request = ClaimRequest::high(bar.size, bar.size);
         let claimed = match env
-            .guest_vm
+            .guest_vm()
             .claim(ClaimOwner::Other("explore: the BAR moved".into()), request)
         {
             Ok(range) => range,
@@ -354,11 +372,11 @@ impl GuestAgent {
         match pci.move_bar(paired.instance, BAR_INDEX, claimed.base) {
             Ok(_) => {
                 if let Some(old) = self.moved_to.replace(claimed) {
-                    env.guest_vm.release(old);
+                    env.guest_vm().release(old);
                 }
             }
             Err(error) => {
-                env.guest_vm.release(claimed);
+                env.guest_vm().release(claimed);
                 notes.push(format!("guest: moving the BAR: {error}"));
             }
         }

@@ -9,8 +9,9 @@ use std::fmt;
 
 use kmcl::KmclFunction;
 
-use super::platform_ops::{HdvCall, SECTION_POINTS};
+use super::platform_ops::{failing_hdv_calls, failing_kmcl_functions};
 use super::rng::Rng;
+use crate::hdv::HdvCall;
 use crate::sections::FaultPoint;
 use crate::vm::GuestKind;
 
@@ -198,27 +199,26 @@ impl Schedule {
 fn draw_fault(rng: &mut Rng) -> Fault {
     match rng.below(4) {
         0 => {
-            let failing: Vec<KmclFunction> = KmclFunction::ALL
-                .into_iter()
-                .filter(|function| function.returns_status())
-                .collect();
+            let failing = failing_kmcl_functions();
             let function = rng
                 .pick(&failing)
                 .copied()
                 .unwrap_or(KmclFunction::VmbChannelEnable);
-            // Counted since the host was created: the first few calls are the setup's.
             Fault::Kmcl(function, u32::try_from(1 + rng.below(3)).unwrap_or(1))
         }
         1 => {
             let point = rng
-                .pick(SECTION_POINTS)
+                .pick(FaultPoint::ALL)
                 .copied()
                 .unwrap_or(FaultPoint::CreateSection);
             Fault::Section(point, 1 + rng.below(4))
         }
         2 => {
-            let call = rng.pick(HdvCall::ALL).copied().unwrap_or(HdvCall::ALL[0]);
-            Fault::Hdv(call, 1 + rng.below(3))
+            let calls = failing_hdv_calls();
+            match rng.pick(&calls) {
+                Some(call) => Fault::Hdv(*call, 1 + rng.below(3)),
+                None => Fault::Allocation(1),
+            }
         }
         _ => Fault::Allocation(1 + rng.below(40)),
     }

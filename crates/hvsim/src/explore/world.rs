@@ -41,7 +41,7 @@ pub(super) struct Env {
     pub(super) kernel: SimKernel,
     /// The HCS/HDV model as the platform (and the operator's tools) reach it.
     pub(super) hdv: HdvSim,
-    pub(super) guest_vm: GuestVm,
+    guest_vm: RefCell<GuestVm>,
     vm: Cell<SimVm>,
     pub(super) control: Rc<RefCell<ControlDevice<SimPlatform>>>,
     pub(super) removal: Removal,
@@ -52,6 +52,11 @@ pub(super) struct Env {
 }
 
 impl Env {
+    /// The VM as every model shares it (a restore makes a new one).
+    pub(super) fn guest_vm(&self) -> GuestVm {
+        self.guest_vm.borrow().clone()
+    }
+
     /// The driver's table lock around its control state.
     pub(super) fn table_lock(&self) -> SimTableLock {
         SimTableLock(self.control.clone())
@@ -66,6 +71,7 @@ impl Env {
     /// drops what it held. Idempotent.
     pub(super) fn process_exits(&self, process: ProcessId) {
         self.kernel.exit_process(process);
+        self.hdv.process_exited(process);
     }
 }
 
@@ -129,13 +135,12 @@ impl World {
         let guest_vm = GuestVm::with_default_pool(guest);
         let first = kernel.spawn_process();
         let (vm, _assumption) = sim.add_vm_assuming_vmbus_handle_in(guest_vm.clone(), first);
-        // TEMPORARY: the HDV model knows one device-host process.
-        let hdv = HdvSim::new(Arc::new(kernel.clone()), first);
+        let hdv = HdvSim::new(Arc::new(kernel.clone()), crate::sections::SYSTEM_PROCESS);
         let env = Env {
             sim,
             kernel,
             hdv,
-            guest_vm,
+            guest_vm: RefCell::new(guest_vm),
             vm: Cell::new(vm),
             control,
             removal: Removal::default(),
@@ -159,7 +164,7 @@ impl World {
             world
                 .env
                 .hdv
-                .create_compute_system(VM_ID, vm_config(), world.env.guest_vm.clone())
+                .create_compute_system(VM_ID, vm_config(), world.env.guest_vm())
         {
             world.note(format!("creating the VM failed: {error:?}"));
         }
@@ -199,7 +204,7 @@ impl World {
     }
 
     fn guest_runs(&self) -> bool {
-        self.env.guest_vm.power() == Power::Running
+        self.env.guest_vm().power() == Power::Running
     }
 
     fn apply(&mut self, step: Step) {
@@ -226,7 +231,7 @@ impl World {
                     notes.push(format!("pause refused: {error}"));
                 }
             }
-            Step::VmResumes => match self.env.guest_vm.power() {
+            Step::VmResumes => match self.env.guest_vm().power() {
                 Power::Created => {
                     if let Err(error) = self.env.hdv.start_compute_system(VM_ID) {
                         notes.push(format!("start refused: {error:?}"));
@@ -292,8 +297,14 @@ impl World {
         if self.device_host.is_some() || self.driver != DriverState::Loaded {
             return;
         }
-        let process = process.unwrap_or_else(|| self.env.kernel.spawn_process());
-        let vmbus_handle = platform_ops::vmbus_handle_for(&self.env, process);
+        let (process, vmbus_handle) = match process {
+            Some(first) => (first, self.env.vm().user_handle),
+            None => {
+                let process = self.env.kernel.spawn_process();
+                let (granted, _) = self.env.sim.grant_vmbus_handle(self.env.vm().id, process);
+                (process, granted.user_handle)
+            }
+        };
         let file = FileKey(self.next_file);
         self.next_file += 1;
         let hdv = platform_ops::hdv_for(&self.env, process);
@@ -307,21 +318,62 @@ impl World {
         }
     }
 
+    /// Pause, save, terminate (the device host of the old compute system sees it torn down and
+    /// ends), restore into a new compute system, a new device host attaches to it (with a VMBus
+    /// handle to the restored VM's new VMBus), start; the guest resumes from its saved state.
     fn save_and_restore(&mut self, notes: &mut Vec<String>) {
-        match platform_ops::save_and_restore(&self.env) {
-            Ok(vm) => {
-                // The restored VM's VMBus is a new one; the device host of the old compute
-                // system saw it torn down.
-                self.env.vm.set(vm);
-                if let Some(host) = self.device_host.as_mut()
-                    && let Tick::Ended(why) = host.tick(&self.env)
-                {
-                    notes.push(format!("device host ended: {why}"));
-                    self.device_host = None;
+        if let Err(error) = platform_ops::pause(&self.env) {
+            notes.push(format!("save: pause refused: {error}"));
+            return;
+        }
+        let saved = match self.env.hdv.save_compute_system(VM_ID) {
+            Ok(saved) => saved,
+            Err(error) => {
+                notes.push(format!("save refused: {error:?}"));
+                if let Err(error) = platform_ops::resume(&self.env) {
+                    notes.push(format!("resume refused: {error}"));
                 }
-                self.start_device_host(None);
+                return;
             }
-            Err(error) => notes.push(format!("save/restore: {error}")),
+        };
+        if let Err(error) = self.env.hdv.terminate_compute_system(VM_ID) {
+            notes.push(format!("terminate after the save refused: {error:?}"));
+            return;
+        }
+        if let Some(mut host) = self.device_host.take() {
+            match host.tick(&self.env) {
+                Tick::Ended(why) => notes.push(format!("device host ended: {why}")),
+                Tick::Running => {
+                    notes
+                        .push("device host still running after the VM stopped: stopping it".into());
+                    host.quit(&self.env);
+                }
+            }
+        }
+        if let Err(error) = self.env.hdv.restore_compute_system(saved, vm_config()) {
+            notes.push(format!("restore refused: {error:?}"));
+            return;
+        }
+        let Some(restored) = self.env.hdv.guest_vm(VM_ID) else {
+            notes.push("restore: no VM".into());
+            return;
+        };
+        *self.env.guest_vm.borrow_mut() = restored.clone();
+        if self.driver == DriverState::Loaded {
+            let process = self.env.kernel.spawn_process();
+            let (vm, _) = self
+                .env
+                .sim
+                .add_vm_assuming_vmbus_handle_in(restored, process);
+            self.env.vm.set(vm);
+            self.start_device_host(Some(process));
+        }
+        match self.env.hdv.start_compute_system(VM_ID) {
+            Ok(()) => {
+                notes.push("VM restored and started".into());
+                self.guest.restored(&self.env, notes);
+            }
+            Err(error) => notes.push(format!("starting the restored VM refused: {error:?}")),
         }
     }
 
@@ -463,10 +515,10 @@ impl World {
     /// The end of every schedule: the VM stops, the device host stops, the driver unloads;
     /// then every model says what it still holds.
     pub(super) fn finish(mut self) -> Outcome {
-        if self.env.guest_vm.power().guest_exists() {
-            if let Err(error) = self.env.hdv.terminate_compute_system(VM_ID) {
-                self.note(format!("terminating the VM failed: {error:?}"));
-            }
+        if self.env.guest_vm().power().guest_exists()
+            && let Err(error) = self.env.hdv.terminate_compute_system(VM_ID)
+        {
+            self.note(format!("terminating the VM failed: {error:?}"));
         }
         if let Some(mut host) = self.device_host.take() {
             let _ = host.tick(&self.env);

@@ -130,6 +130,16 @@ impl HdvSim {
         self.lock().counters
     }
 
+    /// The section bytes behind every live section-backed range (the explorer checks each is
+    /// a section the driver still holds).
+    pub fn live_range_memories(&self) -> Vec<Arc<SectionMemory>> {
+        self.lock()
+            .devices
+            .values()
+            .flat_map(|device| device.ranges.values().map(|range| range.memory.clone()))
+            .collect()
+    }
+
     /// Live section-backed ranges over all devices.
     pub fn live_ranges(&self) -> usize {
         self.lock()

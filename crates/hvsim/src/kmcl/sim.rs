@@ -103,6 +103,24 @@ impl Sim {
         (vm, assumption)
     }
 
+    /// Hands `process` its own VMBus user handle to the already linked `vm` (a device host
+    /// that attaches after another one exited), under the same [`Assumption`] as
+    /// [`Sim::add_vm_assuming_vmbus_handle_in`]. The handle converts only in `process`.
+    pub fn grant_vmbus_handle(&self, vm: VmId, process: ProcessId) -> (SimVm, Assumption) {
+        let granted = with_host(|h| {
+            let user_handle = 0x1a4 + 4 * (h.user_handles.len() as u64 + 0x100);
+            h.user_handles.insert((process, user_handle as usize), vm);
+            SimVm {
+                id: vm,
+                worker: process,
+                user_handle,
+            }
+        });
+        let assumption = Assumption::vmbus_handle(vm, process, granted.user_handle);
+        with_host(|h| h.assumptions.push(assumption.clone()));
+        (granted, assumption)
+    }
+
     fn link_vm(&self, guest: GuestVm, worker: ProcessId) -> SimVm {
         let vm = with_host(|h| {
             assert!(

@@ -7,10 +7,12 @@
 //!    so the guest finds it at its first enumeration;
 //! 3. initialize the device host (`HdvInitializeDeviceHostEx` with InitializeComSecurity,
 //!    retried without the flag on `RPC_E_TOO_LATE`, hdv.md §3.1 observed);
-//! 4. create the PCI device instance with the emulator as its callback context (§3.2);
-//! 5. ask the driver what it runs without (QUERY_DRIVER: the optional KMCL entries it lacks;
+//! 4. ask the driver what it runs without (QUERY_DRIVER: the optional KMCL entries it lacks;
 //!    logged, never fatal), then open the driver session and check its layout (the BAR size
-//!    reaches the emulator and the placement checks); then start following the guest's events
+//!    reaches the emulator and the placement checks);
+//! 5. create the PCI device instance with the emulator as its callback context (§3.2). After
+//!    the layout, because a device host attaching to a VM that already runs (after another one
+//!    exited) is asked for the device's BARs at once; then start following the guest's events
 //!    (WAIT_GUEST_EVENT pending on a thread of its own, `guest_follow`, `guest_wait`), if the
 //!    driver client offers them: each event becomes a placement (step 8);
 //! 6. per region: fetch the section handle, map the device host's view, attach it to the
@@ -56,6 +58,7 @@ use std::time::Duration;
 
 pub use errors::{Cause, HostTeardown, Release, SequenceError, Step, TeardownReport};
 pub use events::{Event, GuestAction, UnmapReason};
+pub use release::RELEASE_DESTROY_ATTEMPTS;
 pub use run::{RunHooks, RunSummary, run, run_with};
 
 use crate::callbacks::PciDeviceCallbacks;
@@ -311,20 +314,6 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
         let host = self.initialize_device_host(system)?;
         self.host = Some(host);
 
-        let callbacks: Arc<dyn PciDeviceCallbacks> = self.emulator.clone();
-        let device = self
-            .backends
-            .hdv
-            .create_pci_device(
-                host,
-                config.emulator_class_id,
-                config.instance_id,
-                callbacks,
-            )
-            .map_err(|hr| (Step::CreateDeviceInstance, Cause::Platform(hr)))?;
-        self.device = Some(device);
-        self.emit(Event::DeviceCreated);
-
         self.report_driver();
 
         let request = SessionRequest {
@@ -344,6 +333,23 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
             bar_size: layout.bar_size(),
             regions: layout.regions().len(),
         });
+        // The device instance only now: on a VM that already runs (a device host attaching
+        // after another one exited) HDV asks the emulator for its BARs at once, and their size
+        // comes from the driver's layout.
+        let callbacks: Arc<dyn PciDeviceCallbacks> = self.emulator.clone();
+        let device = self
+            .backends
+            .hdv
+            .create_pci_device(
+                host,
+                config.emulator_class_id,
+                config.instance_id,
+                callbacks,
+            )
+            .map_err(|hr| (Step::CreateDeviceInstance, Cause::Platform(hr)))?;
+        self.device = Some(device);
+        self.emit(Event::DeviceCreated);
+
         // From here the guest's events may arrive (the driver keeps them per session).
         self.start_guest_loop(layout.bar_size());
         let regions = layout.regions().to_vec();

@@ -19,6 +19,10 @@ use crate::emulator::VmLifecycle;
 use crate::platform::{HcsApi, HdvApi};
 use crate::views::SectionMapper;
 
+/// How often the release tries to destroy one section-backed range before it reports the
+/// failure (a refusal may be transient; nothing else would ever destroy the range).
+pub const RELEASE_DESTROY_ATTEMPTS: usize = 3;
+
 impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C, M> {
     /// What the process's death does to the device host: nothing of its release path runs.
     /// The backends are dropped as they are (on Windows the OS then closes every handle and
@@ -166,11 +170,21 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
             for resources in self.regions.iter_mut().rev() {
                 if let Some((bar, offset_pages)) = resources.range.take() {
                     let region = resources.index;
-                    if let Err(hr) = self.backends.hdv.destroy_section_backed_mmio_range(
-                        device,
-                        bar,
-                        offset_pages,
-                    ) {
+                    // A range left behind lives until HDV tears the device down (a leak in
+                    // between), so a refused destruction is tried again, a bounded number of
+                    // times, before it is reported.
+                    let mut result = Ok(());
+                    for _ in 0..RELEASE_DESTROY_ATTEMPTS {
+                        result = self.backends.hdv.destroy_section_backed_mmio_range(
+                            device,
+                            bar,
+                            offset_pages,
+                        );
+                        if result.is_ok() {
+                            break;
+                        }
+                    }
+                    if let Err(hr) = result {
                         let cause = Cause::Platform(hr);
                         report
                             .failures

@@ -65,8 +65,10 @@ pub struct World {
     pub forward_calls: usize,
     /// Forward calls made before the first release call.
     pub forward_calls_before_release: Option<usize>,
-    /// Fail the first release call with this name.
+    /// Fail the first release call with this name (and as many more as
+    /// `fail_release_again` says).
     pub fail_release: Option<&'static str>,
+    pub fail_release_again: usize,
     pub com_too_late: bool,
     /// `create_range` answers INVALID_STATE this many times first.
     pub invalid_state_replies: u32,
@@ -135,7 +137,11 @@ impl World {
             .get_or_insert(self.forward_calls);
         self.journal.push(call.to_string());
         if self.fail_release == Some(call) {
-            self.fail_release = None;
+            if self.fail_release_again == 0 {
+                self.fail_release = None;
+            } else {
+                self.fail_release_again -= 1;
+            }
             return Err(());
         }
         Ok(())
