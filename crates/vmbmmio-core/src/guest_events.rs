@@ -314,7 +314,7 @@ impl GuestEventQueue {
         }
     }
 
-    fn begin_wait(&mut self, last_seen: u64) -> Result<WaitStart, WaitError> {
+    pub(crate) fn begin_wait(&mut self, last_seen: u64) -> Result<WaitStart, WaitError> {
         if self.closed {
             return Err(WaitError::Closed);
         }
@@ -345,7 +345,7 @@ impl GuestEventQueue {
         Ok(WaitStart::Pend(ticket))
     }
 
-    fn parked(&mut self, ticket: Ticket) -> Option<Wake> {
+    pub(crate) fn parked(&mut self, ticket: Ticket) -> Option<Wake> {
         match self.waiter.ticket() {
             Some((registered, last_seen)) if registered == ticket => {
                 if self.next_after(last_seen).is_some() {
@@ -362,7 +362,7 @@ impl GuestEventQueue {
         }
     }
 
-    fn deliver(&mut self, ticket: Ticket) -> Delivery {
+    pub(crate) fn deliver(&mut self, ticket: Ticket) -> Delivery {
         match self.waiter.ticket() {
             Some((registered, last_seen)) if registered == ticket => {
                 match self.next_after(last_seen) {
@@ -380,7 +380,7 @@ impl GuestEventQueue {
         }
     }
 
-    fn cancel(&mut self, ticket: Ticket) -> bool {
+    pub(crate) fn cancel(&mut self, ticket: Ticket) -> bool {
         match self.waiter.ticket() {
             Some((registered, _)) if registered == ticket => {
                 self.waiter = Waiter::None;
@@ -390,7 +390,7 @@ impl GuestEventQueue {
         }
     }
 
-    fn close(&mut self) -> Option<Wake> {
+    pub(crate) fn close(&mut self) -> Option<Wake> {
         self.closed = true;
         match core::mem::replace(&mut self.waiter, Waiter::None) {
             Waiter::None => None,
@@ -448,8 +448,7 @@ impl<L: EventLock> GuestEvents<L> {
     ///
     /// IRQL: <= DISPATCH_LEVEL.
     pub fn begin_wait(&self, last_seen: u64) -> Result<WaitStart, WaitError> {
-        self.shared
-            .with(|shared| shared.queue.begin_wait(last_seen))
+        self.shared.with(|shared| shared.begin_wait(last_seen))
     }
 
     /// The pending request `ticket` is in the glue's manual queue now; a [`Wake`] if it must be
@@ -457,14 +456,14 @@ impl<L: EventLock> GuestEvents<L> {
     ///
     /// IRQL: <= DISPATCH_LEVEL.
     pub fn parked(&self, ticket: Ticket) -> Option<Wake> {
-        self.shared.with(|shared| shared.queue.parked(ticket))
+        self.shared.with(|shared| shared.parked(ticket))
     }
 
     /// The glue retrieved request `ticket` from its manual queue: what to do with it.
     ///
     /// IRQL: <= DISPATCH_LEVEL.
     pub fn deliver(&self, ticket: Ticket) -> Delivery {
-        self.shared.with(|shared| shared.queue.deliver(ticket))
+        self.shared.with(|shared| shared.deliver(ticket))
     }
 
     /// Request `ticket` was cancelled (or completed by someone else) without a delivery.
@@ -472,7 +471,7 @@ impl<L: EventLock> GuestEvents<L> {
     ///
     /// IRQL: <= DISPATCH_LEVEL.
     pub fn cancel(&self, ticket: Ticket) -> bool {
-        self.shared.with(|shared| shared.queue.cancel(ticket))
+        self.shared.with(|shared| shared.cancel(ticket))
     }
 
     /// The session is closing: later pushes and waits are refused; a pending request must be
@@ -480,7 +479,7 @@ impl<L: EventLock> GuestEvents<L> {
     ///
     /// IRQL: <= DISPATCH_LEVEL.
     pub fn close(&self) -> Option<Wake> {
-        self.shared.with(|shared| shared.queue.close())
+        self.shared.with(|shared| shared.close_queue())
     }
 
     /// Reads the queue's state (tests, QUERY_STATUS).

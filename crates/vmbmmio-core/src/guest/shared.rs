@@ -7,6 +7,13 @@
 //! in one lock section, so REPORT_MAPPING or Suspend can never find the engine waiting on a
 //! packet that is not stored yet, nor a stored packet the engine forgot.
 //!
+//! Each lock section is a method of [`GuestShared`] ([`GuestShared::packet`], `opened`,
+//! `started`, `suspend`, `closed`, `mapping_changed`, and the device host's `begin_wait` …
+//! `close_queue`), called with the lock held by [`SessionPort`] and [`GuestEvents`]. They are
+//! generic over the held completion ([`HeldCompletion`]: KMCL's `HeldPacket` in the driver)
+//! so that the model checker runs these very sections with a stand-in for the KMCL packet
+//! (`tests/loom_guest_events.rs`).
+//!
 //! # Lock rules
 //! - Order: table lock, then the event lock (REPORT_MAPPING takes both); KMCL callbacks and the
 //!   device host's cancellation take only the event lock. Never the other way round.
@@ -40,18 +47,76 @@ use super::engine::{Action, Engine, EngineCounters, HeldReply};
 use super::limits::LARGEST_MESSAGE;
 use crate::channel::GuestPort;
 use crate::control::FileKey;
-use crate::guest_events::{EventLock, GuestEventQueue, GuestEvents};
+use crate::guest_events::{
+    Delivery, EventLock, GuestEventQueue, GuestEvents, Ticket, WaitError, WaitStart, Wake,
+};
 
-/// One session's guest-facing state: the device host's event queue, the engine, the held
-/// packet. Plain data behind the platform's [`EventLock`].
-#[derive(Debug)]
-pub struct GuestShared {
-    pub(crate) queue: GuestEventQueue,
-    pub(crate) engine: Engine,
-    held: Option<HeldPacket>,
+/// A guest packet's completion kept past its callback: KMCL's [`HeldPacket`] in the driver, a
+/// stand-in in the model-checked scenarios (`tests/loom_guest_events.rs`), which cannot make a
+/// KMCL completion. Completing it consumes it: exactly once.
+pub trait HeldCompletion: Send {
+    /// Completes it with `reply`.
+    ///
+    /// IRQL: <= DISPATCH_LEVEL (called under the event lock).
+    fn complete(self, reply: &[u8]);
+
+    /// Completes it without a payload.
+    ///
+    /// IRQL: <= DISPATCH_LEVEL (called under the event lock).
+    fn complete_empty(self);
 }
 
-impl GuestShared {
+impl HeldCompletion for HeldPacket {
+    /// IRQL: <= DISPATCH_LEVEL.
+    fn complete(self, reply: &[u8]) {
+        // A 48-byte payload always fits; on the impossible error KMCL got an empty completion,
+        // so exactly-once holds either way.
+        let _ = Self::complete(self, reply);
+    }
+
+    /// IRQL: <= DISPATCH_LEVEL.
+    fn complete_empty(self) {
+        Self::complete_empty(self);
+    }
+}
+
+/// A guest packet being processed: its bytes, and the way to keep its completion
+/// ([`IncomingPacket`] in the driver, a stand-in in the model-checked scenarios).
+pub trait GuestPacket {
+    /// What holding it gives.
+    type Held: HeldCompletion;
+
+    /// The packet's payload (guest-controlled).
+    fn data(&self) -> &[u8];
+
+    /// Keeps its completion past the callback.
+    fn hold(self) -> Self::Held;
+}
+
+impl GuestPacket for IncomingPacket<'_> {
+    type Held = HeldPacket;
+
+    fn data(&self) -> &[u8] {
+        IncomingPacket::data(self)
+    }
+
+    fn hold(self) -> HeldPacket {
+        IncomingPacket::hold(self)
+    }
+}
+
+/// One session's guest-facing state: the device host's event queue, the engine, the held
+/// packet (`H`: KMCL's [`HeldPacket`] in the driver). Plain data behind the platform's
+/// [`EventLock`]; each method below is one lock section of the driver, called with the lock
+/// held.
+#[derive(Debug)]
+pub struct GuestShared<H = HeldPacket> {
+    pub(crate) queue: GuestEventQueue,
+    pub(crate) engine: Engine,
+    held: Option<H>,
+}
+
+impl<H> GuestShared<H> {
     /// The state of a new session on `file`, laid out as `context`.
     pub const fn new(file: FileKey, context: SessionContext) -> Self {
         Self {
@@ -76,14 +141,39 @@ impl GuestShared {
         self.held.is_some()
     }
 
+    /// WAIT_GUEST_EVENT's lock section ([`GuestEvents::begin_wait`]).
+    pub fn begin_wait(&mut self, last_seen: u64) -> Result<WaitStart, WaitError> {
+        self.queue.begin_wait(last_seen)
+    }
+
+    /// [`GuestEvents::parked`]'s lock section.
+    pub fn parked(&mut self, ticket: Ticket) -> Option<Wake> {
+        self.queue.parked(ticket)
+    }
+
+    /// [`GuestEvents::deliver`]'s lock section.
+    pub fn deliver(&mut self, ticket: Ticket) -> Delivery {
+        self.queue.deliver(ticket)
+    }
+
+    /// [`GuestEvents::cancel`]'s lock section.
+    pub fn cancel(&mut self, ticket: Ticket) -> bool {
+        self.queue.cancel(ticket)
+    }
+
+    /// [`GuestEvents::close`]'s lock section (the session closes; not the channel's Closed).
+    pub fn close_queue(&mut self) -> Option<Wake> {
+        self.queue.close()
+    }
+}
+
+impl<H: HeldCompletion> GuestShared<H> {
     /// Completes the held packet with `reply`, under the lock (module docs).
     fn complete_held(&mut self, reply: Option<HeldReply>) {
         if let Some(reply) = reply
             && let Some(packet) = self.held.take()
         {
-            // A 48-byte payload always fits; on the impossible error KMCL got an empty
-            // completion, so exactly-once holds either way.
-            let _ = packet.complete(reply.bytes());
+            packet.complete(reply.bytes());
         }
     }
 
@@ -93,6 +183,61 @@ impl GuestShared {
         if let Some(packet) = self.held.take() {
             packet.complete_empty();
         }
+    }
+
+    /// ProcessPacket's lock section: the engine answers `packet`; a `WAIT_EVENT` with nothing
+    /// newer is held here, anything else comes back with its reply's length in `reply`, to be
+    /// completed by the caller **after** unlocking; and the device host's wake, to hand on
+    /// after unlocking too.
+    pub fn packet<P: GuestPacket<Held = H>>(
+        &mut self,
+        packet: P,
+        reply: &mut [u8; LARGEST_MESSAGE],
+    ) -> (Option<(P, usize)>, Option<Wake>) {
+        let outcome = self.engine.packet(&mut self.queue, packet.data(), reply);
+        self.complete_held(outcome.held);
+        match outcome.action {
+            Action::Reply(len) => (Some((packet, len)), outcome.wake),
+            Action::Hold => {
+                self.drop_held();
+                self.held = Some(packet.hold());
+                (None, outcome.wake)
+            }
+        }
+    }
+
+    /// The Opened callback's lock section.
+    pub fn opened(&mut self) {
+        self.drop_held();
+        self.engine.opened();
+    }
+
+    /// The Started callback's lock section.
+    pub fn started(&mut self) {
+        self.engine.started();
+    }
+
+    /// The Suspend callback's lock section: the held `WAIT_EVENT` is completed before it
+    /// returns (KMCL waits for it).
+    pub fn suspend(&mut self) {
+        let reply = self.engine.suspend();
+        self.complete_held(reply);
+        self.drop_held();
+    }
+
+    /// The Closed callback's lock section; the device host's wake (`CHANNEL_CLOSED`), to hand
+    /// on after unlocking.
+    pub fn closed(&mut self) -> Option<Wake> {
+        let (reply, wake) = self.engine.closed(&mut self.queue);
+        self.complete_held(reply);
+        self.drop_held();
+        wake
+    }
+
+    /// REPORT_MAPPING's lock section ([`GuestEvents::mapping_changed`]).
+    pub fn mapping_changed(&mut self, index: usize, state: MappingState) {
+        let reply = self.engine.mapping(index, state);
+        self.complete_held(reply);
     }
 }
 
@@ -106,20 +251,10 @@ impl<L: EventLock> GuestPort for SessionPort<L> {
     /// IRQL: PASSIVE_LEVEL (raised to DISPATCH_LEVEL inside a spin lock).
     fn packet(&self, packet: IncomingPacket<'_>) {
         let mut reply = [0u8; LARGEST_MESSAGE];
-        let (now, wake) = self.events.shared().with(|shared| {
-            let outcome = shared
-                .engine
-                .packet(&mut shared.queue, packet.data(), &mut reply);
-            shared.complete_held(outcome.held);
-            match outcome.action {
-                Action::Reply(len) => (Some((packet, len)), outcome.wake),
-                Action::Hold => {
-                    shared.drop_held();
-                    shared.held = Some(packet.hold());
-                    (None, outcome.wake)
-                }
-            }
-        });
+        let (now, wake) = self
+            .events
+            .shared()
+            .with(|shared| shared.packet(packet, &mut reply));
         if let Some((packet, len)) = now {
             // Replies are at most LARGEST_MESSAGE bytes: this cannot fail, and on the impossible
             // error KMCL got an empty completion.
@@ -132,34 +267,22 @@ impl<L: EventLock> GuestPort for SessionPort<L> {
 
     /// IRQL: PASSIVE_LEVEL.
     fn opened(&self) {
-        self.events.shared().with(|shared| {
-            shared.drop_held();
-            shared.engine.opened();
-        });
+        self.events.shared().with(GuestShared::opened);
     }
 
     /// IRQL: PASSIVE_LEVEL.
     fn started(&self) {
-        self.events.shared().with(|shared| shared.engine.started());
+        self.events.shared().with(GuestShared::started);
     }
 
     /// IRQL: PASSIVE_LEVEL. Completes the held `WAIT_EVENT` before returning (KMCL waits for it).
     fn suspend(&self) {
-        self.events.shared().with(|shared| {
-            let reply = shared.engine.suspend();
-            shared.complete_held(reply);
-            shared.drop_held();
-        });
+        self.events.shared().with(GuestShared::suspend);
     }
 
     /// IRQL: PASSIVE_LEVEL.
     fn closed(&self) {
-        let wake = self.events.shared().with(|shared| {
-            let (reply, wake) = shared.engine.closed(&mut shared.queue);
-            shared.complete_held(reply);
-            shared.drop_held();
-            wake
-        });
+        let wake = self.events.shared().with(GuestShared::closed);
         if let Some(wake) = wake {
             self.events.shared().wake(wake);
         }
@@ -181,10 +304,8 @@ impl<L: EventLock> GuestEvents<L> {
     ///
     /// IRQL: <= DISPATCH_LEVEL; under the table lock (the order: table, then event lock).
     pub fn mapping_changed(&self, index: usize, state: MappingState) {
-        self.shared().with(|shared| {
-            let reply = shared.engine.mapping(index, state);
-            shared.complete_held(reply);
-        });
+        self.shared()
+            .with(|shared| shared.mapping_changed(index, state));
     }
 
     /// The engine's counters (QUERY_STATUS).
