@@ -103,12 +103,32 @@ impl fmt::Display for ExploreReport {
     }
 }
 
+/// What the explored schedules rest on without a public source (`docs/simulator.md`,
+/// "Lifecycle events the model supports"); printed before the results.
+pub const ASSUMPTIONS: [&str; 4] = [
+    "each device host is handed a VMBus handle to its VM and converts it in its own context \
+     (no documented way exists for a third party to obtain one)",
+    "when a device-host process exits, HDV drops its device host and destroys the \
+     section-backed ranges it created",
+    "a new device-host process can attach the declared device to a VM that already runs once \
+     the old device host is gone",
+    "KMCL runs Suspend and Closed on a server channel whose VM stops or resets, and offers the \
+     still-enabled channel again to the reset guest",
+];
+
 /// How many failing schedules are printed in full.
 const PRINTED_FAILURES: usize = 5;
 
 /// Runs `options.schedules` schedules; prints each failing one (its seed, steps, violations and
 /// notes, the first few in full) and the summary line to `out`.
 pub fn run(options: &ExploreOptions, out: &mut dyn Write) -> ExploreReport {
+    let _ = writeln!(
+        out,
+        "explore: assumptions these schedules rest on (not verified on a real host):"
+    );
+    for assumption in ASSUMPTIONS {
+        let _ = writeln!(out, "  - {assumption}");
+    }
     let mut report = ExploreReport::default();
     for index in 0..options.schedules {
         let seed = options.seed.wrapping_add(index);
