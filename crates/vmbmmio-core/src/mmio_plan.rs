@@ -137,6 +137,10 @@ impl MmioPlan {
                 return Err(PlanError::EmptyRegion { index });
             }
             let size = round_up(size, PAGE_SIZE).ok_or(PlanError::TooLarge)?;
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "within the capacity try_reserve_exact made: never reallocates"
+            )]
             regions.push(RegionPlacement { offset, size });
             offset = offset.checked_add(size).ok_or(PlanError::TooLarge)?;
             if offset > MAX_BAR_SIZE {
