@@ -7,6 +7,8 @@
 //!   physical memory, all sharing one VM (`vm`).
 //! - The demo (`demo`), a one-session bench for the guest protocol (`guest_session`) and the
 //!   `replay` tool that feeds files to the driver's guest-packet handler.
+//! - The global allocator of every binary that links hvsim (`alloc_faults`): it can fail the
+//!   n-th allocation the driver makes, to prove every allocation site of the driver fallible.
 //! - Byte-accurate memory, so a test can prove that what the guest writes is what the host reads.
 //!
 //! # What this crate must not do
@@ -15,6 +17,7 @@
 //!   the model takes the stricter reading and says so.
 //! - Ship in the driver: it is a std crate used by tests, benchmarks and the demo only.
 
+pub mod alloc_faults;
 pub mod demo;
 pub mod explore;
 pub mod guest_memory;

@@ -54,6 +54,7 @@ pub struct SimEventLock {
 impl SimEventLock {
     /// The wakes handed over since the last call, oldest first.
     pub fn take_wakes(&self) -> Vec<Wake> {
+        let _model = crate::alloc_faults::ModelScope::enter();
         std::mem::take(
             &mut *self
                 .wakes
@@ -79,7 +80,9 @@ impl EventLock for SimEventLock {
         f(&mut shared)
     }
 
+    /// Records the wake (the model's bookkeeping: in the allocation model scope).
     fn wake(&self, wake: Wake) {
+        let _model = crate::alloc_faults::ModelScope::enter();
         self.wakes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

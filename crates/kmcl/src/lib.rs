@@ -14,6 +14,9 @@
 //!   [`server::HeldPacket`] it becomes when the driver answers later) is completed
 //!   exactly once. Failures are typed: [`KmclError`] names the function and its NTSTATUS.
 //! - [`convert_vmbus_handle`]: the user-to-kernel VMBus handle conversion (kmcl.md §6).
+//! - [`fallible`]: `Box` and `Arc` allocated fallibly ([`fallible::try_box`],
+//!   [`fallible::TryArc`]), for every kernel crate: an infallible allocation that fails is a
+//!   bugcheck.
 //!
 //! # Where the table comes from
 //! The wrapper reaches the table through a type, [`KmclProvider`], so its trampolines need no
@@ -58,6 +61,7 @@ extern crate alloc;
 
 mod entry_set;
 pub mod error;
+pub mod fallible;
 mod handle;
 pub mod installed;
 mod layout;

@@ -39,7 +39,8 @@
 //!
 //! # Locking
 //! The queue lives in the session's [`GuestShared`] (with the host engine's conversation and the
-//! held guest packet) behind the platform's [`EventLock`], shared ([`Arc`]) between the session
+//! held guest packet) behind the platform's [`EventLock`], shared ([`TryArc`], an `Arc`
+//! allocated fallibly: module `kmcl::fallible`) between the session
 //! (IOCTL side, under the table lock) and the channel's callbacks (which must **never** take the
 //! table lock, module docs of [`crate::control`]). Lock order: table lock, then event lock;
 //! never the other way round. Everything under the event lock is bounded, allocation-free work
@@ -50,8 +51,7 @@
 //! without deadlock. The glue's lock is a WDF spin lock: `EvtIoCanceledOnQueue` and request
 //! cleanup run at IRQL <= DISPATCH_LEVEL, where a wait lock cannot be taken.
 
-use alloc::sync::Arc;
-
+use kmcl::fallible::TryArc;
 use vmbmmio_proto::ioctl::{GuestEvent, GuestEventKind, GuestSnapshot, ProtoError};
 
 use crate::control::FileKey;
@@ -401,25 +401,26 @@ impl GuestEventQueue {
 
 /// One session's event queue, shared between the session and the channel's packet handler.
 pub struct GuestEvents<L: EventLock> {
-    shared: Arc<L>,
+    shared: TryArc<L>,
 }
 
 impl<L: EventLock> Clone for GuestEvents<L> {
     fn clone(&self) -> Self {
         Self {
-            shared: Arc::clone(&self.shared),
+            shared: TryArc::clone(&self.shared),
         }
     }
 }
 
 impl<L: EventLock> GuestEvents<L> {
     /// An empty queue for the session on `file`, whose guest engine sees the session as
-    /// `context`; `None` if the platform's lock cannot be made.
+    /// `context`; `None` if the platform's lock cannot be made or there is no memory for it.
     ///
-    /// IRQL: PASSIVE_LEVEL.
+    /// IRQL: PASSIVE_LEVEL (allocates).
     pub fn new(file: FileKey, context: SessionContext) -> Option<Self> {
+        let lock = L::new(GuestShared::new(file, context))?;
         Some(Self {
-            shared: Arc::new(L::new(GuestShared::new(file, context))?),
+            shared: TryArc::try_new(lock).ok()?,
         })
     }
 

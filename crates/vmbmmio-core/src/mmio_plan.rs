@@ -36,7 +36,7 @@
 
 use alloc::vec::Vec;
 
-use kmcl::raw::{NTSTATUS, STATUS_INVALID_PARAMETER};
+use kmcl::raw::{NTSTATUS, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER};
 
 /// Size of a page: the unit of every section and mapping.
 pub const PAGE_SIZE: u64 = 4096;
@@ -91,12 +91,21 @@ pub enum PlanError {
     },
     /// The layout needs a BAR larger than [`MAX_BAR_SIZE`] (or overflows).
     TooLarge,
+    /// No memory for the plan's region list.
+    OutOfMemory,
 }
 
 impl PlanError {
-    /// Every planning error is a bad configuration: `STATUS_INVALID_PARAMETER`.
+    /// Every planning error is a bad configuration (`STATUS_INVALID_PARAMETER`), except a
+    /// failed allocation (`STATUS_INSUFFICIENT_RESOURCES`).
     pub const fn to_ntstatus(self) -> NTSTATUS {
-        STATUS_INVALID_PARAMETER
+        match self {
+            Self::OutOfMemory => STATUS_INSUFFICIENT_RESOURCES,
+            Self::NoRegions
+            | Self::TooManyRegions { .. }
+            | Self::EmptyRegion { .. }
+            | Self::TooLarge => STATUS_INVALID_PARAMETER,
+        }
     }
 }
 
@@ -121,13 +130,17 @@ impl MmioPlan {
         let mut regions = Vec::new();
         regions
             .try_reserve_exact(region_sizes.len())
-            .map_err(|_| PlanError::TooLarge)?;
+            .map_err(|_| PlanError::OutOfMemory)?;
         let mut offset: u64 = 0;
         for (index, &size) in region_sizes.iter().enumerate() {
             if size == 0 {
                 return Err(PlanError::EmptyRegion { index });
             }
             let size = round_up(size, PAGE_SIZE).ok_or(PlanError::TooLarge)?;
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "within the capacity try_reserve_exact made: never reallocates"
+            )]
             regions.push(RegionPlacement { offset, size });
             offset = offset.checked_add(size).ok_or(PlanError::TooLarge)?;
             if offset > MAX_BAR_SIZE {

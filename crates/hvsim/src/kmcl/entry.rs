@@ -430,6 +430,8 @@ pub(crate) unsafe extern "system" fn init_set_friendly_name(
     channel: VMBCHANNEL,
     name: PCUNICODE_STRING,
 ) -> NTSTATUS {
+    // The model's own bookkeeping, not the driver's allocation (`crate::alloc_faults`).
+    let _model = crate::alloc_faults::ModelScope::enter();
     // Decoded before the checks so the log shows it.
     let decoded = (!name.is_null()).then(|| {
         // SAFETY: non-NULL and `_In_`: a readable UNICODE_STRING.
@@ -778,6 +780,8 @@ pub(crate) unsafe extern "system" fn channel_packet_complete(
     buffer: *mut c_void,
     size: u32,
 ) {
+    // The model's own bookkeeping, not the driver's allocation (`crate::alloc_faults`).
+    let _model = crate::alloc_faults::ModelScope::enter();
     let bytes = if buffer.is_null() || size == 0 {
         Vec::new()
     } else {

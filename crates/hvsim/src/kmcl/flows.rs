@@ -2,12 +2,15 @@
 //! order (kmcl.md §4 steps 4–7).
 //!
 //! Every function here borrows the host state only between callbacks, never across one: the
-//! driver calls KMCL from inside its callbacks.
+//! driver calls KMCL from inside its callbacks. Each call into the driver runs in the
+//! allocation driver scope (`crate::alloc_faults`).
 
 use std::ffi::c_void;
 use std::ptr;
 
 use kmcl::raw::{NT_SUCCESS, NTSTATUS, VMB_CHANNEL_STATE_CHANGE_CALLBACKS, VMBCHANNEL};
+
+use crate::alloc_faults::driver_scope;
 
 use super::host::{Irql, channel_raw, packet_raw, with_host};
 use super::log::{CallbackKind, LogEntry};
@@ -48,7 +51,7 @@ pub(crate) fn run_state_callback(channel: ChannelId, kind: CallbackKind) -> Opti
         CallbackKind::Opened => table.EvtChannelOpened.map(|f| {
             // SAFETY: the driver registered this callback for this channel; the model calls it
             // with the channel's own handle, at PASSIVE_LEVEL, with no model state borrowed.
-            unsafe { f(raw) }
+            driver_scope(|| unsafe { f(raw) })
         }),
         CallbackKind::Started
         | CallbackKind::PostStarted
@@ -62,7 +65,7 @@ pub(crate) fn run_state_callback(channel: ChannelId, kind: CallbackKind) -> Opti
             };
             if let Some(f) = f {
                 // SAFETY: as above.
-                unsafe { f(raw) };
+                driver_scope(|| unsafe { f(raw) });
             }
             None
         }
@@ -219,7 +222,7 @@ pub(crate) fn deliver_packet(
         });
         // SAFETY: the driver registered this callback for this channel; `buffer` points to
         // `length` bytes the model keeps alive and unmoved; no model state is borrowed.
-        unsafe {
+        driver_scope(|| unsafe {
             callback(
                 ptr::without_provenance_mut(channel_raw(channel)),
                 ptr::without_provenance_mut(packet_raw(token)),
@@ -227,7 +230,7 @@ pub(crate) fn deliver_packet(
                 length,
                 0,
             )
-        };
+        });
         let redeliver = with_host(|h| {
             h.in_callbacks.pop();
             h.irql = Irql::Passive;

@@ -178,9 +178,11 @@ thread_local! {
     static HOST: RefCell<HostState> = RefCell::new(HostState::new());
 }
 
-/// Runs `f` on this thread's host. Never call back into the driver from inside `f`.
+/// Runs `f` on this thread's host. Never call back into the driver from inside `f`. The
+/// model's bookkeeping is not the driver's: `f` runs in the allocation model scope
+/// (`crate::alloc_faults`).
 pub(crate) fn with_host<R>(f: impl FnOnce(&mut HostState) -> R) -> R {
-    HOST.with(|host| f(&mut host.borrow_mut()))
+    crate::alloc_faults::model_scope(|| HOST.with(|host| f(&mut host.borrow_mut())))
 }
 
 /// Replaces this thread's host with a fresh one.

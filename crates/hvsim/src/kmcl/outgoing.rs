@@ -116,6 +116,8 @@ pub(crate) unsafe extern "system" fn packet_send(
     mdl: PMDL,
     flags: u32,
 ) -> NTSTATUS {
+    // The model's own bookkeeping, not the driver's allocation (`crate::alloc_faults`).
+    let _model = crate::alloc_faults::ModelScope::enter();
     let bytes = if buffer.is_null() || length == 0 {
         None
     } else {
@@ -230,14 +232,14 @@ pub(crate) fn complete_received(channel: ChannelId, token: u64) {
         });
         // SAFETY: the driver set this routine for this packet; the model calls it once, with
         // the packet's own handle and no completion payload, with no model state borrowed.
-        unsafe {
+        crate::alloc_faults::driver_scope(|| unsafe {
             routine(
                 ptr::without_provenance_mut(outgoing_raw(token)),
                 STATUS_SUCCESS,
                 ptr::null_mut(),
                 0,
             )
-        };
+        });
         with_host(|h| {
             h.in_callbacks.pop();
             h.log.push(LogEntry::Callback {

@@ -59,6 +59,29 @@ use crate::memory::{ProcessId, ResolveError, SectionAccess, SectionMemory, Secti
 use call_hook::CallHook;
 use state::State;
 
+use crate::alloc_faults::ModelScope;
+
+/// The locked state of the object-manager model, in the allocation model scope until dropped
+/// (the guard is released first, then the scope).
+struct Locked<'a> {
+    guard: MutexGuard<'a, State>,
+    _scope: ModelScope,
+}
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.guard
+    }
+}
+
 /// The System process (PID 4 on Windows): owner of kernel handles and of driver threads that
 /// do not run in a caller's context.
 pub const SYSTEM_PROCESS: ProcessId = ProcessId(4);
@@ -155,9 +178,16 @@ impl SimKernel {
         self.hook.set(None);
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    /// The model's state, locked, in the allocation model scope (`crate::alloc_faults`): what
+    /// the object manager allocates for itself is never the driver's allocation.
+    fn lock(&self) -> Locked<'_> {
+        let scope = ModelScope::enter();
         // A failed assertion in another test thread must not hide the state from later checks.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        let guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        Locked {
+            guard,
+            _scope: scope,
+        }
     }
 
     /// Starts a user-mode process (a device host, a VM worker) and returns its id. Every

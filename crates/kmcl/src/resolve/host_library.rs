@@ -246,6 +246,10 @@ fn module_list<M: LoadedModules>(modules: &mut M) -> Result<Vec<u8>, HostLibrary
         buffer
             .try_reserve_exact(room)
             .map_err(|_| HostLibraryError::OutOfMemory)?;
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "fills the capacity try_reserve_exact made: never reallocates"
+        )]
         buffer.resize(room, 0);
         match modules.copy_list(&mut buffer)? {
             ListCopy::Copied { len } if len <= room => {

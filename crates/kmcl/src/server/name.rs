@@ -30,6 +30,10 @@ impl FriendlyName {
         units
             .try_reserve_exact(count)
             .map_err(|_| SetupError::OutOfMemory)?;
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "`count` units, the capacity try_reserve_exact made: never reallocates"
+        )]
         units.extend(name.encode_utf16());
         // count <= MAX_NAME_UNITS, so the byte count fits a u16.
         let bytes = count

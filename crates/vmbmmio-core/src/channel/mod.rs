@@ -28,7 +28,7 @@ mod handle;
 mod shared;
 pub mod state;
 
-use alloc::sync::Arc;
+use alloc::boxed::Box;
 
 use kmcl::KmclProvider;
 use kmcl::server::{ParentDevice, ServerChannel, ServerChannelParams};
@@ -87,7 +87,7 @@ impl<P: KmclProvider, C: KernelHandleCloser> VmChannel<P, C> {
         parent: ParentDevice,
         config: ChannelConfig<'_, C>,
         plan: MmioPlan,
-        guest: Option<Arc<dyn GuestPort>>,
+        guest: Option<Box<dyn GuestPort>>,
     ) -> Result<Self, ChannelError> {
         config.validate()?;
         let server_flags = config.target.server_flags();

@@ -2,7 +2,7 @@
 //! [`GuestPort`].
 //!
 //! This is the driver's `kmcl::server::ChannelHandler`. It holds atomics and, for a session's
-//! channel, an `Arc` of the session's guest port (given at offer time), so it is `Send + Sync`,
+//! channel, a `Box` of the session's guest port (given at offer time), so it is `Send + Sync`,
 //! never blocks and never allocates. State callbacks run at PASSIVE_LEVEL and KMCL runs them one
 //! at a time; `process_packet` runs at PASSIVE_LEVEL too, because the channel is created with
 //! incoming processing at passive. A session's packets go to its port (the guest control
@@ -14,7 +14,7 @@
 
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
-use alloc::sync::Arc;
+use alloc::boxed::Box;
 
 use kmcl::ErrorStatus;
 use kmcl::raw::STATUS_NOT_SUPPORTED;
@@ -72,7 +72,7 @@ pub struct ChannelShared {
     unexpected_events: AtomicU64,
     mmio_reports_ignored: AtomicU64,
     /// The session's guest port; `None` for a channel offered on its own.
-    guest: Option<Arc<dyn GuestPort>>,
+    guest: Option<Box<dyn GuestPort>>,
 }
 
 impl core::fmt::Debug for ChannelShared {
@@ -88,7 +88,7 @@ impl core::fmt::Debug for ChannelShared {
 impl ChannelShared {
     /// A freshly offered channel's state, whose packets go to `guest` (or are refused with
     /// [`UNSUPPORTED_PACKET_COMPLETION`] without one).
-    pub fn with_guest(guest: Option<Arc<dyn GuestPort>>) -> Self {
+    pub fn with_guest(guest: Option<Box<dyn GuestPort>>) -> Self {
         Self {
             guest,
             ..Self::new()

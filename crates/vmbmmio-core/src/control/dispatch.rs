@@ -8,6 +8,9 @@ use vmbmmio_proto::ioctl::{
 };
 
 use alloc::boxed::Box;
+use core::mem::MaybeUninit;
+
+use kmcl::fallible::try_box;
 
 use super::Handled;
 use super::phases::{Begun, Finished, OpenDone, OpenWork, Teardown};
@@ -166,8 +169,11 @@ impl<X: Platform> ControlDevice<X> {
         match code {
             IoctlCode::OpenSession => {
                 let params = parse_open_session(input)?;
+                // The work item's memory first, so a failed allocation leaves nothing reserved.
+                let slot = try_box(MaybeUninit::<OpenWork<X>>::uninit())
+                    .map_err(|_| ControlError::OutOfMemory)?;
                 self.begin_open(index, caller, &params)
-                    .map(|work| Begun::Open(Box::new(work)))
+                    .map(|work| Begun::Open(Box::write(slot, work)))
             }
             IoctlCode::GetRegionSection => {
                 let params = parse_get_region_section(input)?;

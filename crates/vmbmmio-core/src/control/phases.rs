@@ -329,6 +329,8 @@ fn offer_channel<X: Platform>(
     plan: MmioPlan,
     events: &GuestEvents<X::EventLock>,
 ) -> Result<VmChannel<X::Kmcl, X::HandleCloser>, ControlError> {
+    // Allocated first: a failure then leaves nothing to undo.
+    let port = events.port().map_err(|_| ControlError::OutOfMemory)?;
     let target = match params.target() {
         Target::VmbusHandle(handle) => {
             let user = UserVmbusHandle::new(handle.get()).map_err(ChannelError::from)?;
@@ -347,7 +349,7 @@ fn offer_channel<X: Platform>(
         parent,
         config,
         plan,
-        Some(events.port()),
+        Some(port),
     )?)
 }
 

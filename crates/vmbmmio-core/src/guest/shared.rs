@@ -37,8 +37,9 @@
 //! | the port's `opened`, `started`, `suspend`, `closed` | PASSIVE_LEVEL (KMCL state callbacks) |
 //! | [`GuestEvents::mapping_changed`], [`GuestEvents::counters`] | <= DISPATCH_LEVEL, under the table lock |
 
-use alloc::sync::Arc;
+use alloc::boxed::Box;
 
+use kmcl::fallible::{AllocError, try_box};
 use kmcl::server::{HeldPacket, IncomingPacket};
 use vmbmmio_proto::ioctl::MappingState;
 
@@ -290,13 +291,14 @@ impl<L: EventLock> GuestPort for SessionPort<L> {
 }
 
 impl<L: EventLock> GuestEvents<L> {
-    /// The channel-side port of this session, for the channel's handler (given at offer time).
+    /// The channel-side port of this session, for the channel's handler (given at offer time);
+    /// [`AllocError`] when there is no memory for it.
     ///
     /// IRQL: PASSIVE_LEVEL (allocates).
-    pub fn port(&self) -> Arc<dyn GuestPort> {
-        Arc::new(SessionPort {
+    pub fn port(&self) -> Result<Box<dyn GuestPort>, AllocError> {
+        Ok(try_box(SessionPort {
             events: self.clone(),
-        })
+        })?)
     }
 
     /// The device host reported region `index` as `state` (REPORT_MAPPING): the engine's copy

@@ -169,6 +169,10 @@ impl<B: SectionBackend> SectionManager<B> {
         self.totals.sessions_created = self.totals.sessions_created.saturating_add(1);
         self.totals.bytes_in_use = self.totals.bytes_in_use.saturating_add(reservation.bytes);
         // No reallocation: `reserve` made room for every pending session.
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "`reserve` made room for every pending session: never reallocates"
+        )]
         self.sessions.push(Session {
             id: reservation.id,
             bytes: reservation.bytes,
@@ -286,6 +290,10 @@ impl<B: SectionBackend> SectionManager<B> {
             .backend
             .open_user_handle(&entry.section, requested.access_mask())
             .map_err(|status| SectionError::Platform { index, status })?;
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "into the room try_reserve(1) made above: never reallocates"
+        )]
         session.handles.push(HandedOutHandle {
             region: region.index,
             process: requester,
