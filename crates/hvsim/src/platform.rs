@@ -72,12 +72,22 @@ impl EventLock for SimEventLock {
         })
     }
 
+    /// Runs `f` as the spin lock's holder: the simulator's locking rules flag anything that
+    /// blocks under it ([`crate::lock_rules`]), and any driver allocation made under it (the
+    /// driver's rule: nothing under a spin lock allocates).
     fn with<R>(&self, f: impl FnOnce(&mut GuestShared) -> R) -> R {
         let mut shared = self
             .shared
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&mut shared)
+        let allocations = crate::alloc_faults::driver_allocations();
+        let result = crate::lock_rules::event_locked(|| f(&mut shared));
+        if crate::alloc_faults::driver_allocations() != allocations {
+            crate::lock_rules::record(
+                "the driver allocated under an event lock (a spin lock)".into(),
+            );
+        }
+        result
     }
 
     /// Records the wake (the model's bookkeeping: in the allocation model scope).

@@ -26,6 +26,7 @@ use vmbmmio_core::control::{
 };
 use vmbmmio_devhost::{IoctlFailure, IoctlTransport};
 
+use crate::alloc_faults::driver_scope;
 use crate::kmcl::Sim;
 use crate::memory::ProcessId;
 use crate::platform::SimPlatform;
@@ -118,16 +119,20 @@ impl IoctlTransport for InProcessTransport {
                 // lengths under the lock, then the whole request through the served sequence.
                 let in_flight = rundown.acquire().ok_or(ControlError::ShuttingDown)?;
                 counts.prechecked.set(counts.prechecked.get() + 1);
-                lock.locked(|control| control.precheck(caller, code, input.len(), output.len()))
+                driver_scope(|| {
+                    lock.locked(|control| {
+                        control.precheck(caller, code, input.len(), output.len())
+                    })
                     .ok_or(ControlError::NotReady)??;
-                serve::handle(&in_flight, &lock, caller, code, input, output)
+                    serve::handle(&in_flight, &lock, caller, code, input, output)
+                })
             })
             .map_err(|error| IoctlFailure::NtStatus(error.to_ntstatus()))?;
         match handled {
             Handled::Done(written) => Ok(written),
             Handled::Pending(pending) => {
                 // Parked in the slot; an event that came meanwhile is found by the next poll.
-                let _ = pending.parked();
+                let _ = driver_scope(|| pending.parked());
                 self.pending_wait = WaitSlot(Some(pending));
                 Err(IoctlFailure::NtStatus(STATUS_PENDING))
             }
@@ -190,9 +195,9 @@ impl InProcessTransport {
     /// `None` while it keeps waiting (or none is pending).
     pub fn poll_guest_event(&mut self, output: &mut [u8]) -> Option<Result<usize, IoctlFailure>> {
         let pending = self.pending_wait.0.as_ref()?;
-        match pending.deliver(output) {
+        match driver_scope(|| pending.deliver(output)) {
             Delivered::Requeue => {
-                let _ = pending.parked();
+                let _ = driver_scope(|| pending.parked());
                 None
             }
             Delivered::Completed(written) => {
@@ -211,7 +216,7 @@ impl InProcessTransport {
     pub fn cancel_guest_event(&mut self) -> bool {
         match self.pending_wait.0.take() {
             Some(pending) => {
-                pending.cancel();
+                driver_scope(|| pending.cancel());
                 true
             }
             None => false,
@@ -234,7 +239,7 @@ impl Drop for InProcessTransport {
             && let Some(in_flight) = self.rundown.acquire()
         {
             let lock = SimTableLock(self.control.clone());
-            serve::file_cleanup(&in_flight, &lock, self.caller.file());
+            driver_scope(|| serve::file_cleanup(&in_flight, &lock, self.caller.file()));
         }
     }
 }

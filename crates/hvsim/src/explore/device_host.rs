@@ -19,6 +19,7 @@ use vmbmmio_devhost::sequence::{Backends, DeviceHost, Event, ServeEnd};
 use vmbmmio_devhost::{DriverSessionSettings, DriverTarget, ProtoDriverClient};
 
 use super::world::Env;
+use crate::alloc_faults::driver_scope;
 use crate::demo::build::device_host_config;
 use crate::demo::protocol::HostWaiter;
 use crate::demo::transport::InProcessTransport;
@@ -63,7 +64,9 @@ impl DeviceHostRun {
         let opener = opener.map_err(|error| format!("opening the control device: {error:?}"))?;
         let caller = opener.caller();
         let created = match env.rundown.acquire() {
-            Some(in_flight) => serve::file_create(&in_flight, &env.table_lock(), opener),
+            Some(in_flight) => {
+                driver_scope(|| serve::file_create(&in_flight, &env.table_lock(), opener))
+            }
             None => Err(ControlError::ShuttingDown),
         };
         if let Err(error) = created {

@@ -64,8 +64,8 @@ pub(super) fn arm(env: &Env, fault: Fault) -> Armed {
             Armed::Hdv(call, at)
         }
         Fault::Allocation(nth) => {
-            let before = alloc_faults::injected();
-            alloc_faults::arm_nth(nth);
+            let before = crate::alloc_faults::injected();
+            crate::alloc_faults::arm_nth(nth);
             Armed::Allocation(before)
         }
     }
@@ -88,7 +88,7 @@ impl Armed {
             Self::Kmcl(function, at) => u64::from(env.sim.calls_of(function)) >= at,
             Self::Section(point, at) => env.kernel.calls(point) >= at,
             Self::Hdv(call, at) => env.hdv.calls(call) >= at,
-            Self::Allocation(before) => alloc_faults::injected() > before,
+            Self::Allocation(before) => crate::alloc_faults::injected() > before,
         }
     }
 }
@@ -144,12 +144,4 @@ pub(super) fn ranges_without_live_section(env: &Env) -> Vec<String> {
 /// The HDV model as device-host process `process` reaches it.
 pub(super) fn hdv_for(env: &Env, process: ProcessId) -> HdvSim {
     env.hdv.for_process(process)
-}
-
-/// TEMPORARY until the allocator's fault injection lands.
-mod alloc_faults {
-    pub(super) fn injected() -> u64 {
-        0
-    }
-    pub(super) fn arm_nth(_nth: u64) {}
 }

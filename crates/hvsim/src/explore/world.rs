@@ -15,6 +15,7 @@ use super::guest::GuestAgent;
 use super::platform_ops::{self, Armed};
 use super::rng::Rng;
 use super::schedule::Step;
+use crate::alloc_faults::{self, driver_scope};
 use crate::demo::LeakReport;
 use crate::demo::transport::Removal;
 use crate::demo::world::{DEVICE_INSTANCE, EMULATOR_CLASS, VM_ID};
@@ -124,6 +125,8 @@ impl World {
     /// device host started (it may fail under an armed fault), the VM started and the guest
     /// brought up.
     pub(super) fn new(guest: GuestKind, seed: u64, early: &[Step]) -> Self {
+        alloc_faults::disarm();
+        lock_rules::take_broken();
         let sim = Rc::new(Sim::new());
         let kernel = SimKernel::new();
         let control = Rc::new(RefCell::new(ControlDevice::new(
@@ -273,7 +276,7 @@ impl World {
             }
             Step::QueryRemove => {
                 if self.driver == DriverState::Loaded {
-                    match serve::query_remove(&self.env.table_lock()) {
+                    match driver_scope(|| serve::query_remove(&self.env.table_lock())) {
                         Ok(()) => {
                             notes.push("query-remove accepted: the device is removed".into());
                             self.env.removal.begin();
@@ -411,7 +414,7 @@ impl World {
     /// (the documented exception to "nothing blocks under the table lock").
     fn remove_device(&mut self) {
         let lock = self.env.table_lock();
-        lock_rules::unload(|| serve::remove(&self.env.rundown, &lock, || {}));
+        driver_scope(|| lock_rules::unload(|| serve::remove(&self.env.rundown, &lock, || {})));
         self.driver = DriverState::Removed;
     }
 
@@ -540,6 +543,7 @@ impl World {
         if self.outcome.leaks > 0 {
             self.note(format!("left behind: {report:?}, guest offers {guest}"));
         }
+        alloc_faults::disarm();
         self.outcome.guest_opens = self.guest.opens;
         self.outcome.failures_injected = self
             .armed

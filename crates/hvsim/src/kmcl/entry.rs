@@ -137,6 +137,7 @@ pub(crate) unsafe extern "system" fn channel_cleanup(channel: VMBCHANNEL) {
 }
 
 pub(crate) unsafe extern "system" fn channel_enable(channel: VMBCHANNEL) -> NTSTATUS {
+    crate::lock_rules::blocking_call("VmbChannelEnable");
     with_host(|h| {
         let known = h.channel_id(channel.addr());
         let (index, injected) = h.begin_call(F::VmbChannelEnable, known, CallArgs::None);
@@ -237,6 +238,7 @@ fn enable(h: &mut HostState, id: ChannelId) -> NTSTATUS {
 }
 
 pub(crate) unsafe extern "system" fn channel_disable(channel: VMBCHANNEL) {
+    crate::lock_rules::blocking_call("VmbChannelDisable");
     let Some(id) = void_call(F::VmbChannelDisable, channel, CallArgs::None) else {
         return;
     };
@@ -301,6 +303,7 @@ pub(crate) unsafe extern "system" fn channel_start(channel: VMBCHANNEL) {
 }
 
 pub(crate) unsafe extern "system" fn channel_pause(channel: VMBCHANNEL) {
+    crate::lock_rules::blocking_call("VmbChannelPause");
     let Some(id) = void_call(F::VmbChannelPause, channel, CallArgs::None) else {
         return;
     };
@@ -596,6 +599,7 @@ pub(crate) unsafe extern "system" fn convert_vmbus_handle(
     user: HANDLE,
     out: *mut HANDLE,
 ) -> NTSTATUS {
+    crate::lock_rules::blocking_call("VmbConvertVmbusHandleToKernelHandle");
     with_host(|h| {
         let value = user.addr();
         let (index, injected) = h.begin_call(
