@@ -66,7 +66,9 @@ fn a_run_covers_both_guests_every_step_and_fires_failures_without_leaks() {
     ];
     for kind in kinds {
         assert!(
-            steps.iter().any(|step| format!("{step:?}").starts_with(kind)),
+            steps
+                .iter()
+                .any(|step| format!("{step:?}").starts_with(kind)),
             "no {kind} step in 300 schedules"
         );
     }

@@ -148,18 +148,7 @@ fn build_host(
     hdv.set_quirks(options.quirks);
     step(
         "creating the VM",
-        hdv.create_compute_system(
-            VM_ID,
-            VmConfig {
-                flexible_iov: vec![FlexibleIovDevice {
-                    instance_id: DEVICE_INSTANCE,
-                    emulator_id: EMULATOR_CLASS,
-                    hosting_model: HostingModel::External,
-                    configuration: Vec::new(),
-                }],
-            },
-            guest_vm.clone(),
-        ),
+        hdv.create_compute_system(VM_ID, vm_config(), guest_vm.clone()),
     )?;
     // The device host opens the control device: a user-mode create in its own context; the
     // driver references its process object (src/glue/control.rs).
@@ -364,6 +353,19 @@ fn claim_channel_range(
         moved.range()
     ));
     Ok(range)
+}
+
+/// The VM's configuration: the paired device declared as one FlexibleIov device hosted
+/// externally (by the device host).
+pub(crate) fn vm_config() -> VmConfig {
+    VmConfig {
+        flexible_iov: vec![FlexibleIovDevice {
+            instance_id: DEVICE_INSTANCE,
+            emulator_id: EMULATOR_CLASS,
+            hosting_model: HostingModel::External,
+            configuration: Vec::new(),
+        }],
+    }
 }
 
 /// The device host's configuration, as its command line would give it.

@@ -94,47 +94,26 @@ pub struct Schedule {
 /// Longest schedule drawn.
 pub const MAX_STEPS: u64 = 24;
 
-/// Steps and their weights (per draw, out of the total).
-const WEIGHTS: &[(u64, StepKind)] = &[
-    (14, StepKind::GuestUses),
-    (6, StepKind::GuestTogglesDecode),
-    (5, StepKind::GuestMovesBar),
-    (5, StepKind::GuestClosesChannel),
-    (6, StepKind::GuestOpensChannel),
-    (4, StepKind::GuestSendsGarbage),
-    (4, StepKind::VmPauses),
-    (5, StepKind::VmResumes),
-    (4, StepKind::VmResets),
-    (3, StepKind::VmSavedAndRestored),
-    (1, StepKind::VmStops),
-    (4, StepKind::DeviceHostCrashes),
-    (3, StepKind::DeviceHostQuits),
-    (6, StepKind::DeviceHostStarts),
-    (1, StepKind::SurpriseRemoval),
-    (2, StepKind::QueryRemove),
-    (9, StepKind::Arm),
+/// Each step's weight (per draw, out of the total) and how it is drawn.
+const WEIGHTS: &[(u64, fn(&mut Rng) -> Step)] = &[
+    (14, |_| Step::GuestUses),
+    (6, |_| Step::GuestTogglesDecode),
+    (5, |_| Step::GuestMovesBar),
+    (5, |_| Step::GuestClosesChannel),
+    (6, |_| Step::GuestOpensChannel),
+    (4, |rng| Step::GuestSendsGarbage(rng.next_u64())),
+    (4, |_| Step::VmPauses),
+    (5, |_| Step::VmResumes),
+    (4, |_| Step::VmResets),
+    (3, |_| Step::VmSavedAndRestored),
+    (1, |_| Step::VmStops),
+    (4, |_| Step::DeviceHostCrashes),
+    (3, |_| Step::DeviceHostQuits),
+    (6, |_| Step::DeviceHostStarts),
+    (1, |_| Step::SurpriseRemoval),
+    (2, |_| Step::QueryRemove),
+    (9, |rng| Step::Arm(draw_fault(rng))),
 ];
-
-#[derive(Clone, Copy)]
-enum StepKind {
-    GuestUses,
-    GuestTogglesDecode,
-    GuestMovesBar,
-    GuestClosesChannel,
-    GuestOpensChannel,
-    GuestSendsGarbage,
-    VmPauses,
-    VmResumes,
-    VmResets,
-    VmSavedAndRestored,
-    VmStops,
-    DeviceHostCrashes,
-    DeviceHostQuits,
-    DeviceHostStarts,
-    SurpriseRemoval,
-    QueryRemove,
-    Arm,
-}
 
 impl Schedule {
     /// The schedule of `seed`: the guest alternates with the seed's lowest bit; up to two
@@ -155,33 +134,15 @@ impl Schedule {
         let count = 4 + rng.below(MAX_STEPS - 3);
         for _ in 0..count {
             let mut pick = rng.below(total);
-            let mut kind = StepKind::GuestUses;
+            let mut draw: fn(&mut Rng) -> Step = |_| Step::GuestUses;
             for (weight, candidate) in WEIGHTS {
                 if pick < *weight {
-                    kind = *candidate;
+                    draw = *candidate;
                     break;
                 }
                 pick -= weight;
             }
-            steps.push(match kind {
-                StepKind::GuestUses => Step::GuestUses,
-                StepKind::GuestTogglesDecode => Step::GuestTogglesDecode,
-                StepKind::GuestMovesBar => Step::GuestMovesBar,
-                StepKind::GuestClosesChannel => Step::GuestClosesChannel,
-                StepKind::GuestOpensChannel => Step::GuestOpensChannel,
-                StepKind::GuestSendsGarbage => Step::GuestSendsGarbage(rng.next_u64()),
-                StepKind::VmPauses => Step::VmPauses,
-                StepKind::VmResumes => Step::VmResumes,
-                StepKind::VmResets => Step::VmResets,
-                StepKind::VmSavedAndRestored => Step::VmSavedAndRestored,
-                StepKind::VmStops => Step::VmStops,
-                StepKind::DeviceHostCrashes => Step::DeviceHostCrashes,
-                StepKind::DeviceHostQuits => Step::DeviceHostQuits,
-                StepKind::DeviceHostStarts => Step::DeviceHostStarts,
-                StepKind::SurpriseRemoval => Step::SurpriseRemoval,
-                StepKind::QueryRemove => Step::QueryRemove,
-                StepKind::Arm => Step::Arm(draw_fault(&mut rng)),
-            });
+            steps.push(draw(&mut rng));
         }
         Self { seed, guest, steps }
     }

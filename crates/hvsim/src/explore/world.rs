@@ -17,9 +17,10 @@ use super::rng::Rng;
 use super::schedule::Step;
 use crate::alloc_faults::{self, driver_scope};
 use crate::demo::LeakReport;
+use crate::demo::build::vm_config;
 use crate::demo::transport::Removal;
-use crate::demo::world::{DEVICE_INSTANCE, EMULATOR_CLASS, VM_ID};
-use crate::hdv::{FlexibleIovDevice, HdvSim, HostingModel, VmConfig};
+use crate::demo::world::VM_ID;
+use crate::hdv::HdvSim;
 use crate::kmcl::{Sim, SimVm};
 use crate::lock_rules;
 use crate::memory::ProcessId;
@@ -551,17 +552,5 @@ impl World {
             .filter(|armed| armed.fired(&self.env))
             .count() as u64;
         self.outcome
-    }
-}
-
-/// The VM's configuration: one FlexibleIov device hosted externally (the device host).
-pub(super) fn vm_config() -> VmConfig {
-    VmConfig {
-        flexible_iov: vec![FlexibleIovDevice {
-            instance_id: DEVICE_INSTANCE,
-            emulator_id: EMULATOR_CLASS,
-            hosting_model: HostingModel::External,
-            configuration: Vec::new(),
-        }],
     }
 }

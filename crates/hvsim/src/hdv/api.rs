@@ -186,21 +186,16 @@ impl HdvSim {
             emulator.teardown();
             return Err(codes::BAD_HANDLE);
         }
-        let handle = state.new_handle();
-        state.devices.insert(
-            handle,
-            Device {
-                host: host.0,
-                vm,
-                class_id,
-                instance_id,
-                callbacks: emulator,
-                probed: Some(bars),
-                active: true,
-                ranges: BTreeMap::new(),
-            },
-        );
-        state.counters.devices_created += 1;
+        let handle = state.insert_device(Device {
+            host: host.0,
+            vm,
+            class_id,
+            instance_id,
+            callbacks: emulator,
+            probed: Some(bars),
+            active: true,
+            ranges: BTreeMap::new(),
+        });
         Ok(DeviceHandle(handle))
     }
 
@@ -300,21 +295,16 @@ impl HdvApi for HdvSim {
         {
             return Err(codes::INVALID_ARGUMENT);
         }
-        let handle = state.new_handle();
-        state.devices.insert(
-            handle,
-            Device {
-                host: host.0,
-                vm,
-                class_id,
-                instance_id,
-                callbacks: emulator,
-                probed: None,
-                active: false,
-                ranges: BTreeMap::new(),
-            },
-        );
-        state.counters.devices_created += 1;
+        let handle = state.insert_device(Device {
+            host: host.0,
+            vm,
+            class_id,
+            instance_id,
+            callbacks: emulator,
+            probed: None,
+            active: false,
+            ranges: BTreeMap::new(),
+        });
         Ok(DeviceHandle(handle))
     }
 

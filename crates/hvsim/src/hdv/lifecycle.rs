@@ -139,13 +139,7 @@ impl HdvSim {
             }
             state.systems.insert(
                 vm,
-                ComputeSystem {
-                    config,
-                    guest: guest.clone(),
-                    worker: None,
-                    vpci: BTreeMap::new(),
-                    restored_vpci: Some(saved.vpci),
-                },
+                ComputeSystem::created(config, guest.clone(), Some(saved.vpci)),
             );
             state.counters.restores += 1;
         }

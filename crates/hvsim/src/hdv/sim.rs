@@ -200,16 +200,9 @@ impl HdvSim {
             {
                 return Err(codes::INVALID_ARGUMENT);
             }
-            state.systems.insert(
-                vm,
-                ComputeSystem {
-                    config,
-                    guest: guest.clone(),
-                    worker: None,
-                    vpci: Default::default(),
-                    restored_vpci: None,
-                },
-            );
+            state
+                .systems
+                .insert(vm, ComputeSystem::created(config, guest.clone(), None));
         }
         self.watch(vm, &guest);
         Ok(())

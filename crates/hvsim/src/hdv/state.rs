@@ -169,6 +169,23 @@ pub(super) struct ComputeSystem {
     pub restored_vpci: Option<BTreeMap<Guid, VpciFunction>>,
 }
 
+impl ComputeSystem {
+    /// A created (not started) system, restored from `restored_vpci` if it comes from a save.
+    pub fn created(
+        config: VmConfig,
+        guest: GuestVm,
+        restored_vpci: Option<BTreeMap<Guid, VpciFunction>>,
+    ) -> Self {
+        Self {
+            config,
+            guest,
+            worker: None,
+            vpci: BTreeMap::new(),
+            restored_vpci,
+        }
+    }
+}
+
 pub(super) struct Host {
     pub vm: Guid,
     pub thread: ThreadId,
@@ -221,6 +238,15 @@ pub(super) struct State {
 }
 
 impl State {
+    /// Records a new device instance of `host` and returns its handle (counted). `probed`
+    /// and `active` are set when the device is created on a VM that already runs.
+    pub fn insert_device(&mut self, device: Device) -> usize {
+        let handle = self.new_handle();
+        self.devices.insert(handle, device);
+        self.counters.devices_created += 1;
+        handle
+    }
+
     pub fn new_handle(&mut self) -> usize {
         // Start high and step by 4 so handle values look like (and never equal) small ints.
         self.next_handle += 4;

@@ -253,13 +253,12 @@ impl<X: Platform> ControlDevice<X> {
     ///
     /// IRQL: <= DISPATCH_LEVEL (atomics only); callers hold the control lock.
     pub fn channel_stats(&self, file: FileKey) -> Option<crate::channel::ChannelStats> {
-        let session = self
-            .files
-            .iter()
-            .find(|f| f.file == file)?
-            .session
-            .as_ref()?;
-        Some(session.channel.stats())
+        Some(self.session_of(file)?.channel.stats())
+    }
+
+    /// The live session on `file`, if any.
+    fn session_of(&self, file: FileKey) -> Option<&session::Session<X>> {
+        self.files.iter().find(|f| f.file == file)?.session.as_ref()
     }
 
     /// Every file with a session.
@@ -279,12 +278,7 @@ impl<X: Platform> ControlDevice<X> {
         file: FileKey,
         region: u32,
     ) -> Option<&<X::Sections as SectionBackend>::Section> {
-        let session = self
-            .files
-            .iter()
-            .find(|f| f.file == file)?
-            .session
-            .as_ref()?;
+        let session = self.session_of(file)?;
         self.sections
             .kernel_section(session.sections, RegionId::new(session.sections, region))
             .ok()
