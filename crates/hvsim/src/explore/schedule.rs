@@ -94,8 +94,11 @@ pub struct Schedule {
 /// Longest schedule drawn.
 pub const MAX_STEPS: u64 = 24;
 
+/// How one kind of step is drawn.
+type Draw = fn(&mut Rng) -> Step;
+
 /// Each step's weight (per draw, out of the total) and how it is drawn.
-const WEIGHTS: &[(u64, fn(&mut Rng) -> Step)] = &[
+const WEIGHTS: &[(u64, Draw)] = &[
     (14, |_| Step::GuestUses),
     (6, |_| Step::GuestTogglesDecode),
     (5, |_| Step::GuestMovesBar),
@@ -134,7 +137,7 @@ impl Schedule {
         let count = 4 + rng.below(MAX_STEPS - 3);
         for _ in 0..count {
             let mut pick = rng.below(total);
-            let mut draw: fn(&mut Rng) -> Step = |_| Step::GuestUses;
+            let mut draw: Draw = |_| Step::GuestUses;
             for (weight, candidate) in WEIGHTS {
                 if pick < *weight {
                     draw = *candidate;
