@@ -227,5 +227,13 @@ fn a_hostile_guest_is_stopped_and_nothing_is_left() {
         steps.push(GuestUses);
         let outcome = run(guest, &steps);
         assert_eq!(used(&outcome)[0], 2, "{guest:?}");
+        assert!(
+            outcome
+                .notes
+                .iter()
+                .any(|note| note.contains("GuestStopped")),
+            "{guest:?}: the driver stopped answering and the device host ended the session:\n{}",
+            outcome.notes.join("\n")
+        );
     }
 }

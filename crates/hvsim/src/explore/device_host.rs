@@ -118,7 +118,8 @@ impl DeviceHostRun {
             }
         };
         let bar_size = host.layout().map_or(0, |layout| layout.bar_size());
-        let follower = GuestEventFollower::new(host.placement_signal(), bar_size, BAR_INDEX);
+        let follower = GuestEventFollower::new(host.placement_signal(), bar_size, BAR_INDEX)
+            .with_notes(host.guest_notes());
         Ok(Self {
             process,
             file,

@@ -235,8 +235,17 @@ impl GuestEventFollower {
         }
     }
 
-    /// Hands `event`'s placement to the inbox.
+    /// Hands `event`'s placement to the inbox, and leaves a note of it if the follower has a
+    /// notes queue ([`Self::with_notes`]).
     pub fn apply(&self, event: &GuestEvent) -> Applied {
+        let applied = self.apply_placement(event);
+        if let Some(notes) = &self.notes {
+            notes.push(GuestNote::Event(*event, applied));
+        }
+        applied
+    }
+
+    fn apply_placement(&self, event: &GuestEvent) -> Applied {
         if let Some(device) = event.snapshot().device
             && device.bar_index != self.bar_index
         {
@@ -316,9 +325,6 @@ pub fn follow_guest_events(
                 }
                 let applied = follower.apply(&event);
                 summary.last_seen = event.sequence();
-                if let Some(notes) = &follower.notes {
-                    notes.push(GuestNote::Event(event, applied));
-                }
                 summary.events.push((event, applied));
             }
             Err(WaitFailure::Cancelled) => {

@@ -243,6 +243,14 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
         self.placement.clone()
     }
 
+    /// The queue a guest-event loop leaves its notes in (clones share it): a loop played
+    /// elsewhere (a simulator's, on the caller's thread) gives it to its
+    /// [`guest_wait::GuestEventFollower::with_notes`], so the device host logs its events and
+    /// ends its run on `GUEST_STOPPED` as with its own loop.
+    pub fn guest_notes(&self) -> GuestNotes {
+        self.guest_notes.clone()
+    }
+
     /// How long a shutdown with the VM still running waits for it to stop
     /// ([`DEFAULT_VM_STOP_WAIT`] unless set).
     pub fn set_vm_stop_wait(&mut self, wait: Duration) {
