@@ -237,3 +237,27 @@ fn a_hostile_guest_is_stopped_and_nothing_is_left() {
         );
     }
 }
+
+#[test]
+fn a_late_device_host_never_has_the_guest_use_memory_it_has_not_mapped() {
+    for guest in GUESTS {
+        // The device host takes the guest's RELEASING/READY but acts on them only after the
+        // guest closed, reopened and said READY again: every use the guest makes on hearing
+        // it is backed is checked against where the device host has the memory mapped.
+        let outcome = run(
+            guest,
+            &[
+                GuestUses,
+                DeviceHostStalls,
+                GuestTogglesDecode,
+                GuestClosesChannel,
+                GuestUses,
+                DeviceHostStalls,
+                GuestMovesBar,
+                GuestClosesChannel,
+                GuestUses,
+            ],
+        );
+        assert_eq!(used(&outcome), [2, 2, 2], "{guest:?}");
+    }
+}

@@ -43,6 +43,9 @@ pub(super) struct DeviceHostRun {
     pub(super) file: FileKey,
     host: Option<Host>,
     waiter: Option<HostWaiter>,
+    /// It took the driver's events into its placement signal but has not acted on them yet
+    /// ([`DeviceHostRun::stall`]): its next tick acts before it takes newer events.
+    act_first: bool,
 }
 
 impl DeviceHostRun {
@@ -125,6 +128,7 @@ impl DeviceHostRun {
             file,
             host: Some(host),
             waiter: Some(HostWaiter::new(waiter_transport, follower)),
+            act_first: false,
         })
     }
 
@@ -133,6 +137,41 @@ impl DeviceHostRun {
     /// check the fast path). A run that ends releases in order; a failed step has released
     /// already; either way the process exits.
     pub(super) fn tick(&mut self, env: &Env) -> Tick {
+        if let Tick::Ended(why) = self.act_on_held(env) {
+            return Tick::Ended(why);
+        }
+        self.drain();
+        self.serve(env)
+    }
+
+    /// After a stall: the serve loop acts on the events taken before (nothing otherwise).
+    pub(super) fn act_on_held(&mut self, env: &Env) -> Tick {
+        if std::mem::take(&mut self.act_first) {
+            self.serve(env)
+        } else {
+            Tick::Running
+        }
+    }
+
+    /// The device host's two threads out of step: its guest-event loop takes the driver's
+    /// events into the placement signal, but its serve loop has not acted on them when the
+    /// guest does its next thing (on Windows these are two threads; either may be late).
+    pub(super) fn stall(&mut self) {
+        self.drain();
+        self.act_first = true;
+    }
+
+    /// Whether it holds events it has not acted on yet ([`Self::stall`]).
+    pub(super) fn acts_first(&self) -> bool {
+        self.act_first
+    }
+
+    /// Where the device host has the regions mapped (the BAR base), if anywhere.
+    pub(super) fn mapped_for(&self) -> Option<u64> {
+        self.host.as_ref().and_then(Host::mapped_for)
+    }
+
+    fn drain(&mut self) {
         if let Some(waiter) = self.waiter.as_mut()
             && waiter.drain().is_err()
         {
@@ -140,6 +179,9 @@ impl DeviceHostRun {
             // the configuration space only.
             self.waiter = None;
         }
+    }
+
+    fn serve(&mut self, env: &Env) -> Tick {
         let Some(host) = self.host.as_mut() else {
             return Tick::Ended("already ended".into());
         };

@@ -61,6 +61,9 @@ pub enum Step {
     DeviceHostQuits,
     /// A new device-host process attaches to the VM (if none runs).
     DeviceHostStarts,
+    /// The device host's event loop takes the driver's events, but its serve loop acts on
+    /// them only after the next step (its two threads out of step).
+    DeviceHostStalls,
     /// The driver's device is surprise-removed: requests fail from now on; the state is freed
     /// once the last handle closed.
     SurpriseRemoval,
@@ -113,6 +116,7 @@ const WEIGHTS: &[(u64, Draw)] = &[
     (4, |_| Step::DeviceHostCrashes),
     (3, |_| Step::DeviceHostQuits),
     (6, |_| Step::DeviceHostStarts),
+    (5, |_| Step::DeviceHostStalls),
     (1, |_| Step::SurpriseRemoval),
     (2, |_| Step::QueryRemove),
     (9, |rng| Step::Arm(draw_fault(rng))),

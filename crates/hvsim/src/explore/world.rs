@@ -119,6 +119,11 @@ pub(super) struct World {
     rng: Rng,
     armed: Vec<Armed>,
     outcome: Outcome,
+    /// The device host stalls in the next step's settle: it takes the driver's events but acts
+    /// on them only after the step after that.
+    stall_next: bool,
+    /// ... in this step's settle.
+    stall_now: bool,
 }
 
 impl World {
@@ -160,6 +165,8 @@ impl World {
             rng: Rng::new(seed ^ 0x5eed),
             armed: Vec::new(),
             outcome: Outcome::default(),
+            stall_next: false,
+            stall_now: false,
         };
         for step in early {
             world.apply(*step);
@@ -202,6 +209,10 @@ impl World {
     /// Applies one step, lets the device host and the guest react, then checks.
     pub(super) fn step(&mut self, step: Step) {
         self.note(format!("step: {step}"));
+        if self.stall_next && step != Step::DeviceHostStalls {
+            self.stall_next = false;
+            self.stall_now = true;
+        }
         self.apply(step);
         self.settle();
         self.check();
@@ -269,6 +280,7 @@ impl World {
                 }
             }
             Step::DeviceHostStarts => self.start_device_host(None),
+            Step::DeviceHostStalls => self.stall_next = true,
             Step::SurpriseRemoval => {
                 if self.driver == DriverState::Loaded {
                     self.env.removal.begin();
@@ -383,21 +395,67 @@ impl World {
 
     /// The device host and the guest react until nothing more happens (bounded).
     fn settle(&mut self) {
-        for _ in 0..SETTLE_ROUNDS {
+        let stall = std::mem::take(&mut self.stall_now);
+        for round in 0..SETTLE_ROUNDS {
+            // After a stall the guest goes first: it acts (reopens, reports, says READY) while
+            // the device host still has the events it took before in hand.
+            if stall {
+                // The device host's loops are late for this whole step: it took the events, and
+                // only the guest moves until the next step.
+                if let Some(host) = self.device_host.as_mut().filter(|_| round == 0) {
+                    host.stall();
+                    self.outcome
+                        .notes
+                        .push("device host: stalled after taking its events".into());
+                }
+                self.guest_round();
+                self.finish_removal();
+                continue;
+            }
+            let guest_first = self
+                .device_host
+                .as_ref()
+                .is_some_and(DeviceHostRun::acts_first);
+            if guest_first {
+                self.guest_round();
+                // The late serve loop acts on what it took before the guest's newest doing;
+                // the guest hears the result before the loop takes the newer events.
+                if let Some(host) = self.device_host.as_mut()
+                    && let Tick::Ended(why) = host.act_on_held(&self.env)
+                {
+                    self.outcome.notes.push(format!("device host ended: {why}"));
+                    self.device_host = None;
+                }
+                self.guest_round();
+            }
             if let Some(host) = self.device_host.as_mut()
                 && let Tick::Ended(why) = host.tick(&self.env)
             {
                 self.outcome.notes.push(format!("device host ended: {why}"));
                 self.device_host = None;
             }
-            let mut notes = Vec::new();
-            if self.guest_runs() {
-                self.guest.follow(&self.env, &mut notes);
-                self.guest.bring_up(&self.env, &mut notes);
+            if !guest_first {
+                self.guest_round();
             }
             self.take_device_host_log();
-            self.outcome.notes.extend(notes);
             self.finish_removal();
+        }
+    }
+
+    /// The guest takes what the driver completed and brings up what it lacks.
+    /// A program that was waiting for the memory uses it as soon as it is told it may.
+    fn guest_round(&mut self) {
+        let mut notes = Vec::new();
+        let could = self.guest.may_use();
+        if self.guest_runs() {
+            self.guest.follow(&self.env, &mut notes);
+            self.guest.bring_up(&self.env, &mut notes);
+        }
+        self.take_device_host_log();
+        self.outcome.notes.extend(notes);
+        if !could && self.guest.may_use() {
+            self.note("guest: told the memory is backed, uses it at once".into());
+            self.touch_memory();
         }
     }
 
@@ -422,6 +480,15 @@ impl World {
     /// The guest program touches each region once, if it may; the bytes must be the driver's
     /// sections' both ways.
     fn guest_uses(&mut self) {
+        let used = self.touch_memory();
+        let bar = self.guest.bar().map_or(0, |bar| bar.base);
+        self.outcome.uses.push((used, bar));
+    }
+
+    /// Touches each region's first page if the guest may, checks the bytes both ways and that
+    /// the device host has the memory mapped where the guest's BAR is; returns how many
+    /// regions it touched.
+    fn touch_memory(&mut self) -> u32 {
         let mut notes = Vec::new();
         let touched = if self.guest_runs() {
             self.guest.uses(&mut self.rng, &mut notes)
@@ -430,18 +497,26 @@ impl World {
         };
         self.outcome.notes.extend(notes);
         let bar = self.guest.bar().map_or(0, |bar| bar.base);
-        self.outcome
-            .uses
-            .push((u32::try_from(touched.len()).unwrap_or(u32::MAX), bar));
+        let count = u32::try_from(touched.len()).unwrap_or(u32::MAX);
         if touched.is_empty() {
-            return;
+            return 0;
         }
         self.note(format!("guest: used {} regions", touched.len()));
+        let mapped_for = self
+            .device_host
+            .as_ref()
+            .and_then(DeviceHostRun::mapped_for);
+        if mapped_for != Some(bar) {
+            self.violation(format!(
+                "the guest was told its memory is backed, but the device host has it mapped at \
+                 {mapped_for:x?}, not at the guest's BAR {bar:#x}"
+            ));
+        }
         let Some(file) = self.device_host.as_ref().map(|host| host.file) else {
             self.violation(
                 "the guest used the shared memory while no device host held a session".into(),
             );
-            return;
+            return count;
         };
         for (touch, written, read) in touched {
             self.outcome.pages_checked += 1;
@@ -478,6 +553,7 @@ impl World {
                 ));
             }
         }
+        count
     }
 
     /// The rules checked after every step.
