@@ -59,7 +59,7 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
                 if let Err(error) =
                     self.backends
                         .driver
-                        .report_mapping(session, region, MappingState::Unmapped)
+                        .report_mapping(session, region, MappingState::Unmapped, self.applied)
                 {
                     report
                         .failures
