@@ -1223,10 +1223,10 @@ fn closed_before_started_races_mapping_and_device_host_wait() {
 ///   report stands across the reopen (both regions mapped);
 /// - the device host hears `CHANNEL_CLOSED` exactly once and nothing else (a fresh `HELLO`
 ///   pushes nothing);
-/// - and once the device host applied `CHANNEL_CLOSED` (unmapping, `acted_on` 4) and the new
-///   guest reported its BAR and said READY (events 5 and 6), the device host's mapping with
-///   `acted_on` 6 answers the held new `WAIT_EVENT` with `REGIONS_MAPPED` (sequence 1 of the
-///   new channel open).
+/// - and once the device host applied `CHANNEL_CLOSED` (unmapping, `acted_on` 4: the held new
+///   `WAIT_EVENT` hears `REGIONS_UNMAPPED`, always said) and the new guest reported its BAR,
+///   said READY (events 5 and 6) and waited again, the device host's mapping with `acted_on` 6
+///   answers that wait with `REGIONS_MAPPED`.
 ///
 /// [`reopened_guest_hears_mapped_only_after_its_ready_was_applied`] races the new conversation's
 /// READY against the device host's reports too.
@@ -1300,22 +1300,31 @@ fn reopen_races_old_mapping_and_device_host_wait() {
         );
         assert_eq!(session.newest(), 4);
         assert_eq!(glue.queued(), 0);
-        // Then, in order: the device host applies CHANNEL_CLOSED (unmaps: nothing to tell the
-        // new guest, which was told nothing), the new guest reports its BAR and says READY, the
-        // device host maps for it: the held new wait hears REGIONS_MAPPED.
+        // Then, in order: the device host applies CHANNEL_CLOSED and unmaps (the regions stop
+        // being backed: the held new wait hears REGIONS_UNMAPPED, which is always said), the new
+        // guest reports its BAR, says READY and waits again, the device host maps for it: that
+        // wait hears REGIONS_MAPPED.
         for index in 0..2 {
             session.mapping_changed(index, MappingState::Unmapped, 4);
         }
-        assert!(session.answers(103).is_empty());
+        match session.answer(103) {
+            ReplyBody::Event(event) => {
+                assert_eq!(event.kind, EventKind::RegionsUnmapped);
+                assert_eq!(event.sequence, 1);
+            }
+            other => panic!("the new wait got {other:?}"),
+        }
         new_guest_ready(&session, &glue, 104);
         assert_eq!(session.newest(), 6);
+        session.packet(&glue, 106, RequestBody::WaitEvent { last_seen: 1 });
+        assert!(session.held());
         for index in 0..2 {
             session.mapping_changed(index, MappingState::SectionBacked, 6);
         }
-        match session.answer(103) {
+        match session.answer(106) {
             ReplyBody::Event(event) => {
                 assert_eq!(event.kind, EventKind::RegionsMapped);
-                assert_eq!(event.sequence, 1);
+                assert_eq!(event.sequence, 2);
             }
             other => panic!("the new wait got {other:?}"),
         }
@@ -1355,7 +1364,9 @@ fn new_guest_ready(session: &Session, glue: &Glue<Session>, first: u64) {
 /// conversation was made by a report decided after the device host applied the new `READY`
 /// (event 6): `acted_on` ≥ 6, never the old conversation's mapping (`acted_on` 3) nor one
 /// decided between the close and the new `READY`. And the fresh report is announced: the new
-/// `WAIT_EVENT` is answered exactly once, with `REGIONS_MAPPED`, nothing is held.
+/// `WAIT_EVENT` is answered exactly once, with `REGIONS_MAPPED` or (the regions stopped being
+/// backed first) `REGIONS_UNMAPPED`, after which the guest's next `WAIT_EVENT` gets
+/// `REGIONS_MAPPED`; nothing is held.
 #[test]
 fn reopened_guest_hears_mapped_only_after_its_ready_was_applied() {
     model(
@@ -1400,9 +1411,26 @@ fn reopened_guest_hears_mapped_only_after_its_ready_was_applied() {
                     );
                 }
             }
-            match session.answer(105) {
-                ReplyBody::Event(event) => assert_eq!(event.kind, EventKind::RegionsMapped),
-                other => panic!("the new wait got {other:?}"),
+            // The guest's waits, until it hears REGIONS_MAPPED (each answered exactly once).
+            let mut id = 105;
+            loop {
+                let event = match session.answer(id) {
+                    ReplyBody::Event(event) => event,
+                    other => panic!("wait {id} got {other:?}"),
+                };
+                if event.kind == EventKind::RegionsMapped {
+                    break;
+                }
+                assert_eq!(event.kind, EventKind::RegionsUnmapped, "wait {id}");
+                assert!(id < 107, "too many events: {:?}", session.announced());
+                id += 1;
+                session.packet(
+                    &glue,
+                    id,
+                    RequestBody::WaitEvent {
+                        last_seen: event.sequence,
+                    },
+                );
             }
             assert!(!session.held());
         },

@@ -8,8 +8,8 @@
 //! like the driver's. The sections live until the session closes.
 
 use crate::driver::{
-    ActedOn, DriverClient, DriverError, MappingState, RegionInfo, SectionAccess, SessionId, SessionInfo,
-    SessionRequest, SessionState, SessionStatus, StatusCounters,
+    ActedOn, DriverClient, DriverError, MappingState, RegionInfo, SectionAccess, SessionId,
+    SessionInfo, SessionRequest, SessionState, SessionStatus, StatusCounters,
 };
 use crate::layout::BarLayout;
 use crate::platform::SectionHandle;

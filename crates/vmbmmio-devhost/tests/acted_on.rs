@@ -12,9 +12,7 @@ use std::sync::{Arc, Mutex};
 use support::{BASE, Fake, FakeClock, FakeGuest, config, guest_event, stop_flag};
 use vmbmmio_devhost::driver::{ActedOn, MappingState};
 use vmbmmio_devhost::sequence::{DeviceHost, Event, EventLog, Progress};
-use vmbmmio_proto::ioctl::{
-    EVENT_FLAG_RESERVATION, GuestEvent, GuestEventKind, GuestReservation,
-};
+use vmbmmio_proto::ioctl::{EVENT_FLAG_RESERVATION, GuestEvent, GuestEventKind, GuestReservation};
 
 type Host = DeviceHost<Fake, Fake, Fake, Fake>;
 type Recorded = Arc<Mutex<Vec<Event>>>;
@@ -95,8 +93,14 @@ fn every_report_names_the_newest_event_applied() {
     let clock = FakeClock { fake: fake.clone() };
     fake.guest_sets(BASE, true);
     // Two events before the device host looks: the mapping answers the second.
-    deliver(&guest, guest_event(1, GuestEventKind::GuestReport, BASE, NOT_READY));
-    deliver(&guest, guest_event(2, GuestEventKind::GuestReady, BASE, READY));
+    deliver(
+        &guest,
+        guest_event(1, GuestEventKind::GuestReport, BASE, NOT_READY),
+    );
+    deliver(
+        &guest,
+        guest_event(2, GuestEventKind::GuestReady, BASE, READY),
+    );
     assert_eq!(
         host.map_regions(&clock, &*stop_flag()).unwrap(),
         Progress::Mapped
@@ -111,7 +115,12 @@ fn every_report_names_the_newest_event_applied() {
     // RELEASING: the unmapping answers event 3.
     deliver(
         &guest,
-        guest_event(3, GuestEventKind::GuestReleasing, BASE, Some((true, false, true))),
+        guest_event(
+            3,
+            GuestEventKind::GuestReleasing,
+            BASE,
+            Some((true, false, true)),
+        ),
     );
     host.follow_placement(&clock, &*stop_flag()).unwrap();
     assert_eq!(
@@ -132,7 +141,10 @@ fn an_event_that_changes_nothing_mapped_makes_the_mapped_regions_reported_again(
     let (mut host, events, guest) = following_host(&fake);
     let clock = FakeClock { fake: fake.clone() };
     fake.guest_sets(BASE, true);
-    deliver(&guest, guest_event(1, GuestEventKind::GuestReady, BASE, READY));
+    deliver(
+        &guest,
+        guest_event(1, GuestEventKind::GuestReady, BASE, READY),
+    );
     host.map_regions(&clock, &*stop_flag()).unwrap();
     let mapped = reports(&fake);
     let ranges = fake.world().create_log.len();
@@ -140,7 +152,10 @@ fn an_event_that_changes_nothing_mapped_makes_the_mapped_regions_reported_again(
     // The guest reports the same placement again (a new conversation's REPORT_DEVICE and
     // READY at the same base look like this to the device host): nothing to remap, so the
     // regions are reported again as of event 2.
-    deliver(&guest, guest_event(2, GuestEventKind::GuestReport, BASE, READY));
+    deliver(
+        &guest,
+        guest_event(2, GuestEventKind::GuestReport, BASE, READY),
+    );
     host.follow_placement(&clock, &*stop_flag()).unwrap();
     assert_eq!(
         reports_since(&fake, mapped),
@@ -150,7 +165,11 @@ fn an_event_that_changes_nothing_mapped_makes_the_mapped_regions_reported_again(
         ]
     );
     assert_eq!(rereported(&events), [(2, 2)]);
-    assert_eq!(fake.world().create_log.len(), ranges, "nothing was remapped");
+    assert_eq!(
+        fake.world().create_log.len(),
+        ranges,
+        "nothing was remapped"
+    );
 
     // A reservation report alone: again.
     let before = reports(&fake);
@@ -190,16 +209,27 @@ fn nothing_is_reported_again_while_nothing_is_backed() {
     let (mut host, events, guest) = following_host(&fake);
     let clock = FakeClock { fake: fake.clone() };
     fake.guest_sets(BASE, true);
-    deliver(&guest, guest_event(1, GuestEventKind::GuestReady, BASE, READY));
+    deliver(
+        &guest,
+        guest_event(1, GuestEventKind::GuestReady, BASE, READY),
+    );
     host.map_regions(&clock, &*stop_flag()).unwrap();
     deliver(
         &guest,
-        guest_event(2, GuestEventKind::GuestReleasing, BASE, Some((true, false, true))),
+        guest_event(
+            2,
+            GuestEventKind::GuestReleasing,
+            BASE,
+            Some((true, false, true)),
+        ),
     );
     host.follow_placement(&clock, &*stop_flag()).unwrap();
     let unmapped = reports(&fake);
     // A report without READY while nothing is mapped: nothing to do, nothing to report.
-    deliver(&guest, guest_event(3, GuestEventKind::GuestReport, BASE, NOT_READY));
+    deliver(
+        &guest,
+        guest_event(3, GuestEventKind::GuestReport, BASE, NOT_READY),
+    );
     host.follow_placement(&clock, &*stop_flag()).unwrap();
     assert_eq!(reports(&fake), unmapped);
     assert!(rereported(&events).is_empty());
@@ -222,7 +252,11 @@ fn without_guest_events_reports_name_no_event() {
     );
     let reported = reports_since(&fake, 0);
     assert_eq!(reported.len(), 2);
-    assert!(reported.iter().all(|(_, _, acted)| *acted == ActedOn::Unknown));
+    assert!(
+        reported
+            .iter()
+            .all(|(_, _, acted)| *acted == ActedOn::Unknown)
+    );
     // And no re-report either.
     host.follow_placement(&clock, &*stop_flag()).unwrap();
     assert_eq!(reports(&fake), 2);

@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 
 use vmbmmio_devhost::driver::{
-    ActedOn, DriverClient, DriverError, MappingState, RegionInfo, SectionAccess, SessionId, SessionRequest,
-    SessionState,
+    ActedOn, DriverClient, DriverError, MappingState, RegionInfo, SectionAccess, SessionId,
+    SessionRequest, SessionState,
 };
 use vmbmmio_devhost::driver_ioctl::{
     DEFAULT_INTERFACE_INSTANCE, DEFAULT_INTERFACE_TYPE, DriverSessionSettings, DriverTarget,
@@ -16,6 +16,7 @@ use vmbmmio_devhost::driver_ioctl::{
 use vmbmmio_devhost::guid::Guid;
 use vmbmmio_devhost::hresult::HResult;
 use vmbmmio_devhost::{IoctlFailure, IoctlTransport, ProtoDriverClient};
+use vmbmmio_proto::ioctl::{ActedReport, ReportMappingV2Request, parse_report_mapping_any};
 use vmbmmio_proto::ioctl::{
     BarRegion, CloseSessionReply, CloseSessionRequest, GetRegionSectionRequest, IoctlCode,
     MappingState as WireState, OpenSessionRequest, ProtoError, QueryStatusRequest, RegionRequest,
@@ -24,7 +25,6 @@ use vmbmmio_proto::ioctl::{
     WireGuid, WireMessage, parse_close_session, parse_get_region_section, parse_open_session,
     parse_query_status, parse_report_mapping,
 };
-use vmbmmio_proto::ioctl::{ActedReport, ReportMappingV2Request, parse_report_mapping_any};
 use vmbmmio_proto::ioctl::{DriverFacts, QueryDriverRequest, parse_query_driver};
 
 const STATUS_INVALID_PARAMETER: i32 = 0xC000_000D_u32 as i32;
@@ -553,7 +553,9 @@ fn report_mapping_sends_each_state_with_its_hresult() {
         MappingState::Failed { hresult: refused },
         MappingState::Unmapped,
     ] {
-        client.report_mapping(session, 0, state, ActedOn::Unknown).unwrap();
+        client
+            .report_mapping(session, 0, state, ActedOn::Unknown)
+            .unwrap();
         let (wire_state, hresult) = mapping_to_wire(state);
         let driver = client.transport();
         assert_eq!(driver.log.last().unwrap().0, 0x0022_E408);
@@ -604,7 +606,12 @@ fn report_mapping_sends_each_state_with_its_hresult() {
 fn report_mapping_names_acted_on_in_version_2_and_falls_back_to_version_1() {
     let (mut client, session) = opened_client(&[4096]);
     client
-        .report_mapping(session, 0, MappingState::SectionBacked, ActedOn::Sequence(7))
+        .report_mapping(
+            session,
+            0,
+            MappingState::SectionBacked,
+            ActedOn::Sequence(7),
+        )
         .unwrap();
     let sent = client.transport().last_input().to_vec();
     assert_eq!(
@@ -639,7 +646,12 @@ fn report_mapping_names_acted_on_in_version_2_and_falls_back_to_version_1() {
         (WireState::Unmapped, 0)
     );
     client
-        .report_mapping(session, 0, MappingState::SectionBacked, ActedOn::Sequence(9))
+        .report_mapping(
+            session,
+            0,
+            MappingState::SectionBacked,
+            ActedOn::Sequence(9),
+        )
         .unwrap();
     assert_eq!(client.transport().log.len(), before + 3);
     assert_eq!(client.transport().last_input().len(), 32);
@@ -649,7 +661,12 @@ fn report_mapping_names_acted_on_in_version_2_and_falls_back_to_version_1() {
     let before = client.transport().log.len();
     assert!(
         client
-            .report_mapping(session, 0, MappingState::SectionBacked, ActedOn::Sequence(1))
+            .report_mapping(
+                session,
+                0,
+                MappingState::SectionBacked,
+                ActedOn::Sequence(1)
+            )
             .is_err()
     );
     assert!(!client.reports_v1_only());
@@ -748,14 +765,21 @@ fn a_whole_session_round_trips_through_the_fake_driver() {
         MappingState::SectionBacked,
     ];
     for (region, state) in (0..).zip(states) {
-        client.report_mapping(info.session, region, state, ActedOn::Unknown).unwrap();
+        client
+            .report_mapping(info.session, region, state, ActedOn::Unknown)
+            .unwrap();
     }
     let status = client.status(info.session).unwrap();
     assert_eq!(status.counters.section_handles_issued, 3);
     assert_eq!(status.counters.regions_mapped, 2);
     for region in 0..3 {
         client
-            .report_mapping(info.session, region, MappingState::Unmapped, ActedOn::Unknown)
+            .report_mapping(
+                info.session,
+                region,
+                MappingState::Unmapped,
+                ActedOn::Unknown,
+            )
             .unwrap();
     }
     assert_eq!(

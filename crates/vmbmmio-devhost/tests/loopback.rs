@@ -85,7 +85,12 @@ fn serves_a_session_like_the_driver() {
             .is_err()
     );
     driver
-        .report_mapping(info.session, 1, MappingState::SectionBacked, ActedOn::Unknown)
+        .report_mapping(
+            info.session,
+            1,
+            MappingState::SectionBacked,
+            ActedOn::Unknown,
+        )
         .unwrap();
     assert_eq!(
         driver.status(info.session).unwrap(),

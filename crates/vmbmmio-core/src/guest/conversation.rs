@@ -130,7 +130,7 @@ pub struct Conversation {
     pub wait: Option<HeldWait>,
     /// What this conversation's guest was last told of the regions as a whole (the newest
     /// `REGIONS_*` event recorded for it; [`Backing::Incomplete`] before any): the engine
-    /// announces a change against this, not against the regions' previous states, because a
+    /// announces "backed" against this, not against the regions' previous states, because a
     /// stale REPORT_MAPPING changes the states without being announced.
     pub announced: Backing,
 }

@@ -20,9 +20,10 @@
 //!
 //! # Other inputs
 //! The device host's REPORT_MAPPING ([`Engine::mapping`]) changes a region's state, bumps the
-//! layout generation and, when the regions as a whole differ from what the current guest was
-//! last told ([`Conversation::announced`]), records a guest `EVENT` (`REGIONS_MAPPED`,
-//! `REGIONS_INTERCEPTED`, `REGIONS_UNMAPPED`; regions unbacked before and after record none).
+//! layout generation and records a guest `EVENT`: `REGIONS_UNMAPPED` when the regions stop being
+//! all backed; `REGIONS_MAPPED` or `REGIONS_INTERCEPTED` when they are all backed and differ from
+//! what the current conversation was last told ([`Conversation::announced`]; regions unbacked
+//! before and after record none).
 //! The channel's state callbacks reset the conversation ([`Engine::opened`],
 //! [`Engine::closed`]) and complete the held `WAIT_EVENT` ([`Engine::suspend`]).
 //!
@@ -232,30 +233,39 @@ impl Engine {
 
     /// The device host reported region `index` as `state`, decided after applying its events
     /// up to `acted_on` (REPORT_MAPPING, already checked against the session). The region's
-    /// state follows in any case; the guest hears of the regions as a whole when they differ
-    /// from what it was last told, `REGIONS_MAPPED`/`REGIONS_INTERCEPTED` only from a current
-    /// report ([`Self::is_current`]), `REGIONS_UNMAPPED` from any. The held `WAIT_EVENT`'s
-    /// completion, if that made an event it waits for.
+    /// state follows in any case. The guest hears `REGIONS_UNMAPPED` from any report that makes
+    /// the regions stop being all backed; `REGIONS_MAPPED`/`REGIONS_INTERCEPTED` only from a
+    /// current report ([`Self::is_current`]) and when the regions as a whole differ from what
+    /// the conversation was last told. The held `WAIT_EVENT`'s completion, if that made an
+    /// event it waits for.
     pub fn mapping(
         &mut self,
         index: usize,
         state: MappingState,
         acted_on: ActedOn,
     ) -> Option<HeldReply> {
+        let before = self.context.backing();
         if self.context.set_state(index, state) {
             self.generation = self.generation.saturating_add(1);
         }
-        let backing = self.context.backing();
-        if backing == self.conversation.announced {
-            return None;
-        }
-        let kind = match backing {
-            Backing::Incomplete => EventKind::RegionsUnmapped,
-            _ if !self.is_current(acted_on) => return None,
+        let after = self.context.backing();
+        let kind = match after {
+            // The regions stopped being all backed (or the guest was told they were): said
+            // whatever the report answers, as before `acted_on` existed.
+            Backing::Incomplete
+                if before != Backing::Incomplete
+                    || self.conversation.announced != Backing::Incomplete =>
+            {
+                EventKind::RegionsUnmapped
+            }
+            Backing::Incomplete => return None,
+            _ if after == self.conversation.announced || !self.is_current(acted_on) => {
+                return None;
+            }
             Backing::Mapped => EventKind::RegionsMapped,
             Backing::Intercepted => EventKind::RegionsIntercepted,
         };
-        self.announce(backing, kind)
+        self.announce(after, kind)
     }
 
     /// A new device host took the session over (issue 10): every region is unmapped until it

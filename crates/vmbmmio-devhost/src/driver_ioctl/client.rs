@@ -4,11 +4,10 @@
 use core::num::NonZeroU64;
 
 use vmbmmio_proto::ioctl::{
-    CloseSessionRequest, GetRegionSectionRequest, GuestEvent, IoctlCode, OpenSessionRequest,
-    ProtoResult, QueryDriverRequest, QueryStatusRequest, RegionRequest, RegionSection,
-    ActedOn, ReportMappingRequest, ReportMappingV2Request, SectionAccess as WireAccess,
-    SessionOpened, Target,
-    WaitGuestEventRequest, WireGuid, WireMessage, parse_close_session_reply,
+    ActedOn, CloseSessionRequest, GetRegionSectionRequest, GuestEvent, IoctlCode,
+    OpenSessionRequest, ProtoResult, QueryDriverRequest, QueryStatusRequest, RegionRequest,
+    RegionSection, ReportMappingRequest, ReportMappingV2Request, SectionAccess as WireAccess,
+    SessionOpened, Target, WaitGuestEventRequest, WireGuid, WireMessage, parse_close_session_reply,
     parse_get_region_section_reply, parse_open_session_reply, parse_query_driver_reply,
     parse_query_status_reply, parse_report_mapping_reply, parse_wait_guest_event_reply,
     round_up_to_page,

@@ -19,8 +19,8 @@ use vmbmmio_devhost::callbacks::PciDeviceCallbacks;
 use vmbmmio_devhost::clock::{Clock, RetryPolicy};
 use vmbmmio_devhost::config::DeviceHostConfig;
 use vmbmmio_devhost::driver::{
-    ActedOn, ChannelIdentity, DriverClient, DriverError, MappingState, RegionInfo, SectionAccess, SessionId,
-    SessionInfo, SessionRequest, SessionState, SessionStatus, StatusCounters,
+    ActedOn, ChannelIdentity, DriverClient, DriverError, MappingState, RegionInfo, SectionAccess,
+    SessionId, SessionInfo, SessionRequest, SessionState, SessionStatus, StatusCounters,
 };
 use vmbmmio_devhost::guid::Guid;
 use vmbmmio_devhost::hresult::HResult;
