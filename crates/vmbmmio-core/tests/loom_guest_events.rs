@@ -39,7 +39,7 @@ use vmbmmio_proto::guest::{
     BarPlacement, DeviceReport, ErrorCode, Event, EventKind, GuestClient, RegionState, ReplyBody,
     RequestBody, encode_request, parse_reply,
 };
-use vmbmmio_proto::ioctl::{GuestEventKind, GuestSnapshot, MappingState, WireGuid};
+use vmbmmio_proto::ioctl::{ActedOn, GuestEventKind, GuestSnapshot, MappingState, WireGuid};
 
 /// A lock of the driver's lock order: the control device's table lock, then a session's event
 /// lock (docs/architecture.md, "Locking and removal").
@@ -675,6 +675,18 @@ fn file_cleanup_races_parked_request_and_push() {
 /// scheduling point, so it adds no interleavings of its own.
 type Sink = std::sync::Arc<std::sync::Mutex<Vec<(u64, Vec<u8>)>>>;
 
+/// A guest `EVENT` a REPORT_MAPPING recorded, seen inside its lock section: which channel open
+/// it went to (how many Opened callbacks had run), the event, and the report's `acted_on`. A
+/// `std` mutex, like [`Sink`].
+#[derive(Clone, Copy, Debug)]
+struct Announcement {
+    open: usize,
+    event: Event,
+    acted_on: u64,
+}
+
+type Announcements = std::sync::Arc<std::sync::Mutex<Vec<Announcement>>>;
+
 /// The held guest packet's stand-in: completing it records the reply; dropping it uncompleted
 /// records an empty completion, as KMCL's `HeldPacket` completes empty on drop.
 struct ModelHeld {
@@ -739,6 +751,9 @@ struct Session {
     file: FileKey,
     shared: Arc<Tracked<GuestShared<ModelHeld>>>,
     sink: Sink,
+    /// Opened callbacks so far (counted inside their lock sections).
+    opens: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    announcements: Announcements,
 }
 
 const INSTANCE: WireGuid = WireGuid::from_u128(0x1234);
@@ -752,6 +767,8 @@ impl Session {
             file,
             shared: Arc::new(Tracked::new(Level::Event, GuestShared::new(file, context))),
             sink: Sink::default(),
+            opens: std::sync::Arc::default(),
+            announcements: Announcements::default(),
         }
     }
 
@@ -787,7 +804,11 @@ impl Session {
     }
 
     fn opened(&self) {
-        self.with(GuestShared::opened);
+        self.with(|shared| {
+            shared.opened();
+            self.opens
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
     }
 
     fn started(&self) {
@@ -804,9 +825,52 @@ impl Session {
         }
     }
 
-    /// REPORT_MAPPING's event-lock section (`GuestEvents::mapping_changed`).
-    fn mapping_changed(&self, index: usize, state: MappingState) {
-        self.with(|shared| shared.mapping_changed(index, state));
+    /// REPORT_MAPPING's event-lock section (`GuestEvents::mapping_changed`), version 2: the
+    /// device host decided it after applying its events up to `acted_on`. Whatever guest
+    /// `EVENT` it recorded is logged ([`Announcement`]).
+    fn mapping_changed(&self, index: usize, state: MappingState, acted_on: u64) {
+        self.with(|shared| {
+            let before = shared.engine().conversation().events.newest();
+            shared
+                .mapping_changed(index, state, ActedOn::Sequence(acted_on))
+                .expect("acted_on within the session's events");
+            let events = shared.engine().conversation().events;
+            if events.newest() > before
+                && let Some(event) = events.first_after(before)
+            {
+                self.announcements.lock().unwrap().push(Announcement {
+                    open: self.opens.load(std::sync::atomic::Ordering::Relaxed),
+                    event,
+                    acted_on,
+                });
+            }
+        });
+    }
+
+    /// The model device host's look and report: it applies every event queued so far (the
+    /// newest snapshot, as a `RESYNC` would give it) and reports both regions mapped if the
+    /// guest is ready, unmapped otherwise, with `acted_on` the newest sequence. Two lock
+    /// sections for the look and the reports, as on Windows (WAIT_GUEST_EVENT, then
+    /// REPORT_MAPPING per region).
+    fn device_host_step(&self) {
+        let (acted_on, ready) = self.with(|shared| {
+            let queue = shared.queue();
+            let ready = queue.current().device.is_some_and(|device| device.ready);
+            (queue.newest(), ready)
+        });
+        let state = if ready {
+            MappingState::SectionBacked
+        } else {
+            MappingState::Unmapped
+        };
+        for index in 0..2 {
+            self.mapping_changed(index, state, acted_on);
+        }
+    }
+
+    /// Every announcement made so far.
+    fn announced(&self) -> Vec<Announcement> {
+        self.announcements.lock().unwrap().clone()
     }
 
     /// Session close (`GuestEvents::close`, `Teardown::run`'s first step).
@@ -931,7 +995,7 @@ fn held_wait_event_races_mapping_changed() {
             })
         };
         for index in 0..2 {
-            session.mapping_changed(index, MappingState::SectionBacked);
+            session.mapping_changed(index, MappingState::SectionBacked, 3);
         }
         guest.join().unwrap();
         assert!(!session.held(), "the wait is still held");
@@ -1013,7 +1077,7 @@ fn held_wait_event_races_mapping_changed_and_suspend() {
             })
         };
         for index in 0..2 {
-            session.mapping_changed(index, MappingState::SectionBacked);
+            session.mapping_changed(index, MappingState::SectionBacked, 3);
         }
         guest.join().unwrap();
         assert!(!session.held());
@@ -1053,7 +1117,7 @@ fn closed_races_held_wait_mapping_and_device_host_wait(suspend: bool) {
         })
     };
     for index in 0..2 {
-        session.mapping_changed(index, MappingState::SectionBacked);
+        session.mapping_changed(index, MappingState::SectionBacked, 3);
     }
     host.join().unwrap();
     kmcl.join().unwrap();
@@ -1066,7 +1130,7 @@ fn closed_races_held_wait_mapping_and_device_host_wait(suspend: bool) {
     assert_eq!(glue.queued(), 0);
     // Later inputs are harmless.
     let completions = session.completions();
-    session.mapping_changed(0, MappingState::Unmapped);
+    session.mapping_changed(0, MappingState::Unmapped, 3);
     session.closed(&glue);
     assert_eq!(session.completions(), completions);
     assert_eq!(session.newest(), 4, "a second CHANNEL_CLOSED");
@@ -1125,7 +1189,7 @@ fn closed_before_started_races_mapping_and_device_host_wait() {
                 thread::spawn(move || session.closed(&glue))
             };
             for index in 0..2 {
-                session.mapping_changed(index, MappingState::SectionBacked);
+                session.mapping_changed(index, MappingState::SectionBacked, 0);
             }
             host.join().unwrap();
             kmcl.join().unwrap();
@@ -1144,24 +1208,28 @@ fn closed_before_started_races_mapping_and_device_host_wait() {
 /// The guest closes the channel with its `WAIT_EVENT` held and reopens it (Suspend, Closed,
 /// Opened, Started, then a new HELLO, SELECT_VERSION and `WAIT_EVENT` with ids of its own), while
 /// the device host parks a WAIT_GUEST_EVENT and reports the mapping the old conversation's READY
-/// asked for (both regions section-backed).
+/// asked for (both regions section-backed, `acted_on` 3: it had applied events 1 to 3).
 ///
 /// What the engine promises, and what is checked:
 /// - the old `WAIT_EVENT` is answered exactly once, before the reopen (`REGIONS_MAPPED` or
 ///   `CHANNEL_CLOSING`), and nothing answers an old request id after it;
 /// - the new conversation starts clean: its `HELLO` and `SELECT_VERSION` are answered, and its
-///   `WAIT_EVENT` is never refused `BUSY` for the old held one; it is either held (and then it is
-///   the one a later Suspend answers, with its own id) or answered with an event of the new
-///   channel open (sequence 1) recorded after its `HELLO`, whose generation is the layout's;
+///   `WAIT_EVENT` is never refused `BUSY` for the old held one;
+/// - the old conversation's mapping is never announced to the new one: the report was decided
+///   before `CHANNEL_CLOSED` (event 4), so the new `WAIT_EVENT` stays held whatever the order
+///   (a later Suspend answers it, with its own id), and no `EVENT` of the new channel open is
+///   recorded;
 /// - the regions' states are the session's, not the conversation's: the device host's last
-///   report stands across the reopen (`GET_LAYOUT` shows both regions mapped);
+///   report stands across the reopen (both regions mapped);
 /// - the device host hears `CHANNEL_CLOSED` exactly once and nothing else (a fresh `HELLO`
-///   pushes nothing).
+///   pushes nothing);
+/// - and once the device host applied `CHANNEL_CLOSED` (unmapping, `acted_on` 4: the held new
+///   `WAIT_EVENT` hears `REGIONS_UNMAPPED`, always said) and the new guest reported its BAR,
+///   said READY (events 5 and 6) and waited again, the device host's mapping with `acted_on` 6
+///   answers that wait with `REGIONS_MAPPED`.
 ///
-/// Not promised (REPORT_MAPPING does not say which of the device host's events it answers): a
-/// report the device host made for the old conversation and that arrives after the new one's
-/// `READY` is announced to it like a fresh one (docs/architecture.md, "Model-checked
-/// interleavings").
+/// [`reopened_guest_hears_mapped_only_after_its_ready_was_applied`] races the new conversation's
+/// READY against the device host's reports too.
 #[test]
 fn reopen_races_old_mapping_and_device_host_wait() {
     model("reopen_races_old_mapping_and_device_host_wait", || {
@@ -1196,7 +1264,7 @@ fn reopen_races_old_mapping_and_device_host_wait() {
             })
         };
         for index in 0..2 {
-            session.mapping_changed(index, MappingState::SectionBacked);
+            session.mapping_changed(index, MappingState::SectionBacked, 3);
         }
         host.join().unwrap();
         let reopened = kmcl.join().unwrap();
@@ -1207,34 +1275,19 @@ fn reopen_races_old_mapping_and_device_host_wait() {
             sink[reopened..].iter().all(|(id, _)| *id > 100),
             "an old request answered after the reopen: {sink:?}"
         );
-        // The new wait: held, or an event of the new channel open.
+        // The new wait: held, whatever the order; nothing was announced to the new channel open.
+        assert!(
+            session.answers(103).is_empty() && session.held(),
+            "the old mapping reached the new conversation: {:?}",
+            session.answers(103)
+        );
         let generation = session.with(|shared| shared.engine().generation());
         assert_eq!(generation, 3);
-        let new_wait: Vec<Event> = session
-            .answers(103)
-            .iter()
-            .map(|bytes| match parse_reply(bytes).unwrap().body {
-                ReplyBody::Event(event) => event,
-                other => panic!("the new wait got {other:?}"),
-            })
-            .collect();
-        match new_wait.as_slice() {
-            [] => {
-                assert!(session.held());
-                session.suspend();
-                match session.answer(103) {
-                    ReplyBody::Error(error) => assert_eq!(error.code, ErrorCode::ChannelClosing),
-                    other => panic!("the held new wait got {other:?} at Suspend"),
-                }
-            }
-            [event] => {
-                assert_eq!(event.kind, EventKind::RegionsMapped);
-                assert_eq!(event.sequence, 1);
-                assert_eq!(event.generation, generation);
-                assert!(!session.held());
-            }
-            more => panic!("the new wait answered {more:?}"),
-        }
+        assert!(
+            session.announced().iter().all(|a| a.open == 1),
+            "announced to the new channel open: {:?}",
+            session.announced()
+        );
         // The session's regions: as the device host last reported them.
         session.with(|shared| {
             let regions = shared.engine().context().regions();
@@ -1247,7 +1300,141 @@ fn reopen_races_old_mapping_and_device_host_wait() {
         );
         assert_eq!(session.newest(), 4);
         assert_eq!(glue.queued(), 0);
+        // Then, in order: the device host applies CHANNEL_CLOSED and unmaps (the regions stop
+        // being backed: the held new wait hears REGIONS_UNMAPPED, which is always said), the new
+        // guest reports its BAR, says READY and waits again, the device host maps for it: that
+        // wait hears REGIONS_MAPPED.
+        for index in 0..2 {
+            session.mapping_changed(index, MappingState::Unmapped, 4);
+        }
+        match session.answer(103) {
+            ReplyBody::Event(event) => {
+                assert_eq!(event.kind, EventKind::RegionsUnmapped);
+                assert_eq!(event.sequence, 1);
+            }
+            other => panic!("the new wait got {other:?}"),
+        }
+        new_guest_ready(&session, &glue, 104);
+        assert_eq!(session.newest(), 6);
+        session.packet(&glue, 106, RequestBody::WaitEvent { last_seen: 1 });
+        assert!(session.held());
+        for index in 0..2 {
+            session.mapping_changed(index, MappingState::SectionBacked, 6);
+        }
+        match session.answer(106) {
+            ReplyBody::Event(event) => {
+                assert_eq!(event.kind, EventKind::RegionsMapped);
+                assert_eq!(event.sequence, 2);
+            }
+            other => panic!("the new wait got {other:?}"),
+        }
+        assert!(!session.held());
     });
+}
+
+/// The reopened guest's `REPORT_DEVICE` (decode on) and `READY` with request ids from `first`,
+/// each answered `ACK` (the device host's events `GUEST_REPORT` and `GUEST_READY`).
+fn new_guest_ready(session: &Session, glue: &Glue<Session>, first: u64) {
+    let device = DeviceReport {
+        instance: INSTANCE,
+        segment: 0,
+        bus: 0,
+        devfn: 0,
+        bar_index: 0,
+        bar: BarPlacement {
+            base: 0xF810_0000,
+            size: 1 << 20,
+            memory_decode: true,
+        },
+    };
+    session.packet(glue, first, RequestBody::ReportDevice(device));
+    assert!(matches!(session.answer(first), ReplyBody::Ack(_)));
+    session.packet(glue, first + 1, RequestBody::Ready);
+    assert!(matches!(session.answer(first + 1), ReplyBody::Ack(_)));
+}
+
+/// The guest closes and reopens the channel and, in the new conversation, reports its BAR,
+/// says READY and waits (KMCL's thread: Suspend, Closed, Opened, Started, HELLO,
+/// SELECT_VERSION, REPORT_DEVICE, READY, `WAIT_EVENT`), while the device host looks at its
+/// events twice and each time reports both regions as that look decides (mapped if the guest
+/// is ready, unmapped otherwise, `acted_on` the newest event it applied). After both threads,
+/// the device host looks once more (it always catches up).
+///
+/// The promise checked, in every interleaving: a `REGIONS_MAPPED` recorded for the new
+/// conversation was made by a report decided after the device host applied the new `READY`
+/// (event 6): `acted_on` ≥ 6, never the old conversation's mapping (`acted_on` 3) nor one
+/// decided between the close and the new `READY`. And the fresh report is announced: the new
+/// `WAIT_EVENT` is answered exactly once, with `REGIONS_MAPPED` or (the regions stopped being
+/// backed first) `REGIONS_UNMAPPED`, after which the guest's next `WAIT_EVENT` gets
+/// `REGIONS_MAPPED`; nothing is held.
+#[test]
+fn reopened_guest_hears_mapped_only_after_its_ready_was_applied() {
+    model(
+        "reopened_guest_hears_mapped_only_after_its_ready_was_applied",
+        || {
+            let glue = Glue::new();
+            let (session, _) = ready_session(&glue, FILE);
+            let kmcl = {
+                let (session, glue) = (session.clone(), glue.clone());
+                thread::spawn(move || {
+                    session.suspend();
+                    session.closed(&glue);
+                    session.opened();
+                    session.started();
+                    session.packet(&glue, 101, RequestBody::Hello);
+                    let version = match session.answer(101) {
+                        ReplyBody::HelloReply(host) => host.max_version,
+                        other => panic!("HELLO got {other:?}"),
+                    };
+                    session.packet(&glue, 102, RequestBody::SelectVersion { version });
+                    new_guest_ready(&session, &glue, 103);
+                    session.packet(&glue, 105, RequestBody::WaitEvent { last_seen: 0 });
+                })
+            };
+            session.device_host_step();
+            session.device_host_step();
+            kmcl.join().unwrap();
+            assert_eq!(
+                session.newest(),
+                6,
+                "CHANNEL_CLOSED, GUEST_REPORT, GUEST_READY"
+            );
+            session.device_host_step();
+            for announcement in session.announced() {
+                if announcement.open == 2 && announcement.event.kind == EventKind::RegionsMapped {
+                    assert!(
+                        announcement.acted_on >= 6,
+                        "REGIONS_MAPPED for the new conversation from a report decided at event \
+                         {}: {:?}",
+                        announcement.acted_on,
+                        session.announced()
+                    );
+                }
+            }
+            // The guest's waits, until it hears REGIONS_MAPPED (each answered exactly once).
+            let mut id = 105;
+            loop {
+                let event = match session.answer(id) {
+                    ReplyBody::Event(event) => event,
+                    other => panic!("wait {id} got {other:?}"),
+                };
+                if event.kind == EventKind::RegionsMapped {
+                    break;
+                }
+                assert_eq!(event.kind, EventKind::RegionsUnmapped, "wait {id}");
+                assert!(id < 107, "too many events: {:?}", session.announced());
+                id += 1;
+                session.packet(
+                    &glue,
+                    id,
+                    RequestBody::WaitEvent {
+                        last_seen: event.sequence,
+                    },
+                );
+            }
+            assert!(!session.held());
+        },
+    );
 }
 
 /// The control device's table: the sessions by file, and the close in progress. Behind the
@@ -1349,7 +1536,7 @@ fn two_sessions_close_one_races_the_other() {
         for file in [FILE_A, FILE_B] {
             let table = table.lock();
             if let Some(session) = table.session(file) {
-                session.mapping_changed(0, MappingState::SectionBacked);
+                session.mapping_changed(0, MappingState::SectionBacked, 3);
             }
         }
         assert!(nested_acquisitions() >= 2, "table → event never exercised");

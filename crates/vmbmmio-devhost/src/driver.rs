@@ -94,6 +94,9 @@ pub use vmbmmio_proto::ioctl::{SessionState, SessionStatus, StatusCounters};
 /// [`SessionStatus`], `vmbmmio-proto`'s checked value type, reused as is.
 pub use vmbmmio_proto::ioctl::DriverFacts;
 
+/// Which guest event a REPORT_MAPPING answers (re-exported from the wire crate).
+pub use vmbmmio_proto::ioctl::ActedOn;
+
 /// The VMBus offer a session's channel is made with: what the pairing capability tells the
 /// guest (`vmbmmio_proto::pci_cap`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -156,12 +159,17 @@ pub trait DriverClient {
         region: u32,
         access: SectionAccess,
     ) -> Result<SectionHandle, DriverError>;
-    /// Records how region `region` reaches the guest.
+    /// Records how region `region` reaches the guest, decided after applying the guest's
+    /// events up to `acted_on` (REPORT_MAPPING version 2; [`ActedOn::Unknown`] from a device
+    /// host that does not follow the guest's events: version 1). The driver tells the guest
+    /// its memory is backed only from a report decided after the newest guest event
+    /// (docs/ioctl.md, "REPORT_MAPPING").
     fn report_mapping(
         &mut self,
         session: SessionId,
         region: u32,
         state: MappingState,
+        acted_on: ActedOn,
     ) -> Result<(), DriverError>;
     /// The driver's view of the session.
     fn status(&mut self, session: SessionId) -> Result<SessionStatus, DriverError>;
@@ -210,8 +218,9 @@ impl<T: DriverClient + ?Sized> DriverClient for Box<T> {
         session: SessionId,
         region: u32,
         state: MappingState,
+        acted_on: ActedOn,
     ) -> Result<(), DriverError> {
-        (**self).report_mapping(session, region, state)
+        (**self).report_mapping(session, region, state, acted_on)
     }
 
     fn status(&mut self, session: SessionId) -> Result<SessionStatus, DriverError> {

@@ -8,8 +8,8 @@
 //! like the driver's. The sections live until the session closes.
 
 use crate::driver::{
-    DriverClient, DriverError, MappingState, RegionInfo, SectionAccess, SessionId, SessionInfo,
-    SessionRequest, SessionState, SessionStatus, StatusCounters,
+    ActedOn, DriverClient, DriverError, MappingState, RegionInfo, SectionAccess, SessionId,
+    SessionInfo, SessionRequest, SessionState, SessionStatus, StatusCounters,
 };
 use crate::layout::BarLayout;
 use crate::platform::SectionHandle;
@@ -130,11 +130,13 @@ impl<F: SectionFactory> DriverClient for LoopbackDriver<F> {
         Ok(duplicate)
     }
 
+    /// Records the state; `acted_on` means nothing here (no guest channel, no events).
     fn report_mapping(
         &mut self,
         session: SessionId,
         region: u32,
         state: MappingState,
+        _acted_on: ActedOn,
     ) -> Result<(), DriverError> {
         let slot = self.session(session)?.states.get_mut(region as usize);
         let slot = slot.ok_or_else(|| DriverError::Rejected {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use support::{Fake, config};
 use vmbmmio_devhost::IoctlFailure;
 use vmbmmio_devhost::driver::{
-    ChannelIdentity, DriverClient, DriverError, DriverFacts, MappingState, SectionAccess,
+    ActedOn, ChannelIdentity, DriverClient, DriverError, DriverFacts, MappingState, SectionAccess,
     SessionId, SessionInfo, SessionRequest, SessionStatus,
 };
 use vmbmmio_devhost::platform::SectionHandle;
@@ -49,8 +49,9 @@ impl DriverClient for Reporting {
         session: SessionId,
         region: u32,
         state: MappingState,
+        acted_on: ActedOn,
     ) -> Result<(), DriverError> {
-        self.inner.report_mapping(session, region, state)
+        self.inner.report_mapping(session, region, state, acted_on)
     }
     fn status(&mut self, session: SessionId) -> Result<SessionStatus, DriverError> {
         self.inner.status(session)

@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 
 use vmbmmio_devhost::driver::{
-    DriverClient, DriverError, MappingState, RegionInfo, SectionAccess, SessionId, SessionRequest,
-    SessionState,
+    ActedOn, DriverClient, DriverError, MappingState, RegionInfo, SectionAccess, SessionId,
+    SessionRequest, SessionState,
 };
 use vmbmmio_devhost::driver_ioctl::{
     DEFAULT_INTERFACE_INSTANCE, DEFAULT_INTERFACE_TYPE, DriverSessionSettings, DriverTarget,
@@ -16,6 +16,7 @@ use vmbmmio_devhost::driver_ioctl::{
 use vmbmmio_devhost::guid::Guid;
 use vmbmmio_devhost::hresult::HResult;
 use vmbmmio_devhost::{IoctlFailure, IoctlTransport, ProtoDriverClient};
+use vmbmmio_proto::ioctl::{ActedReport, ReportMappingV2Request, parse_report_mapping_any};
 use vmbmmio_proto::ioctl::{
     BarRegion, CloseSessionReply, CloseSessionRequest, GetRegionSectionRequest, IoctlCode,
     MappingState as WireState, OpenSessionRequest, ProtoError, QueryStatusRequest, RegionRequest,
@@ -28,6 +29,7 @@ use vmbmmio_proto::ioctl::{DriverFacts, QueryDriverRequest, parse_query_driver};
 
 const STATUS_INVALID_PARAMETER: i32 = 0xC000_000D_u32 as i32;
 const STATUS_INVALID_DEVICE_STATE: i32 = 0xC000_0184_u32 as i32;
+const STATUS_REVISION_MISMATCH: i32 = 0xC000_0059_u32 as i32;
 const SESSION_ID: u64 = 42;
 
 fn encode<M: WireMessage>(message: &M) -> Vec<u8> {
@@ -69,6 +71,9 @@ struct FakeDriver {
     fail_next: Option<IoctlFailure>,
     /// Rewrites the next reply (after the driver built it).
     tamper_next: Option<Tamper>,
+    /// An older driver: REPORT_MAPPING version 1 only (version 2 gets
+    /// `STATUS_REVISION_MISMATCH`).
+    report_v1_only: bool,
 }
 
 struct FakeSession {
@@ -124,7 +129,14 @@ impl FakeDriver {
                 Ok(encode(&reply.to_reply()))
             }
             IoctlCode::ReportMapping => {
-                let params = parse_report_mapping(input).map_err(bad)?;
+                let params = if self.report_v1_only {
+                    parse_report_mapping(input).map_err(|error| match error {
+                        ProtoError::UnsupportedVersion { .. } => nt(STATUS_REVISION_MISMATCH),
+                        other => bad(other),
+                    })?
+                } else {
+                    parse_report_mapping_any(input).map_err(bad)?.params
+                };
                 let session = self
                     .session
                     .as_mut()
@@ -541,7 +553,9 @@ fn report_mapping_sends_each_state_with_its_hresult() {
         MappingState::Failed { hresult: refused },
         MappingState::Unmapped,
     ] {
-        client.report_mapping(session, 0, state).unwrap();
+        client
+            .report_mapping(session, 0, state, ActedOn::Unknown)
+            .unwrap();
         let (wire_state, hresult) = mapping_to_wire(state);
         let driver = client.transport();
         assert_eq!(driver.log.last().unwrap().0, 0x0022_E408);
@@ -566,13 +580,14 @@ fn report_mapping_sends_each_state_with_its_hresult() {
                 MappingState::Failed {
                     hresult: HResult::S_OK,
                 },
+                ActedOn::Unknown,
             )
             .unwrap_err(),
     );
     assert!(reason.contains("HresultContradictsState"), "{reason}");
     let reason = rejected(
         client
-            .report_mapping(session, 1, MappingState::Unmapped)
+            .report_mapping(session, 1, MappingState::Unmapped, ActedOn::Unknown)
             .unwrap_err(),
     );
     assert_eq!(reason, "REPORT_MAPPING: no region 1 (the session has 1)");
@@ -581,17 +596,88 @@ fn report_mapping_sends_each_state_with_its_hresult() {
     client.transport_mut().tamper_next = Some(Box::new(|reply| reply[12] = 1));
     let reason = rejected(
         client
-            .report_mapping(session, 0, MappingState::SectionBacked)
+            .report_mapping(session, 0, MappingState::SectionBacked, ActedOn::Unknown)
             .unwrap_err(),
     );
     assert!(reason.contains("ReservedNotZero"), "{reason}");
 }
 
 #[test]
+fn report_mapping_names_acted_on_in_version_2_and_falls_back_to_version_1() {
+    let (mut client, session) = opened_client(&[4096]);
+    client
+        .report_mapping(
+            session,
+            0,
+            MappingState::SectionBacked,
+            ActedOn::Sequence(7),
+        )
+        .unwrap();
+    let sent = client.transport().last_input().to_vec();
+    assert_eq!(
+        sent,
+        encode(&ReportMappingV2Request::build(0, WireState::SectionBacked, 0, 7).unwrap())
+    );
+    assert!(matches!(
+        parse_report_mapping_any(&sent),
+        Ok(ActedReport {
+            acted_on: ActedOn::Sequence(7),
+            ..
+        })
+    ));
+    assert!(!client.reports_v1_only());
+    // An older driver refuses version 2 with STATUS_REVISION_MISMATCH: the same report goes
+    // again as version 1, and so does every later one (one refused request, once).
+    client.transport_mut().report_v1_only = true;
+    let before = client.transport().log.len();
+    client
+        .report_mapping(session, 0, MappingState::Unmapped, ActedOn::Sequence(8))
+        .unwrap();
+    assert!(client.reports_v1_only());
+    let log = &client.transport().log[before..];
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].1.len(), 40);
+    assert_eq!(
+        log[1].1,
+        encode(&ReportMappingRequest::build(0, WireState::Unmapped, 0).unwrap())
+    );
+    assert_eq!(
+        client.transport().session.as_ref().unwrap().reports[0],
+        (WireState::Unmapped, 0)
+    );
+    client
+        .report_mapping(
+            session,
+            0,
+            MappingState::SectionBacked,
+            ActedOn::Sequence(9),
+        )
+        .unwrap();
+    assert_eq!(client.transport().log.len(), before + 3);
+    assert_eq!(client.transport().last_input().len(), 32);
+    // Any other refusal is the caller's, not a reason to retry.
+    let (mut client, session) = opened_client(&[4096]);
+    client.transport_mut().fail_next = Some(nt(STATUS_INVALID_PARAMETER));
+    let before = client.transport().log.len();
+    assert!(
+        client
+            .report_mapping(
+                session,
+                0,
+                MappingState::SectionBacked,
+                ActedOn::Sequence(1)
+            )
+            .is_err()
+    );
+    assert!(!client.reports_v1_only());
+    assert!(client.transport().log.len() <= before + 1);
+}
+
+#[test]
 fn status_and_close_send_the_headers_and_parse_the_replies() {
     let (mut client, session) = opened_client(&[4096, 4096]);
     client
-        .report_mapping(session, 1, MappingState::SectionBacked)
+        .report_mapping(session, 1, MappingState::SectionBacked, ActedOn::Unknown)
         .unwrap();
     let status = client.status(session).unwrap();
     assert_eq!(client.transport().log.last().unwrap().0, 0x0022_E40C);
@@ -679,14 +765,21 @@ fn a_whole_session_round_trips_through_the_fake_driver() {
         MappingState::SectionBacked,
     ];
     for (region, state) in (0..).zip(states) {
-        client.report_mapping(info.session, region, state).unwrap();
+        client
+            .report_mapping(info.session, region, state, ActedOn::Unknown)
+            .unwrap();
     }
     let status = client.status(info.session).unwrap();
     assert_eq!(status.counters.section_handles_issued, 3);
     assert_eq!(status.counters.regions_mapped, 2);
     for region in 0..3 {
         client
-            .report_mapping(info.session, region, MappingState::Unmapped)
+            .report_mapping(
+                info.session,
+                region,
+                MappingState::Unmapped,
+                ActedOn::Unknown,
+            )
             .unwrap();
     }
     assert_eq!(
@@ -771,7 +864,7 @@ proptest::proptest! {
         let _ = client.open_session(&request(&[4096, 8192]));
         let session = SessionId(SESSION_ID);
         let _ = client.region_section(session, 0, SectionAccess::ReadWrite);
-        let _ = client.report_mapping(session, 0, MappingState::SectionBacked);
+        let _ = client.report_mapping(session, 0, MappingState::SectionBacked, ActedOn::Unknown);
         let _ = client.status(session);
         let _ = client.close_session(session);
     }

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use vmbmmio_devhost::driver::{
-    DriverClient, DriverError, MappingState, RegionInfo, SectionAccess, SessionRequest,
+    ActedOn, DriverClient, DriverError, MappingState, RegionInfo, SectionAccess, SessionRequest,
     SessionState, SessionStatus, StatusCounters,
 };
 use vmbmmio_devhost::guid::Guid;
@@ -85,7 +85,12 @@ fn serves_a_session_like_the_driver() {
             .is_err()
     );
     driver
-        .report_mapping(info.session, 1, MappingState::SectionBacked)
+        .report_mapping(
+            info.session,
+            1,
+            MappingState::SectionBacked,
+            ActedOn::Unknown,
+        )
         .unwrap();
     assert_eq!(
         driver.status(info.session).unwrap(),

@@ -13,7 +13,7 @@ use hvsim::vm::{GuestKind, GuestVm};
 use vmbmmio_devhost::clock::Clock;
 use vmbmmio_devhost::config::DeviceHostConfig;
 use vmbmmio_devhost::driver::{
-    DriverClient, DriverError, MappingState, SectionAccess as DevhostAccess, SessionId,
+    ActedOn, DriverClient, DriverError, MappingState, SectionAccess as DevhostAccess, SessionId,
     SessionInfo, SessionRequest, SessionState, SessionStatus, StatusCounters,
 };
 use vmbmmio_devhost::guid::Guid;
@@ -224,6 +224,7 @@ impl DriverClient for TestDriver {
         _session: SessionId,
         region: u32,
         state: MappingState,
+        _acted_on: ActedOn,
     ) -> Result<(), DriverError> {
         self.reports.lock().unwrap().push((region, state));
         Ok(())

@@ -4,7 +4,7 @@ use vmbmmio_proto::ioctl::{
     BarRegion, CloseSessionReply, IoctlCode, MAX_REGIONS, MappingState, OpenSessionParams,
     RegionSection, ReportMappingReply, SectionAccess, SessionOpened, WireMessage,
     parse_close_session, parse_get_region_section, parse_open_session, parse_query_status,
-    parse_report_mapping,
+    parse_report_mapping_any,
 };
 
 use alloc::boxed::Box;
@@ -181,7 +181,9 @@ impl<X: Platform> ControlDevice<X> {
                     .map(Begun::Done)
             }
             IoctlCode::ReportMapping => {
-                let params = parse_report_mapping(input)?;
+                // Either version (docs/ioctl.md): version 1 says nothing of `acted_on`.
+                let report = parse_report_mapping_any(input)?;
+                let params = report.params;
                 let session = self.session_mut(index)?;
                 let region = usize::try_from(params.region_index)
                     .ok()
@@ -190,9 +192,16 @@ impl<X: Platform> ControlDevice<X> {
                 let (region, slot) = slot.ok_or(ControlError::RegionOutOfRange {
                     index: params.region_index,
                 })?;
+                // The guest hears of it (table lock, then event lock: the documented order); an
+                // `acted_on` beyond the newest event is refused before anything changes.
+                session
+                    .events
+                    .mapping_changed(region, params.state, report.acted_on)
+                    .map_err(|refused| ControlError::EventNotYetSent {
+                        last_seen: refused.acted_on,
+                        newest: refused.newest,
+                    })?;
                 *slot = params.state;
-                // The guest hears of it (table lock, then event lock: the documented order).
-                session.events.mapping_changed(region, params.state);
                 Ok(Begun::Done(ReportMappingReply::new().encode(output)?))
             }
             IoctlCode::QueryStatus => {

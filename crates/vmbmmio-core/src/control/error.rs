@@ -74,10 +74,11 @@ pub enum ControlError {
     /// WAIT_GUEST_EVENT while another WAIT_GUEST_EVENT of the session is pending (one per
     /// session). Nothing changed (no event was acknowledged); the pending one stays.
     WaitPending,
-    /// WAIT_GUEST_EVENT whose `last_seen` is beyond the newest event the session has: the
-    /// device host cannot have seen it.
+    /// WAIT_GUEST_EVENT whose `last_seen`, or a version-2 REPORT_MAPPING whose `acted_on`, is
+    /// beyond the newest event the session has: the device host cannot have seen it. Nothing
+    /// changed.
     EventNotYetSent {
-        /// The request's `last_seen`.
+        /// The request's `last_seen` (or `acted_on`).
         last_seen: u64,
         /// The newest sequence (0: no event yet).
         newest: u64,

@@ -9,6 +9,7 @@
 use vmbmmio_proto::guest::{DeviceReport, Event, EventKind, GuestRange};
 use vmbmmio_proto::ioctl::{GuestDevice, GuestReservation, GuestSnapshot};
 
+use super::context::Backing;
 use super::limits::{ERROR_LIMIT, GUEST_EVENT_RING};
 
 /// What the guest reported in the current conversation (copied, changed and committed as a
@@ -127,6 +128,11 @@ pub struct Conversation {
     pub events: EventRing,
     /// The held `WAIT_EVENT`, if any.
     pub wait: Option<HeldWait>,
+    /// What this conversation's guest was last told of the regions as a whole (the newest
+    /// `REGIONS_*` event recorded for it; [`Backing::Incomplete`] before any): the engine
+    /// announces "backed" against this, not against the regions' previous states, because a
+    /// stale REPORT_MAPPING changes the states without being announced.
+    pub announced: Backing,
 }
 
 impl Conversation {
@@ -149,14 +155,17 @@ impl Conversation {
             counted_errors: 0,
             events: EventRing::new(),
             wait: None,
+            announced: Backing::Incomplete,
         }
     }
 
-    /// A new `HELLO`: the version, the reports and the events are forgotten.
+    /// A new `HELLO`: the version, the reports and the events are forgotten, and so is what the
+    /// guest was told of the regions (the new guest was told nothing).
     pub fn restart(&mut self) {
         self.version = None;
         self.reports = Reports::default();
         self.events.clear();
+        self.announced = Backing::Incomplete;
     }
 
     /// Whether there is anything a `HELLO` would make the device host forget.

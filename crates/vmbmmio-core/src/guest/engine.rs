@@ -20,11 +20,27 @@
 //!
 //! # Other inputs
 //! The device host's REPORT_MAPPING ([`Engine::mapping`]) changes a region's state, bumps the
-//! layout generation and, when the regions become usable or stop being usable, records a guest
-//! `EVENT` (`REGIONS_MAPPED`, `REGIONS_INTERCEPTED`, `REGIONS_UNMAPPED`; a change that leaves
-//! some region unbacked on both sides records none). The channel's state callbacks reset the
-//! conversation ([`Engine::opened`], [`Engine::closed`]) and complete the held `WAIT_EVENT`
-//! ([`Engine::suspend`]).
+//! layout generation and records a guest `EVENT`: `REGIONS_UNMAPPED` when the regions stop being
+//! all backed; `REGIONS_MAPPED` or `REGIONS_INTERCEPTED` when they are all backed and differ from
+//! what the current conversation was last told ([`Conversation::announced`]; regions unbacked
+//! before and after record none).
+//! The channel's state callbacks reset the conversation ([`Engine::opened`],
+//! [`Engine::closed`]) and complete the held `WAIT_EVENT` ([`Engine::suspend`]).
+//!
+//! # Which reports may say "backed"
+//! The engine remembers the sequence of the newest device-host event it queued
+//! ([`Engine::mapping_epoch`]): every event it queues (`GUEST_REPORT`, `GUEST_READY`,
+//! `GUEST_RELEASING`, `GUEST_RESET`, `GUEST_STOPPED`, `CHANNEL_CLOSED`) may change what must be
+//! mapped. A version-2 REPORT_MAPPING names the newest event the device host had applied when
+//! it decided the mapping (`acted_on`); one older than the epoch (the device host decided for
+//! an older placement or conversation) still updates the regions' states, which are the truth
+//! about HDV, but is not announced as `REGIONS_MAPPED` or `REGIONS_INTERCEPTED`: the guest
+//! would otherwise use memory that is not backed for its placement. `REGIONS_UNMAPPED` is
+//! announced whatever the report answers (telling a guest too early that memory is gone is
+//! safe). A version-1 report (`ActedOn::Unknown`, an older device host) keeps the weaker
+//! meaning version 1 always had: it counts as current. A terminal event lost to a full queue
+//! moves the epoch past every queued event, so nothing is announced until the device host
+//! acts on a later one.
 //!
 //! Every path is a bounded number of steps over fixed arrays; nothing panics.
 
@@ -35,7 +51,7 @@ use vmbmmio_proto::guest::{
     parse_request_after,
 };
 use vmbmmio_proto::ioctl::{
-    EVENT_FLAG_DEVICE, EVENT_FLAG_RESERVATION, GuestEventKind, GuestSnapshot, MappingState,
+    ActedOn, EVENT_FLAG_DEVICE, EVENT_FLAG_RESERVATION, GuestEventKind, GuestSnapshot, MappingState,
 };
 
 use super::context::{Backing, SessionContext};
@@ -123,6 +139,9 @@ pub struct Engine {
     generation: u64,
     conversation: Conversation,
     counters: EngineCounters,
+    /// Sequence of the newest device-host event queued (0: none); past the newest queued one
+    /// after a terminal event was lost (module docs).
+    mapping_epoch: u64,
 }
 
 impl Engine {
@@ -140,6 +159,21 @@ impl Engine {
                 events_lost: 0,
                 internal_errors: 0,
             },
+            mapping_epoch: 0,
+        }
+    }
+
+    /// The oldest `acted_on` a REPORT_MAPPING may name to be announced: the sequence of the
+    /// newest device-host event queued (module docs).
+    pub const fn mapping_epoch(&self) -> u64 {
+        self.mapping_epoch
+    }
+
+    /// Whether a report answering `acted_on` was decided after every event queued so far.
+    pub const fn is_current(&self, acted_on: ActedOn) -> bool {
+        match acted_on {
+            ActedOn::Unknown => true,
+            ActedOn::Sequence(sequence) => sequence >= self.mapping_epoch,
         }
     }
 
@@ -197,22 +231,41 @@ impl Engine {
         }
     }
 
-    /// The device host reported region `index` as `state` (REPORT_MAPPING, already checked
-    /// against the session). The held `WAIT_EVENT`'s completion, if the change made an event
-    /// it waits for.
-    pub fn mapping(&mut self, index: usize, state: MappingState) -> Option<HeldReply> {
+    /// The device host reported region `index` as `state`, decided after applying its events
+    /// up to `acted_on` (REPORT_MAPPING, already checked against the session). The region's
+    /// state follows in any case. The guest hears `REGIONS_UNMAPPED` from any report that makes
+    /// the regions stop being all backed; `REGIONS_MAPPED`/`REGIONS_INTERCEPTED` only from a
+    /// current report ([`Self::is_current`]) and when the regions as a whole differ from what
+    /// the conversation was last told. The held `WAIT_EVENT`'s completion, if that made an
+    /// event it waits for.
+    pub fn mapping(
+        &mut self,
+        index: usize,
+        state: MappingState,
+        acted_on: ActedOn,
+    ) -> Option<HeldReply> {
         let before = self.context.backing();
-        if !self.context.set_state(index, state) {
-            return None;
+        if self.context.set_state(index, state) {
+            self.generation = self.generation.saturating_add(1);
         }
-        self.generation = self.generation.saturating_add(1);
-        let kind = match self.context.backing() {
-            after if after == before => return None,
+        let after = self.context.backing();
+        let kind = match after {
+            // The regions stopped being all backed (or the guest was told they were): said
+            // whatever the report answers, as before `acted_on` existed.
+            Backing::Incomplete
+                if before != Backing::Incomplete
+                    || self.conversation.announced != Backing::Incomplete =>
+            {
+                EventKind::RegionsUnmapped
+            }
+            Backing::Incomplete => return None,
+            _ if after == self.conversation.announced || !self.is_current(acted_on) => {
+                return None;
+            }
             Backing::Mapped => EventKind::RegionsMapped,
             Backing::Intercepted => EventKind::RegionsIntercepted,
-            Backing::Incomplete => EventKind::RegionsUnmapped,
         };
-        self.record(kind)
+        self.announce(after, kind)
     }
 
     /// A new device host took the session over (issue 10): every region is unmapped until it
@@ -223,7 +276,11 @@ impl Engine {
             self.context.set_state(index, MappingState::Unmapped);
         }
         self.generation = self.generation.saturating_add(1);
-        self.record(EventKind::DeviceHostRestarted)
+        let held = self.record(EventKind::DeviceHostRestarted);
+        if self.conversation.open && !self.conversation.stopped {
+            self.conversation.announced = Backing::Incomplete;
+        }
+        held
     }
 
     /// The guest opened the channel: a fresh conversation and allowance.
@@ -477,7 +534,10 @@ impl Engine {
             return Err(RequestFault::Busy);
         }
         match queue.push(kind, flags, snapshot) {
-            Ok((_, wake)) => Ok(wake),
+            Ok((sequence, wake)) => {
+                self.mapping_epoch = sequence;
+                Ok(wake)
+            }
             Err(PushError::Full) => Err(RequestFault::Busy),
             Err(PushError::Closed) => Err(RequestFault::ChannelClosing),
             Err(PushError::Invalid(_) | PushError::Exhausted) => {
@@ -496,10 +556,16 @@ impl Engine {
         snapshot: GuestSnapshot,
     ) -> Option<Wake> {
         match queue.push(kind, 0, snapshot) {
-            Ok((_, wake)) => wake,
+            Ok((sequence, wake)) => {
+                self.mapping_epoch = sequence;
+                wake
+            }
             Err(PushError::Closed) => None,
             Err(PushError::Full) => {
                 self.counters.events_lost = self.counters.events_lost.saturating_add(1);
+                // The device host never hears of it: no report it makes before a later event
+                // may be announced (module docs).
+                self.mapping_epoch = queue.newest().saturating_add(1);
                 None
             }
             Err(PushError::Invalid(_) | PushError::Exhausted) => {
@@ -549,6 +615,18 @@ impl Engine {
         } else {
             self.conversation.errors_left
         }
+    }
+
+    /// Records the `REGIONS_*` event `kind` for the regions now `backing` (not while the
+    /// channel is closed or once the host stopped answering; then the guest was told nothing
+    /// and [`Conversation::announced`] stays).
+    fn announce(&mut self, backing: Backing, kind: EventKind) -> Option<HeldReply> {
+        let conversation = &self.conversation;
+        if !conversation.open || conversation.stopped {
+            return None;
+        }
+        self.conversation.announced = backing;
+        self.record(kind)
     }
 
     /// Records a guest `EVENT` (not once the host stopped answering) and completes the held

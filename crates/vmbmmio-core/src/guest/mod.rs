@@ -41,7 +41,7 @@ pub mod shared;
 pub use context::{Backing, SessionContext};
 pub use conversation::{Conversation, EventRing, HeldWait, Reports};
 pub use engine::{Action, Engine, EngineCounters, HeldReply, Outcome};
-pub use shared::{GuestPacket, GuestShared, HeldCompletion};
+pub use shared::{ActedBeyondNewest, GuestPacket, GuestShared, HeldCompletion};
 
 #[cfg(test)]
 mod tests;

@@ -41,7 +41,7 @@ use alloc::boxed::Box;
 
 use kmcl::fallible::{AllocError, try_box};
 use kmcl::server::{HeldPacket, IncomingPacket};
-use vmbmmio_proto::ioctl::MappingState;
+use vmbmmio_proto::ioctl::{ActedOn, MappingState};
 
 use super::context::SessionContext;
 use super::engine::{Action, Engine, EngineCounters, HeldReply};
@@ -235,11 +235,35 @@ impl<H: HeldCompletion> GuestShared<H> {
         wake
     }
 
-    /// REPORT_MAPPING's lock section ([`GuestEvents::mapping_changed`]).
-    pub fn mapping_changed(&mut self, index: usize, state: MappingState) {
-        let reply = self.engine.mapping(index, state);
+    /// REPORT_MAPPING's lock section ([`GuestEvents::mapping_changed`]): refused, changing
+    /// nothing, if `acted_on` names an event the session never queued (the device host cannot
+    /// have applied it).
+    pub fn mapping_changed(
+        &mut self,
+        index: usize,
+        state: MappingState,
+        acted_on: ActedOn,
+    ) -> Result<(), ActedBeyondNewest> {
+        let newest = self.queue.newest();
+        if let ActedOn::Sequence(acted_on) = acted_on
+            && acted_on > newest
+        {
+            return Err(ActedBeyondNewest { acted_on, newest });
+        }
+        let reply = self.engine.mapping(index, state, acted_on);
         self.complete_held(reply);
+        Ok(())
     }
+}
+
+/// A REPORT_MAPPING whose `acted_on` is beyond the newest event the session queued for the
+/// device host: refused (`STATUS_INVALID_PARAMETER`), nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ActedBeyondNewest {
+    /// The report's `acted_on`.
+    pub acted_on: u64,
+    /// The newest event's sequence (0: none yet).
+    pub newest: u64,
 }
 
 /// The channel's view of a session: the [`GuestPort`] the channel's handler routes its
@@ -301,13 +325,21 @@ impl<L: EventLock> GuestEvents<L> {
         })?)
     }
 
-    /// The device host reported region `index` as `state` (REPORT_MAPPING): the engine's copy
-    /// follows, and a held `WAIT_EVENT` is completed if the change made an event for it.
+    /// The device host reported region `index` as `state`, decided after applying its events up
+    /// to `acted_on` (REPORT_MAPPING): the engine's copy follows, and a held `WAIT_EVENT` is
+    /// completed if the change made an event for it (module docs of
+    /// [`crate::guest::engine`]: which reports may say "backed"). Refused, changing nothing,
+    /// for an `acted_on` beyond the newest event.
     ///
     /// IRQL: <= DISPATCH_LEVEL; under the table lock (the order: table, then event lock).
-    pub fn mapping_changed(&self, index: usize, state: MappingState) {
+    pub fn mapping_changed(
+        &self,
+        index: usize,
+        state: MappingState,
+        acted_on: ActedOn,
+    ) -> Result<(), ActedBeyondNewest> {
         self.shared()
-            .with(|shared| shared.mapping_changed(index, state));
+            .with(|shared| shared.mapping_changed(index, state, acted_on))
     }
 
     /// The engine's counters (QUERY_STATUS).

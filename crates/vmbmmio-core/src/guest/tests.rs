@@ -7,7 +7,7 @@ use vmbmmio_proto::guest::{
     BarPlacement, ClientEvent, ClientState, DeviceReport, ErrorCode, EventKind, GuestClient,
     GuestRange, Kind, ReplyBody, RequestBody, encode_request, parse_reply,
 };
-use vmbmmio_proto::ioctl::{MappingState, WireGuid};
+use vmbmmio_proto::ioctl::{ActedOn, MappingState, WireGuid};
 
 use super::limits::{ERROR_LIMIT, LARGEST_MESSAGE};
 use super::*;
@@ -135,8 +135,14 @@ fn a_whole_conversation() {
     // The guest waits: held.
     assert_eq!(rig.client_send(|c, b| c.wait_event(b).unwrap()), None);
     // The device host maps region 0: not every region is backed, no event.
-    assert_eq!(rig.engine.mapping(0, MappingState::SectionBacked), None);
-    let reply = rig.engine.mapping(1, MappingState::SectionBacked);
+    assert_eq!(
+        rig.engine
+            .mapping(0, MappingState::SectionBacked, ActedOn::Unknown),
+        None
+    );
+    let reply = rig
+        .engine
+        .mapping(1, MappingState::SectionBacked, ActedOn::Unknown);
     rig.take_held(reply);
     assert_eq!(rig.engine.generation(), 3);
     let event = rig.client.on_reply(&rig.held_replies[0]).unwrap();
@@ -261,7 +267,11 @@ fn the_allowance_runs_out_then_everything_is_closing() {
     let reply = rig.request(1000, RequestBody::Hello).unwrap();
     assert_eq!(Rig::error_code(&reply), Some(ErrorCode::ChannelClosing));
     assert_eq!(rig.engine.conversation().reports, before);
-    assert_eq!(rig.engine.mapping(0, MappingState::SectionBacked), None);
+    assert_eq!(
+        rig.engine
+            .mapping(0, MappingState::SectionBacked, ActedOn::Unknown),
+        None
+    );
 }
 
 #[test]
@@ -347,3 +357,5 @@ fn short_packets_echo_what_they_hold() {
         other => panic!("{other:?}"),
     }
 }
+
+mod acted;

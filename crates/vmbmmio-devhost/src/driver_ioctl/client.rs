@@ -4,10 +4,10 @@
 use core::num::NonZeroU64;
 
 use vmbmmio_proto::ioctl::{
-    CloseSessionRequest, GetRegionSectionRequest, GuestEvent, IoctlCode, OpenSessionRequest,
-    ProtoResult, QueryDriverRequest, QueryStatusRequest, RegionRequest, RegionSection,
-    ReportMappingRequest, SectionAccess as WireAccess, SessionOpened, Target,
-    WaitGuestEventRequest, WireGuid, WireMessage, parse_close_session_reply,
+    ActedOn, CloseSessionRequest, GetRegionSectionRequest, GuestEvent, IoctlCode,
+    OpenSessionRequest, ProtoResult, QueryDriverRequest, QueryStatusRequest, RegionRequest,
+    RegionSection, ReportMappingRequest, ReportMappingV2Request, SectionAccess as WireAccess,
+    SessionOpened, Target, WaitGuestEventRequest, WireGuid, WireMessage, parse_close_session_reply,
     parse_get_region_section_reply, parse_open_session_reply, parse_query_driver_reply,
     parse_query_status_reply, parse_report_mapping_reply, parse_wait_guest_event_reply,
     round_up_to_page,
@@ -15,7 +15,7 @@ use vmbmmio_proto::ioctl::{
 
 use super::mapping::mapping_to_wire;
 use super::settings::{DriverSessionSettings, DriverTarget};
-use super::transport::IoctlTransport;
+use super::transport::{IoctlFailure, IoctlTransport};
 use crate::driver::{
     ChannelIdentity, DriverClient, DriverError, DriverFacts, MappingState, RegionInfo,
     SectionAccess, SessionId, SessionInfo, SessionRequest, SessionStatus,
@@ -60,6 +60,25 @@ pub struct ProtoDriverClient<T: IoctlTransport> {
     transport: T,
     settings: DriverSessionSettings,
     session: Option<(SessionId, SessionOpened)>,
+    /// The driver refused REPORT_MAPPING version 2 (an older driver): version 1 from then on.
+    report_v1_only: bool,
+}
+
+/// `STATUS_REVISION_MISMATCH`, as an in-process transport sees it.
+const STATUS_REVISION_MISMATCH: i32 = 0xC000_0059_u32 as i32;
+/// `ERROR_REVISION_MISMATCH`: what `DeviceIoControl` reports for it.
+const ERROR_REVISION_MISMATCH: u32 = 1306;
+
+/// Whether `error` is the driver refusing a request's version.
+fn revision_mismatch(error: &DriverError) -> bool {
+    matches!(
+        error,
+        DriverError::Ioctl {
+            failure: IoctlFailure::Win32(ERROR_REVISION_MISMATCH)
+                | IoctlFailure::NtStatus(STATUS_REVISION_MISMATCH),
+            ..
+        }
+    )
 }
 
 impl<T: IoctlTransport> ProtoDriverClient<T> {
@@ -69,7 +88,14 @@ impl<T: IoctlTransport> ProtoDriverClient<T> {
             transport,
             settings,
             session: None,
+            report_v1_only: false,
         }
+    }
+
+    /// Whether the driver refused REPORT_MAPPING version 2 once, so that every report since is
+    /// version 1 (without `acted_on`).
+    pub fn reports_v1_only(&self) -> bool {
+        self.report_v1_only
     }
 
     /// The settings every OPEN_SESSION uses.
@@ -346,12 +372,17 @@ impl<T: IoctlTransport> DriverClient for ProtoDriverClient<T> {
         Ok(SectionHandle(section.section_handle()))
     }
 
-    /// REPORT_MAPPING, with the state and HRESULT of [`mapping_to_wire`](super::mapping_to_wire).
+    /// REPORT_MAPPING, with the state and HRESULT of [`mapping_to_wire`](super::mapping_to_wire):
+    /// version 2 with `acted_on` for [`ActedOn::Sequence`], version 1 for
+    /// [`ActedOn::Unknown`]. A driver that refuses version 2 (`STATUS_REVISION_MISMATCH`: an
+    /// older driver, which also cannot tell reports apart) gets the same report as version 1,
+    /// and every later one too.
     fn report_mapping(
         &mut self,
         session: SessionId,
         region: u32,
         state: MappingState,
+        acted_on: ActedOn,
     ) -> Result<(), DriverError> {
         let code = IoctlCode::ReportMapping;
         let count = self.session(code, session)?.regions().len();
@@ -362,12 +393,21 @@ impl<T: IoctlTransport> DriverClient for ProtoDriverClient<T> {
             ));
         }
         let (wire_state, hresult) = mapping_to_wire(state);
-        let wire = ReportMappingRequest::build(region, wire_state, hresult.0).map_err(|error| {
+        let invalid = |error| {
             rejected(
                 code,
                 format_args!("cannot report {state:?} for region {region}: {error:?}"),
             )
-        })?;
+        };
+        if let (ActedOn::Sequence(acted_on), false) = (acted_on, self.report_v1_only) {
+            let wire = ReportMappingV2Request::build(region, wire_state, hresult.0, acted_on)
+                .map_err(invalid)?;
+            match self.call(code, &wire, parse_report_mapping_reply) {
+                Err(error) if revision_mismatch(&error) => self.report_v1_only = true,
+                other => return other,
+            }
+        }
+        let wire = ReportMappingRequest::build(region, wire_state, hresult.0).map_err(invalid)?;
         self.call(code, &wire, parse_report_mapping_reply)
     }
 

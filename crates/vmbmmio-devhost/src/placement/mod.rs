@@ -38,7 +38,7 @@ pub use check::{
     MAX_GUEST_PHYSICAL_ADDRESS, PlacementError, ReservationRelation, check_bar_size,
     check_placement, check_reservation, classify_reservation,
 };
-pub use signal::{AcceptedPlacement, PlacementRejection, PlacementSignal};
+pub use signal::{AcceptedPlacement, PlacementLook, PlacementRejection, PlacementSignal};
 /// The placement types, shared with the driver through the wire crate.
 pub use vmbmmio_proto::guest::placement::{BarPlacement, BarState, GuestRange};
 

@@ -4,6 +4,11 @@
 //! the sequence polls from the device host's thread, so the inbox is one mutex. It holds only
 //! the newest accepted placement and a count of rejected ones (with the newest rejection), so a
 //! guest that floods reports cannot grow it.
+//!
+//! It also holds the sequence of the newest guest event (WAIT_GUEST_EVENT, docs/ioctl.md)
+//! applied to it, updated in the same lock section as the placement that event stands for, so
+//! the sequence can read both at once ([`PlacementSignal::look`]) and tell the driver which
+//! event its mapping answers (REPORT_MAPPING's `acted_on`).
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -45,6 +50,21 @@ struct Inbox {
     /// Generation of the newest accepted report with decode off.
     last_decode_off: u64,
     rejection: Option<PlacementRejection>,
+    /// A guest-event follower writes here (`GuestEventFollower::new`).
+    followed: bool,
+    /// Sequence of the newest guest event applied (0: none).
+    events_applied: u64,
+}
+
+/// What the sequence sees in one look at the inbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlacementLook {
+    /// The current placement, if any report was accepted.
+    pub latest: Option<AcceptedPlacement>,
+    /// The newest guest event applied with it: `Some(sequence)` (0 for none yet) if a
+    /// guest-event follower writes to this inbox, `None` if none does (the placement then comes
+    /// from the configuration space only, and a report cannot name an event).
+    pub events_applied: Option<u64>,
 }
 
 /// The placement inbox; clones share it.
@@ -73,7 +93,47 @@ impl PlacementSignal {
         source: PlacementSource,
         report: GuestReport,
     ) -> Result<AcceptedPlacement, PlacementError> {
+        Self::report_locked(&mut self.lock(), source, report)
+    }
+
+    /// [`Self::report`] for guest event `sequence`, which counts as applied whether the
+    /// report passes or not (one lock section: a [`Self::look`] sees both or neither).
+    pub fn report_event(
+        &self,
+        report: GuestReport,
+        sequence: u64,
+    ) -> Result<AcceptedPlacement, PlacementError> {
         let mut inbox = self.lock();
+        inbox.events_applied = inbox.events_applied.max(sequence);
+        Self::report_locked(&mut inbox, PlacementSource::GuestReport, report)
+    }
+
+    /// Guest event `sequence` was applied and changes no placement (a reservation alone, a
+    /// report naming another BAR).
+    pub fn event_applied(&self, sequence: u64) {
+        let mut inbox = self.lock();
+        inbox.events_applied = inbox.events_applied.max(sequence);
+    }
+
+    /// A guest-event follower writes to this inbox from now on.
+    pub fn mark_followed(&self) {
+        self.lock().followed = true;
+    }
+
+    /// The current placement and the newest guest event applied with it, in one lock section.
+    pub fn look(&self) -> PlacementLook {
+        let inbox = self.lock();
+        PlacementLook {
+            latest: inbox.latest,
+            events_applied: inbox.followed.then_some(inbox.events_applied),
+        }
+    }
+
+    fn report_locked(
+        inbox: &mut Inbox,
+        source: PlacementSource,
+        report: GuestReport,
+    ) -> Result<AcceptedPlacement, PlacementError> {
         match checked(inbox.bar_size, &report) {
             Ok((state, relation)) => {
                 inbox.generation = inbox.generation.saturating_add(1);

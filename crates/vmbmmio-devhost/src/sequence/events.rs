@@ -114,6 +114,16 @@ pub enum Event {
     },
     /// Every range was destroyed and every region reported unmapped.
     RegionsUnmapped(UnmapReason),
+    /// Guest events were applied that changed nothing mapped (a report of the placement already
+    /// mapped, a reservation alone): the mapped regions were reported again with the newer
+    /// `acted_on`, so that the driver may tell the guest they are backed (docs/devhost.md,
+    /// "Following the guest").
+    MappingReReported {
+        /// The newest guest event applied.
+        acted_on: u64,
+        /// Regions reported again.
+        regions: usize,
+    },
     /// HDV refused a mapping because the VM is not ready; retrying (hdv.md §3.3).
     MappingDeferred {
         /// Region index.
@@ -255,6 +265,11 @@ impl fmt::Display for Event {
                 f,
                 "BAR moved from {from:#x} to {to:#x}: every range destroyed, regions reported \
                  unmapped"
+            ),
+            Self::MappingReReported { acted_on, regions } => write!(
+                f,
+                "guest events up to {acted_on} change nothing mapped: {regions} region(s) \
+                 reported again as of event {acted_on}"
             ),
             Self::MappingDeferred { region, attempts } => write!(
                 f,

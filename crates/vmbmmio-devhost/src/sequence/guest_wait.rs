@@ -4,7 +4,7 @@
 //! The guest reports over the channel where its BAR is and when it is ready (docs/protocol.md);
 //! the driver tells the device host through the one request it keeps pending. This loop keeps
 //! that request outstanding on its own thread and hands every event to the placement inbox
-//! ([`PlacementSignal`], source [`PlacementSource::GuestReport`]), which the mapping sequence
+//! ([`PlacementSignal`], source [`crate::placement::PlacementSource::GuestReport`]), which the mapping sequence
 //! already follows (map on "decode on", unmap on "decode off", remap when the BAR moves).
 //!
 //! | event | placement |
@@ -40,7 +40,6 @@ use crate::driver::DriverError;
 use crate::driver_ioctl::{IoctlFailure, IoctlTransport, ProtoDriverClient};
 use crate::placement::{
     AcceptedPlacement, BarPlacement, GuestRange, GuestReport, PlacementError, PlacementSignal,
-    PlacementSource,
 };
 
 /// `ERROR_OPERATION_ABORTED`: what `DeviceIoControl` reports for a request cancelled with
@@ -203,8 +202,10 @@ impl GuestEventFollower {
     /// A follower writing to `signal`; `bar_size` is the session's BAR size (the driver's
     /// layout), used for a decode-off placement when the guest reported no device;
     /// `bar_index` is the device's BAR (the configuration's `bar_index`): a report naming
-    /// another BAR is refused.
+    /// another BAR is refused. From now on the signal counts the events applied
+    /// ([`PlacementSignal::look`]), which the device host's REPORT_MAPPINGs name.
     pub fn new(signal: PlacementSignal, bar_size: u64, bar_index: u8) -> Self {
+        signal.mark_followed();
         Self {
             signal,
             bar_size,
@@ -245,21 +246,29 @@ impl GuestEventFollower {
         applied
     }
 
+    /// Whatever the event leads to, it counts as applied in the inbox (its sequence is what
+    /// the device host's next REPORT_MAPPING names as `acted_on`), in the same lock section as
+    /// its placement.
     fn apply_placement(&self, event: &GuestEvent) -> Applied {
+        let sequence = event.sequence();
         if let Some(device) = event.snapshot().device
             && device.bar_index != self.bar_index
         {
+            self.signal.event_applied(sequence);
             return Applied::WrongBar {
                 reported: device.bar_index,
                 expected: self.bar_index,
             };
         }
         match self.placement(event) {
-            Some(report) => match self.signal.report(PlacementSource::GuestReport, report) {
+            Some(report) => match self.signal.report_event(report, sequence) {
                 Ok(accepted) => Applied::Placed(accepted),
                 Err(error) => Applied::Refused(error),
             },
-            None => Applied::Nothing,
+            None => {
+                self.signal.event_applied(sequence);
+                Applied::Nothing
+            }
         }
     }
 

@@ -6,7 +6,7 @@ use super::{
     UnmapReason,
 };
 use crate::clock::{Clock, StopSignal};
-use crate::driver::{DriverClient, MappingState};
+use crate::driver::{ActedOn, DriverClient, MappingState};
 use crate::emulator::VmLifecycle;
 use crate::hresult::HResult;
 use crate::layout::PAGE_SIZE;
@@ -81,7 +81,9 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
     }
 
     /// The current placement if it is newer than the one acted on (reported as an event), after
-    /// reporting any new rejection.
+    /// reporting any new rejection. Also notes the newest guest event applied with it (one look
+    /// at the inbox: the two belong together), which every report made for this look names as
+    /// `acted_on`.
     pub(super) fn poll_placement(&mut self) -> Option<AcceptedPlacement> {
         self.log_guest_notes();
         if let Some(rejection) = self.placement.last_rejection()
@@ -90,7 +92,11 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
             self.seen_rejections = rejection.total;
             self.emit(Event::PlacementRejected(rejection));
         }
-        let accepted = self.placement.latest()?;
+        let look = self.placement.look();
+        self.applied = look
+            .events_applied
+            .map_or(ActedOn::Unknown, ActedOn::Sequence);
+        let accepted = look.latest?;
         if accepted.generation <= self.seen_generation {
             return None;
         }
@@ -113,6 +119,7 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
                 return Ok(Progress::Stopped);
             }
         }
+        self.note_reported();
         match self.driver_status() {
             Ok(status) => self.emit(Event::DriverStatus(status)),
             Err(error) => self.emit(Event::DriverStatusUnavailable(error.to_string())),
@@ -192,7 +199,7 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
                 if self
                     .backends
                     .driver
-                    .report_mapping(session, region, failed)
+                    .report_mapping(session, region, failed, self.applied)
                     .is_ok()
                     && let Some(resources) = self.regions.get_mut(slot)
                 {
@@ -204,7 +211,7 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
         };
         self.backends
             .driver
-            .report_mapping(session, region, state)
+            .report_mapping(session, region, state, self.applied)
             .map_err(|error| (Step::ReportMapping { region }, Cause::Driver(error)))?;
         let intercepts = self.region_intercepts(slot);
         if let Some(resources) = self.regions.get_mut(slot) {
@@ -265,14 +272,62 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
                 let region = resources.index;
                 self.backends
                     .driver
-                    .report_mapping(session, region, MappingState::Unmapped)
+                    .report_mapping(session, region, MappingState::Unmapped, self.applied)
                     .map_err(|error| (Step::ReportUnmapped { region }, Cause::Driver(error)))?;
                 resources.reported = false;
                 resources.state = MappingState::Unmapped;
             }
         }
         self.mapped_for = None;
+        self.note_reported();
         self.emit(Event::RegionsUnmapped(reason));
+        Ok(())
+    }
+
+    /// Every region was just reported as of the last look.
+    fn note_reported(&mut self) {
+        if let ActedOn::Sequence(applied) = self.applied {
+            self.reported_through = self.reported_through.max(applied);
+        }
+    }
+
+    /// The guest's events since the regions were last reported changed nothing mapped (the
+    /// look found no new placement, or one that needs no change: a report of the placement
+    /// already mapped, a reservation alone, a refused or wrong-BAR report): the regions that
+    /// are backed are reported again, same state, with the newer `acted_on`. Without it the
+    /// driver, which announces "backed" to the guest only from a report decided after its
+    /// newest event, would leave a guest that reported again waiting. One REPORT_MAPPING per
+    /// backed region, only in a look that applied new events; nothing while nothing is backed
+    /// (the driver has nothing to announce then).
+    pub(super) fn rereport_mapped(&mut self) -> StepResult<()> {
+        let (ActedOn::Sequence(applied), Some(session)) = (self.applied, self.session) else {
+            return Ok(());
+        };
+        if applied <= self.reported_through {
+            return Ok(());
+        }
+        let mut regions = 0usize;
+        for resources in self.regions.iter().filter(|r| r.reported) {
+            if !matches!(
+                resources.state,
+                MappingState::SectionBacked | MappingState::InterceptFallback { .. }
+            ) {
+                continue;
+            }
+            let region = resources.index;
+            self.backends
+                .driver
+                .report_mapping(session, region, resources.state, self.applied)
+                .map_err(|error| (Step::ReportMapping { region }, Cause::Driver(error)))?;
+            regions += 1;
+        }
+        self.reported_through = applied;
+        if regions > 0 {
+            self.emit(Event::MappingReReported {
+                acted_on: applied,
+                regions,
+            });
+        }
         Ok(())
     }
 }

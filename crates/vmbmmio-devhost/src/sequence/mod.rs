@@ -65,7 +65,7 @@ use crate::callbacks::PciDeviceCallbacks;
 use crate::clock::Clock;
 use crate::config::DeviceHostConfig;
 use crate::driver::{
-    ChannelIdentity, DriverClient, DriverError, MappingState, SectionAccess, SessionId,
+    ActedOn, ChannelIdentity, DriverClient, DriverError, MappingState, SectionAccess, SessionId,
     SessionRequest, SessionStatus,
 };
 use crate::emulator::Emulator;
@@ -165,6 +165,11 @@ pub struct DeviceHost<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> {
     seen_generation: u64,
     /// Rejections already reported as events.
     seen_rejections: u64,
+    /// The newest guest event applied at the last look at the placement (REPORT_MAPPING's
+    /// `acted_on`; `Unknown` while nothing follows the guest's events).
+    applied: ActedOn,
+    /// The newest `acted_on` the regions were reported with (0: none).
+    reported_through: u64,
     /// The BAR base the current ranges were created for; `None` while unmapped.
     mapped_for: Option<u64>,
     /// How long a shutdown waits for a running VM to stop.
@@ -208,6 +213,8 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
             placement,
             seen_generation: 0,
             seen_rejections: 0,
+            applied: ActedOn::Unknown,
+            reported_through: 0,
             mapped_for: None,
             vm_stop_wait: DEFAULT_VM_STOP_WAIT,
             teardown_deferred: false,

@@ -56,11 +56,12 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
             for resources in self.regions.iter_mut().rev().filter(|r| r.reported) {
                 resources.reported = false;
                 let region = resources.index;
-                if let Err(error) =
-                    self.backends
-                        .driver
-                        .report_mapping(session, region, MappingState::Unmapped)
-                {
+                if let Err(error) = self.backends.driver.report_mapping(
+                    session,
+                    region,
+                    MappingState::Unmapped,
+                    self.applied,
+                ) {
                     report
                         .failures
                         .push((Release::ReportUnmapped { region }, Cause::Driver(error)));

@@ -42,7 +42,7 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
         }
         let acted_on = self.seen_generation;
         let Some(accepted) = self.poll_placement() else {
-            return Ok(());
+            return self.rereport_mapped();
         };
         // Decode went off and on again since the last look: the platform may have dropped the
         // ranges on decode off (platform-paths G2/G4), so treat it as off, then on.
@@ -63,7 +63,9 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
                 self.map_all(base, clock, stop)?;
             }
         }
-        Ok(())
+        // Whatever was mapped or unmapped above was reported as of this look; if nothing was,
+        // the backed regions are reported again with the newer events (module `mapping`).
+        self.rereport_mapped()
     }
 
     /// One health check: a section-backed region whose accesses still reach the emulator is
@@ -97,7 +99,7 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
             };
             self.backends
                 .driver
-                .report_mapping(session, region, state)
+                .report_mapping(session, region, state, self.applied)
                 .map_err(|error| (Step::ReportMapping { region }, Cause::Driver(error)))?;
             if let Some(resources) = self.regions.get_mut(slot) {
                 resources.state = state;

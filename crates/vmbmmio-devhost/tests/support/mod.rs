@@ -19,8 +19,8 @@ use vmbmmio_devhost::callbacks::PciDeviceCallbacks;
 use vmbmmio_devhost::clock::{Clock, RetryPolicy};
 use vmbmmio_devhost::config::DeviceHostConfig;
 use vmbmmio_devhost::driver::{
-    ChannelIdentity, DriverClient, DriverError, MappingState, RegionInfo, SectionAccess, SessionId,
-    SessionInfo, SessionRequest, SessionState, SessionStatus, StatusCounters,
+    ActedOn, ChannelIdentity, DriverClient, DriverError, MappingState, RegionInfo, SectionAccess,
+    SessionId, SessionInfo, SessionRequest, SessionState, SessionStatus, StatusCounters,
 };
 use vmbmmio_devhost::guid::Guid;
 use vmbmmio_devhost::hresult::HResult;
@@ -109,6 +109,8 @@ pub struct World {
     pub ranges: BTreeMap<(u8, u64), MmioRange>,
     pub reports: BTreeMap<u32, MappingState>,
     pub report_log: Vec<(u32, MappingState)>,
+    /// Every report's `acted_on`, in order (parallel to `report_log`).
+    pub acted_log: Vec<ActedOn>,
     pub next: u64,
     /// Section memory per region, and which region each open handle names.
     pub sections: Vec<Arc<Mutex<Vec<u8>>>>,
@@ -481,6 +483,7 @@ impl DriverClient for Fake {
         _session: SessionId,
         region: u32,
         state: MappingState,
+        acted_on: ActedOn,
     ) -> Result<(), DriverError> {
         let mut world = self.world();
         let injected = DriverError::Os { code: 31 };
@@ -493,6 +496,7 @@ impl DriverClient for Fake {
         }
         world.reports.insert(region, state);
         world.report_log.push((region, state));
+        world.acted_log.push(acted_on);
         Ok(())
     }
 

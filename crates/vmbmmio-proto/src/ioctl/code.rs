@@ -15,7 +15,7 @@ use super::open_session_reply::OpenSessionReply;
 use super::query_driver::{QueryDriverReply, QueryDriverRequest};
 use super::query_status::{QueryStatusReply, QueryStatusRequest};
 use super::region_section::{GetRegionSectionReply, GetRegionSectionRequest};
-use super::report_mapping::{ReportMappingReply, ReportMappingRequest};
+use super::report_mapping::{ReportMappingReply, ReportMappingRequest, ReportMappingV2Request};
 use super::wait_guest_event::{WaitGuestEventReply, WaitGuestEventRequest};
 
 /// `FILE_DEVICE_UNKNOWN`.
@@ -152,7 +152,8 @@ impl IoctlCode {
         }
     }
 
-    /// Exact input buffer length of this request.
+    /// Exact input buffer length of this request in version 1 ([`VERSION`](super::VERSION)).
+    /// REPORT_MAPPING also has a longer version 2 ([`Self::max_request_size`]).
     pub const fn request_size(self) -> usize {
         match self {
             Self::OpenSession => OpenSessionRequest::SIZE,
@@ -162,6 +163,15 @@ impl IoctlCode {
             Self::CloseSession => CloseSessionRequest::SIZE,
             Self::QueryDriver => QueryDriverRequest::SIZE,
             Self::WaitGuestEvent => WaitGuestEventRequest::SIZE,
+        }
+    }
+
+    /// The longest input this request has in any version the crate speaks: version 2's 40 bytes
+    /// for REPORT_MAPPING, [`Self::request_size`] for every other request.
+    pub const fn max_request_size(self) -> usize {
+        match self {
+            Self::ReportMapping => ReportMappingV2Request::SIZE,
+            other => other.request_size(),
         }
     }
 
@@ -179,11 +189,11 @@ impl IoctlCode {
     }
 
     /// [`ProtoError::TooLong`] if an input of `len` bytes cannot be this request: longer than
-    /// its exact size. (Shorter inputs are rejected by the request's parser.) The driver calls
-    /// this before it copies the input, so it never needs a buffer larger than
-    /// [`MAX_REQUEST_SIZE`].
+    /// its longest version ([`Self::max_request_size`]). (Other wrong lengths are rejected by
+    /// the request's parser.) The driver calls this before it copies the input, so it never
+    /// needs a buffer larger than [`MAX_REQUEST_SIZE`].
     pub const fn check_input_len(self, len: usize) -> ProtoResult<()> {
-        let expected = self.request_size();
+        let expected = self.max_request_size();
         if len > expected {
             Err(ProtoError::TooLong { expected, got: len })
         } else {
@@ -211,8 +221,8 @@ pub const MAX_REQUEST_SIZE: usize = {
     let mut max = 0;
     let mut rest: &[IoctlCode] = &IoctlCode::ALL;
     while let [code, tail @ ..] = rest {
-        if code.request_size() > max {
-            max = code.request_size();
+        if code.max_request_size() > max {
+            max = code.max_request_size();
         }
         rest = tail;
     }

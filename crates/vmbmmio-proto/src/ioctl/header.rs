@@ -22,8 +22,12 @@ use super::error::{ProtoError, ProtoResult, ReservedField};
 /// `magic` of every message: the bytes `b"VMBM"` read as a little-endian `u32`.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"VMBM");
 
-/// The interface version this crate speaks.
+/// The interface version this crate speaks: every message exists in it.
 pub const VERSION: u16 = 1;
+
+/// Version 2 of the interface, which only REPORT_MAPPING has so far (its request carries
+/// `acted_on`, docs/ioctl.md "Versioning policy"); every other message is version 1 only.
+pub const VERSION_2: u16 = 2;
 
 /// Size of [`MessageHeader`] in bytes.
 pub const HEADER_SIZE: usize = 16;
@@ -137,11 +141,16 @@ pub struct MessageHeader {
 const _: () = assert!(size_of::<MessageHeader>() == HEADER_SIZE);
 
 impl MessageHeader {
-    /// The header of a message of `kind` that is `size` bytes long, in this version.
+    /// The header of a message of `kind` that is `size` bytes long, in [`VERSION`].
     pub const fn new(kind: MessageKind, size: u32) -> Self {
+        Self::versioned(kind, size, VERSION)
+    }
+
+    /// The header of a message of `kind` that is `size` bytes long, in `version`.
+    pub const fn versioned(kind: MessageKind, size: u32, version: u16) -> Self {
         Self {
             magic: U32::new(MAGIC),
-            version: U16::new(VERSION),
+            version: U16::new(version),
             kind: U16::new(kind.to_u16()),
             size: U32::new(size),
             reserved: U32::new(0),
@@ -157,6 +166,8 @@ impl MessageHeader {
 pub trait WireMessage: FromBytes + IntoBytes + KnownLayout + Immutable + Unaligned + Sized {
     /// The kind this message carries in its header.
     const KIND: MessageKind;
+    /// The interface version this message belongs to ([`VERSION`] unless it says otherwise).
+    const VERSION: u16 = VERSION;
     /// Exact size of the message in bytes.
     const SIZE: usize = size_of::<Self>();
     /// [`Self::SIZE`] as the header's `u32` field; every message is a few hundred bytes, and a
@@ -170,7 +181,7 @@ pub trait WireMessage: FromBytes + IntoBytes + KnownLayout + Immutable + Unalign
 
     /// The correct header of this message.
     fn header_for_kind() -> MessageHeader {
-        MessageHeader::new(Self::KIND, Self::SIZE_U32)
+        MessageHeader::versioned(Self::KIND, Self::SIZE_U32, Self::VERSION)
     }
 
     /// Writes the message to the start of `out` and returns the number of bytes written.
@@ -200,7 +211,7 @@ pub(crate) fn unframe<T: WireMessage>(bytes: &[u8]) -> ProtoResult<&T> {
         got: bytes.len(),
     };
     let (header, _) = MessageHeader::ref_from_prefix(bytes).map_err(|_| too_short)?;
-    check_header_identity(header, T::KIND)?;
+    check_header_identity(header, T::KIND, T::VERSION)?;
     if bytes.len() < T::SIZE {
         return Err(too_short);
     }
@@ -223,8 +234,12 @@ pub(crate) fn unframe<T: WireMessage>(bytes: &[u8]) -> ProtoResult<&T> {
     T::ref_from_bytes(bytes).map_err(|_| too_short)
 }
 
-/// Checks `magic`, `version` and `kind`, in that order.
-fn check_header_identity(header: &MessageHeader, kind: MessageKind) -> ProtoResult<()> {
+/// Checks `magic`, `version` (against `version`) and `kind`, in that order.
+fn check_header_identity(
+    header: &MessageHeader,
+    kind: MessageKind,
+    version: u16,
+) -> ProtoResult<()> {
     let magic = header.magic.get();
     if magic != MAGIC {
         return Err(ProtoError::BadMagic {
@@ -232,11 +247,11 @@ fn check_header_identity(header: &MessageHeader, kind: MessageKind) -> ProtoResu
             got: magic,
         });
     }
-    let version = header.version.get();
-    if version != VERSION {
+    let got = header.version.get();
+    if got != version {
         return Err(ProtoError::UnsupportedVersion {
-            expected: VERSION,
-            got: version,
+            expected: version,
+            got,
         });
     }
     let got = header.kind.get();
@@ -247,6 +262,14 @@ fn check_header_identity(header: &MessageHeader, kind: MessageKind) -> ProtoResu
         });
     }
     Ok(())
+}
+
+/// The `version` field of `bytes`, if they hold a header (the framing is not checked: this
+/// only picks which version's parser checks them).
+pub(crate) fn peek_version(bytes: &[u8]) -> Option<u16> {
+    MessageHeader::ref_from_prefix(bytes)
+        .ok()
+        .map(|(header, _)| header.version.get())
 }
 
 /// `Ok` if the reserved `field` holds zero.

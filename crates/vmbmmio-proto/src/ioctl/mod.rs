@@ -15,7 +15,8 @@
 //!    reservation, BAR layout.
 //! 2. [`IoctlCode::GetRegionSection`] per region → a section handle valid in the caller's
 //!    process only, for `HdvCreateSectionBackedMmioRange` (hdv.md §3.3).
-//! 3. [`IoctlCode::ReportMapping`] per region → what HDV did with it.
+//! 3. [`IoctlCode::ReportMapping`] per region → what HDV did with it (version 2 of the request
+//!    also says which guest event the mapping answers: module `report_mapping`).
 //! 4. [`IoctlCode::QueryStatus`] at any time; [`IoctlCode::CloseSession`] at the end.
 //!
 //! [`IoctlCode::WaitGuestEvent`] is the one request the driver may keep pending: the device host
@@ -57,7 +58,7 @@ pub use error::{
     AbsentReport, ErrorClass, GuidField, PagedField, ProtoError, ProtoResult, ReservedField,
 };
 pub use guid::WireGuid;
-pub use header::{HEADER_SIZE, MAGIC, MessageHeader, MessageKind, VERSION, WireMessage};
+pub use header::{HEADER_SIZE, MAGIC, MessageHeader, MessageKind, VERSION, VERSION_2, WireMessage};
 pub use limits::{
     MAX_BAR_SIZE, MAX_REGION_SIZE, MAX_REGIONS, MAX_REGIONS_U32, MAX_TOTAL_SIZE, MIB,
     is_page_aligned, round_up_to_page,
@@ -84,8 +85,9 @@ pub use region_section::{
     parse_get_region_section_reply,
 };
 pub use report_mapping::{
-    MappingState, ReportMappingParams, ReportMappingReply, ReportMappingRequest,
-    parse_report_mapping, parse_report_mapping_reply,
+    ActedOn, ActedReport, MappingState, ReportMappingParams, ReportMappingReply,
+    ReportMappingRequest, ReportMappingV2Request, parse_report_mapping, parse_report_mapping_any,
+    parse_report_mapping_reply, parse_report_mapping_v2,
 };
 pub use wait_guest_event::{
     DEVICE_DECODE_ON, DEVICE_PRESENT, DEVICE_READY, DEVICE_RELEASING, EVENT_FLAG_DEVICE,
