@@ -38,8 +38,9 @@ use vmbmmio_proto::ioctl::{
     ReportMappingReply, WireMessage, parse_close_session, parse_close_session_reply,
     parse_get_region_section, parse_get_region_section_reply, parse_open_session,
     parse_open_session_reply, parse_query_driver, parse_query_driver_reply, parse_query_status,
-    parse_query_status_reply, parse_report_mapping, parse_report_mapping_reply,
-    parse_wait_guest_event, parse_wait_guest_event_reply,
+    parse_query_status_reply, parse_report_mapping, parse_report_mapping_any,
+    parse_report_mapping_reply, parse_report_mapping_v2, parse_wait_guest_event,
+    parse_wait_guest_event_reply,
 };
 
 use crate::Reader;
@@ -113,6 +114,15 @@ pub fn parse_all(bytes: &[u8]) {
     let _ = parse_open_session(bytes);
     let _ = parse_get_region_section(bytes);
     let _ = parse_report_mapping(bytes);
+    let _ = parse_report_mapping_v2(bytes);
+    // The driver's parser for either version agrees with the version-specific ones.
+    if let Ok(report) = parse_report_mapping_any(bytes) {
+        assert!(
+            parse_report_mapping(bytes).is_ok() || parse_report_mapping_v2(bytes).is_ok(),
+            "parse_report_mapping_any accepted what neither version's parser accepts"
+        );
+        let _ = report;
+    }
     let _ = parse_wait_guest_event(bytes);
     let _ = parse_wait_guest_event_reply(bytes);
     for code in IoctlCode::ALL {
