@@ -268,21 +268,6 @@ impl Engine {
         self.announce(after, kind)
     }
 
-    /// A new device host took the session over (issue 10): every region is unmapped until it
-    /// maps again, and the guest hears `DEVICE_HOST_RESTARTED`.
-    pub fn device_host_restarted(&mut self) -> Option<HeldReply> {
-        let count = self.context.regions().len();
-        for index in 0..count {
-            self.context.set_state(index, MappingState::Unmapped);
-        }
-        self.generation = self.generation.saturating_add(1);
-        let held = self.record(EventKind::DeviceHostRestarted);
-        if self.conversation.open && !self.conversation.stopped {
-            self.conversation.announced = Backing::Incomplete;
-        }
-        held
-    }
-
     /// The guest opened the channel: a fresh conversation and allowance.
     pub fn opened(&mut self) {
         self.conversation = Conversation::new(true);
