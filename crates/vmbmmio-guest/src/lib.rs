@@ -1,0 +1,13 @@
+//! vmbmmio's Linux guest agent, as a library.
+//!
+//! A Linux guest reaches vmbmmio's shared memory from user space with what its kernel already
+//! has: `uio_hv_generic` gives a process the VMBus channel's ring buffers, and sysfs gives it the
+//! paired PCI function's configuration space and BAR. This crate holds the agent's portable core
+//! (the VMBus ring-buffer packet format, discovery over a sysfs tree given by its root, the
+//! session that drives the guest protocol) and, on Linux, the backend that maps the real files.
+//! Everything portable is tested on any host against a fake sysfs tree and a fake uio device.
+//!
+//! # Modules
+//! - [`ring`]: the VMBus ring buffer and packet format, trusting nothing the host writes.
+
+pub mod ring;

@@ -1,0 +1,1 @@
+//! The VMBus ring buffer (placeholder; issue 11).
