@@ -8,6 +8,10 @@
 //! Everything portable is tested on any host against a fake sysfs tree and a fake uio device.
 //!
 //! # Modules
+//! - [`channel`]: what the agent needs from a VMBus channel (request packets, completions).
+//! - [`conversation`]: the guest protocol's reference client over such a channel.
 //! - [`ring`]: the VMBus ring buffer and packet format, trusting nothing the host writes.
 
+pub mod channel;
+pub mod conversation;
 pub mod ring;

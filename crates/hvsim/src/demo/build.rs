@@ -22,7 +22,7 @@ use vmbmmio_proto::guest::EventKind;
 
 use super::assumptions::{BAR_OUTSIDE_WINDOW, HOST_VIEW, MAPPING_TAKES_EFFECT};
 use super::guest_side::{enable_and_locate, find_paired_function};
-use super::protocol::{GuestProtocol, HostWaiter};
+use super::protocol::HostWaiter;
 use super::transport::{InProcessTransport, Removal, TransportCounts, WaitSlot};
 use super::world::{
     BAR_INDEX, DEVICE_INSTANCE, DemoWorld, EMULATOR_CLASS, FILE, GuestSide, Host, HostSide,
@@ -324,7 +324,7 @@ fn bring_up_guest(
         paired,
         bar,
         channel_range,
-        protocol: GuestProtocol::new(offer.channel),
+        protocol: super::protocol::conversation(vmbus, offer.channel),
         layout: None,
     })
 }

@@ -36,25 +36,24 @@ impl DemoWorld<'_> {
     /// HELLO, SELECT_VERSION, REPORT_RESERVATION, REPORT_DEVICE (decode on), READY, then a
     /// WAIT_EVENT the driver holds.
     pub(super) fn guest_reports(&mut self) -> Result<(), DemoError> {
-        let vmbus = self.host.sim.guest(self.host.vm.id);
         let protocol = &mut self.guest.protocol;
-        let hello = protocol.request(&vmbus, "HELLO", |c, b| c.hello(b))?;
+        let hello = protocol.request("HELLO", |c, b| c.hello(b))?;
         let ClientEvent::HelloReply { host, chosen } = hello else {
             return Err(DemoError(format!("guest: HELLO answered with {hello:?}")));
         };
-        protocol.request(&vmbus, "SELECT_VERSION", |c, b| c.select_version(b))?;
+        protocol.request("SELECT_VERSION", |c, b| c.select_version(b))?;
         let reservation = self.guest.channel_range.map(|range| GuestRange {
             base: range.base,
             size: range.size,
         });
         let report = self.device_report(true);
         let protocol = &mut self.guest.protocol;
-        protocol.request(&vmbus, "REPORT_RESERVATION", |c, b| {
+        protocol.request("REPORT_RESERVATION", |c, b| {
             c.report_reservation(b, reservation)
         })?;
-        protocol.request(&vmbus, "REPORT_DEVICE", |c, b| c.report_device(b, &report))?;
-        protocol.request(&vmbus, "READY", |c, b| c.ready(b))?;
-        let early = protocol.wait(&vmbus)?;
+        protocol.request("REPORT_DEVICE", |c, b| c.report_device(b, &report))?;
+        protocol.request("READY", |c, b| c.ready(b))?;
+        let early = protocol.wait_event()?;
         self.narrator.say(&format!(
             "guest -> driver over the channel (guest protocol, host speaks {:#x}..={:#x}, chose \
              {}): REPORT_RESERVATION ({}), REPORT_DEVICE (BAR{BAR_INDEX} at {} decode on, \
@@ -114,8 +113,7 @@ impl DemoWorld<'_> {
     /// The guest's held WAIT_EVENT, completed by the driver: the event, after which the guest
     /// waits again.
     pub(super) fn guest_hears(&mut self, expected: EventKind) -> Result<Event, DemoError> {
-        let vmbus = self.host.sim.guest(self.host.vm.id);
-        let heard = self.guest.protocol.poll(&vmbus)?;
+        let heard = self.guest.protocol.poll_event()?;
         let Some(ClientEvent::Event(event)) = heard else {
             return Err(DemoError(format!(
                 "guest: expected {expected:?}, heard {heard:?}"
@@ -127,7 +125,7 @@ impl DemoWorld<'_> {
                 event.kind
             )));
         }
-        self.guest.protocol.wait(&vmbus)?;
+        self.guest.protocol.wait_event()?;
         self.narrator.say(&format!(
             "driver -> guest: EVENT {} {:?} (layout generation {}); the guest waits again",
             event.sequence, event.kind, event.generation
@@ -137,10 +135,9 @@ impl DemoWorld<'_> {
 
     /// GET_LAYOUT: the regions the guest may touch, from the driver.
     pub(super) fn guest_reads_layout(&mut self) -> Result<Layout, DemoError> {
-        let vmbus = self.host.sim.guest(self.host.vm.id);
         self.guest
             .protocol
-            .request(&vmbus, "GET_LAYOUT", |c, b| c.get_layout(b))?;
+            .request("GET_LAYOUT", |c, b| c.get_layout(b))?;
         let layout = *self
             .guest
             .protocol
@@ -188,11 +185,10 @@ impl DemoWorld<'_> {
     /// The guest releases the BAR and turns decode off (the device host unmaps), then turns it
     /// on and reports again (the device host maps again); the guest hears both.
     pub fn toggle_decode(&mut self) -> Result<(), DemoError> {
-        let vmbus = self.host.sim.guest(self.host.vm.id);
         // Off: RELEASING first, then decode off, then the report that says so.
         self.guest
             .protocol
-            .request(&vmbus, "RELEASING", |c, b| c.releasing(b))?;
+            .request("RELEASING", |c, b| c.releasing(b))?;
         step(
             "toggling memory decode",
             self.guest
@@ -202,7 +198,7 @@ impl DemoWorld<'_> {
         let off = self.device_report(false);
         self.guest
             .protocol
-            .request(&vmbus, "REPORT_DEVICE", |c, b| c.report_device(b, &off))?;
+            .request("REPORT_DEVICE", |c, b| c.report_device(b, &off))?;
         self.device_host_follows()?;
         self.follow_placement()?;
         self.narrator.flush_events();
@@ -221,10 +217,8 @@ impl DemoWorld<'_> {
         let on = self.device_report(true);
         self.guest
             .protocol
-            .request(&vmbus, "REPORT_DEVICE", |c, b| c.report_device(b, &on))?;
-        self.guest
-            .protocol
-            .request(&vmbus, "READY", |c, b| c.ready(b))?;
+            .request("REPORT_DEVICE", |c, b| c.report_device(b, &on))?;
+        self.guest.protocol.request("READY", |c, b| c.ready(b))?;
         self.device_host_follows()?;
         self.follow_placement()?;
         self.narrator.flush_events();

@@ -1,10 +1,11 @@
 //! The guest control protocol in the demo: the guest speaks it over the channel, the driver's
 //! engine answers, and the device host follows the guest through WAIT_GUEST_EVENT.
 //!
-//! - [`GuestProtocol`]: the guest's side, `vmbmmio_proto::guest::GuestClient` (the reference
-//!   library a guest agent embeds) sending every request as one packet on the simulated channel
-//!   and reading the completion (`SimGuest::send`); its `WAIT_EVENT` is held by the driver and
-//!   read back when the driver completes it (`SimGuest::completion`).
+//! - [`GuestProtocol`]: the guest's side is the Linux guest agent's own conversation
+//!   (`vmbmmio_guest::conversation::Conversation`, around the reference library
+//!   `vmbmmio_proto::guest::GuestClient`) over [`SimPackets`], the simulated guest VMBus
+//!   driver's channel: every request one packet (`SimGuest::send`), its `WAIT_EVENT` held by the
+//!   driver and read back when the driver completes it (`SimGuest::completion`).
 //! - [`HostWaiter`]: the device host's waiting loop, played on the demo's single thread. On
 //!   Windows it is a thread blocked in WAIT_GUEST_EVENT on a second handle to the same file
 //!   (`vmbmmio_devhost::sequence::guest_wait`); here it issues the same request on a shared
@@ -12,9 +13,12 @@
 //!   through the device host's own `GuestEventFollower` into its placement signal, exactly as the
 //!   loop does.
 
+use std::collections::VecDeque;
 use vmbmmio_devhost::sequence::guest_wait::{Applied, GuestEventFollower};
 use vmbmmio_devhost::{IoctlFailure, IoctlTransport};
-use vmbmmio_proto::guest::{ClientError, ClientEvent, GuestClient, LARGEST_MESSAGE, Sent};
+
+use vmbmmio_guest::channel::{ChannelError, PacketChannel, Transaction};
+use vmbmmio_guest::conversation::{Conversation, ConversationError};
 use vmbmmio_proto::ioctl::{
     GuestEvent, IoctlCode, WaitGuestEventRequest, WireMessage, parse_wait_guest_event_reply,
 };
@@ -25,84 +29,80 @@ use super::DemoError;
 use super::transport::InProcessTransport;
 use crate::kmcl::{ChannelId, PacketOutcome, SimGuest};
 
-/// The guest's protocol client on its channel.
-pub(crate) struct GuestProtocol {
-    pub(crate) client: GuestClient,
+/// The guest's protocol client on its channel: the agent's own conversation
+/// (`vmbmmio_guest::conversation`) over the simulated guest VMBus driver.
+pub(crate) type GuestProtocol = Conversation<SimPackets>;
+
+/// A channel of the simulated guest VMBus driver as the agent's [`PacketChannel`]: a packet the
+/// driver completes during delivery is ready at once; one it holds (`WAIT_EVENT`) is looked up
+/// by its token until the driver completes it.
+pub(crate) struct SimPackets {
+    vmbus: SimGuest,
     channel: ChannelId,
-    /// The simulator's token of the guest's outstanding `WAIT_EVENT`, while the driver holds it.
-    wait: Option<u64>,
+    ready: VecDeque<(Transaction, Vec<u8>)>,
+    pending: Vec<(Transaction, u64)>,
 }
 
-impl GuestProtocol {
-    pub(crate) fn new(channel: ChannelId) -> Self {
+impl SimPackets {
+    /// Channel `channel` of the guest `vmbus`.
+    pub(crate) fn new(vmbus: SimGuest, channel: ChannelId) -> Self {
         Self {
-            client: GuestClient::new(),
+            vmbus,
             channel,
-            wait: None,
+            ready: VecDeque::new(),
+            pending: Vec::new(),
         }
     }
+}
 
-    /// One request and its reply: `build` writes it with the client, the guest sends it as one
-    /// packet, the client checks the completion.
-    pub(crate) fn request(
-        &mut self,
-        vmbus: &SimGuest,
-        what: &str,
-        build: impl FnOnce(&mut GuestClient, &mut [u8]) -> Result<Sent, ClientError>,
-    ) -> Result<ClientEvent, DemoError> {
-        let mut buffer = [0u8; LARGEST_MESSAGE];
-        let sent = build(&mut self.client, &mut buffer)
-            .map_err(|error| DemoError(format!("guest: {what}: {error:?}")))?;
-        let bytes = buffer.get(..sent.len).unwrap_or(&[]);
-        match vmbus.send(self.channel, bytes) {
-            Ok(PacketOutcome::Completed(reply)) => self
-                .client
-                .on_reply(&reply)
-                .map_err(|error| DemoError(format!("guest: {what}: reply refused: {error:?}"))),
-            Ok(other) => Err(DemoError(format!(
-                "guest: {what}: the driver did not answer at once ({other:?})"
-            ))),
-            Err(error) => Err(DemoError(format!("guest: {what}: {error:?}"))),
-        }
-    }
-
-    /// Sends `WAIT_EVENT`: the event if one is there already, else `None` (the driver holds it).
-    pub(crate) fn wait(&mut self, vmbus: &SimGuest) -> Result<Option<ClientEvent>, DemoError> {
-        let mut buffer = [0u8; LARGEST_MESSAGE];
-        let sent = self
-            .client
-            .wait_event(&mut buffer)
-            .map_err(|error| DemoError(format!("guest: waiting for an event: {error:?}")))?;
-        let bytes = buffer.get(..sent.len).unwrap_or(&[]);
-        match vmbus.send(self.channel, bytes) {
-            Ok(PacketOutcome::Completed(reply)) => self.reply(&reply).map(Some),
+impl PacketChannel for SimPackets {
+    fn send(&mut self, transaction: Transaction, bytes: &[u8]) -> Result<(), ChannelError> {
+        match self.vmbus.send(self.channel, bytes) {
+            Ok(PacketOutcome::Completed(reply)) => {
+                self.ready.push_back((transaction, reply));
+                Ok(())
+            }
             Ok(PacketOutcome::Pending(token)) => {
-                self.wait = Some(token);
-                Ok(None)
+                self.pending.push((transaction, token));
+                Ok(())
             }
-            Ok(PacketOutcome::Failed) => Err(DemoError("guest: WAIT_EVENT failed".into())),
-            Err(error) => Err(DemoError(format!("guest: waiting for an event: {error:?}"))),
+            Ok(PacketOutcome::Failed) => {
+                Err(ChannelError::Broken("the host failed the packet".into()))
+            }
+            Err(error) => Err(ChannelError::Io(format!("{error:?}"))),
         }
     }
 
-    /// The held `WAIT_EVENT`'s completion, if the driver completed it meanwhile.
-    pub(crate) fn poll(&mut self, vmbus: &SimGuest) -> Result<Option<ClientEvent>, DemoError> {
-        let Some(token) = self.wait else {
-            return Ok(None);
-        };
-        match vmbus.completion(token) {
-            Some(reply) => {
-                self.wait = None;
-                self.reply(&reply).map(Some)
-            }
-            None => Ok(None),
+    fn next_completion(&mut self) -> Result<Option<(Transaction, Vec<u8>)>, ChannelError> {
+        if let Some(ready) = self.ready.pop_front() {
+            return Ok(Some(ready));
         }
+        let vmbus = self.vmbus;
+        let done = self
+            .pending
+            .iter()
+            .position(|(_, token)| vmbus.completion(*token).is_some());
+        Ok(done.and_then(|index| {
+            let (transaction, token) = self.pending.remove(index);
+            vmbus.completion(token).map(|reply| (transaction, reply))
+        }))
     }
 
-    fn reply(&mut self, reply: &[u8]) -> Result<ClientEvent, DemoError> {
-        self.client
-            .on_reply(reply)
-            .map_err(|error| DemoError(format!("guest: event refused: {error:?}")))
+    fn wait(&mut self, _timeout_ms: u32) -> Result<(), ChannelError> {
+        // The simulated driver completes inline or holds until a later step: nothing to wait
+        // for on this thread.
+        Ok(())
+    }
+}
+
+/// A conversation on `channel` of `vmbus`.
+pub(crate) fn conversation(vmbus: SimGuest, channel: ChannelId) -> GuestProtocol {
+    Conversation::new(SimPackets::new(vmbus, channel))
+}
+
+impl From<ConversationError> for DemoError {
+    fn from(error: ConversationError) -> Self {
+        DemoError(format!("guest: {error}"))
     }
 }
 

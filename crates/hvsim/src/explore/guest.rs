@@ -18,7 +18,7 @@ use vmbmmio_proto::guest::{
 use super::rng::Rng;
 use super::world::Env;
 use crate::demo::guest_side::{PairedFunction, find_paired_function};
-use crate::demo::protocol::GuestProtocol;
+use crate::demo::protocol::{GuestProtocol, conversation};
 use crate::demo::world::{BAR_INDEX, VM_ID};
 use crate::guest_memory::GuestPhysicalMemory;
 use crate::kmcl::{ChannelId, SimGuest};
@@ -166,7 +166,7 @@ impl GuestAgent {
         }
         self.opens += 1;
         notes.push(format!("guest: opened channel {channel:?}"));
-        self.channel = Some((channel, GuestProtocol::new(channel)));
+        self.channel = Some((channel, conversation(vmbus, channel)));
         self.report_and_ready(env, true, notes);
     }
 
@@ -175,28 +175,27 @@ impl GuestAgent {
     fn report_and_ready(&mut self, env: &Env, ready: bool, notes: &mut Vec<String>) {
         let report = self.device_report(ready);
         let reservation = self.reservation(env);
-        let vmbus = Self::vmbus(env);
         let Some((_, protocol)) = self.channel.as_mut() else {
             return;
         };
         let result = (|| {
             if protocol.client.version().is_none() {
-                protocol.request(&vmbus, "HELLO", |c, b| c.hello(b))?;
-                protocol.request(&vmbus, "SELECT_VERSION", |c, b| c.select_version(b))?;
-                protocol.request(&vmbus, "REPORT_RESERVATION", |c, b| {
+                protocol.request("HELLO", |c, b| c.hello(b))?;
+                protocol.request("SELECT_VERSION", |c, b| c.select_version(b))?;
+                protocol.request("REPORT_RESERVATION", |c, b| {
                     c.report_reservation(b, reservation)
                 })?;
             }
             if let Some(report) = report {
-                protocol.request(&vmbus, "REPORT_DEVICE", |c, b| c.report_device(b, &report))?;
+                protocol.request("REPORT_DEVICE", |c, b| c.report_device(b, &report))?;
                 if ready && report.bar.memory_decode {
-                    protocol.request(&vmbus, "READY", |c, b| c.ready(b))?;
+                    protocol.request("READY", |c, b| c.ready(b))?;
                 }
             }
-            Ok::<(), crate::demo::DemoError>(())
+            Ok::<(), vmbmmio_guest::conversation::ConversationError>(())
         })();
         if let Err(error) = result {
-            notes.push(error.0);
+            notes.push(format!("guest: {error}"));
         }
     }
 
@@ -238,11 +237,11 @@ impl GuestAgent {
         // Bounded: the driver keeps at most a few dozen events for a guest.
         for _ in 0..64 {
             let heard = if protocol.client.waiting().is_some() {
-                protocol.poll(&vmbus)
+                protocol.poll_event()
             } else if protocol.client.version().is_some()
                 && protocol.client.state() != ClientState::Closed
             {
-                protocol.wait(&vmbus)
+                protocol.wait_event()
             } else {
                 Ok(None)
             };
@@ -254,16 +253,16 @@ impl GuestAgent {
                 Ok(Some(_)) => {}
                 Ok(None) => break,
                 Err(error) => {
-                    notes.push(error.0);
+                    notes.push(format!("guest: {error}"));
                     break;
                 }
             }
         }
         if protocol.client.state() == ClientState::Mapped
             && !protocol.client.layout_is_current()
-            && let Err(error) = protocol.request(&vmbus, "GET_LAYOUT", |c, b| c.get_layout(b))
+            && let Err(error) = protocol.request("GET_LAYOUT", |c, b| c.get_layout(b))
         {
-            notes.push(error.0);
+            notes.push(format!("guest: {error}"));
         }
         let gone = vmbus.offer(*channel).is_none();
         if gone || protocol.client.state() == ClientState::Closed {
@@ -384,12 +383,11 @@ impl GuestAgent {
     }
 
     fn release_bar(&mut self, env: &Env, notes: &mut Vec<String>) {
-        let vmbus = Self::vmbus(env);
         if let Some((_, protocol)) = self.channel.as_mut()
             && protocol.client.version().is_some()
-            && let Err(error) = protocol.request(&vmbus, "RELEASING", |c, b| c.releasing(b))
+            && let Err(error) = protocol.request("RELEASING", |c, b| c.releasing(b))
         {
-            notes.push(error.0);
+            notes.push(format!("guest: {error}"));
         }
         if let (Some(pci), Some(paired)) = (self.pci.as_ref(), self.paired)
             && let Err(error) = pci.set_memory_decode(paired.instance, false)
