@@ -11,7 +11,9 @@
 //! - [`channel`]: what the agent needs from a VMBus channel (request packets, completions).
 //! - [`conversation`]: the guest protocol's reference client over such a channel.
 //! - [`ring`]: the VMBus ring buffer and packet format, trusting nothing the host writes.
+//! - [`session`]: the guest program's whole conversation with the host on one channel.
 
 pub mod channel;
 pub mod conversation;
 pub mod ring;
+pub mod session;

@@ -11,19 +11,18 @@
 //! ([`GuestAgent::sends_garbage`]); the explorer checks the well-behaved one never touches
 //! memory the host released.
 
-use vmbmmio_proto::guest::{
-    BarPlacement, ClientEvent, ClientState, DeviceReport, GuestRange, LARGEST_MESSAGE,
-};
+use vmbmmio_proto::guest::{GuestRange, LARGEST_MESSAGE};
 
 use super::rng::Rng;
 use super::world::Env;
 use crate::demo::guest_side::{PairedFunction, find_paired_function};
-use crate::demo::protocol::{GuestProtocol, conversation};
+use crate::demo::protocol::SimPackets;
 use crate::demo::world::{BAR_INDEX, VM_ID};
 use crate::guest_memory::GuestPhysicalMemory;
 use crate::kmcl::{ChannelId, SimGuest};
 use crate::vm::{ClaimOwner, ClaimRequest, GpaRange};
 use crate::vpci::{GuestBar, GuestPci};
+use vmbmmio_guest::session::{DeviceFacts, Session};
 
 /// What the guest program knows. Everything but the notes is lost when its VM resets.
 #[derive(Default)]
@@ -32,7 +31,7 @@ pub(super) struct GuestAgent {
     paired: Option<PairedFunction>,
     memory: Option<GuestPhysicalMemory>,
     /// The channel it opened, and the conversation on it.
-    channel: Option<(ChannelId, GuestProtocol)>,
+    channel: Option<(ChannelId, Session<SimPackets>)>,
     /// A range it claimed to move the BAR into.
     moved_to: Option<GpaRange>,
     /// Channels it opened so far (the explorer's statistics).
@@ -76,9 +75,9 @@ impl GuestAgent {
     /// Whether it currently may touch the regions: the client says `Mapped`, its layout is
     /// current, its channel is open.
     pub(super) fn may_use(&self) -> bool {
-        self.channel.as_ref().is_some_and(|(_, protocol)| {
-            protocol.client.state() == ClientState::Mapped && protocol.client.layout_is_current()
-        })
+        self.channel
+            .as_ref()
+            .is_some_and(|(_, session)| session.may_use())
     }
 
     /// The channel it has open, if any.
@@ -157,8 +156,12 @@ impl GuestAgent {
         }
     }
 
-    /// Opens `channel` and runs the conversation up to READY and a held `WAIT_EVENT`.
+    /// Opens `channel` and starts the agent's session on it: negotiation, reports, READY and
+    /// a held `WAIT_EVENT`. A session that cannot start closes the channel again.
     fn connect(&mut self, env: &Env, channel: ChannelId, notes: &mut Vec<String>) {
+        let Some(facts) = self.facts(env, Some(channel)) else {
+            return;
+        };
         let vmbus = Self::vmbus(env);
         if let Err(error) = vmbus.open(channel) {
             notes.push(format!("guest: opening the channel: {error:?}"));
@@ -166,106 +169,57 @@ impl GuestAgent {
         }
         self.opens += 1;
         notes.push(format!("guest: opened channel {channel:?}"));
-        self.channel = Some((channel, conversation(vmbus, channel)));
-        self.report_and_ready(env, true, notes);
-    }
-
-    /// HELLO (if the conversation is new), then the reports and READY (decode on), then a
-    /// `WAIT_EVENT` if none is outstanding.
-    fn report_and_ready(&mut self, env: &Env, ready: bool, notes: &mut Vec<String>) {
-        let report = self.device_report(ready);
-        let reservation = self.reservation(env);
-        let Some((_, protocol)) = self.channel.as_mut() else {
-            return;
-        };
-        let result = (|| {
-            if protocol.client.version().is_none() {
-                protocol.request("HELLO", |c, b| c.hello(b))?;
-                protocol.request("SELECT_VERSION", |c, b| c.select_version(b))?;
-                protocol.request("REPORT_RESERVATION", |c, b| {
-                    c.report_reservation(b, reservation)
-                })?;
+        match Session::start(SimPackets::new(vmbus, channel), facts) {
+            Ok(session) => self.channel = Some((channel, session)),
+            Err(error) => {
+                notes.push(format!("guest: {error}; closing the channel"));
+                let _ = vmbus.close(channel);
             }
-            if let Some(report) = report {
-                protocol.request("REPORT_DEVICE", |c, b| c.report_device(b, &report))?;
-                if ready && report.bar.memory_decode {
-                    protocol.request("READY", |c, b| c.ready(b))?;
-                }
-            }
-            Ok::<(), vmbmmio_guest::conversation::ConversationError>(())
-        })();
-        if let Err(error) = result {
-            notes.push(format!("guest: {error}"));
         }
     }
 
-    fn reservation(&self, env: &Env) -> Option<GuestRange> {
-        let channel = self.open_channel()?;
-        Self::vmbus(env)
-            .reservation(channel)
+    /// What the guest reports about its device now: the pairing's instance, the BAR where it
+    /// is, the channel's reservation.
+    fn facts(&self, env: &Env, channel: Option<ChannelId>) -> Option<DeviceFacts> {
+        let paired = self.paired.as_ref()?;
+        let bar = self.bar()?;
+        let reservation = channel
+            .or_else(|| self.open_channel())
+            .and_then(|channel| Self::vmbus(env).reservation(channel))
             .map(|range| GuestRange {
                 base: range.base,
                 size: range.size,
-            })
-    }
-
-    fn device_report(&self, decode: bool) -> Option<DeviceReport> {
-        let paired = self.paired.as_ref()?;
-        let bar = self.bar()?;
-        Some(DeviceReport {
+            });
+        Some(DeviceFacts {
             instance: paired.found.pairing.interface_instance,
             segment: 0,
             bus: 0,
             devfn: 0,
             bar_index: BAR_INDEX,
-            bar: BarPlacement {
-                base: bar.base,
-                size: bar.size,
-                memory_decode: decode,
-            },
+            bar_base: bar.base,
+            bar_size: bar.size,
+            reservation,
         })
     }
 
-    /// Takes what the driver completed meanwhile: its held `WAIT_EVENT` (then waits again),
-    /// a layout when the regions are mapped; drops the conversation when the channel is gone
-    /// or the host said it is closing.
+    /// Takes what the driver completed meanwhile (the session reads the layout when the
+    /// regions are backed and waits again); drops the session when the channel is gone or the
+    /// host said it is closing.
     pub(super) fn follow(&mut self, env: &Env, notes: &mut Vec<String>) {
         let vmbus = Self::vmbus(env);
-        let Some((channel, protocol)) = self.channel.as_mut() else {
+        let Some((channel, session)) = self.channel.as_mut() else {
             return;
         };
-        // Bounded: the driver keeps at most a few dozen events for a guest.
-        for _ in 0..64 {
-            let heard = if protocol.client.waiting().is_some() {
-                protocol.poll_event()
-            } else if protocol.client.version().is_some()
-                && protocol.client.state() != ClientState::Closed
-            {
-                protocol.wait_event()
-            } else {
-                Ok(None)
-            };
-            match heard {
-                Ok(Some(ClientEvent::Event(event))) => notes.push(format!(
-                    "guest: heard {:?} (generation {})",
-                    event.kind, event.generation
-                )),
-                Ok(Some(_)) => {}
-                Ok(None) => break,
-                Err(error) => {
-                    notes.push(format!("guest: {error}"));
-                    break;
-                }
-            }
-        }
-        if protocol.client.state() == ClientState::Mapped
-            && !protocol.client.layout_is_current()
-            && let Err(error) = protocol.request("GET_LAYOUT", |c, b| c.get_layout(b))
-        {
-            notes.push(format!("guest: {error}"));
+        match session.follow() {
+            Ok(changes) => notes.extend(
+                changes
+                    .into_iter()
+                    .map(|change| format!("guest: heard {change:?}")),
+            ),
+            Err(error) => notes.push(format!("guest: {error}")),
         }
         let gone = vmbus.offer(*channel).is_none();
-        if gone || protocol.client.state() == ClientState::Closed {
+        if gone || session.closed() {
             notes.push(format!(
                 "guest: conversation over ({}); starting over",
                 if gone {
@@ -295,17 +249,17 @@ impl GuestAgent {
                 "guest: may not use the memory ({})",
                 self.channel.as_ref().map_or_else(
                     || "no channel".to_string(),
-                    |(_, protocol)| format!("{:?}", protocol.client.state())
+                    |(_, session)| format!("{:?}", session.state())
                 )
             ));
             return touched;
         }
-        let (Some(bar), Some(memory), Some((_, protocol))) =
+        let (Some(bar), Some(memory), Some((_, session))) =
             (self.bar(), self.memory.as_ref(), self.channel.as_ref())
         else {
             return touched;
         };
-        let Some(layout) = protocol.client.layout() else {
+        let Some(layout) = session.layout() else {
             return touched;
         };
         for (index, region) in layout.regions().iter().enumerate() {
@@ -383,9 +337,9 @@ impl GuestAgent {
     }
 
     fn release_bar(&mut self, env: &Env, notes: &mut Vec<String>) {
-        if let Some((_, protocol)) = self.channel.as_mut()
-            && protocol.client.version().is_some()
-            && let Err(error) = protocol.request("RELEASING", |c, b| c.releasing(b))
+        let _ = env;
+        if let Some((_, session)) = self.channel.as_mut()
+            && let Err(error) = session.release()
         {
             notes.push(format!("guest: {error}"));
         }
@@ -393,9 +347,6 @@ impl GuestAgent {
             && let Err(error) = pci.set_memory_decode(paired.instance, false)
         {
             notes.push(format!("guest: decode off: {error}"));
-        }
-        if self.channel.is_some() {
-            self.report_and_ready(env, false, notes);
         }
     }
 
@@ -405,8 +356,11 @@ impl GuestAgent {
         {
             notes.push(format!("guest: decode on: {error}"));
         }
-        if self.channel.is_some() {
-            self.report_and_ready(env, true, notes);
+        let facts = self.facts(env, None);
+        if let (Some((_, session)), Some(facts)) = (self.channel.as_mut(), facts)
+            && let Err(error) = session.report(facts)
+        {
+            notes.push(format!("guest: {error}"));
         }
     }
 
