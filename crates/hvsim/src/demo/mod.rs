@@ -33,6 +33,7 @@ use std::fmt;
 use std::io::Write;
 
 pub use pattern::{PATTERN_LEN, Writer, page_pattern};
+pub use protocol::SimPackets;
 pub use teardown::LeakReport;
 pub use transport::{InProcessTransport, TransportCounts, WaitSlot};
 pub use world::DemoWorld;

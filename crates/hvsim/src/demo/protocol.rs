@@ -36,7 +36,7 @@ pub(crate) type GuestProtocol = Conversation<SimPackets>;
 /// A channel of the simulated guest VMBus driver as the agent's [`PacketChannel`]: a packet the
 /// driver completes during delivery is ready at once; one it holds (`WAIT_EVENT`) is looked up
 /// by its token until the driver completes it.
-pub(crate) struct SimPackets {
+pub struct SimPackets {
     vmbus: SimGuest,
     channel: ChannelId,
     ready: VecDeque<(Transaction, Vec<u8>)>,
@@ -45,7 +45,7 @@ pub(crate) struct SimPackets {
 
 impl SimPackets {
     /// Channel `channel` of the guest `vmbus`.
-    pub(crate) fn new(vmbus: SimGuest, channel: ChannelId) -> Self {
+    pub fn new(vmbus: SimGuest, channel: ChannelId) -> Self {
         Self {
             vmbus,
             channel,
