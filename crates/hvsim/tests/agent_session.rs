@@ -82,7 +82,7 @@ fn the_session_may_use_the_memory_only_between_mapped_and_release() {
 
 #[test]
 fn a_closed_channel_ends_the_session() {
-    let mut bench = GuestSession::open(&[4 << 10]).unwrap();
+    let bench = GuestSession::open(&[4 << 10]).unwrap();
     let facts = facts(&bench);
     let mut session = Session::start(SimPackets::new(bench.guest, bench.channel), facts).unwrap();
     bench.guest.close(bench.channel).unwrap();
