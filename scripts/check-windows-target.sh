@@ -9,6 +9,7 @@
 #   kmcl, vmbmmio-proto        no_std kernel crates            -Zbuild-std=core,alloc
 #   vmbmmio-core               the driver's portable logic    -Zbuild-std=core,alloc
 #   vmbmmio-devhost            user-mode std crate             -Zbuild-std=std,panic_abort
+#   vmbmmio-guest (library)    the Linux guest agent's portable core (it must build anywhere)
 # Then clippy (-D warnings) over the same crates for the Windows target.
 # Not checkable here: the driver's `glue` module (needs wdk-sys, which needs the WDK) and hvsim
 # (a Linux test tool). Any failing check fails the script.
@@ -42,6 +43,8 @@ check_kernel vmbmmio-core
 
 echo "check-windows-target: vmbmmio-devhost (std,panic_abort)"
 cargo check -q -Zbuild-std=std,panic_abort --target "$TARGET" -p vmbmmio-devhost --lib --bins
+echo "check-windows-target: vmbmmio-guest library (std,panic_abort)"
+cargo check -q -Zbuild-std=std,panic_abort --target "$TARGET" -p vmbmmio-guest --lib
 
 # Clippy for the Windows target too: the cfg(windows) code (kmcl's vmbkmclr.sys imports, the
 # device host's windows-sys backend) is never linted by the Linux clippy run. Debian's
@@ -52,5 +55,8 @@ PATH=/usr/bin:$PATH cargo clippy -q -Zbuild-std=core,alloc --target "$TARGET" \
 echo "check-windows-target: clippy (vmbmmio-devhost, std,panic_abort)"
 PATH=/usr/bin:$PATH cargo clippy -q -Zbuild-std=std,panic_abort --target "$TARGET" \
   -p vmbmmio-devhost --lib --bins -- -D warnings
+echo "check-windows-target: clippy (vmbmmio-guest library, std,panic_abort)"
+PATH=/usr/bin:$PATH cargo clippy -q -Zbuild-std=std,panic_abort --target "$TARGET" \
+  -p vmbmmio-guest --lib -- -D warnings
 
 echo "check-windows-target: all checks passed"
