@@ -11,7 +11,7 @@
 //! carry its own length (the guest protocol's header `size` does).
 //!
 //! A received descriptor is copied out of shared memory once and checked on that copy
-//! ([`validate`]): `len8 * 8 >= offset8 * 8 >= 16`, packet plus trailer within the bytes the
+//! (`validate`): `len8 * 8 >= offset8 * 8 >= 16`, packet plus trailer within the bytes the
 //! host published, a known type and flags, and a payload within the caller's maximum. Linux
 //! clamps bad lengths instead (`hv_pkt_iter_first`); refusing them is stricter and gives the
 //! caller a typed error. OpenVMM refuses them too (`parse_packet` in microsoft/openvmm
