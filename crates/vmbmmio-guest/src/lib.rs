@@ -11,9 +11,11 @@
 //! - [`channel`]: what the agent needs from a VMBus channel (request packets, completions).
 //! - [`conversation`]: the guest protocol's reference client over such a channel.
 //! - [`ring`]: the VMBus ring buffer and packet format, trusting nothing the host writes.
+//! - [`ring_channel`]: the [`channel::PacketChannel`] over a channel's two rings.
 //! - [`session`]: the guest program's whole conversation with the host on one channel.
 
 pub mod channel;
 pub mod conversation;
 pub mod ring;
+pub mod ring_channel;
 pub mod session;
