@@ -50,7 +50,7 @@ impl HostPeer {
                 transaction_id,
                 payload: &reply,
             };
-            self.rings.outgoing.send(&packet, OnFull::Return).unwrap();
+            let _sent = self.rings.outgoing.send(&packet, OnFull::Return).unwrap();
         }
     }
 }
@@ -139,7 +139,7 @@ fn a_host_that_breaks_the_ring_breaks_the_channel_not_the_agent() {
         completion_requested: false,
         payload: &[0u8; 16],
     };
-    host.outgoing.send(&packet, OnFull::Return).unwrap();
+    let _sent = host.outgoing.send(&packet, OnFull::Return).unwrap();
     assert!(matches!(
         channel.next_completion(),
         Err(ChannelError::Broken(_))
@@ -158,7 +158,7 @@ fn a_host_that_breaks_the_ring_breaks_the_channel_not_the_agent() {
         transaction_id: 1,
         payload: &lying,
     };
-    host.outgoing.send(&packet, OnFull::Return).unwrap();
+    let _sent = host.outgoing.send(&packet, OnFull::Return).unwrap();
     assert!(matches!(
         channel.next_completion(),
         Err(ChannelError::Broken(_))
