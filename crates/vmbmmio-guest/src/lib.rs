@@ -10,4 +10,5 @@
 //! # Modules
 //! - [`ring`]: the VMBus ring buffer and packet format, trusting nothing the host writes.
 
+pub mod discover;
 pub mod ring;
