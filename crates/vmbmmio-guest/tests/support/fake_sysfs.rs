@@ -10,16 +10,19 @@
 //! # The tree
 //! [`FakeSysfs::new`] makes an empty root (removed on drop). Builders add what a Linux guest's
 //! `/sys` would hold, with the contents the kernel prints:
-//! - [`FakeSysfs::vmbus_device`]: `bus/vmbus/devices/<name>/{class_id,device_id}` (`{guid}\n`);
-//! - [`FakeSysfs::vmbus_driver`]: `bus/vmbus/drivers/<driver>/{new_id,bind,unbind}` (load
-//!   `uio_hv_generic` by adding the driver named [`UIO_HV_GENERIC`]);
-//! - [`FakeSysfs::bind_vmbus`]: the device's `driver` link (and, for `uio_hv_generic`,
-//!   [`FakeSysfs::uio_node`] adds `uio/uioN/maps/mapM/{name,addr,size,offset}`);
-//! - [`FakeSysfs::pci_function`]: `bus/pci/devices/<bdf>/{vendor,device,config,resource,
-//!   resourceN,resourceN_wc,enable}` from a [`PciFunction`], whose config space
-//!   [`ConfigSpace`] builds (with or without the pairing capability, other vendors'
-//!   capabilities, loops);
-//! - [`FakeSysfs::write`], [`FakeSysfs::mkdir`], [`FakeSysfs::remove`] for hostile contents.
+//! - VMBus devices, with [`FakeSysfs::vmbus_device`]: `bus/vmbus/devices/<name>/{class_id,
+//!   device_id}` (`{guid}\n`);
+//! - drivers, with [`FakeSysfs::vmbus_driver`]: `bus/vmbus/drivers/<driver>/{new_id,bind,unbind}`
+//!   (load `uio_hv_generic` by adding the driver named [`UIO_HV_GENERIC`]);
+//! - bindings, with [`FakeSysfs::bind_vmbus`]: the device's `driver` link; for `uio_hv_generic`
+//!   add the node with [`FakeSysfs::uio_node`] (`uio/uioN/maps/mapM/{name,addr,size,offset}`),
+//!   or all of it at once with [`FakeSysfs::bound_channel`];
+//! - PCI functions, with [`FakeSysfs::pci_function`]: `bus/pci/devices/<bdf>/{vendor,device,
+//!   config,resource,resourceN,resourceN_wc,enable}` from a [`PciFunction`], whose config space
+//!   a [`ConfigSpace`] builds (with or without the pairing capability, other vendors'
+//!   capabilities, loops, corrupted bytes);
+//! - hostile contents, with the raw [`FakeSysfs::write`], [`FakeSysfs::mkdir`] and
+//!   [`FakeSysfs::remove`].
 //!
 //! Paths given to the raw helpers are relative to the root.
 //!
@@ -166,11 +169,11 @@ impl FakeSysfs {
 
     /// Removes VMBus device `device`'s `driver` link.
     pub fn unbind_vmbus(&self, device: &str) {
-        if let Ok(target) = fs::read_link(self.path(&format!("bus/vmbus/devices/{device}/driver")))
+        let link = self.path(&format!("bus/vmbus/devices/{device}/driver"));
+        if let Ok(target) = fs::read_link(link)
+            && let Some(driver) = target.file_name().and_then(|n| n.to_str())
         {
-            if let Some(driver) = target.file_name().and_then(|n| n.to_str()) {
-                self.remove(&format!("bus/vmbus/drivers/{driver}/{device}"));
-            }
+            self.remove(&format!("bus/vmbus/drivers/{driver}/{device}"));
         }
         self.remove(&format!("bus/vmbus/devices/{device}/driver"));
     }
