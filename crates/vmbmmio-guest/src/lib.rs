@@ -10,12 +10,15 @@
 //! # Modules
 //! - [`channel`]: what the agent needs from a VMBus channel (request packets, completions).
 //! - [`conversation`]: the guest protocol's reference client over such a channel.
+//! - [`discover`]: the channel, its `uio_hv_generic` binding and the paired PCI function and
+//!   BAR, found over a sysfs tree without trusting its contents.
 //! - [`ring`]: the VMBus ring buffer and packet format, trusting nothing the host writes.
 //! - [`ring_channel`]: the [`channel::PacketChannel`] over a channel's two rings.
 //! - [`session`]: the guest program's whole conversation with the host on one channel.
 
 pub mod channel;
 pub mod conversation;
+pub mod discover;
 pub mod ring;
 pub mod ring_channel;
 pub mod session;
