@@ -63,10 +63,10 @@ impl MmapRing {
     fn atomic(&self, at: usize) -> &AtomicU32 {
         let ptr = self.byte_ptr(at).cast::<u32>();
         // SAFETY: the caller checked `at..at + 4` lies inside the mapping, which lives as long
-        // as `self`; the mapping is page-aligned and `at` 4-aligned, so `ptr` is aligned for
-        // `u32`. The memory is shared with the host, which accesses it only with atomic-sized
-        // aligned accesses of its own or bytes we never read non-atomically here; an
-        // `AtomicU32` is the Rust view Linux's READ_ONCE/WRITE_ONCE correspond to.
+        // as `self`, so the pointer is valid for the returned borrow; the mapping is
+        // page-aligned and `at` 4-aligned, so it is aligned for `u32`. The ring's control
+        // fields are only ever accessed here through atomics (the host's side uses aligned
+        // 4-byte accesses too), which is what `AtomicU32::from_ptr` requires.
         unsafe { AtomicU32::from_ptr(ptr) }
     }
 }
