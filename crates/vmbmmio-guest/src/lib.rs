@@ -19,6 +19,8 @@
 pub mod channel;
 pub mod conversation;
 pub mod discover;
+#[cfg(target_os = "linux")]
+pub mod linux;
 pub mod ring;
 pub mod ring_channel;
 pub mod session;

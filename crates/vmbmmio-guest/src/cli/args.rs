@@ -1,0 +1,170 @@
+//! The command line (clap derive) and its value parsers (sizes with K/M units, hex patterns).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The interface type GUID of vmbmmio's channel offer when none is given: the device host's
+/// default (`docs/devhost.md`, "Configuration": `interface_type`).
+pub const DEFAULT_INTERFACE_TYPE: &str = "9d0ee607-90ef-4c63-8f88-a81dcbc7ca83";
+
+/// vmbmmio's Linux guest agent: finds the channel and the paired PCI function, speaks the
+/// guest protocol over uio_hv_generic and reaches the shared regions through the BAR.
+#[derive(Debug, Parser)]
+#[command(name = "vmbmmio-guest", version)]
+pub struct Cli {
+    /// The sysfs root.
+    #[arg(long, global = true, default_value = "/sys")]
+    pub sysfs: PathBuf,
+    /// The directory holding the uio character devices.
+    #[arg(long, global = true, default_value = "/dev")]
+    pub dev: PathBuf,
+    /// Print JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The channel's interface type GUID.
+    #[arg(long, global = true, default_value = DEFAULT_INTERFACE_TYPE)]
+    pub interface_type: String,
+    /// The channel's instance GUID (required when several vmbmmio channels exist).
+    #[arg(long, global = true)]
+    pub instance: Option<String>,
+    /// The index of the paired function's shared-memory BAR.
+    #[arg(long, global = true, default_value_t = 2)]
+    pub bar: u8,
+    /// How long to wait for the regions to be backed, in milliseconds.
+    #[arg(long, global = true, default_value_t = 5000)]
+    pub timeout_ms: u32,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the channel, the paired function and (if it opens) the session and its layout.
+    Status {
+        /// Only discover; do not bind, enable decode or open the session.
+        #[arg(long)]
+        discover_only: bool,
+    },
+    /// Read bytes of a region through the BAR.
+    Read(ReadArgs),
+    /// Write bytes to a region through the BAR.
+    Write(WriteArgs),
+    /// Write a pattern over a region and read it back; exit 1 on a mismatch.
+    Verify(VerifyArgs),
+    /// Stay up following the host's changes; release and exit on SIGINT/SIGTERM.
+    Serve,
+}
+
+/// `read`.
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// The region's name or id.
+    pub region: String,
+    /// Offset in the region (K/M units allowed).
+    #[arg(long, default_value = "0", value_parser = parse_size)]
+    pub offset: u64,
+    /// Bytes to read (K/M units allowed).
+    #[arg(long, default_value = "256", value_parser = parse_size)]
+    pub length: u64,
+}
+
+/// `write`.
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    /// The region's name or id.
+    pub region: String,
+    /// Offset in the region (K/M units allowed).
+    #[arg(long, value_parser = parse_size)]
+    pub offset: u64,
+    /// Bytes to write, as hex (repeated to fill --length when given).
+    #[arg(long, value_parser = parse_hex, conflicts_with = "byte", required_unless_present = "byte")]
+    pub pattern: Option<Vec<u8>>,
+    /// One byte value (decimal or 0x hex) to fill --length bytes with.
+    #[arg(long, value_parser = parse_byte, requires = "length")]
+    pub byte: Option<u8>,
+    /// Bytes to write (K/M units allowed).
+    #[arg(long, value_parser = parse_size)]
+    pub length: Option<u64>,
+}
+
+/// `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The region's name or id.
+    pub region: String,
+    /// Bytes to check from the region's start (default: the whole region).
+    #[arg(long, value_parser = parse_size)]
+    pub length: Option<u64>,
+}
+
+/// A size: decimal or `0x` hex, with an optional `K` (KiB) or `M` (MiB) suffix.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.strip_suffix(['K', 'k']) {
+        Some(digits) => (digits, 1u64 << 10),
+        None => match text.strip_suffix(['M', 'm']) {
+            Some(digits) => (digits, 1u64 << 20),
+            None => (text, 1),
+        },
+    };
+    let value = match digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => digits.parse::<u64>(),
+    }
+    .map_err(|_| format!("`{text}` is not a size (a number, optionally 0x hex, with K or M)"))?;
+    value
+        .checked_mul(unit)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// Hex bytes (`deadbeef`, optionally `0x`-prefixed), at least one.
+pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
+    let digits = text
+        .strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .unwrap_or(text);
+    if digits.is_empty() || !digits.len().is_multiple_of(2) {
+        return Err(format!("`{text}` is not an even number of hex digits"));
+    }
+    digits
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| {
+            std::str::from_utf8(pair)
+                .ok()
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                .ok_or_else(|| format!("`{text}` is not hex"))
+        })
+        .collect()
+}
+
+/// One byte: decimal or `0x` hex.
+pub fn parse_byte(text: &str) -> Result<u8, String> {
+    let value = parse_size(text)?;
+    u8::try_from(value).map_err(|_| format!("`{text}` is not a byte (0..=255)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_patterns() {
+        assert_eq!(parse_size("4K"), Ok(4096));
+        assert_eq!(parse_size("2M"), Ok(2 << 20));
+        assert_eq!(parse_size("0x10"), Ok(16));
+        assert!(parse_size("99999999999999999999M").is_err());
+        assert!(parse_size("x").is_err());
+        assert_eq!(parse_hex("0xdeadBEEF"), Ok(vec![0xde, 0xad, 0xbe, 0xef]));
+        assert!(parse_hex("abc").is_err());
+        assert!(parse_hex("zz").is_err());
+        assert_eq!(parse_byte("0xff"), Ok(255));
+        assert!(parse_byte("256").is_err());
+    }
+}

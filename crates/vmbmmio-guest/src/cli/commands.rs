@@ -1,0 +1,317 @@
+//! The commands: `status`, `read`, `write`, `verify`, `serve`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde_json::{Value, json};
+use vmbmmio_guest::discover::{PairedFunction, UioDevice, VmbusChannel};
+use vmbmmio_guest::linux::{BarMapping, RegionWindow};
+use vmbmmio_proto::guest::Region;
+
+use super::agent::{self, AgentSession};
+use super::args::{Cli, ReadArgs, VerifyArgs, WriteArgs};
+use super::failure::Failure;
+use super::found;
+
+/// The most bytes `read` prints.
+const MAX_READ: u64 = 16 << 20;
+
+/// `status`: the discovery part always, the session when it opens.
+pub fn status(cli: &Cli, discover_only: bool) -> (Value, Option<Failure>) {
+    let mut out = json!({
+        "interface_type": cli.interface_type,
+        "channel": null,
+        "function": null,
+        "session": null,
+    });
+    let failure = status_into(cli, discover_only, &mut out).err();
+    (out, failure)
+}
+
+fn status_into(cli: &Cli, discover_only: bool, out: &mut Value) -> Result<(), Failure> {
+    let mut channel = found::channel(cli)?;
+    out["channel"] = found::channel_json(&channel, &cli.dev);
+    if discover_only {
+        let function = found::function(cli, &channel)?;
+        out["function"] = found::function_json(&function);
+        return Ok(());
+    }
+    let uio = found::uio(&cli.sysfs, &mut channel)?;
+    out["channel"] = found::channel_json(&channel, &cli.dev);
+    let function = found::function(cli, &channel)?;
+    out["function"] = found::function_json(&function);
+    let mut session = agent::open(cli, &channel, &uio, &function)?;
+    // Take what the host already said (a held WAIT_EVENT it completed, the layout).
+    let followed = session.follow();
+    out["session"] = agent::session_json(&mut session);
+    let released = session.release();
+    followed?;
+    released?;
+    Ok(())
+}
+
+/// Everything a region command needs, found and opened.
+struct Opened {
+    session: AgentSession,
+    function: PairedFunction,
+    region: Region,
+}
+
+fn open_region(cli: &Cli, which: &str) -> Result<Opened, Failure> {
+    let mut channel: VmbusChannel = found::channel(cli)?;
+    let uio: UioDevice = found::uio(&cli.sysfs, &mut channel)?;
+    let function = found::function(cli, &channel)?;
+    let mut session = agent::open(cli, &channel, &uio, &function)?;
+    let region = agent::wait_backed(&mut session, cli.timeout_ms).and_then(|_| {
+        let layout = session
+            .layout()
+            .ok_or_else(|| Failure::check("not_backed", "the host gave no layout"))?;
+        agent::region(layout, which)
+    });
+    match region {
+        Ok(region) => Ok(Opened {
+            session,
+            function,
+            region,
+        }),
+        Err(failure) => {
+            let _ = session.release();
+            Err(failure)
+        }
+    }
+}
+
+/// Opens the region, maps the BAR, runs `work` on the region's window, then releases (before
+/// the BAR is unmapped).
+fn with_region(
+    cli: &Cli,
+    which: &str,
+    work: impl FnOnce(&RegionWindow<'_>, &Region) -> Result<Value, (Value, Failure)>,
+) -> Result<Value, (Value, Failure)> {
+    let fail = |failure: Failure| (json!({}), failure);
+    let Opened {
+        mut session,
+        function,
+        region,
+    } = open_region(cli, which).map_err(fail)?;
+    let bar = match BarMapping::open(&function.bar_file(), function.bar.size) {
+        Ok(bar) => bar,
+        Err(error) => {
+            let _ = session.release();
+            return Err(fail(error.into()));
+        }
+    };
+    let result = bar
+        .region(&region)
+        .map_err(|error| fail(error.into()))
+        .and_then(|window| work(&window, &region));
+    let released = session.release();
+    drop(bar);
+    let value = result?;
+    released.map_err(|error| fail(error.into()))?;
+    Ok(value)
+}
+
+/// A hex dump, 16 bytes a line, offsets from `base`.
+fn hex_dump(base: u64, bytes: &[u8]) -> String {
+    let mut text = String::new();
+    let mut offset = base;
+    for line in bytes.chunks(16) {
+        let hex: Vec<String> = line.iter().map(|byte| format!("{byte:02x}")).collect();
+        let ascii: String = line
+            .iter()
+            .map(|&byte| {
+                if byte.is_ascii_graphic() || byte == b' ' {
+                    char::from(byte)
+                } else {
+                    '.'
+                }
+            })
+            .collect();
+        text.push_str(&format!("{offset:08x}  {:<47}  |{ascii}|\n", hex.join(" ")));
+        offset = offset.saturating_add(16);
+    }
+    text
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Checks `offset..offset + length` lies in the region (before anything is allocated).
+fn check_range(window: &RegionWindow<'_>, offset: u64, length: u64) -> Result<usize, Failure> {
+    let inside = offset
+        .checked_add(length)
+        .is_some_and(|end| end <= window.len());
+    if !inside {
+        return Err(Failure::setup(
+            "out_of_bounds",
+            format!(
+                "{length} bytes at offset {offset:#x} are outside the region ({:#x} bytes)",
+                window.len()
+            ),
+        ));
+    }
+    usize::try_from(length).map_err(|_| Failure::setup("out_of_bounds", "too long"))
+}
+
+/// `read`.
+pub fn read(cli: &Cli, args: &ReadArgs) -> Result<Value, (Value, Failure)> {
+    let fail = |failure: Failure| (json!({}), failure);
+    if args.length > MAX_READ {
+        return Err(fail(Failure::setup(
+            "usage",
+            format!("--length is at most {MAX_READ} bytes"),
+        )));
+    }
+    with_region(cli, &args.region, |window, region| {
+        let length = check_range(window, args.offset, args.length).map_err(fail)?;
+        let mut bytes = vec![0u8; length];
+        window
+            .read(args.offset, &mut bytes)
+            .map_err(|error| fail(error.into()))?;
+        Ok(json!({
+            "region": region.name.as_str(),
+            "offset": args.offset,
+            "length": args.length,
+            "hex": hex(&bytes),
+            "text": hex_dump(args.offset, &bytes),
+        }))
+    })
+}
+
+/// `write`.
+pub fn write(cli: &Cli, args: &WriteArgs) -> Result<Value, (Value, Failure)> {
+    let fail = |failure: Failure| (json!({}), failure);
+    let unit = match (&args.pattern, args.byte) {
+        (Some(pattern), _) => pattern.clone(),
+        (None, Some(byte)) => vec![byte],
+        (None, None) => {
+            return Err(fail(Failure::setup("usage", "give --pattern or --byte")));
+        }
+    };
+    let length = args
+        .length
+        .unwrap_or_else(|| u64::try_from(unit.len()).unwrap_or(u64::MAX));
+    with_region(cli, &args.region, |window, region| {
+        let length = check_range(window, args.offset, length).map_err(fail)?;
+        let data: Vec<u8> = unit.iter().copied().cycle().take(length).collect();
+        window
+            .write(args.offset, &data)
+            .map_err(|error| fail(error.into()))?;
+        Ok(json!({
+            "region": region.name.as_str(),
+            "offset": args.offset,
+            "length": length,
+            "text": format!("wrote {length} bytes at {:#x} in {}\n", args.offset, region.name.as_str()),
+        }))
+    })
+}
+
+/// The byte `verify` writes at `offset` (varies with the offset and the run's seed).
+fn pattern_byte(offset: usize, seed: u8) -> u8 {
+    let low = offset.to_le_bytes();
+    low.first().copied().unwrap_or(0) ^ low.get(1).copied().unwrap_or(0).rotate_left(3) ^ seed
+}
+
+/// `verify`: writes a pattern over the region (or its first `--length` bytes), reads it back.
+pub fn verify(cli: &Cli, args: &VerifyArgs) -> Result<Value, (Value, Failure)> {
+    let fail = |failure: Failure| (json!({}), failure);
+    let seed = std::process::id()
+        .to_le_bytes()
+        .first()
+        .copied()
+        .unwrap_or(0x5a)
+        | 1;
+    with_region(cli, &args.region, |window, region| {
+        let length = args.length.unwrap_or(window.len());
+        let length = check_range(window, 0, length).map_err(fail)?;
+        let data: Vec<u8> = (0..length).map(|at| pattern_byte(at, seed)).collect();
+        window.write(0, &data).map_err(|error| fail(error.into()))?;
+        let mut back = vec![0u8; length];
+        window
+            .read(0, &mut back)
+            .map_err(|error| fail(error.into()))?;
+        let mismatches: Vec<usize> = data
+            .iter()
+            .zip(back.iter())
+            .enumerate()
+            .filter(|(_, (wrote, read))| wrote != read)
+            .map(|(at, _)| at)
+            .collect();
+        let value = json!({
+            "region": region.name.as_str(),
+            "length": length,
+            "mismatches": mismatches.len(),
+            "first_mismatch": mismatches.first(),
+            "text": format!(
+                "{}: {length} bytes written and read back, {} mismatches\n",
+                region.name.as_str(),
+                mismatches.len()
+            ),
+        });
+        match mismatches.first() {
+            None => Ok(value),
+            Some(first) => Err((
+                value,
+                Failure::check(
+                    "mismatch",
+                    format!(
+                        "{} of {length} bytes read back differ, the first at offset {first:#x}",
+                        mismatches.len()
+                    ),
+                ),
+            )),
+        }
+    })
+}
+
+/// `serve`: follows the host until SIGINT/SIGTERM, then releases.
+pub fn serve(cli: &Cli) -> Result<Value, (Value, Failure)> {
+    let fail = |failure: Failure| (json!({}), failure);
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).map_err(|error| {
+        fail(Failure::setup(
+            "signals",
+            format!("cannot handle SIGINT/SIGTERM: {error}"),
+        ))
+    })?;
+    let mut channel = found::channel(cli).map_err(fail)?;
+    let uio = found::uio(&cli.sysfs, &mut channel).map_err(fail)?;
+    let function = found::function(cli, &channel).map_err(fail)?;
+    let mut session = agent::open(cli, &channel, &uio, &function).map_err(fail)?;
+    announce(
+        cli,
+        &json!({ "event": "ready", "session": agent::session_json(&mut session) }),
+    );
+    while !stop.load(Ordering::SeqCst) {
+        let changes = session.follow().map_err(|error| fail(error.into()))?;
+        for change in &changes {
+            announce(cli, &agent::change_json(change));
+        }
+        if session.closed() {
+            return Err(fail(Failure::check(
+                "closed",
+                "the host closed the conversation: run again to reopen the channel",
+            )));
+        }
+        use vmbmmio_guest::channel::PacketChannel;
+        session
+            .conversation()
+            .channel()
+            .wait(250)
+            .map_err(|error| fail(Failure::check("session", error.to_string())))?;
+    }
+    session.release().map_err(|error| fail(error.into()))?;
+    Ok(json!({ "event": "released", "text": "released; exiting\n" }))
+}
+
+/// One line of `serve`'s output.
+fn announce(cli: &Cli, value: &Value) {
+    if cli.json {
+        println!("{value}");
+    } else {
+        println!("{}", super::text_of(value, 0).replace('\n', "; "));
+    }
+}
