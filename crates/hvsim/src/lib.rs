@@ -17,6 +17,7 @@
 //!   the model takes the stricter reading and says so.
 //! - Ship in the driver: it is a std crate used by tests, benchmarks and the demo only.
 
+pub mod agent_peer;
 pub mod alloc_faults;
 pub mod demo;
 pub mod explore;

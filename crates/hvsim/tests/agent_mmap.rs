@@ -12,11 +12,12 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::{Duration, Instant};
 
+use hvsim::agent_peer::RingHostPeer;
 use hvsim::demo::SimPackets;
 use hvsim::guest_session::{GuestSession, INTERFACE_INSTANCE};
 use vmbmmio_guest::channel::{ChannelError, PacketChannel};
 use vmbmmio_guest::linux::{BarMapping, MmapRing};
-use vmbmmio_guest::ring::{IncomingPacket, OnFull, OutgoingPacket, RingPair};
+use vmbmmio_guest::ring::RingPair;
 use vmbmmio_guest::ring_channel::{Doorbell, RingChannel};
 use vmbmmio_guest::session::{DeviceFacts, Session};
 use vmbmmio_proto::guest::RegionAccess;
@@ -85,8 +86,7 @@ fn host_peer(
 ) -> String {
     let mut bench = GuestSession::open(&[8 << 10, 4 << 10]).unwrap();
     bar_size.send(bench.bar_size()).unwrap();
-    let mut rings = RingPair::host(map(&path)).unwrap();
-    let mut driver = SimPackets::new(bench.guest, bench.channel);
+    let mut peer = RingHostPeer::new(map(&path), SimPackets::new(bench.guest, bench.channel));
     loop {
         match commands.recv_timeout(Duration::from_millis(5)) {
             Ok(ToPeer::Signal) | Err(RecvTimeoutError::Timeout) => {}
@@ -99,36 +99,11 @@ fn host_peer(
             }
             Ok(ToPeer::Stop) | Err(RecvTimeoutError::Disconnected) => break,
         }
-        while let Ok(Some(received)) = rings.incoming.recv(64 * 1024) {
-            if let IncomingPacket::InBand {
-                transaction_id,
-                payload,
-                ..
-            } = received.packet
-            {
-                let size = payload
-                    .get(4..8)
-                    .map(|b| u32::from_le_bytes(b.try_into().unwrap()) as usize)
-                    .unwrap_or(0);
-                driver
-                    .send(transaction_id, payload.get(..size).unwrap_or(&payload))
-                    .unwrap();
-            }
-        }
-        let mut wrote = false;
-        while let Some((transaction_id, reply)) = driver.next_completion().unwrap() {
-            let packet = OutgoingPacket::Completion {
-                transaction_id,
-                payload: &reply,
-            };
-            let _sent = rings.outgoing.send(&packet, OnFull::Return).unwrap();
-            wrote = true;
-        }
-        if wrote {
+        if peer.pump() {
             let _ = signal.send(());
         }
     }
-    drop(driver);
+    drop(peer);
     bench.close()
 }
 

@@ -8,61 +8,25 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use hvsim::agent_peer::{RingHostPeer, bench_facts};
 use hvsim::demo::SimPackets;
-use hvsim::guest_session::{GuestSession, INTERFACE_INSTANCE};
+use hvsim::guest_session::GuestSession;
 use vmbmmio_guest::channel::{ChannelError, PacketChannel};
-use vmbmmio_guest::ring::{IncomingPacket, OnFull, OutgoingPacket, RingPair, VecRingMemory};
+use vmbmmio_guest::ring::{OnFull, OutgoingPacket, RingPair, VecRingMemory};
 use vmbmmio_guest::ring_channel::{Doorbell, RingChannel};
-use vmbmmio_guest::session::{Change, DeviceFacts, Session};
+use vmbmmio_guest::session::{Change, Session};
 use vmbmmio_proto::ioctl::MappingState;
 
 /// Two rings of 4 KiB control page + 16 KiB data each.
 const MAP_SIZE: usize = 2 * (4096 + 16384);
 
-/// The host side of the fake uio device.
-struct HostPeer {
-    rings: RingPair<Arc<VecRingMemory>>,
-    driver: SimPackets,
-    signals: u64,
-}
-
-impl HostPeer {
-    /// Everything the guest wrote goes to the driver; every completion the driver has goes
-    /// back into the guest's ring.
-    fn pump(&mut self) {
-        while let Ok(Some(received)) = self.rings.incoming.recv(64 * 1024) {
-            if let IncomingPacket::InBand {
-                transaction_id,
-                payload,
-                ..
-            } = received.packet
-            {
-                let size = payload
-                    .get(4..8)
-                    .map(|b| u32::from_le_bytes(b.try_into().unwrap()) as usize)
-                    .unwrap_or(0);
-                let message = payload.get(..size).unwrap_or(&payload);
-                self.driver.send(transaction_id, message).unwrap();
-            }
-        }
-        while let Some((transaction_id, reply)) = self.driver.next_completion().unwrap() {
-            let packet = OutgoingPacket::Completion {
-                transaction_id,
-                payload: &reply,
-            };
-            let _sent = self.rings.outgoing.send(&packet, OnFull::Return).unwrap();
-        }
-    }
-}
-
 /// The guest's doorbell: ringing it lets the host peer run, as the host's interrupt would.
-struct PeerBell(Rc<RefCell<HostPeer>>);
+struct PeerBell(Rc<RefCell<RingHostPeer<Arc<VecRingMemory>>>>, u64);
 
 impl Doorbell for PeerBell {
     fn ring(&mut self) -> Result<(), ChannelError> {
-        let mut peer = self.0.borrow_mut();
-        peer.signals += 1;
-        peer.pump();
+        self.1 += 1;
+        self.0.borrow_mut().pump();
         Ok(())
     }
 
@@ -76,24 +40,16 @@ impl Doorbell for PeerBell {
 fn the_agent_over_a_fake_uio_device_is_backed_by_the_real_driver() {
     let mut bench = GuestSession::open(&[8 << 10, 4 << 10]).unwrap();
     let map = Arc::new(VecRingMemory::new(MAP_SIZE));
-    let peer = Rc::new(RefCell::new(HostPeer {
-        rings: RingPair::host(map.clone()).unwrap(),
-        driver: SimPackets::new(bench.guest, bench.channel),
-        signals: 0,
-    }));
-    let channel = RingChannel::new(RingPair::guest(map).unwrap(), PeerBell(peer.clone()));
-    let facts = DeviceFacts {
-        instance: INTERFACE_INSTANCE,
-        segment: 0,
-        bus: 0,
-        devfn: 0,
-        bar_index: 2,
-        bar_base: 0x10_0000_0000,
-        bar_size: bench.bar_size(),
-        reservation: None,
-    };
-    let mut session = Session::start(channel, facts).unwrap();
-    assert!(peer.borrow().signals > 0, "the agent signalled the host");
+    let peer = Rc::new(RefCell::new(RingHostPeer::new(
+        map.clone(),
+        SimPackets::new(bench.guest, bench.channel),
+    )));
+    let channel = RingChannel::new(RingPair::guest(map).unwrap(), PeerBell(peer.clone(), 0));
+    let mut session = Session::start(channel, bench_facts(&bench)).unwrap();
+    assert!(
+        session.conversation().channel().doorbell().1 > 0,
+        "the agent signalled the host"
+    );
     assert!(!session.may_use());
 
     for region in 0..2 {

@@ -2,28 +2,16 @@
 //! engine, over the simulated guest VMBus driver: the same code the agent runs over its
 //! `uio_hv_generic` ring, here with the host side played by `hvsim::guest_session`.
 
+use hvsim::agent_peer::bench_facts;
 use hvsim::demo::SimPackets;
-use hvsim::guest_session::{GuestSession, INTERFACE_INSTANCE};
-use vmbmmio_guest::session::{Change, DeviceFacts, Session};
+use hvsim::guest_session::GuestSession;
+use vmbmmio_guest::session::{Change, Session};
 use vmbmmio_proto::ioctl::MappingState;
-
-fn facts(bench: &GuestSession) -> DeviceFacts {
-    DeviceFacts {
-        instance: INTERFACE_INSTANCE,
-        segment: 0,
-        bus: 0,
-        devfn: 0,
-        bar_index: 2,
-        bar_base: 0x10_0000_0000,
-        bar_size: bench.bar_size(),
-        reservation: None,
-    }
-}
 
 #[test]
 fn the_session_may_use_the_memory_only_between_mapped_and_release() {
     let mut bench = GuestSession::open(&[8 << 10, 4 << 10]).unwrap();
-    let facts = facts(&bench);
+    let facts = bench_facts(&bench);
     let mut session = Session::start(SimPackets::new(bench.guest, bench.channel), facts).unwrap();
     assert!(!session.may_use(), "nothing is mapped yet");
     assert_eq!(session.follow().unwrap(), []);
@@ -83,7 +71,7 @@ fn the_session_may_use_the_memory_only_between_mapped_and_release() {
 #[test]
 fn a_closed_channel_ends_the_session() {
     let bench = GuestSession::open(&[4 << 10]).unwrap();
-    let facts = facts(&bench);
+    let facts = bench_facts(&bench);
     let mut session = Session::start(SimPackets::new(bench.guest, bench.channel), facts).unwrap();
     bench.guest.close(bench.channel).unwrap();
     // The held WAIT_EVENT is completed with CHANNEL_CLOSING when the channel suspends.
