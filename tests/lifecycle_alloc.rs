@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::num::NonZeroU64;
 
 use hvsim::alloc_faults::{self, driver_scope};
+use hvsim::guest_session::platform_leftovers;
 use hvsim::kmcl::{ChannelId, GuestError, GuestKind, GuestVm, PacketOutcome, Power, Sim, SimGuest};
 use hvsim::memory::ProcessId;
 use hvsim::platform::SimPlatform;
@@ -478,18 +479,7 @@ impl Life {
         if self.kernel.live_sections() != 0 {
             left.push(format!("{} live sections", self.kernel.live_sections()));
         }
-        let objects = self.kernel.counters();
-        if !objects.all_released() {
-            left.push(format!("object manager {objects:?}"));
-        }
-        let violations = self.sim.take_violations();
-        if !violations.is_empty() {
-            left.push(format!("KMCL rules broken: {violations:?}"));
-        }
-        let counters = self.sim.counters();
-        if !counters.balanced() {
-            left.push(format!("KMCL model {counters:?}"));
-        }
+        left.extend(platform_leftovers(&self.sim, &self.kernel));
         (self.outcome, left)
     }
 }

@@ -237,20 +237,28 @@ impl GuestSession {
         if !ledger.all_released() {
             left.push(format!("section ledger {ledger:?}"));
         }
-        let objects = self.kernel.counters();
-        if !objects.all_released() {
-            left.push(format!("object manager {objects:?}"));
-        }
-        let violations = self.sim.take_violations();
-        if !violations.is_empty() {
-            left.push(format!("KMCL rules broken: {violations:?}"));
-        }
-        let counters = self.sim.counters();
-        if !counters.balanced() {
-            left.push(format!("KMCL model {counters:?}"));
-        }
+        left.extend(platform_leftovers(&self.sim, &self.kernel));
         left.join("; ")
     }
+}
+
+/// What the object-manager and KMCL models still hold or saw broken (their rule violations are
+/// taken), one line each; empty when everything balanced.
+pub fn platform_leftovers(sim: &Sim, kernel: &SimKernel) -> Vec<String> {
+    let mut left = Vec::new();
+    let objects = kernel.counters();
+    if !objects.all_released() {
+        left.push(format!("object manager {objects:?}"));
+    }
+    let violations = sim.take_violations();
+    if !violations.is_empty() {
+        left.push(format!("KMCL rules broken: {violations:?}"));
+    }
+    let counters = sim.counters();
+    if !counters.balanced() {
+        left.push(format!("KMCL model {counters:?}"));
+    }
+    left
 }
 
 /// A message's bytes.
