@@ -19,7 +19,7 @@ use vmbmmio_guest::channel::{ChannelError, PacketChannel};
 use vmbmmio_guest::linux::{BarMapping, MmapRing};
 use vmbmmio_guest::ring::RingPair;
 use vmbmmio_guest::ring_channel::{Doorbell, RingChannel};
-use vmbmmio_guest::session::{DeviceFacts, Session};
+use vmbmmio_guest::session::{DeviceFacts, ProtocolSession};
 use vmbmmio_proto::guest::RegionAccess;
 use vmbmmio_proto::ioctl::MappingState;
 
@@ -132,7 +132,7 @@ fn the_agent_over_mapped_rings_is_backed_by_the_real_driver_on_another_thread() 
         bar_size,
         reservation: None,
     };
-    let mut session = Session::start(RingChannel::new(rings, bell), facts).unwrap();
+    let mut session = ProtocolSession::start(RingChannel::new(rings, bell), facts).unwrap();
     assert!(!session.may_use());
 
     to_peer.send(ToPeer::Back).unwrap();

@@ -14,7 +14,7 @@ use hvsim::guest_session::GuestSession;
 use vmbmmio_guest::channel::{ChannelError, PacketChannel};
 use vmbmmio_guest::ring::{OnFull, OutgoingPacket, RingPair, VecRingMemory};
 use vmbmmio_guest::ring_channel::{Doorbell, RingChannel};
-use vmbmmio_guest::session::{Change, Session};
+use vmbmmio_guest::session::{Change, ProtocolSession};
 use vmbmmio_proto::ioctl::MappingState;
 
 /// Two rings of 4 KiB control page + 16 KiB data each.
@@ -45,7 +45,7 @@ fn the_agent_over_a_fake_uio_device_is_backed_by_the_real_driver() {
         SimPackets::new(bench.guest, bench.channel),
     )));
     let channel = RingChannel::new(RingPair::guest(map).unwrap(), PeerBell(peer.clone(), 0));
-    let mut session = Session::start(channel, bench_facts(&bench)).unwrap();
+    let mut session = ProtocolSession::start(channel, bench_facts(&bench)).unwrap();
     assert!(
         session.conversation().channel().doorbell().1 > 0,
         "the agent signalled the host"

@@ -5,14 +5,15 @@
 use hvsim::agent_peer::bench_facts;
 use hvsim::demo::SimPackets;
 use hvsim::guest_session::GuestSession;
-use vmbmmio_guest::session::{Change, Session};
+use vmbmmio_guest::session::{Change, ProtocolSession};
 use vmbmmio_proto::ioctl::MappingState;
 
 #[test]
 fn the_session_may_use_the_memory_only_between_mapped_and_release() {
     let mut bench = GuestSession::open(&[8 << 10, 4 << 10]).unwrap();
     let facts = bench_facts(&bench);
-    let mut session = Session::start(SimPackets::new(bench.guest, bench.channel), facts).unwrap();
+    let mut session =
+        ProtocolSession::start(SimPackets::new(bench.guest, bench.channel), facts).unwrap();
     assert!(!session.may_use(), "nothing is mapped yet");
     assert_eq!(session.follow().unwrap(), []);
 
@@ -72,7 +73,8 @@ fn the_session_may_use_the_memory_only_between_mapped_and_release() {
 fn a_closed_channel_ends_the_session() {
     let bench = GuestSession::open(&[4 << 10]).unwrap();
     let facts = bench_facts(&bench);
-    let mut session = Session::start(SimPackets::new(bench.guest, bench.channel), facts).unwrap();
+    let mut session =
+        ProtocolSession::start(SimPackets::new(bench.guest, bench.channel), facts).unwrap();
     bench.guest.close(bench.channel).unwrap();
     // The held WAIT_EVENT is completed with CHANNEL_CLOSING when the channel suspends.
     let changes = session.follow().unwrap();

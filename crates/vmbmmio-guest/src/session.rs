@@ -1,16 +1,16 @@
 //! The agent's session: everything a guest program does with the host over one open channel,
 //! in the order `docs/protocol.md` ("The conversation") asks for it.
 //!
-//! - [`Session::start`]: `HELLO` (refused with [`SessionError::UnsupportedVersion`] when the host
+//! - [`ProtocolSession::start`]: `HELLO` (refused with [`SessionError::UnsupportedVersion`] when the host
 //!   speaks no version this agent does), `SELECT_VERSION`, `REPORT_RESERVATION`,
 //!   `REPORT_DEVICE` with the BAR where the guest's PCI code placed it and decode on, `READY`,
 //!   and a `WAIT_EVENT` the host holds.
-//! - [`Session::follow`]: takes the host's events as they come, reads the layout whenever the
+//! - [`ProtocolSession::follow`]: takes the host's events as they come, reads the layout whenever the
 //!   regions become backed, and keeps one `WAIT_EVENT` outstanding.
-//! - [`Session::may_use`]: the one question a program asks before it touches the memory: the
+//! - [`ProtocolSession::may_use`]: the one question a program asks before it touches the memory: the
 //!   regions are backed, for the current layout, on this open channel.
-//! - [`Session::release`] before the guest unmaps or turns decode off (`RELEASING`, then the
-//!   report that says so), [`Session::report`] after the BAR moved or decode came back on.
+//! - [`ProtocolSession::release`] before the guest unmaps or turns decode off (`RELEASING`, then the
+//!   report that says so), [`ProtocolSession::report`] after the BAR moved or decode came back on.
 //!
 //! It knows nothing of sysfs, uio or mappings: the caller gives it a [`PacketChannel`] and the
 //! device's facts, so the same session runs in the real agent, in its tests and in the
@@ -133,12 +133,12 @@ impl From<ConversationError> for SessionError {
 }
 
 /// One conversation with the host, on one open channel.
-pub struct Session<C: PacketChannel> {
+pub struct ProtocolSession<C: PacketChannel> {
     conversation: Conversation<C>,
     facts: DeviceFacts,
 }
 
-impl<C: PacketChannel> Session<C> {
+impl<C: PacketChannel> ProtocolSession<C> {
     /// Negotiates and reports on `channel`, ending with `READY` and a held `WAIT_EVENT`.
     pub fn start(channel: C, facts: DeviceFacts) -> Result<Self, SessionError> {
         let mut session = Self {

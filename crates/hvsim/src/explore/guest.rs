@@ -22,7 +22,7 @@ use crate::guest_memory::GuestPhysicalMemory;
 use crate::kmcl::{ChannelId, SimGuest};
 use crate::vm::{ClaimOwner, ClaimRequest, GpaRange};
 use crate::vpci::{GuestBar, GuestPci};
-use vmbmmio_guest::session::{DeviceFacts, Session};
+use vmbmmio_guest::session::{DeviceFacts, ProtocolSession};
 
 /// What the guest program knows. Everything but the notes is lost when its VM resets.
 #[derive(Default)]
@@ -31,7 +31,7 @@ pub(super) struct GuestAgent {
     paired: Option<PairedFunction>,
     memory: Option<GuestPhysicalMemory>,
     /// The channel it opened, and the conversation on it.
-    channel: Option<(ChannelId, Session<SimPackets>)>,
+    channel: Option<(ChannelId, ProtocolSession<SimPackets>)>,
     /// A range it claimed to move the BAR into.
     moved_to: Option<GpaRange>,
     /// Channels it opened so far (the explorer's statistics).
@@ -169,7 +169,7 @@ impl GuestAgent {
         }
         self.opens += 1;
         notes.push(format!("guest: opened channel {channel:?}"));
-        match Session::start(SimPackets::new(vmbus, channel), facts) {
+        match ProtocolSession::start(SimPackets::new(vmbus, channel), facts) {
             Ok(session) => self.channel = Some((channel, session)),
             Err(error) => {
                 notes.push(format!("guest: {error}; closing the channel"));

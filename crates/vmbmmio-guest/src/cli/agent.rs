@@ -9,14 +9,14 @@ use vmbmmio_guest::discover::{PairedFunction, UioDevice, VmbusChannel, enable_de
 use vmbmmio_guest::linux::{MmapRing, UioDoorbell};
 use vmbmmio_guest::ring::RingPair;
 use vmbmmio_guest::ring_channel::RingChannel;
-use vmbmmio_guest::session::{Change, DeviceFacts, Session};
+use vmbmmio_guest::session::{Change, DeviceFacts, ProtocolSession};
 use vmbmmio_proto::guest::{Layout, Region, RegionAccess, RegionState};
 
 use super::args::Cli;
 use super::failure::Failure;
 
 /// The agent's session type on Linux.
-pub type AgentSession = Session<RingChannel<Arc<MmapRing>, UioDoorbell>>;
+pub type AgentSession = ProtocolSession<RingChannel<Arc<MmapRing>, UioDoorbell>>;
 
 /// The facts the session reports for `function`.
 pub fn facts(channel: &VmbusChannel, function: &PairedFunction) -> DeviceFacts {
@@ -56,7 +56,7 @@ pub fn open(
             ),
         )
     })?;
-    Ok(Session::start(
+    Ok(ProtocolSession::start(
         RingChannel::new(rings, doorbell),
         facts(channel, function),
     )?)
