@@ -15,6 +15,8 @@
 //! - [`ring`]: the VMBus ring buffer and packet format, trusting nothing the host writes.
 //! - [`ring_channel`]: the [`channel::PacketChannel`] over a channel's two rings.
 //! - [`session`]: the guest program's whole conversation with the host on one channel.
+//! - [`Session`] (Linux): the shared memory in-process: open, wait until backed, regions by
+//!   name as volatile views with their generation, the host's changes.
 
 pub mod channel;
 pub mod conversation;
@@ -24,3 +26,6 @@ pub mod linux;
 pub mod ring;
 pub mod ring_channel;
 pub mod session;
+
+#[cfg(target_os = "linux")]
+pub use linux::{Options, RegionView, Session};

@@ -29,11 +29,23 @@ pub trait Doorbell {
 /// `size` at offset 4, little-endian).
 const SIZE_FIELD: core::ops::Range<usize> = 4..8;
 
+/// What went through the channel since it was made (for `status`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChannelCounters {
+    /// Request packets written to the outgoing ring.
+    pub packets_sent: u64,
+    /// Completions taken from the incoming ring.
+    pub completions_received: u64,
+    /// Times the host was signalled (the ring rules asked for it).
+    pub host_signals: u64,
+}
+
 /// The rings of one channel, the agent's side.
 pub struct RingChannel<M: RingMemory + Clone, D: Doorbell> {
     rings: RingPair<M>,
     doorbell: D,
     broken: Option<String>,
+    counters: ChannelCounters,
 }
 
 impl<M: RingMemory + Clone, D: Doorbell> RingChannel<M, D> {
@@ -43,7 +55,18 @@ impl<M: RingMemory + Clone, D: Doorbell> RingChannel<M, D> {
             rings,
             doorbell,
             broken: None,
+            counters: ChannelCounters::default(),
         }
+    }
+
+    /// What went through the channel so far.
+    pub fn counters(&self) -> ChannelCounters {
+        self.counters
+    }
+
+    fn signal_host(&mut self) -> Result<(), ChannelError> {
+        self.counters.host_signals = self.counters.host_signals.saturating_add(1);
+        self.doorbell.ring()
     }
 
     /// The doorbell, for its owner.
@@ -78,8 +101,9 @@ impl<M: RingMemory + Clone, D: Doorbell> PacketChannel for RingChannel<M, D> {
         let packet = OutgoingPacket::request(transaction, bytes);
         match self.rings.outgoing.send(&packet, OnFull::RequestSpace) {
             Ok(sent) => {
+                self.counters.packets_sent = self.counters.packets_sent.saturating_add(1);
                 if sent.signal {
-                    self.doorbell.ring()?;
+                    self.signal_host()?;
                 }
                 Ok(())
             }
@@ -97,8 +121,9 @@ impl<M: RingMemory + Clone, D: Doorbell> PacketChannel for RingChannel<M, D> {
             Ok(Some(received)) => received,
             Err(error) => return Err(self.break_with(format!("receiving: {error:?}"))),
         };
+        self.counters.completions_received = self.counters.completions_received.saturating_add(1);
         if received.signal {
-            self.doorbell.ring()?;
+            self.signal_host()?;
         }
         match received.packet {
             IncomingPacket::Completion {

@@ -124,6 +124,16 @@ impl std::fmt::Display for SessionError {
     }
 }
 
+impl SessionError {
+    /// A stable snake_case name of the error (`docs/guest-agent.md`, "Errors").
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::UnsupportedVersion { .. } => "unsupported_version",
+            Self::Conversation(_) | Self::Refused { .. } => "session",
+        }
+    }
+}
+
 impl std::error::Error for SessionError {}
 
 impl From<ConversationError> for SessionError {

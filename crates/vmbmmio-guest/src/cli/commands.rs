@@ -2,19 +2,26 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use vmbmmio_guest::discover::{PairedFunction, UioDevice, VmbusChannel};
-use vmbmmio_guest::linux::{BarMapping, RegionWindow};
-use vmbmmio_proto::guest::Region;
+use vmbmmio_guest::discover::Located;
+use vmbmmio_guest::linux::{BarCheck, RegionWindow};
+use vmbmmio_guest::{RegionView, Session};
 
-use super::agent::{self, AgentSession};
 use super::args::{Cli, ReadArgs, VerifyArgs, WriteArgs};
 use super::failure::Failure;
 use super::found;
+use super::session_json::{change_json, session_json};
 
 /// The most bytes `read` prints.
 const MAX_READ: u64 = 16 << 20;
+/// How long `serve` waits for the host's signal before it looks around again.
+const SERVE_TICK: Duration = Duration::from_millis(250);
+/// How often `serve` checks whether the BAR moved.
+const BAR_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How long `serve` waits before it opens the session again after the host closed it.
+const REOPEN_AFTER: Duration = Duration::from_secs(1);
 
 /// `status`: the discovery part always, the session when it opens.
 pub fn status(cli: &Cli, discover_only: bool) -> (Value, Option<Failure>) {
@@ -28,85 +35,54 @@ pub fn status(cli: &Cli, discover_only: bool) -> (Value, Option<Failure>) {
     (out, failure)
 }
 
+/// Takes the discovery steps one by one so the output shows what was found before a failure.
 fn status_into(cli: &Cli, discover_only: bool, out: &mut Value) -> Result<(), Failure> {
-    let mut channel = found::channel(cli)?;
-    out["channel"] = found::channel_json(&channel, &cli.dev);
+    let options = found::options(cli)?;
+    let (root, target) = (&options.sysfs, options.target);
+    let mut channel = target.channel(root)?;
+    out["channel"] = found::channel_json(&channel, &options.dev);
     if discover_only {
-        let function = found::function(cli, &channel)?;
+        let function = target.function(root, &channel)?;
         out["function"] = found::function_json(&function);
         return Ok(());
     }
-    let uio = found::uio(&cli.sysfs, &mut channel)?;
-    out["channel"] = found::channel_json(&channel, &cli.dev);
-    let function = found::function(cli, &channel)?;
+    let uio = target.uio(root, &mut channel)?;
+    out["channel"] = found::channel_json(&channel, &options.dev);
+    let function = target.function(root, &channel)?;
     out["function"] = found::function_json(&function);
-    let mut session = agent::open(cli, &channel, &uio, &function)?;
+    let located = Located {
+        channel,
+        uio,
+        function,
+    };
+    let mut session = Session::start(&options, located)?;
     // Take what the host already said (a held WAIT_EVENT it completed, the layout).
     let followed = session.follow();
-    out["session"] = agent::session_json(&mut session);
+    out["session"] = session_json(&mut session);
     let released = session.release();
     followed?;
     released?;
     Ok(())
 }
 
-/// Everything a region command needs, found and opened.
-struct Opened {
-    session: AgentSession,
-    function: PairedFunction,
-    region: Region,
-}
-
-fn open_region(cli: &Cli, which: &str) -> Result<Opened, Failure> {
-    let mut channel: VmbusChannel = found::channel(cli)?;
-    let uio: UioDevice = found::uio(&cli.sysfs, &mut channel)?;
-    let function = found::function(cli, &channel)?;
-    let mut session = agent::open(cli, &channel, &uio, &function)?;
-    let region = agent::wait_backed(&mut session, cli.timeout_ms).and_then(|_| {
-        let layout = session
-            .layout()
-            .ok_or_else(|| Failure::check("not_backed", "the host gave no layout"))?;
-        agent::region(layout, which)
-    });
-    match region {
-        Ok(region) => Ok(Opened {
-            session,
-            function,
-            region,
-        }),
-        Err(failure) => {
-            let _ = session.release();
-            Err(failure)
-        }
-    }
-}
-
-/// Opens the region, maps the BAR, runs `work` on the region's window, then releases (before
-/// the BAR is unmapped).
+/// Opens the session, waits until the regions are backed, runs `work` on the region, then
+/// releases (before the BAR is unmapped).
 fn with_region(
     cli: &Cli,
     which: &str,
-    work: impl FnOnce(&RegionWindow<'_>, &Region) -> Result<Value, (Value, Failure)>,
+    work: impl FnOnce(&RegionView<'_>) -> Result<Value, (Value, Failure)>,
 ) -> Result<Value, (Value, Failure)> {
     let fail = |failure: Failure| (json!({}), failure);
-    let Opened {
-        mut session,
-        function,
-        region,
-    } = open_region(cli, which).map_err(fail)?;
-    let bar = match BarMapping::open(&function.bar_file(), function.bar.size) {
-        Ok(bar) => bar,
-        Err(error) => {
-            let _ = session.release();
-            return Err(fail(error.into()));
-        }
+    let options = found::options(cli).map_err(fail)?;
+    let mut session = Session::open(&options).map_err(|error| fail(error.into()))?;
+    session
+        .wait_backed(Duration::from_millis(u64::from(cli.timeout_ms)))
+        .map_err(|error| fail(error.into()))?;
+    let result = match session.region(which) {
+        Ok(view) => work(&view),
+        Err(error) => Err(fail(error.into())),
     };
-    let result = bar
-        .region(&region)
-        .map_err(|error| fail(error.into()))
-        .and_then(|window| work(&window, &region));
     let released = session.release();
-    drop(bar);
     let value = result?;
     released.map_err(|error| fail(error.into()))?;
     Ok(value)
@@ -164,7 +140,8 @@ pub fn read(cli: &Cli, args: &ReadArgs) -> Result<Value, (Value, Failure)> {
             format!("--length is at most {MAX_READ} bytes"),
         )));
     }
-    with_region(cli, &args.region, |window, region| {
+    with_region(cli, &args.region, |view| {
+        let (window, region) = (view.window(), view.region());
         let length = check_range(window, args.offset, args.length).map_err(fail)?;
         let mut bytes = vec![0u8; length];
         window
@@ -193,7 +170,8 @@ pub fn write(cli: &Cli, args: &WriteArgs) -> Result<Value, (Value, Failure)> {
     let length = args
         .length
         .unwrap_or_else(|| u64::try_from(unit.len()).unwrap_or(u64::MAX));
-    with_region(cli, &args.region, |window, region| {
+    with_region(cli, &args.region, |view| {
+        let (window, region) = (view.window(), view.region());
         let length = check_range(window, args.offset, length).map_err(fail)?;
         let data: Vec<u8> = unit.iter().copied().cycle().take(length).collect();
         window
@@ -223,7 +201,8 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> Result<Value, (Value, Failure)> {
         .copied()
         .unwrap_or(0x5a)
         | 1;
-    with_region(cli, &args.region, |window, region| {
+    with_region(cli, &args.region, |view| {
+        let (window, region) = (view.window(), view.region());
         let length = args.length.unwrap_or(window.len());
         let length = check_range(window, 0, length).map_err(fail)?;
         let data: Vec<u8> = (0..length).map(|at| pattern_byte(at, seed)).collect();
@@ -266,7 +245,16 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> Result<Value, (Value, Failure)> {
     })
 }
 
-/// `serve`: follows the host until SIGINT/SIGTERM, then releases.
+/// Sleeps `duration` in short steps, returning early once `stop` is set.
+fn sleep_unless(stop: &AtomicBool, duration: Duration) {
+    let until = Instant::now() + duration;
+    while !stop.load(Ordering::SeqCst) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `serve`: follows the host until SIGINT/SIGTERM, then releases. Opens the session again
+/// when the host closes it; reports the BAR again when it moves.
 pub fn serve(cli: &Cli) -> Result<Value, (Value, Failure)> {
     let fail = |failure: Failure| (json!({}), failure);
     let stop = Arc::new(AtomicBool::new(false));
@@ -277,31 +265,53 @@ pub fn serve(cli: &Cli) -> Result<Value, (Value, Failure)> {
             format!("cannot handle SIGINT/SIGTERM: {error}"),
         ))
     })?;
-    let mut channel = found::channel(cli).map_err(fail)?;
-    let uio = found::uio(&cli.sysfs, &mut channel).map_err(fail)?;
-    let function = found::function(cli, &channel).map_err(fail)?;
-    let mut session = agent::open(cli, &channel, &uio, &function).map_err(fail)?;
+    let options = found::options(cli).map_err(fail)?;
+    let mut session = Session::open(&options).map_err(|error| fail(error.into()))?;
     announce(
         cli,
-        &json!({ "event": "ready", "session": agent::session_json(&mut session) }),
+        &json!({ "event": "ready", "session": session_json(&mut session) }),
     );
+    let mut last_check = Instant::now();
     while !stop.load(Ordering::SeqCst) {
-        let changes = session.follow().map_err(|error| fail(error.into()))?;
-        for change in &changes {
-            announce(cli, &agent::change_json(change));
-        }
         if session.closed() {
-            return Err(fail(Failure::check(
-                "closed",
-                "the host closed the conversation: run again to reopen the channel",
-            )));
+            announce(cli, &json!({ "event": "closed" }));
+            // Closing the uio file closes the channel; a new open starts a new conversation.
+            drop(session);
+            session = loop {
+                sleep_unless(&stop, REOPEN_AFTER);
+                if stop.load(Ordering::SeqCst) {
+                    return Ok(json!({ "event": "stopped", "text": "stopped; exiting\n" }));
+                }
+                match Session::open(&options) {
+                    Ok(mut reopened) => {
+                        let value = session_json(&mut reopened);
+                        announce(cli, &json!({ "event": "reopened", "session": value }));
+                        break reopened;
+                    }
+                    Err(error) => announce(
+                        cli,
+                        &json!({ "event": "reopen_failed", "kind": error.kind(), "message": error.to_string() }),
+                    ),
+                }
+            };
         }
-        use vmbmmio_guest::channel::PacketChannel;
-        session
-            .conversation()
-            .channel()
-            .wait(250)
-            .map_err(|error| fail(Failure::check("session", error.to_string())))?;
+        let changes = session
+            .next_changes(SERVE_TICK)
+            .map_err(|error| fail(error.into()))?;
+        for change in &changes {
+            announce(cli, &change_json(change));
+        }
+        if !session.closed() && last_check.elapsed() >= BAR_CHECK_EVERY {
+            last_check = Instant::now();
+            match session.check_bar().map_err(|error| fail(error.into()))? {
+                BarCheck::Unchanged => {}
+                BarCheck::Moved { base, size } => announce(
+                    cli,
+                    &json!({ "event": "bar_reported", "bar_base": base, "bar_size": size }),
+                ),
+                BarCheck::Gone => announce(cli, &json!({ "event": "function_gone" })),
+            }
+        }
     }
     session.release().map_err(|error| fail(error.into()))?;
     Ok(json!({ "event": "released", "text": "released; exiting\n" }))

@@ -1,13 +1,11 @@
-//! Discovery for the commands: the channel (chosen by interface type, and by instance when
-//! several exist), its `uio_hv_generic` binding, the paired function; and their JSON.
+//! Discovery for the commands: the [`Options`] the command line gives, the library's steps
+//! ([`vmbmmio_guest::discover::Target`]) and their JSON for `status`.
 
 use std::path::Path;
 
 use serde_json::{Value, json};
-use vmbmmio_guest::discover::{
-    DiscoverError, GuidText, PairedFunction, UioDevice, VmbusChannel, bind_uio, find_channel,
-    find_paired_function, parse_guid,
-};
+use vmbmmio_guest::Options;
+use vmbmmio_guest::discover::{GuidText, PairedFunction, Target, VmbusChannel, parse_guid};
 use vmbmmio_proto::ioctl::WireGuid;
 
 use super::args::Cli;
@@ -23,63 +21,22 @@ fn guid_arg(text: &str, option: &str) -> Result<WireGuid, Failure> {
     })
 }
 
-/// The channel: the one with `--instance`, or the only one of the interface type.
-pub fn channel(cli: &Cli) -> Result<VmbusChannel, Failure> {
-    let interface_type = guid_arg(&cli.interface_type, "--interface-type")?;
-    if let Some(instance) = &cli.instance {
-        let instance = guid_arg(instance, "--instance")?;
-        return Ok(find_channel(&cli.sysfs, interface_type, instance)?);
-    }
-    // No instance given: look for the nil instance, which no offer has, to learn them all.
-    match find_channel(&cli.sysfs, interface_type, WireGuid::from_u128(0)) {
-        Ok(channel) => Ok(channel),
-        Err(DiscoverError::NoSuchChannel {
-            other_instances, ..
-        }) => match other_instances.as_slice() {
-            [] => Err(Failure::setup(
-                "no_such_channel",
-                format!(
-                    "no VMBus device offers vmbmmio's interface type {}: is the host driver's \
-                     channel offered to this VM (and --interface-type the host's)?",
-                    GuidText(interface_type)
-                ),
-            )),
-            [only] => Ok(find_channel(&cli.sysfs, interface_type, *only)?),
-            several => Err(Failure::setup(
-                "several_channels",
-                format!(
-                    "{} vmbmmio channels are offered ({}): choose one with --instance",
-                    several.len(),
-                    several
-                        .iter()
-                        .map(|guid| GuidText(*guid).to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            )),
+/// The library's options from the command line.
+pub fn options(cli: &Cli) -> Result<Options, Failure> {
+    let instance = cli
+        .instance
+        .as_deref()
+        .map(|text| guid_arg(text, "--instance"))
+        .transpose()?;
+    Ok(Options {
+        sysfs: cli.sysfs.clone(),
+        dev: cli.dev.clone(),
+        target: Target {
+            interface_type: guid_arg(&cli.interface_type, "--interface-type")?,
+            instance,
+            bar_index: cli.bar,
         },
-        Err(error) => Err(error.into()),
-    }
-}
-
-/// The channel's uio node, binding the channel to `uio_hv_generic` first if needed.
-pub fn uio(root: &Path, channel: &mut VmbusChannel) -> Result<UioDevice, Failure> {
-    if let Some(uio) = channel.uio.clone().filter(|_| channel.bound_to_uio()) {
-        return Ok(uio);
-    }
-    let uio = bind_uio(root, channel)?;
-    channel.driver = Some(vmbmmio_guest::discover::UIO_HV_GENERIC.to_string());
-    channel.uio = Some(uio.clone());
-    Ok(uio)
-}
-
-/// The paired function of the channel.
-pub fn function(cli: &Cli, channel: &VmbusChannel) -> Result<PairedFunction, Failure> {
-    Ok(find_paired_function(
-        &cli.sysfs,
-        channel.interface_instance,
-        cli.bar,
-    )?)
+    })
 }
 
 /// The `channel` object of `status --json`.

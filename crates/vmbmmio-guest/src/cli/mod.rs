@@ -3,11 +3,11 @@
 //! object on stdout. Failures print the discovery module's message (on stderr, and as the
 //! `error` object with `--json`) and exit 2 for a usage or setup problem, 1 for a failed check.
 
-pub mod agent;
 pub mod args;
 pub mod commands;
 pub mod failure;
 pub mod found;
+pub mod session_json;
 
 use std::process::ExitCode;
 

@@ -136,6 +136,18 @@ pub enum DiscoverError {
         /// Instances of other devices of the same interface type.
         other_instances: Vec<WireGuid>,
     },
+    /// No VMBus device has vmbmmio's interface type at all (no instance was given).
+    NoChannelOfType {
+        /// The interface type looked for.
+        interface_type: WireGuid,
+    },
+    /// Several VMBus devices have the interface type and no instance was given to choose one.
+    SeveralChannels {
+        /// The interface type looked for.
+        interface_type: WireGuid,
+        /// Their instances.
+        instances: Vec<WireGuid>,
+    },
     /// Two VMBus devices carry the same interface type and instance.
     DuplicateChannel {
         /// The instance.
@@ -265,6 +277,39 @@ impl DiscoverError {
 const EBUSY: i32 = 16;
 const ENODEV: i32 = 19;
 
+impl DiscoverError {
+    /// A stable snake_case name of the error, for scripts (the agent's `--json` `error.kind`,
+    /// `docs/guest-agent.md`, "Errors").
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Io { .. } => "io",
+            Self::NotPermitted { .. } => "not_permitted",
+            Self::TooLarge { .. } => "too_large",
+            Self::TooManyEntries { .. } => "too_many_entries",
+            Self::Parse { .. } => "parse",
+            Self::NoVmbus { .. } => "no_vmbus",
+            Self::NoSuchChannel { .. } | Self::NoChannelOfType { .. } => "no_such_channel",
+            Self::SeveralChannels { .. } => "several_channels",
+            Self::DuplicateChannel { .. } => "duplicate_channel",
+            Self::ModuleMissing { .. } => "module_missing",
+            Self::BoundElsewhere { .. } => "bound_elsewhere",
+            Self::BindRefused { .. } => "bind_refused",
+            Self::BindDidNotTake { .. } => "bind_did_not_take",
+            Self::NoUioNode { .. } => "no_uio_node",
+            Self::MultipleUioNodes { .. } => "multiple_uio_nodes",
+            Self::NoRingMap { .. } => "no_ring_map",
+            Self::NoPci { .. } => "no_pci",
+            Self::ConfigRestricted { .. } => "config_restricted",
+            Self::MalformedPairing { .. } => "malformed_pairing",
+            Self::NoPairedFunction { .. } => "no_paired_function",
+            Self::DuplicatePairing { .. } => "duplicate_pairing",
+            Self::BadBar { .. } => "bad_bar",
+            Self::DecodeRefused { .. } => "decode_refused",
+            Self::DecodeDidNotTake { .. } => "decode_did_not_take",
+        }
+    }
+}
+
 impl fmt::Display for DiscoverError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -315,6 +360,28 @@ impl fmt::Display for DiscoverError {
                         write!(f, " {:?}", GuidText(*instance))?;
                     }
                     f.write_str(")")?;
+                }
+                Ok(())
+            }
+            Self::NoChannelOfType { interface_type } => write!(
+                f,
+                "no VMBus device offers vmbmmio's interface type {:?}: is the host driver's \
+                 channel offered to this VM (and the interface type the host's)?",
+                GuidText(*interface_type)
+            ),
+            Self::SeveralChannels {
+                interface_type,
+                instances,
+            } => {
+                write!(
+                    f,
+                    "{} VMBus channels of interface type {:?} are offered; choose one by its \
+                     instance:",
+                    instances.len(),
+                    GuidText(*interface_type)
+                )?;
+                for instance in instances {
+                    write!(f, " {:?}", GuidText(*instance))?;
                 }
                 Ok(())
             }

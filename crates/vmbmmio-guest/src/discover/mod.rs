@@ -17,6 +17,7 @@
 //!   driver"; `new_id_store` in `drivers/hv/vmbus_drv.c`).
 //! - **The uio node** ([`uio`]): `<device>/uio/uioN`, `/dev/uioN`, `maps/map0..4/{name,size,offset}`
 //!   (Linux `drivers/uio/uio.c`, `drivers/uio/uio_hv_generic.c`).
+//! - **The steps in order** ([`locate`]): channel, binding, paired function.
 //! - **PCI functions** ([`pci`], [`resource`]): `/sys/bus/pci/devices/<bdf>/vendor`, `device`,
 //!   `config`, `resource`, `resourceN`, `resourceN_wc`, `enable` (`Documentation/PCI/sysfs-pci.rst`,
 //!   `Documentation/ABI/testing/sysfs-bus-pci`, Linux `drivers/pci/pci-sysfs.c`,
@@ -39,6 +40,7 @@
 pub mod bind;
 pub mod error;
 pub mod fsread;
+pub mod locate;
 pub mod pci;
 pub mod resource;
 pub mod text;
@@ -47,6 +49,7 @@ pub mod vmbus;
 
 pub use bind::{BindOptions, StdSysfsWrite, SysfsWrite, bind_uio, bind_uio_with};
 pub use error::{BarProblem, DiscoverError, IoOp};
+pub use locate::{Located, Target};
 pub use pci::{
     BarFile, Bdf, DecodeState, PairedFunction, enable_decode, enable_decode_with,
     find_paired_function,
@@ -54,4 +57,6 @@ pub use pci::{
 pub use resource::BarResource;
 pub use text::{GuidText, parse_guid};
 pub use uio::{UioDevice, UioMap};
-pub use vmbus::{UIO_HV_GENERIC, VmbusChannel, find_channel};
+pub use vmbus::{
+    ChannelEntry, UIO_HV_GENERIC, VmbusChannel, find_channel, find_only_channel, list_channels,
+};

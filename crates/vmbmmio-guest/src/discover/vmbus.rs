@@ -52,25 +52,30 @@ pub fn vmbus_devices_dir(root: &Path) -> PathBuf {
     join(root, &["bus", "vmbus", "devices"])
 }
 
-/// Finds the VMBus device whose `class_id` is `interface_type` and whose `device_id` is
-/// `interface_instance` under the sysfs tree at `root` (`/sys` on Linux), with its driver and,
-/// when it is bound to `uio_hv_generic`, its uio node.
+/// A VMBus device of vmbmmio's interface type, before its binding is read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelEntry {
+    /// The device's directory name under `bus/vmbus/devices`.
+    pub device_name: String,
+    /// `<root>/bus/vmbus/devices/<device_name>`.
+    pub sysfs_dir: PathBuf,
+    /// `device_id`: the offer's interface instance.
+    pub interface_instance: WireGuid,
+}
+
+/// Every VMBus device whose `class_id` is `interface_type`, in directory order.
 ///
-/// Errors: [`DiscoverError::NoVmbus`] without a VMBus devices directory,
-/// [`DiscoverError::NoSuchChannel`] (naming other instances of the type) when nothing matches,
-/// [`DiscoverError::DuplicateChannel`] when two devices match, and the file errors of any device
-/// read on the way (a garbage `class_id` anywhere is an error).
-pub fn find_channel(
+/// Errors: [`DiscoverError::NoVmbus`] without a VMBus devices directory, and the file errors of
+/// any device read on the way (a garbage `class_id` anywhere is an error: it could be ours).
+pub fn list_channels(
     root: &Path,
     interface_type: WireGuid,
-    interface_instance: WireGuid,
-) -> Result<VmbusChannel, DiscoverError> {
+) -> Result<Vec<ChannelEntry>, DiscoverError> {
     let devices = vmbus_devices_dir(root);
     if !devices.is_dir() {
         return Err(DiscoverError::NoVmbus { path: devices });
     }
-    let mut found: Option<(String, PathBuf)> = None;
-    let mut other_instances = Vec::new();
+    let mut found = Vec::new();
     for name in list_dir(&devices)? {
         let dir = devices.join(&name);
         let Some(class) = read_guid_unless_vanished(&dir.join("class_id"))? else {
@@ -82,27 +87,84 @@ pub fn find_channel(
         let Some(instance) = read_guid_unless_vanished(&dir.join("device_id"))? else {
             continue;
         };
-        if instance != interface_instance {
-            other_instances.push(instance);
-            continue;
-        }
-        if let Some((first, _)) = found {
-            return Err(DiscoverError::DuplicateChannel {
-                interface_instance,
-                first,
-                second: name,
-            });
-        }
-        found = Some((name, dir));
+        found.push(ChannelEntry {
+            device_name: name,
+            sysfs_dir: dir,
+            interface_instance: instance,
+        });
     }
-    let Some((device_name, sysfs_dir)) = found else {
+    Ok(found)
+}
+
+/// Finds the VMBus device whose `class_id` is `interface_type` and whose `device_id` is
+/// `interface_instance` under the sysfs tree at `root` (`/sys` on Linux), with its driver and,
+/// when it is bound to `uio_hv_generic`, its uio node.
+///
+/// Errors: those of [`list_channels`], [`DiscoverError::NoSuchChannel`] (naming other instances
+/// of the type) when nothing matches, [`DiscoverError::DuplicateChannel`] when two devices match.
+pub fn find_channel(
+    root: &Path,
+    interface_type: WireGuid,
+    interface_instance: WireGuid,
+) -> Result<VmbusChannel, DiscoverError> {
+    let (matching, others): (Vec<ChannelEntry>, Vec<ChannelEntry>) =
+        list_channels(root, interface_type)?
+            .into_iter()
+            .partition(|entry| entry.interface_instance == interface_instance);
+    let mut matching = matching.into_iter();
+    let Some(entry) = matching.next() else {
         return Err(DiscoverError::NoSuchChannel {
             interface_type,
             interface_instance,
-            other_instances,
+            other_instances: others
+                .iter()
+                .map(|entry| entry.interface_instance)
+                .collect(),
         });
     };
-    read_channel(device_name, sysfs_dir, interface_type, interface_instance)
+    if let Some(second) = matching.next() {
+        return Err(DiscoverError::DuplicateChannel {
+            interface_instance,
+            first: entry.device_name,
+            second: second.device_name,
+        });
+    }
+    read_channel(
+        entry.device_name,
+        entry.sysfs_dir,
+        interface_type,
+        interface_instance,
+    )
+}
+
+/// Finds the one VMBus device of `interface_type`, whatever its instance: what a guest with one
+/// vmbmmio channel wants without knowing the instance GUID.
+///
+/// Errors: those of [`list_channels`], [`DiscoverError::NoChannelOfType`] when there is none,
+/// [`DiscoverError::SeveralChannels`] (naming their instances) when there are several.
+pub fn find_only_channel(
+    root: &Path,
+    interface_type: WireGuid,
+) -> Result<VmbusChannel, DiscoverError> {
+    let mut entries = list_channels(root, interface_type)?;
+    if entries.len() > 1 {
+        return Err(DiscoverError::SeveralChannels {
+            interface_type,
+            instances: entries
+                .iter()
+                .map(|entry| entry.interface_instance)
+                .collect(),
+        });
+    }
+    let Some(entry) = entries.pop() else {
+        return Err(DiscoverError::NoChannelOfType { interface_type });
+    };
+    read_channel(
+        entry.device_name,
+        entry.sysfs_dir,
+        interface_type,
+        entry.interface_instance,
+    )
 }
 
 /// Reads the binding state of a channel already identified.

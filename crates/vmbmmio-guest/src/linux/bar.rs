@@ -153,7 +153,52 @@ pub struct RegionWindow<'a> {
     writable: bool,
 }
 
+macro_rules! window_scalar_access {
+    ($read:ident, $write:ident, $ty:ty) => {
+        /// A volatile, naturally aligned read at `offset` in the region.
+        pub fn $read(&self, offset: u64) -> Result<$ty, LinuxError> {
+            let at = self.at(offset, core::mem::size_of::<$ty>())?;
+            self.bar.$read(at)
+        }
+
+        /// A volatile, naturally aligned write at `offset` in the region (refused for a
+        /// read-only region).
+        pub fn $write(&self, offset: u64, value: $ty) -> Result<(), LinuxError> {
+            self.writable()?;
+            let at = self.at(offset, core::mem::size_of::<$ty>())?;
+            self.bar.$write(at, value)
+        }
+    };
+}
+
 impl RegionWindow<'_> {
+    window_scalar_access!(read_u8, write_u8, u8);
+    window_scalar_access!(read_u16, write_u16, u16);
+    window_scalar_access!(read_u32, write_u32, u32);
+    window_scalar_access!(read_u64, write_u64, u64);
+
+    /// The region's first byte, for a program that builds its own volatile or atomic accesses
+    /// (valid for [`Self::len`] bytes while the BAR stays mapped). Never make a `&[u8]` or
+    /// `&mut [u8]` from it: the other side changes the bytes underneath.
+    pub fn as_ptr(&self) -> *mut u8 {
+        usize::try_from(self.start)
+            .map(|start| self.bar.map.as_mut_ptr().wrapping_add(start))
+            .unwrap_or(core::ptr::null_mut())
+    }
+
+    /// Whether the region may be written.
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    fn writable(&self) -> Result<(), LinuxError> {
+        if self.writable {
+            Ok(())
+        } else {
+            Err(LinuxError::ReadOnly { id: self.id })
+        }
+    }
+
     /// The region's length in bytes.
     pub fn len(&self) -> u64 {
         self.len
@@ -189,9 +234,7 @@ impl RegionWindow<'_> {
 
     /// Writes `data` at `offset` in the region (refused for a read-only region).
     pub fn write(&self, offset: u64, data: &[u8]) -> Result<(), LinuxError> {
-        if !self.writable {
-            return Err(LinuxError::ReadOnly { id: self.id });
-        }
+        self.writable()?;
         let at = self.at(offset, data.len())?;
         self.bar.write(at, data)
     }

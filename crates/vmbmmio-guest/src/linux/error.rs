@@ -69,6 +69,18 @@ impl LinuxError {
     }
 }
 
+impl LinuxError {
+    /// A stable snake_case name of the error (`docs/guest-agent.md`, "Errors").
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::OutOfBounds { .. } | Self::Misaligned { .. } => "out_of_bounds",
+            Self::ReadOnly { .. } => "read_only",
+            Self::RegionOutsideBar { .. } => "region_outside_bar",
+            Self::Io { .. } | Self::Empty { .. } | Self::FileTooShort { .. } => "device",
+        }
+    }
+}
+
 impl fmt::Display for LinuxError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -4,7 +4,7 @@
 //! `resourceN` file; this module maps them. [`MmapRing`] is the rings' [`crate::ring::RingMemory`]
 //! over a shared mapping of the uio map, [`UioDoorbell`] the [`crate::ring_channel::Doorbell`]
 //! on the uio file (`uio_hv_generic`'s `irqcontrol` write and `poll`), and [`BarMapping`] the
-//! BAR with volatile, bounds-checked accesses. Everything the host or the files give is
+//! BAR with volatile, bounds-checked accesses; [`Session`] puts them together for a program. Everything the host or the files give is
 //! untrusted: every access is checked against the mapping's length first and no reference into
 //! shared memory is ever made (only raw-pointer volatile and atomic accesses), so the host
 //! changing bytes underneath is never undefined behaviour on our side.
@@ -16,15 +16,21 @@
 //!
 //! This is the only module of the crate with `unsafe`; each block says why it is sound.
 
+pub mod agent_error;
 pub mod bar;
 pub mod doorbell;
 pub mod error;
 pub mod mmap_ring;
+pub mod session;
 
+pub use agent_error::AgentError;
 pub use bar::{BarMapping, RegionWindow};
 pub use doorbell::UioDoorbell;
 pub use error::LinuxError;
 pub use mmap_ring::{MmapRing, page_size};
+pub use session::{
+    BarCheck, Counters, DEFAULT_INTERFACE_TYPE, Options, RegionView, RingProtocol, Session,
+};
 
 use std::fs::File;
 use std::path::Path;
