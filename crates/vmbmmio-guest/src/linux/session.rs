@@ -7,6 +7,33 @@
 //! region by name or id with [`Session::region`] and follows the host with
 //! [`Session::next_changes`].
 //!
+//! ```no_run
+//! use std::time::Duration;
+//! use vmbmmio_guest::session::Change;
+//! use vmbmmio_guest::{Options, Session};
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let mut session = Session::open(&Options::default())?;
+//!     session.wait_backed(Duration::from_secs(5))?;
+//!     {
+//!         let frames = session.region("frames")?;
+//!         frames.write_u32(0, 0x1234_5678)?;
+//!         let mut header = [0u8; 16];
+//!         frames.read(0, &mut header)?;
+//!         println!("generation {}: {header:02x?}", frames.generation());
+//!     }
+//!     while !session.closed() {
+//!         for change in session.next_changes(Duration::from_millis(250))? {
+//!             if let Change::LayoutChanged { generation } = change {
+//!                 println!("layout {generation}: take the views again");
+//!             }
+//!         }
+//!         session.check_bar()?;
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
 //! # Why a region is a volatile view, not a `&[u8]`
 //! The host (and other guest processes) change the bytes while the program looks at them, so a
 //! Rust reference to them would promise something false (undefined behaviour). A
