@@ -16,7 +16,7 @@
 use vmbmmio_guest::channel::PacketChannel;
 use vmbmmio_guest::ring::{IncomingPacket, OnFull, OutgoingPacket, RingMemory, RingPair};
 use vmbmmio_guest::session::DeviceFacts;
-use vmbmmio_proto::ioctl::{GuestSnapshot, MappingState};
+use vmbmmio_proto::ioctl::{BarRegion, GuestSnapshot, MappingState};
 
 use crate::demo::SimPackets;
 use crate::guest_session::{GuestSession, INTERFACE_INSTANCE};
@@ -164,6 +164,11 @@ impl<M: RingMemory + Clone> UioHost<M> {
     /// The session's BAR size (what the fake PCI function's BAR must be).
     pub fn bar_size(&self) -> u64 {
         self.bench.bar_size()
+    }
+
+    /// The regions' places in the BAR (what the guest's layout says once they are backed).
+    pub fn bar_regions(&self) -> Vec<BarRegion> {
+        self.bench.bar_regions().to_vec()
     }
 
     /// The facts a guest of this host reports ([`bench_facts`]).
