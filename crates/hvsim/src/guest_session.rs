@@ -15,7 +15,7 @@ use vmbmmio_core::control::{
 use vmbmmio_core::guest_events::{GuestEvents, Wake};
 use vmbmmio_core::sections::SectionQuotas;
 use vmbmmio_proto::ioctl::{
-    IoctlCode, MappingState, OpenSessionRequest, QueryStatusRequest, RegionRequest,
+    BarRegion, IoctlCode, MappingState, OpenSessionRequest, QueryStatusRequest, RegionRequest,
     ReportMappingRequest, SessionOpened, SessionStatus, Target, WaitGuestEventRequest, WireGuid,
     WireMessage, parse_open_session_reply, parse_query_status_reply,
 };
@@ -126,6 +126,11 @@ impl GuestSession {
     /// The session's BAR size.
     pub fn bar_size(&self) -> u64 {
         self.opened.as_ref().map_or(0, SessionOpened::bar_size)
+    }
+
+    /// The regions' places in the BAR, as the OPEN_SESSION reply gave them.
+    pub fn bar_regions(&self) -> &[BarRegion] {
+        self.opened.as_ref().map_or(&[], SessionOpened::regions)
     }
 
     /// The guest sends `bytes` as one packet on the channel.
