@@ -7,6 +7,7 @@
 //! through this one type, so what the tests prove about the conversation is what the agent does.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use vmbmmio_proto::guest::{ClientError, ClientEvent, GuestClient, LARGEST_MESSAGE, Sent};
 
@@ -138,16 +139,22 @@ impl<C: PacketChannel> Conversation<C> {
         transaction: Transaction,
         what: &'static str,
     ) -> Result<Vec<u8>, ConversationError> {
-        let mut waited = 0u32;
+        // Time actually spent, each wait counted as at least 1 ms: a wait returns early on any
+        // signal (a real device) and at once where completions come inline (the simulator),
+        // so counting the step asked for would end the wait too soon, and counting nothing
+        // would never end it.
+        let mut waited = Duration::ZERO;
+        let limit = Duration::from_millis(u64::from(REQUEST_TIMEOUT_MS));
         loop {
             if let Some(reply) = self.take(transaction)? {
                 return Ok(reply);
             }
-            if waited >= REQUEST_TIMEOUT_MS {
+            if waited >= limit {
                 return Err(ConversationError::TimedOut(what));
             }
+            let started = Instant::now();
             self.channel.wait(WAIT_STEP_MS)?;
-            waited = waited.saturating_add(WAIT_STEP_MS);
+            waited = waited.saturating_add(started.elapsed().max(Duration::from_millis(1)));
         }
     }
 

@@ -19,138 +19,18 @@
 
 #[path = "support/fake_sysfs.rs"]
 mod fake_sysfs;
+#[path = "support/fake_uio.rs"]
+mod fake_uio;
 
-use std::fs::{File, OpenOptions};
+use fake_uio::{HARD_TIMEOUT, Host, HostReport, SIZES, TYPE_TEXT, World, ring_map_size};
+
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use fake_sysfs::{FakeSysfs, PciFunction, uio_hv_generic_maps};
-use hvsim::agent_peer::UioHost;
-use hvsim::guest_session::{INTERFACE_INSTANCE, INTERFACE_TYPE};
 use serde_json::Value;
-use vmbmmio_guest::linux::MmapRing;
-use vmbmmio_proto::ioctl::{BarRegion, WireGuid};
-
-/// The simulated session's channel GUIDs (`hvsim::guest_session`), as the fake sysfs wants them.
-const TYPE: u128 = 0x3c1d_77a0_52e4_4b8e_9d21_6f0a_b5c3_0002;
-const INSTANCE: u128 = 0x3c1d_77a0_52e4_4b8e_9d21_6f0a_b5c3_2002;
-const TYPE_TEXT: &str = "3c1d77a0-52e4-4b8e-9d21-6f0ab5c30002";
-/// The session's regions.
-const SIZES: [u64; 2] = [8 << 10, 4 << 10];
-const BDF: &str = "7870:00:00.0";
-/// A BAR base aligned to any BAR size the session can have (at most 64 GiB here).
-const BAR_BASE: u64 = 0x10_0000_0000;
-/// How long one invocation may take before the test calls it hung.
-const HARD_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often the host steps.
-const STEP: Duration = Duration::from_millis(1);
-
-/// The size of map 0 (`txrx_rings`) the fake node advertises.
-fn ring_map_size() -> u64 {
-    uio_hv_generic_maps()
-        .first()
-        .map(|map| map.size)
-        .expect("map 0")
-}
-
-/// What the host of one invocation saw.
-#[derive(Debug)]
-struct HostReport {
-    /// Leftovers when it closed (empty: balanced).
-    left: String,
-    ever_backed: bool,
-    saw_releasing: bool,
-    guest_packets: u64,
-    /// The regions' places in the BAR, as the driver laid them out.
-    regions: Vec<BarRegion>,
-}
-
-/// A host thread stepping a [`UioHost`] over the fake node until stopped.
-struct Host {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<HostReport>>,
-}
-
-impl Host {
-    /// Recreates `node` as a zeroed ring map (a fresh channel open) and starts a fresh host on
-    /// it; returns once the host's session is open.
-    fn start(node: &Path, backs: bool) -> Self {
-        let _ = std::fs::remove_file(node);
-        File::create(node)
-            .and_then(|file| file.set_len(ring_map_size()))
-            .expect("create the fake uio node");
-        let stop = Arc::new(AtomicBool::new(false));
-        let (opened, is_open) = channel();
-        let path = node.to_path_buf();
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .expect("open the fake uio node");
-            let len = usize::try_from(ring_map_size()).expect("ring map size");
-            let map = Arc::new(MmapRing::map(&file, &path, 0, len).expect("map the rings"));
-            let mut host = UioHost::open(map, &SIZES).expect("the simulated host");
-            if !backs {
-                host.never_back();
-            }
-            opened.send(host.bar_size()).expect("the test waits");
-            while !flag.load(Ordering::SeqCst) {
-                host.step();
-                std::thread::sleep(STEP);
-            }
-            host.step();
-            HostReport {
-                ever_backed: host.ever_backed(),
-                saw_releasing: host.saw_releasing(),
-                guest_packets: host.guest_packets(),
-                regions: host.bar_regions(),
-                left: host.close(),
-            }
-        });
-        is_open
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the host opened its session");
-        Self {
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// Stops the host and closes it.
-    fn finish(mut self) -> HostReport {
-        self.stop.store(true, Ordering::SeqCst);
-        let thread = self.thread.take().expect("running");
-        thread.join().expect("the host thread did not panic")
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        // A failed test must not leave the thread stepping forever.
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
-/// The BAR size of the simulated session (its own host, on a thread of its own).
-fn session_bar_size() -> u64 {
-    std::thread::spawn(|| {
-        let bench = hvsim::guest_session::GuestSession::open(&SIZES).expect("a session");
-        let size = bench.bar_size();
-        let left = bench.close();
-        assert!(left.is_empty(), "{left}");
-        size
-    })
-    .join()
-    .expect("the bench thread")
-}
 
 /// One invocation's results.
 #[derive(Debug)]
@@ -183,44 +63,7 @@ impl Run {
     }
 }
 
-/// A guest whose channel is bound to `uio_hv_generic` as uio0, paired with a function whose
-/// BAR 2 file is as large as the simulated session's BAR.
-struct World {
-    sysfs: FakeSysfs,
-    bar_size: u64,
-}
-
 impl World {
-    fn new() -> Self {
-        assert_eq!(WireGuid::from_u128(TYPE), INTERFACE_TYPE);
-        assert_eq!(WireGuid::from_u128(INSTANCE), INTERFACE_INSTANCE);
-        let bar_size = session_bar_size();
-        assert!(bar_size.is_power_of_two() && BAR_BASE.is_multiple_of(bar_size));
-        let sysfs = FakeSysfs::with_buses();
-        sysfs.bound_channel("chan0", TYPE, INSTANCE, 0);
-        let dir = sysfs.pci_function(&PciFunction::vmbmmio(
-            BDF, TYPE, INSTANCE, BAR_BASE, bar_size,
-        ));
-        for file in ["resource2", "resource2_wc"] {
-            File::options()
-                .write(true)
-                .open(sysfs.path(&format!("{dir}/{file}")))
-                .and_then(|file| file.set_len(bar_size))
-                .expect("size the BAR file");
-        }
-        sysfs.mkdir("dev");
-        Self { sysfs, bar_size }
-    }
-
-    fn node(&self) -> PathBuf {
-        self.sysfs.path("dev/uio0")
-    }
-
-    fn bar_file(&self) -> PathBuf {
-        self.sysfs
-            .path(&format!("bus/pci/devices/{BDF}/resource2_wc"))
-    }
-
     /// The agent's command line for `args` (`--json` included).
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_vmbmmio-guest"));
@@ -381,10 +224,12 @@ fn status_opens_a_session_reports_it_and_releases() {
     assert!(session["generation"].as_u64().expect("a generation") >= 1);
     assert!(session["may_use"].is_boolean());
     assert!(session["counters"]["interrupts"].is_u64(), "{session}");
-    // The layout is there once the host said the regions are backed (status takes only what
-    // the host already said, so it may still be null).
+    // Status waits (briefly) for the host to back the regions, so a running host's layout is
+    // there.
     let layout = &session["layout"];
-    if !layout.is_null() {
+    assert_eq!(state, "Mapped", "{session}");
+    assert_eq!(session["may_use"], true, "{session}");
+    {
         assert_eq!(layout["bar_size"], world.bar_size);
         let shown: Vec<(u64, u64)> = regions(layout)
             .iter()
@@ -426,9 +271,6 @@ fn a_write_is_read_back_by_the_next_invocation_and_lands_in_the_bar_at_the_regio
 
 /// The `--pattern` form of the same (`docs/guest-agent.md`'s example pattern).
 #[test]
-#[ignore = "the CLI panics on `write --pattern`: clap's derive reads `Option<Vec<u8>>` as \
-            many u8 values, not one Vec<u8> from parse_hex (src/cli/args.rs, WriteArgs::pattern; \
-            spelling it `Option<::std::vec::Vec<u8>>` opts out)"]
 fn a_pattern_write_is_read_back_and_lands_in_the_bar_at_the_region() {
     let world = World::new();
     let write = world.run(&[

@@ -81,7 +81,7 @@ pub struct WriteArgs {
     pub offset: u64,
     /// Bytes to write, as hex (repeated to fill --length when given).
     #[arg(long, value_parser = parse_hex, conflicts_with = "byte", required_unless_present = "byte")]
-    pub pattern: Option<Vec<u8>>,
+    pub pattern: Option<HexBytes>,
     /// One byte value (decimal or 0x hex) to fill --length bytes with.
     #[arg(long, value_parser = parse_byte, requires = "length")]
     pub byte: Option<u8>,
@@ -123,8 +123,13 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{text}` is too large"))
 }
 
+/// Bytes given as hex on the command line. A type of its own: clap's derive would take an
+/// `Option<Vec<u8>>` field for a list of single-byte values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HexBytes(pub Vec<u8>);
+
 /// Hex bytes (`deadbeef`, optionally `0x`-prefixed), at least one.
-pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
+pub fn parse_hex(text: &str) -> Result<HexBytes, String> {
     let digits = text
         .strip_prefix("0x")
         .or_else(|| text.strip_prefix("0X"))
@@ -141,7 +146,8 @@ pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
                 .and_then(|pair| u8::from_str_radix(pair, 16).ok())
                 .ok_or_else(|| format!("`{text}` is not hex"))
         })
-        .collect()
+        .collect::<Result<Vec<u8>, String>>()
+        .map(HexBytes)
 }
 
 /// One byte: decimal or `0x` hex.
@@ -161,7 +167,10 @@ mod tests {
         assert_eq!(parse_size("0x10"), Ok(16));
         assert!(parse_size("99999999999999999999M").is_err());
         assert!(parse_size("x").is_err());
-        assert_eq!(parse_hex("0xdeadBEEF"), Ok(vec![0xde, 0xad, 0xbe, 0xef]));
+        assert_eq!(
+            parse_hex("0xdeadBEEF"),
+            Ok(HexBytes(vec![0xde, 0xad, 0xbe, 0xef]))
+        );
         assert!(parse_hex("abc").is_err());
         assert!(parse_hex("zz").is_err());
         assert_eq!(parse_byte("0xff"), Ok(255));

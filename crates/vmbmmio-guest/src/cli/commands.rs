@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use vmbmmio_guest::discover::Located;
-use vmbmmio_guest::linux::{BarCheck, RegionWindow};
+use vmbmmio_guest::linux::{AgentError, BarCheck, RegionWindow};
 use vmbmmio_guest::{RegionView, Session};
 
 use super::args::{Cli, ReadArgs, VerifyArgs, WriteArgs};
@@ -16,6 +16,8 @@ use super::session_json::{change_json, session_json};
 
 /// The most bytes `read` prints.
 const MAX_READ: u64 = 16 << 20;
+/// The longest `status` waits for the host to back the regions.
+const STATUS_WAIT: Duration = Duration::from_secs(1);
 /// How long `serve` waits for the host's signal before it looks around again.
 const SERVE_TICK: Duration = Duration::from_millis(250);
 /// How often `serve` checks whether the BAR moved.
@@ -56,8 +58,13 @@ fn status_into(cli: &Cli, discover_only: bool, out: &mut Value) -> Result<(), Fa
         function,
     };
     let mut session = Session::start(&options, located)?;
-    // Take what the host already said (a held WAIT_EVENT it completed, the layout).
-    let followed = session.follow();
+    // Give the host a moment to back the regions (a running device host does at once), so the
+    // layout is shown; regions not backed (or a closed conversation) are shown, not failed.
+    let wait = Duration::from_millis(u64::from(cli.timeout_ms)).min(STATUS_WAIT);
+    let followed = match session.wait_backed(wait) {
+        Ok(_) | Err(AgentError::NotBacked { .. } | AgentError::Closed) => Ok(()),
+        Err(error) => Err(error),
+    };
     out["session"] = session_json(&mut session);
     let released = session.release();
     followed?;
@@ -161,7 +168,7 @@ pub fn read(cli: &Cli, args: &ReadArgs) -> Result<Value, (Value, Failure)> {
 pub fn write(cli: &Cli, args: &WriteArgs) -> Result<Value, (Value, Failure)> {
     let fail = |failure: Failure| (json!({}), failure);
     let unit = match (&args.pattern, args.byte) {
-        (Some(pattern), _) => pattern.clone(),
+        (Some(pattern), _) => pattern.0.clone(),
         (None, Some(byte)) => vec![byte],
         (None, None) => {
             return Err(fail(Failure::setup("usage", "give --pattern or --byte")));
