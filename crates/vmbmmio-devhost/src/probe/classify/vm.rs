@@ -409,8 +409,8 @@ pub fn vdev_second_open(facts: &VdevFacts, vm_running: bool) -> Outcome {
         ),
         Err(ERROR_SHARING_VIOLATION) => Outcome::new(
             Verdict::AnsweredNo,
-            "the second open was refused with ERROR_SHARING_VIOLATION (32): the worker's open \
-             excludes others",
+            "the second open was refused with ERROR_SHARING_VIOLATION (32): an existing open \
+             (the worker's, presumably) does not share the path",
             evidence,
         ),
         Err(code @ (ERROR_FILE_NOT_FOUND | ERROR_PATH_NOT_FOUND | ERROR_INVALID_NAME)) => {
