@@ -16,6 +16,9 @@
 //! - Call Windows APIs outside the `cfg(windows)` backend: everything else must build, run and
 //!   be tested on Linux, and pass the Windows-target type-check (`std,panic_abort`).
 //!
+//! - The field probes (`vmbmmio-devhost probe`, [`probe`]): read-only checks of a real host,
+//!   one JSON report; their collectors are the only other Windows code (`probe::windows`).
+//!
 //! See `docs/devhost.md` for running it and for the platform caveats (hdv.md §3.3).
 
 pub mod callbacks;
@@ -31,6 +34,7 @@ pub mod loopback;
 pub mod pci;
 pub mod placement;
 pub mod platform;
+pub mod probe;
 pub mod sequence;
 pub mod views;
 pub mod vm_config;

@@ -8,18 +8,22 @@
 //! OPEN_SESSION on; Ctrl-C cancels its pending request at once, and the release stops and joins
 //! it before CLOSE_SESSION.
 //! Exit codes: 0 clean run, 1 a step or the teardown failed, 2 invalid configuration, 3 not
-//! Windows.
+//! Windows. `vmbmmio-devhost probe` (the field probes, `vmbmmio_devhost::probe`) has its own:
+//! 0 ran, 2 usage error or cannot run.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use vmbmmio_devhost::DriverSessionSettings;
-use vmbmmio_devhost::config::{self, CliArgs, DeviceHostConfig};
+use vmbmmio_devhost::config::{self, CliArgs, Command, DeviceHostConfig};
 use vmbmmio_devhost::driver_ioctl::DriverTarget;
 use vmbmmio_devhost::vm_config::flexible_iov_snippet;
 
 fn main() -> ExitCode {
     let cli = CliArgs::parse();
+    if let Some(Command::Probe(args)) = &cli.command {
+        return vmbmmio_devhost::probe::cli_main(args);
+    }
     let config = match config::load(&cli) {
         Ok(config) => config,
         Err(errors) => {

@@ -4,17 +4,24 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 
 /// Emulates the vmbmmio PCI device for one Hyper-V VM with HDV and maps the vmbmmio driver's
 /// shared-memory sections into its BAR.
 ///
 /// Run it elevated on the Hyper-V host, after the VM was created with the FlexibleIov entry it
 /// prints and before the VM starts; stop it with Ctrl-C. Command-line values override the
-/// config file.
+/// config file. `vmbmmio-devhost probe` checks a host instead (docs/probe.md).
 #[derive(Parser, Debug, Default, Clone, PartialEq, Eq)]
-#[command(name = "vmbmmio-devhost", version)]
+#[command(
+    name = "vmbmmio-devhost",
+    version,
+    args_conflicts_with_subcommands = true
+)]
 pub struct CliArgs {
+    /// A subcommand; without one the device host serves a VM.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// TOML config file with the same settings (keys: the long option names with '_').
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -89,4 +96,45 @@ pub struct CliArgs {
     /// db36f587-469a-4cf2-b817-03b5aedbde58].
     #[arg(long, value_name = "GUID")]
     pub interface_instance: Option<String>,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Read-only field probes of this Hyper-V host (and a VM): one JSON report plus a summary.
+    Probe(ProbeArgs),
+}
+
+/// `vmbmmio-devhost probe`: the field probes (docs/probe.md).
+///
+/// Without options only the host is read: Windows build, Hyper-V role, KMDF version, test
+/// signing, Driver Verifier, and vmbkmclr.sys's exports against the KMCL entry points the
+/// driver resolves. --vm adds the VM checks, --mapping the section-backed mapping check,
+/// --experimental the vdev IOCTLs. Writes probe-report.json and probe-summary.txt.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+#[command(after_long_help = crate::probe::checks::long_help())]
+pub struct ProbeArgs {
+    /// Adds the VM checks for this VM (its name or its compute-system id): its state, its
+    /// worker process's protection, a second open of its VMBus vdev path. Read-only.
+    #[arg(long, value_name = "NAME-OR-GUID")]
+    pub vm: Option<String>,
+    /// Adds the section-backed mapping check with this device-host config (the VM must
+    /// declare the paired device). CHANGES THE VM: attaches a device host to it and pauses and
+    /// resumes it around the mapping, as vmbmmio-devhost does.
+    #[arg(long, value_name = "CONFIG.toml")]
+    pub mapping: Option<PathBuf>,
+    /// With --vm: also sends VDEV_SETUP and VDEV_WAIT_FOR_CONNECT on the second vdev handle.
+    /// THIS CAN DISTURB THE VM'S VMBUS: use a throw-away VM. Without it no IOCTL is sent.
+    #[arg(long)]
+    pub experimental: bool,
+    /// Directory for probe-report.json and probe-summary.txt (created if missing)
+    /// [default: the current directory].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Also print the report (JSON) on stdout; the summary then goes to stderr.
+    #[arg(long)]
+    pub json: bool,
+    /// With --mapping: how long to watch for a guest access of the mapped region, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub guest_wait_secs: u64,
 }

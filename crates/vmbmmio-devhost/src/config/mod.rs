@@ -28,7 +28,7 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-pub use cli::CliArgs;
+pub use cli::{CliArgs, Command, ProbeArgs};
 
 use crate::callbacks::PciPnpId;
 use crate::clock::RetryPolicy;
