@@ -8,6 +8,8 @@
 //!   and its checks ([`placement`]), and the driver client over the control
 //!   device's IOCTLs ([`driver_ioctl`], re-exported here: [`ProtoDriverClient`] over an
 //!   [`IoctlTransport`]).
+//! - The Hyper-V DLLs and entry points the Windows backend loads at run time, and the report
+//!   and error for a missing one ([`hyperv_components`]).
 //! - The platform as traits ([`platform`], [`driver`], [`views`], [`clock`]): implemented with
 //!   `windows-sys` under `cfg(windows)` (module `windows`) and by `hvsim` in tests.
 //!
@@ -29,6 +31,7 @@ pub mod driver_ioctl;
 pub mod emulator;
 pub mod guid;
 pub mod hresult;
+pub mod hyperv_components;
 pub mod layout;
 pub mod loopback;
 pub mod pci;

@@ -7,9 +7,11 @@
 //! driver, the guest's events (WAIT_GUEST_EVENT) are followed on a second thread from
 //! OPEN_SESSION on; Ctrl-C cancels its pending request at once, and the release stops and joins
 //! it before CLOSE_SESSION.
-//! Exit codes: 0 clean run, 1 a step or the teardown failed, 2 invalid configuration, 3 not
-//! Windows. `vmbmmio-devhost probe` (the field probes, `vmbmmio_devhost::probe`) has its own:
-//! 0 ran, 2 usage error or cannot run.
+//! On Windows, HCS and HDV are loaded at run time (`windows::hyperv`) before anything else runs,
+//! so a host without the Hyper-V feature gets a message naming the missing DLL or entry point.
+//! Exit codes: 0 clean run, 1 a step or the teardown failed, 2 invalid configuration or a
+//! missing Hyper-V component, 3 not Windows. `vmbmmio-devhost probe` (the field probes,
+//! `vmbmmio_devhost::probe`) has its own: 0 ran, 2 usage error or cannot run.
 
 use std::process::ExitCode;
 
@@ -125,11 +127,20 @@ mod platform {
     use vmbmmio_devhost::sequence::{Backends, Event, Progress, RunHooks, ServeEnd, run_with};
     use vmbmmio_devhost::windows::{
         CONTROL_DEVICE_PATH, ComApartment, WinHcs, WinHdv, WinSectionFactory, WinSectionMapper,
-        clear_stop_hook, install_ctrl_c_handler, set_stop_hook,
+        clear_stop_hook, hyperv, install_ctrl_c_handler, set_stop_hook,
     };
     use vmbmmio_devhost::{DeviceIoControlTransport, DriverSessionSettings, ProtoDriverClient};
 
     pub fn run(config: &DeviceHostConfig, driver: Option<DriverSessionSettings>) -> ExitCode {
+        // computecore.dll and vmdevicehost.dll are not imported: a Windows without Hyper-V gets
+        // here and is told what is missing (a setup error, like an invalid configuration).
+        let hyperv = match hyperv() {
+            Ok(hyperv) => hyperv,
+            Err(error) => {
+                eprintln!("vmbmmio-devhost: {error}");
+                return ExitCode::from(2);
+            }
+        };
         let _apartment = match ComApartment::enter() {
             Ok(apartment) => apartment,
             Err(hr) => {
@@ -160,8 +171,8 @@ mod platform {
             },
         };
         let backends = Backends {
-            hcs: WinHcs::default(),
-            hdv: WinHdv::default(),
+            hcs: WinHcs::new(&hyperv.hcs),
+            hdv: WinHdv::new(&hyperv.hdv),
             driver,
             mapper: WinSectionMapper,
         };

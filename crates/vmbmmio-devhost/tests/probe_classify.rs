@@ -2,6 +2,9 @@
 //! lookup, the worker's protection, the second vdev open and its IOCTLs.
 
 use vmbmmio_devhost::guid::Guid;
+use vmbmmio_devhost::hyperv_components::{
+    ERROR_MOD_NOT_FOUND, ERROR_PROC_NOT_FOUND, check_components,
+};
 use vmbmmio_devhost::probe::Verdict;
 use vmbmmio_devhost::probe::classify::*;
 use vmbmmio_devhost::probe::facts::*;
@@ -159,10 +162,47 @@ fn driver_verifier_must_name_the_driver() {
 }
 
 #[test]
-fn the_hyperv_components_hook_is_not_run_until_wired() {
-    let outcome = hyperv_components_not_wired();
-    assert_eq!(outcome.verdict, Verdict::NotRun);
-    assert!(!outcome.summary.contains("TODO"));
+fn hyperv_components_found_missing_or_unchecked() {
+    let all = check_components(|_| Ok(()), |_: &(), _| Ok(()));
+    let outcome = hyperv_components(&all);
+    assert_eq!(outcome.verdict, Verdict::AnsweredYes, "{}", outcome.summary);
+    let json = serde_json::to_value(&outcome.evidence).unwrap();
+    assert_eq!(json["missing"], 0);
+    assert_eq!(json["components"].as_array().map(Vec::len), Some(all.len()));
+
+    // Without Hyper-V neither library loads: answered no, naming the library and the fix.
+    let none = check_components(|_| Err::<(), u32>(ERROR_MOD_NOT_FOUND), |_, _| Ok(()));
+    let outcome = hyperv_components(&none);
+    assert_eq!(outcome.verdict, Verdict::AnsweredNo);
+    assert!(
+        outcome.summary.contains("computecore.dll"),
+        "{}",
+        outcome.summary
+    );
+    assert!(outcome.summary.contains("Hyper-V"), "{}", outcome.summary);
+
+    // An older build without one entry point: answered no, naming it.
+    let one_missing = check_components(
+        |_| Ok(()),
+        |_: &(), entry| {
+            if entry == "HdvCreateSectionBackedMmioRange" {
+                Err(ERROR_PROC_NOT_FOUND)
+            } else {
+                Ok(())
+            }
+        },
+    );
+    let outcome = hyperv_components(&one_missing);
+    assert_eq!(outcome.verdict, Verdict::AnsweredNo);
+    assert!(
+        outcome.summary.contains("HdvCreateSectionBackedMmioRange"),
+        "{}",
+        outcome.summary
+    );
+    let json = serde_json::to_value(&outcome.evidence).unwrap();
+    assert_eq!(json["missing"], 1);
+
+    assert_eq!(hyperv_components(&[]).verdict, Verdict::Inconclusive);
 }
 
 const LIST: &str = r#"[

@@ -2,6 +2,7 @@
 //! full example in docs/probe.md), the summary, the timestamp, and the files `probe` writes.
 
 use vmbmmio_devhost::guid::Guid;
+use vmbmmio_devhost::hyperv_components::check_components;
 use vmbmmio_devhost::probe::checks::{CHECKS, long_help};
 use vmbmmio_devhost::probe::facts::*;
 use vmbmmio_devhost::probe::run::{REPORT_FILE, SUMMARY_FILE, write_outputs};
@@ -52,7 +53,8 @@ fn inputs() -> ProbeInputs {
             verify_drivers: Ok(None),
             verify_driver_level: Ok(None),
         }),
-        hyperv_components: None,
+        // A host with Hyper-V: both libraries and every entry point found.
+        hyperv_components: Some(check_components(|_| Ok(()), |_: &(), _| Ok(()))),
         kmcl_image: Some(ExportImageFacts {
             path: "C:\\Windows\\System32\\drivers\\vmbkmclr.sys".into(),
             image: Err(OsError::new(
@@ -154,7 +156,7 @@ fn verdicts_of_the_example() {
     let verdict = |id| report.finding(id).unwrap().verdict;
     assert_eq!(verdict("windows_build"), Verdict::AnsweredYes);
     assert_eq!(verdict("driver_verifier"), Verdict::AnsweredNo);
-    assert_eq!(verdict("hyperv_components"), Verdict::NotRun);
+    assert_eq!(verdict("hyperv_components"), Verdict::AnsweredYes);
     assert_eq!(verdict("kmcl_exports"), Verdict::AnsweredNo);
     assert_eq!(verdict("vm_state"), Verdict::AnsweredYes);
     assert_eq!(verdict("worker_protection"), Verdict::AnsweredNo);
@@ -213,7 +215,7 @@ fn the_summary_names_every_finding_and_the_totals() {
     }
     assert!(
         summary
-            .contains("totals: 5 answered_yes, 4 answered_no, 0 inconclusive, 3 not_run, 0 error"),
+            .contains("totals: 6 answered_yes, 4 answered_no, 0 inconclusive, 2 not_run, 0 error"),
         "{summary}"
     );
 }
@@ -250,4 +252,13 @@ fn the_long_help_documents_every_check() {
         assert!(help.contains(check.reads));
         assert!(help.contains(check.changes));
     }
+}
+
+#[test]
+fn the_docs_full_example_is_the_golden_document() {
+    let docs = include_str!("../../../docs/probe.md");
+    assert!(
+        docs.contains(GOLDEN.trim_end()),
+        "docs/probe.md's full example differs from tests/golden/probe_report_v1.json"
+    );
 }

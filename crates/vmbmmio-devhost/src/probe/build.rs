@@ -8,6 +8,7 @@ use super::facts::{
 };
 use super::mapping::MappingFacts;
 use super::report::{Evidence, Finding, Invocation, REPORT_VERSION, Report, ToolInfo};
+use crate::hyperv_components::ComponentStatus;
 
 /// What the collectors gathered for the VM checks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,9 +38,9 @@ pub struct ProbeInputs {
     pub test_signing: Option<TestSigningFacts>,
     /// `driver_verifier`.
     pub verifier: Option<VerifierFacts>,
-    /// `hyperv_components`: the outcome the device host's Hyper-V library loader reports,
-    /// once it is wired in; `None` reports the check as not run.
-    pub hyperv_components: Option<Outcome>,
+    /// `hyperv_components`: what the device host's run-time load of the Hyper-V libraries
+    /// found, one status per library and entry point (`crate::hyperv_components`).
+    pub hyperv_components: Option<Vec<ComponentStatus>>,
     /// `kmcl_exports`.
     pub kmcl_image: Option<ExportImageFacts>,
     /// The VM checks (`--vm`).
@@ -90,10 +91,10 @@ pub fn build_report(generated_at: String, invocation: Invocation, inputs: &Probe
                 checks::DRIVER_VERIFIER => {
                     or_not_run(inputs.verifier.as_ref(), classify::driver_verifier)
                 }
-                checks::HYPERV_COMPONENTS => inputs
-                    .hyperv_components
-                    .clone()
-                    .unwrap_or_else(classify::hyperv_components_not_wired),
+                checks::HYPERV_COMPONENTS => inputs.hyperv_components.as_deref().map_or_else(
+                    || Outcome::not_run(NOT_COLLECTED),
+                    classify::hyperv_components,
+                ),
                 checks::KMCL_EXPORTS => {
                     or_not_run(inputs.kmcl_image.as_ref(), classify::kmcl_exports)
                 }

@@ -118,8 +118,8 @@ pub const CHECKS: [Check; 12] = [
         id: HYPERV_COMPONENTS,
         question: questions::HYPERV_COMPONENTS,
         needs: Needs::Nothing,
-        reads: "computecore.dll and vmdevicehost.dll in System32 and their entry points \
-                (reported as not_run until the device host's run-time loader is wired in)",
+        reads: "computecore.dll and vmdevicehost.dll, loaded from System32 as the device host \
+                loads them, and every entry point it calls",
         changes: "nothing",
     },
     Check {

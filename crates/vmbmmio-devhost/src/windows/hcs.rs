@@ -1,15 +1,14 @@
 //! [`HcsApi`] over computecore.dll (hdv.md §4): the pause/resume calls start an operation and
-//! wait for its result.
+//! wait for its result. The functions come from the run-time table [`HcsEntries`]
+//! (`super::hyperv`), never from the import table.
 
 use std::ptr::{null, null_mut};
 
 use windows_sys::Win32::Foundation::{GENERIC_ALL, LocalFree};
-use windows_sys::Win32::System::HostComputeSystem::{
-    HCS_OPERATION, HCS_SYSTEM, HcsCloseComputeSystem, HcsCloseOperation, HcsCreateOperation,
-    HcsOpenComputeSystem, HcsPauseComputeSystem, HcsResumeComputeSystem, HcsWaitForOperationResult,
-};
+use windows_sys::Win32::System::HostComputeSystem::{HCS_OPERATION, HCS_SYSTEM};
 use windows_sys::core::{HRESULT, PWSTR};
 
+use super::hyperv::HcsEntries;
 use super::wide::to_wide;
 use crate::guid::Guid;
 use crate::hresult::HResult;
@@ -20,12 +19,17 @@ use crate::platform::{ComputeSystem, HcsApi};
 pub struct WinHcs {
     /// How long to wait for a pause or resume to complete, in milliseconds.
     pub operation_timeout_ms: u32,
+    /// The resolved computecore.dll functions.
+    hcs: &'static HcsEntries,
 }
 
-impl Default for WinHcs {
-    fn default() -> Self {
+impl WinHcs {
+    /// The backend over the resolved functions (`super::hyperv::hyperv()`), with a 60 s
+    /// operation timeout.
+    pub fn new(hcs: &'static HcsEntries) -> Self {
         Self {
             operation_timeout_ms: 60_000,
+            hcs,
         }
     }
 }
@@ -38,7 +42,7 @@ impl WinHcs {
     /// Creates an operation, starts it with `start`, waits for its result and closes it.
     fn run(&self, start: impl FnOnce(HCS_OPERATION) -> HRESULT) -> Result<(), HResult> {
         // SAFETY: no context and no callback: the operation is waited on synchronously.
-        let operation = unsafe { HcsCreateOperation(null(), None) };
+        let operation = unsafe { (self.hcs.create_operation)(null(), None) };
         if operation.is_null() {
             return Err(HResult::E_OUTOFMEMORY);
         }
@@ -48,7 +52,11 @@ impl WinHcs {
             // SAFETY: `operation` is the live operation just started; `document` is a valid
             // out pointer.
             let waited = unsafe {
-                HcsWaitForOperationResult(operation, self.operation_timeout_ms, &mut document)
+                (self.hcs.wait_for_operation_result)(
+                    operation,
+                    self.operation_timeout_ms,
+                    &mut document,
+                )
             };
             result = HResult(waited);
             if !document.is_null() {
@@ -58,7 +66,7 @@ impl WinHcs {
             }
         }
         // SAFETY: `operation` was created above and is closed exactly once.
-        unsafe { HcsCloseOperation(operation) };
+        unsafe { (self.hcs.close_operation)(operation) };
         result.ok()
     }
 }
@@ -69,28 +77,30 @@ impl HcsApi for WinHcs {
         let mut system: HCS_SYSTEM = null_mut();
         // SAFETY: `id` is NUL-terminated and outlives the call; `system` is a valid out
         // pointer. GENERIC_ALL is the documented requested access (hdv.md §4).
-        let hr = unsafe { HcsOpenComputeSystem(id.as_ptr(), GENERIC_ALL, &mut system) };
+        let hr = unsafe { (self.hcs.open_compute_system)(id.as_ptr(), GENERIC_ALL, &mut system) };
         HResult(hr).ok()?;
         Ok(ComputeSystem(system as usize))
     }
 
     fn pause(&mut self, system: ComputeSystem) -> Result<(), HResult> {
+        let pause = self.hcs.pause_compute_system;
         self.run(|operation| {
             // SAFETY: `system` is an open compute system; `operation` is live; no options.
-            unsafe { HcsPauseComputeSystem(system_ptr(system), operation, null()) }
+            unsafe { pause(system_ptr(system), operation, null()) }
         })
     }
 
     fn resume(&mut self, system: ComputeSystem) -> Result<(), HResult> {
+        let resume = self.hcs.resume_compute_system;
         self.run(|operation| {
             // SAFETY: as for pause.
-            unsafe { HcsResumeComputeSystem(system_ptr(system), operation, null()) }
+            unsafe { resume(system_ptr(system), operation, null()) }
         })
     }
 
     fn close_compute_system(&mut self, system: ComputeSystem) {
         // SAFETY: `system` was opened by `open_compute_system` and is closed once (the
         // sequence owns it).
-        unsafe { HcsCloseComputeSystem(system_ptr(system)) };
+        unsafe { (self.hcs.close_compute_system)(system_ptr(system)) };
     }
 }

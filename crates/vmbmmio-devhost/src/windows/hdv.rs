@@ -1,4 +1,5 @@
-//! [`HdvApi`] over vmdevicehost.dll (hdv.md §3, §4).
+//! [`HdvApi`] over vmdevicehost.dll (hdv.md §3, §4), through the run-time table
+//! [`HdvEntries`] (`super::hyperv`), never the import table.
 //!
 //! Owns the device contexts: each `HdvCreateDeviceInstance` gets a `Box<Context>` pointer that
 //! is freed only after `HdvTeardownDeviceHost` of its host succeeded (after which HDV makes no
@@ -11,12 +12,10 @@ use std::sync::Arc;
 
 use windows_sys::Win32::Foundation::HANDLE;
 use windows_sys::Win32::System::HostComputeSystem::HCS_SYSTEM;
-use windows_sys::Win32::System::Hypervisor::{
-    HdvCreateDeviceInstance, HdvCreateSectionBackedMmioRange, HdvDestroySectionBackedMmioRange,
-    HdvDeviceTypePCI, HdvInitializeDeviceHostEx, HdvTeardownDeviceHost,
-};
+use windows_sys::Win32::System::Hypervisor::HdvDeviceTypePCI;
 use windows_sys::core::GUID;
 
+use super::hyperv::HdvEntries;
 use super::trampolines::{Context, INTERFACE};
 use crate::callbacks::PciDeviceCallbacks;
 use crate::guid::Guid;
@@ -26,10 +25,22 @@ use crate::platform::{
 };
 
 /// The HDV backend.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WinHdv {
+    /// The resolved vmdevicehost.dll functions.
+    hdv: &'static HdvEntries,
     /// Device contexts still registered with HDV, by device host.
     contexts: Vec<(DeviceHostHandle, *mut Context)>,
+}
+
+impl WinHdv {
+    /// The backend over the resolved functions (`super::hyperv::hyperv()`).
+    pub fn new(hdv: &'static HdvEntries) -> Self {
+        Self {
+            hdv,
+            contexts: Vec::new(),
+        }
+    }
 }
 
 fn guid(value: Guid) -> GUID {
@@ -49,8 +60,9 @@ impl HdvApi for WinHdv {
     ) -> Result<DeviceHostHandle, HResult> {
         let mut host: *mut c_void = null_mut();
         // SAFETY: `system` is an open compute system; `host` is a valid out pointer.
-        let hr =
-            unsafe { HdvInitializeDeviceHostEx(system.0 as HCS_SYSTEM, flags.bits(), &mut host) };
+        let hr = unsafe {
+            (self.hdv.initialize_device_host_ex)(system.0 as HCS_SYSTEM, flags.bits(), &mut host)
+        };
         HResult(hr).ok()?;
         Ok(DeviceHostHandle(host as usize))
     }
@@ -69,7 +81,7 @@ impl HdvApi for WinHdv {
         // HDV_PCI_DEVICE_INTERFACE of version 1; `context` stays valid until the host's
         // teardown succeeds (type docs); `device` is a valid out pointer.
         let hr = unsafe {
-            HdvCreateDeviceInstance(
+            (self.hdv.create_device_instance)(
                 host.0 as *const c_void,
                 HdvDeviceTypePCI,
                 &class_id,
@@ -97,7 +109,7 @@ impl HdvApi for WinHdv {
         // SAFETY: `device` is a live device instance; the section handle is a handle of this
         // process that HDV duplicates for the VM worker (hdv.md §3.3).
         let hr = unsafe {
-            HdvCreateSectionBackedMmioRange(
+            (self.hdv.create_section_backed_mmio_range)(
                 device.0 as *const c_void,
                 i32::from(range.bar),
                 range.offset_pages,
@@ -118,7 +130,7 @@ impl HdvApi for WinHdv {
     ) -> Result<(), HResult> {
         // SAFETY: `device` is a live device instance.
         let hr = unsafe {
-            HdvDestroySectionBackedMmioRange(
+            (self.hdv.destroy_section_backed_mmio_range)(
                 device.0 as *const c_void,
                 i32::from(bar),
                 offset_pages,
@@ -130,7 +142,7 @@ impl HdvApi for WinHdv {
     fn teardown_device_host(&mut self, host: DeviceHostHandle) -> Result<(), HResult> {
         // SAFETY: `host` was initialized on this thread and is torn down once (the sequence
         // owns it and runs on one thread).
-        let hr = unsafe { HdvTeardownDeviceHost(host.0 as *const c_void) };
+        let hr = unsafe { (self.hdv.teardown_device_host)(host.0 as *const c_void) };
         HResult(hr).ok()?;
         let (released, kept): (Vec<_>, Vec<_>) = self
             .contexts

@@ -1,6 +1,7 @@
 //! The host checks: build, Hyper-V role, KMDF, test signing, Driver Verifier, KMCL exports.
 
 use super::{Outcome, os_error};
+use crate::hyperv_components::{ComponentStatus, first_error};
 use crate::probe::exports::{ExportComparison, ExportStatus, compare_exports};
 use crate::probe::facts::{
     ERROR_FILE_NOT_FOUND, ERROR_PATH_NOT_FOUND, ExportImageFacts, HyperVRoleFacts, KmdfFacts,
@@ -283,14 +284,31 @@ pub fn driver_verifier(facts: &VerifierFacts) -> Outcome {
     }
 }
 
-/// `hyperv_components`: the hook the device host's run-time loader of the Hyper-V libraries
-/// fills once it is merged; until then the check is reported as not run.
-pub fn hyperv_components_not_wired() -> Outcome {
-    Outcome::not_run(
-        "not wired in this build: this check reports the device host's run-time load of \
-         computecore.dll and vmdevicehost.dll (a missing library or entry point) once that \
-         loader is part of the device host",
-    )
+/// `hyperv_components`: what the device host's run-time load of `computecore.dll` and
+/// `vmdevicehost.dll` found (`crate::hyperv_components::check_components`, one status per
+/// library and entry point): yes when every library loads from System32 and exports every
+/// entry point the device host calls; no with the first thing missing and what to do.
+pub fn hyperv_components(statuses: &[ComponentStatus]) -> Outcome {
+    let lines: Vec<Value> = statuses
+        .iter()
+        .map(|status| Value::from(status.to_string()))
+        .collect();
+    let missing = statuses.iter().filter(|status| !status.found).count();
+    let evidence = Evidence::new()
+        .with("components", Value::List(lines))
+        .with("missing", u64::try_from(missing).unwrap_or(u64::MAX));
+    match first_error(statuses) {
+        Some(error) => Outcome::new(Verdict::AnsweredNo, error.to_string(), evidence),
+        None if statuses.is_empty() => {
+            Outcome::new(Verdict::Inconclusive, "no component was checked", evidence)
+        }
+        None => Outcome::new(
+            Verdict::AnsweredYes,
+            "computecore.dll and vmdevicehost.dll load from System32 and export every entry \
+             point the device host calls",
+            evidence,
+        ),
+    }
 }
 
 fn entry_evidence(comparison: &ExportComparison) -> Vec<Value> {

@@ -11,8 +11,7 @@ mod vm;
 
 pub use host::{
     DRIVER_FILE, MIN_KMDF, MIN_WINDOWS_BUILD, classify_comparison, driver_verifier,
-    hyperv_components_not_wired, hyperv_role, kmcl_exports, kmdf_version, test_signing,
-    windows_build,
+    hyperv_components, hyperv_role, kmcl_exports, kmdf_version, test_signing, windows_build,
 };
 pub use mapping::section_backed_mapping;
 pub use vm::{

@@ -51,9 +51,13 @@ pub fn collect(options: &MappingOptions, bound: Duration) -> MappingFacts {
             }
         },
     };
+    let hyperv = match crate::windows::hyperv() {
+        Ok(hyperv) => hyperv,
+        Err(error) => return failed(options, error.to_string()),
+    };
     let backends = Backends {
-        hcs: WinHcs::default(),
-        hdv: WinHdv::default(),
+        hcs: WinHcs::new(&hyperv.hcs),
+        hdv: WinHdv::new(&hyperv.hdv),
         driver,
         mapper: WinSectionMapper,
     };

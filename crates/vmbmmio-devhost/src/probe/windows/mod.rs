@@ -3,8 +3,10 @@
 //! type-checked on Linux by `scripts/check-windows-target.sh`, never run here.
 //!
 //! Load-time imports are limited to kernel32, advapi32 and version.dll. The Hyper-V libraries
-//! (computecore.dll) and the newer process-information entry points are resolved at run time
-//! (`dynamic`), so the probe starts, and reports, on a Windows without Hyper-V too.
+//! are resolved at run time: the entry points the device host calls by its own loader
+//! (`crate::windows::hyperv`, whose every library and entry point the `hyperv_components` check
+//! reports), the HCS queries only the probe makes and the newer process-information entry
+//! points here (`dynamic`), so the probe starts, and reports, on a Windows without Hyper-V too.
 
 mod dynamic;
 mod hcs;
@@ -54,7 +56,7 @@ pub fn collect(options: &ProbeOptions) -> ProbeInputs {
         kmdf: Some(host::kmdf()),
         test_signing: Some(host::test_signing()),
         verifier: Some(host::verifier()),
-        hyperv_components: None,
+        hyperv_components: Some(crate::windows::component_statuses()),
         kmcl_image: Some(host::kmcl_image()),
         vm: None,
         mapping: None,
