@@ -95,8 +95,16 @@ fn kmdf_version_from_the_file_version() {
         Verdict::AnsweredNo
     );
     assert_eq!(kmdf_version(&kmdf(Ok(None))).verdict, Verdict::Inconclusive);
+    // No file: no KMDF runtime (seen under Wine); any other failure is an error.
+    let missing = kmdf_version(&kmdf(Err(OsError::new("GetFileVersionInfoSizeW", 2))));
+    assert_eq!(missing.verdict, Verdict::AnsweredNo);
+    assert!(
+        missing.summary.contains("no KMDF runtime"),
+        "{}",
+        missing.summary
+    );
     assert_eq!(
-        kmdf_version(&kmdf(Err(OsError::new("GetFileVersionInfoSizeW", 2)))).verdict,
+        kmdf_version(&kmdf(Err(OsError::new("GetFileVersionInfoSizeW", 5)))).verdict,
         Verdict::Error
     );
 }

@@ -140,6 +140,16 @@ pub fn kmdf_version(facts: &KmdfFacts) -> Outcome {
         .with("path", facts.path.as_str())
         .with("source", "file version resource (VS_FIXEDFILEINFO)");
     match &facts.file_version {
+        Err(error) if error.code == ERROR_FILE_NOT_FOUND || error.code == ERROR_PATH_NOT_FOUND => {
+            Outcome::new(
+                Verdict::AnsweredNo,
+                format!(
+                    "{} does not exist: no KMDF runtime on this host",
+                    facts.path
+                ),
+                evidence.with("error", os_error(error)),
+            )
+        }
         Err(error) => Outcome::error("reading the KMDF runtime's version", error, evidence),
         Ok(None) => Outcome::new(
             Verdict::Inconclusive,
