@@ -71,6 +71,8 @@
 //! under the table lock, then the event lock; QUERY_STATUS reads the engine's counters
 //! (`guest_packets`, `protocol_errors`).
 
+#[cfg(test)]
+mod budget;
 mod caller;
 mod dispatch;
 mod error;

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Instruction-count check of the benchmarks (issue 13, docs/performance.md).
+#
+# Runs the callgrind benchmarks (gungraun) of the guest-packet handler, the region lookup and
+# the device host's intercept path, then:
+#   - fails if any count grew by more than MARGIN_PERCENT (default 10) over the committed
+#     figures in scripts/bench-figures.json;
+#   - checks the targets as ratios to the in-run baselines (packet <= 3x copying its bytes,
+#     intercept <= 10x a plain load/store, lookup growing no faster than log2 of the regions)
+#     and fails if a target recorded as met is now missed (a missed one is printed, as the
+#     figures file and docs/performance.md record it).
+# `scripts/bench-check.sh --update` rewrites the figures file from this run instead.
+#
+# Needs valgrind (apt) and gungraun-runner 0.20.0, installed here when missing (a cold
+# `cargo install` takes about 10 minutes on 2 cores, which is why CI does not run this).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MARGIN_PERCENT="${MARGIN_PERCENT:-10}"
+FIGURES=scripts/bench-figures.json
+RUNNER_VERSION=0.20.0
+
+if ! command -v valgrind >/dev/null 2>&1; then
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq valgrind >/dev/null
+fi
+if [ "$(gungraun-runner --version 2>/dev/null | awk '{print $2}')" != "$RUNNER_VERSION" ]; then
+  echo "== installing gungraun-runner $RUNNER_VERSION"
+  cargo install --locked gungraun-runner --version "$RUNNER_VERSION"
+fi
+
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+echo "== instruction counts (cargo bench ... --output-format=json)"
+cargo bench -p vmbmmio-core --bench instructions -- --output-format=json >"$out/core.json"
+cargo bench -p vmbmmio-devhost --bench intercept_instructions -- --output-format=json \
+  >"$out/devhost.json"
+
+python3 - "$out/core.json" "$out/devhost.json" "$FIGURES" "$MARGIN_PERCENT" "${1:-}" <<'PY'
+import json, math, sys
+
+core, devhost, figures_path, margin, mode = sys.argv[1:6]
+margin = float(margin)
+counts = {}
+for path in (core, devhost):
+    for line in open(path):
+        line = line.strip()
+        if not line:
+            continue
+        bench = json.loads(line)
+        ir = bench["profiles"][0]["data"]["total"]["metrics"]["Ir"]["values"]["new"]
+        counts[f'{bench["function_name"]}/{bench["id"]}'] = int(ir)
+
+def ratio(a, b):
+    return counts[a] / counts[b]
+
+targets = {}
+for key in sorted(k for k in counts if k.startswith("packet_handler/")):
+    case = key.split("/", 1)[1]
+    r = ratio(key, f"packet_copy_baseline/{case}")
+    targets[f"packet/{case} <= 3x copy"] = (r, r <= 3.0)
+for op, base in (("intercept_read", "plain_load_baseline"), ("intercept_write", "plain_store_baseline")):
+    for size in (1, 2, 4, 8):
+        r = ratio(f"{op}/bytes_{size}", f"{base}/bytes_{size}")
+        targets[f"{op}/{size} <= 10x plain"] = (r, r <= 10.0)
+# Logarithmic growth: equal steps of log2(regions) may not cost more than twice the first.
+lookup = {n: counts[f"region_lookup/regions_{n}"] for n in (1, 64, 1024, 4096)}
+per_log2_first = (lookup[64] - lookup[1]) / 6
+per_log2_last = (lookup[4096] - lookup[64]) / 6
+slope = per_log2_last / max(per_log2_first, 1)
+targets["lookup grows <= log2(regions)"] = (slope, slope <= 2.0)
+
+print(f"{'benchmark':45} {'instructions':>12}")
+for key in sorted(counts):
+    print(f"{key:45} {counts[key]:>12}")
+print()
+print(f"{'target':45} {'ratio':>8}  status")
+for name, (value, met) in targets.items():
+    print(f"{name:45} {value:8.2f}  {'met' if met else 'MISSED'}")
+
+if mode == "--update":
+    json.dump({
+        "margin_percent": margin,
+        "instructions": counts,
+        "targets": {name: {"ratio": round(value, 2), "met": met} for name, (value, met) in targets.items()},
+    }, open(figures_path, "w"), indent=2, sort_keys=True)
+    open(figures_path, "a").write("\n")
+    print(f"bench-check: wrote {figures_path}")
+    sys.exit(0)
+
+committed = json.load(open(figures_path))
+failures = []
+for key, old in committed["instructions"].items():
+    new = counts.get(key)
+    if new is None:
+        failures.append(f"{key}: missing from this run")
+    elif new > old * (1 + margin / 100):
+        failures.append(f"{key}: {old} -> {new} instructions (+{(new / old - 1) * 100:.1f}% > {margin}%)")
+for name, record in committed["targets"].items():
+    value, met = targets.get(name, (None, False))
+    if record["met"] and not met:
+        failures.append(f"target {name} was met and is now missed ({value})")
+if failures:
+    print("bench-check: FAILED")
+    for failure in failures:
+        print("  " + failure)
+    sys.exit(1)
+missed = sum(1 for _, met in targets.values() if not met)
+print(f"bench-check: {len(counts)} figures within {margin}% of {figures_path}; "
+      f"{len(targets) - missed} targets met, {missed} missed as documented in docs/performance.md")
+PY
