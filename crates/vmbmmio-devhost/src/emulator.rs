@@ -236,25 +236,28 @@ impl Access<'_> {
 
 /// Serves one intercepted access from the views (hdv.md §3.7: `length` is 1, 2, 4 or 8).
 fn serve(state: &mut State, bar: u32, offset: u64, mut buffer: Access<'_>) -> Result<(), HResult> {
-    if let Access::Read(out) = &mut buffer {
-        // What a refused read returns: all ones, like a read nobody claims.
-        out.fill(0xFF);
-    }
     let len = buffer.len();
-    if !matches!(len, 1 | 2 | 4 | 8) || bar != u32::from(state.config.bar_index()) {
-        return Err(HResult::E_INVALIDARG);
+    let refused = if !matches!(len, 1 | 2 | 4 | 8) || bar != u32::from(state.config.bar_index()) {
+        Some(HResult::E_INVALIDARG)
+    } else {
+        match &state.layout {
+            None => Some(HResult::E_UNEXPECTED),
+            Some(layout) => match offset.checked_add(len as u64) {
+                Some(end) if end <= layout.bar_size() => None,
+                _ => Some(HResult::E_INVALIDARG),
+            },
+        }
+    };
+    if let Some(error) = refused {
+        if let Access::Read(out) = &mut buffer {
+            // What a refused read returns: all ones, like a read nobody claims.
+            out.fill(0xFF);
+        }
+        return Err(error);
     }
     let Some(layout) = &state.layout else {
         return Err(HResult::E_UNEXPECTED);
     };
-    match offset.checked_add(len as u64) {
-        Some(end) if end <= layout.bar_size() => {}
-        _ => return Err(HResult::E_INVALIDARG),
-    }
-    if let Access::Read(out) = &mut buffer {
-        // BAR bytes outside every region (the power-of-two padding) read 0.
-        out.fill(0);
-    }
     let mut done = 0usize;
     let mut result = Ok(());
     while done < len {
@@ -268,8 +271,14 @@ fn serve(state: &mut State, bar: u32, offset: u64, mut buffer: Access<'_>) -> Re
                 .map(|r| r.offset)
                 .filter(|&o| o > at)
                 .min();
-            let step = next.map_or(remaining, |next| (next - at).min(remaining));
-            done += step as usize;
+            let step = next.map_or(remaining, |next| (next - at).min(remaining)) as usize;
+            // BAR bytes outside every region (the power-of-two padding) read 0.
+            if let Access::Read(out) = &mut buffer
+                && let Some(part) = out.get_mut(done..done + step)
+            {
+                part.fill(0);
+            }
+            done += step;
             continue;
         };
         let size = layout.regions().get(region).map_or(0, |r| r.size);

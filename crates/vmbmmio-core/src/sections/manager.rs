@@ -55,6 +55,7 @@ use crate::mmio_plan::MAX_REGIONS;
 pub struct SectionManager<B: SectionBackend> {
     backend: B,
     quotas: SectionQuotas,
+    /// Live sessions, sorted by id (looked up by binary search).
     sessions: Vec<Session<B::Section>>,
     next_session: u64,
     unloading: bool,
@@ -168,17 +169,22 @@ impl<B: SectionBackend> SectionManager<B> {
         self.settle(&reservation);
         self.totals.sessions_created = self.totals.sessions_created.saturating_add(1);
         self.totals.bytes_in_use = self.totals.bytes_in_use.saturating_add(reservation.bytes);
-        // No reallocation: `reserve` made room for every pending session.
+        // Kept sorted by id (commits may come out of reservation order) so lookups are a
+        // binary search. No reallocation: `reserve` made room for every pending session.
+        let at = self.sessions.partition_point(|s| s.id < reservation.id);
         #[allow(
             clippy::disallowed_methods,
             reason = "`reserve` made room for every pending session: never reallocates"
         )]
-        self.sessions.push(Session {
-            id: reservation.id,
-            bytes: reservation.bytes,
-            regions: sections.take_regions(),
-            handles: Vec::new(),
-        });
+        self.sessions.insert(
+            at,
+            Session {
+                id: reservation.id,
+                bytes: reservation.bytes,
+                regions: sections.take_regions(),
+                handles: Vec::new(),
+            },
+        );
         reservation.id
     }
 
@@ -255,8 +261,9 @@ impl<B: SectionBackend> SectionManager<B> {
         }
         let session = self
             .sessions
-            .iter_mut()
-            .find(|s| s.id == caller)
+            .binary_search_by_key(&caller, |s| s.id)
+            .ok()
+            .and_then(|at| self.sessions.get_mut(at))
             .ok_or(SectionError::UnknownSession { session: caller })?;
         let index = usize::try_from(region.index).unwrap_or(usize::MAX);
         let count = session.regions.len();
@@ -332,10 +339,10 @@ impl<B: SectionBackend> SectionManager<B> {
     pub fn close_session(&mut self, session: SessionId) -> Result<OwnedSections<B>, SectionError> {
         let position = self
             .sessions
-            .iter()
-            .position(|s| s.id == session)
-            .ok_or(SectionError::UnknownSession { session })?;
-        let closed = self.sessions.swap_remove(position);
+            .binary_search_by_key(&session, |s| s.id)
+            .map_err(|_| SectionError::UnknownSession { session })?;
+        // `remove`, not `swap_remove`: the table stays sorted by id.
+        let closed = self.sessions.remove(position);
         Ok(self.detach_session(closed))
     }
 
@@ -410,8 +417,9 @@ impl<B: SectionBackend> SectionManager<B> {
 
     fn session(&self, session: SessionId) -> Result<&Session<B::Section>, SectionError> {
         self.sessions
-            .iter()
-            .find(|s| s.id == session)
+            .binary_search_by_key(&session, |s| s.id)
+            .ok()
+            .and_then(|at| self.sessions.get(at))
             .ok_or(SectionError::UnknownSession { session })
     }
 
