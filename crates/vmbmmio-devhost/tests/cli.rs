@@ -3,19 +3,10 @@
 
 #![cfg(not(windows))]
 
-use std::process::Command;
+#[path = "support/binary.rs"]
+mod binary;
 
-fn devhost(args: &[&str]) -> (Option<i32>, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_vmbmmio-devhost"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8(output.stdout).unwrap(),
-        String::from_utf8(output.stderr).unwrap(),
-    )
-}
+use binary::devhost;
 
 #[test]
 fn valid_arguments_print_the_flexible_iov_entry_and_exit_3() {

@@ -3,21 +3,12 @@
 
 #![cfg(not(windows))]
 
-use std::process::Command;
+#[path = "support/binary.rs"]
+mod binary;
+
+use binary::devhost;
 
 use vmbmmio_devhost::probe::checks::CHECKS;
-
-fn devhost(args: &[&str]) -> (Option<i32>, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_vmbmmio-devhost"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8(output.stdout).unwrap(),
-        String::from_utf8(output.stderr).unwrap(),
-    )
-}
 
 #[test]
 fn the_top_level_help_lists_probe_and_keeps_the_serve_options() {
