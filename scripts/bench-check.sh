@@ -1,55 +1,50 @@
 #!/usr/bin/env bash
-# Instruction-count check of the benchmarks (issue 13, docs/performance.md).
+# Instruction-count check of the benchmarks (issue 13, docs/performance.md); run by .ci/run.
 #
-# Runs the callgrind benchmarks (gungraun) of the guest-packet handler, the region lookup and
-# the device host's intercept path, then:
+# Runs the callgrind benchmarks of the guest-packet handler, the region lookup and the device
+# host's intercept path (`instructions`, `intercept_instructions`: a self-contained harness,
+# crates/vmbmmio-core/benches/support/callgrind.rs, that needs only valgrind), then:
 #   - fails if any count grew by more than MARGIN_PERCENT (default 10) over the committed
-#     figures in scripts/bench-figures.json;
+#     figures in scripts/bench-figures.json, or if a committed figure is missing;
 #   - checks the targets as ratios to the in-run baselines (packet <= 3x copying its bytes,
 #     intercept <= 10x a plain load/store, lookup growing no faster than log2 of the regions)
 #     and fails if a target recorded as met is now missed (a missed one is printed, as the
 #     figures file and docs/performance.md record it).
-# `scripts/bench-check.sh --update` rewrites the figures file from this run instead.
+# `scripts/bench-check.sh --update` rewrites the figures file from this run instead, then
+# regenerates docs/performance.md's tables (scripts/bench-report.py).
 #
-# Needs valgrind (apt) and gungraun-runner 0.20.0, installed here when missing (a cold
-# `cargo install` takes about 10 minutes on 2 cores, which is why CI does not run this).
+# Needs valgrind (apt), installed here when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MARGIN_PERCENT="${MARGIN_PERCENT:-10}"
 FIGURES=scripts/bench-figures.json
-RUNNER_VERSION=0.20.0
+MODE="${1:-}"
+case "$MODE" in
+  "" | --update) ;;
+  *) echo "usage: $0 [--update]" >&2; exit 2 ;;
+esac
 
 if ! command -v valgrind >/dev/null 2>&1; then
+  echo "== installing valgrind"
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq valgrind >/dev/null
-fi
-if [ "$(gungraun-runner --version 2>/dev/null | awk '{print $2}')" != "$RUNNER_VERSION" ]; then
-  echo "== installing gungraun-runner $RUNNER_VERSION"
-  cargo install --locked gungraun-runner --version "$RUNNER_VERSION"
 fi
 
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
-echo "== instruction counts (cargo bench ... --output-format=json)"
-cargo bench -p vmbmmio-core --bench instructions -- --output-format=json >"$out/core.json"
-cargo bench -p vmbmmio-devhost --bench intercept_instructions -- --output-format=json \
-  >"$out/devhost.json"
+echo "== instruction counts (cargo bench --bench instructions --bench intercept_instructions)"
+cargo bench -p vmbmmio-core -p vmbmmio-devhost --bench instructions \
+  --bench intercept_instructions -- --json-dir "$out"
 
-python3 - "$out/core.json" "$out/devhost.json" "$FIGURES" "$MARGIN_PERCENT" "${1:-}" <<'PY'
+python3 - "$out/instructions.json" "$out/intercept_instructions.json" "$FIGURES" "$MARGIN_PERCENT" "$MODE" <<'PY'
 import json, math, sys
 
 core, devhost, figures_path, margin, mode = sys.argv[1:6]
 margin = float(margin)
 counts = {}
 for path in (core, devhost):
-    for line in open(path):
-        line = line.strip()
-        if not line:
-            continue
-        bench = json.loads(line)
-        ir = bench["profiles"][0]["data"]["total"]["metrics"]["Ir"]["values"]["new"]
-        counts[f'{bench["function_name"]}/{bench["id"]}'] = int(ir)
+    counts.update(json.load(open(path)))
 
 def ratio(a, b):
     return counts[a] / counts[b]
@@ -113,3 +108,7 @@ missed = sum(1 for _, met in targets.values() if not met)
 print(f"bench-check: {len(counts)} figures within {margin}% of {figures_path}; "
       f"{len(targets) - missed} targets met, {missed} missed as documented in docs/performance.md")
 PY
+
+if [ "$MODE" = --update ]; then
+  python3 scripts/bench-report.py --stamp-figures
+fi

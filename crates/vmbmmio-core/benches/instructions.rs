@@ -1,85 +1,82 @@
-//! Instruction counts (callgrind, through gungraun) of the guest-packet handler per message
-//! type, each with its baseline (copying the packet's bytes), and of the region lookup over 1,
-//! 64, 1024 and 4096 regions. Deterministic: `scripts/bench-check.sh` compares them with the
-//! committed figures and checks the targets as ratios.
+//! Instruction counts (callgrind) of the guest-packet handler per message type, each with its
+//! baseline (copying the packet's bytes: `memcpy` of its length, and for reference a copy whose
+//! size is fixed at compile time), and of the region lookup over 1, 64, 1024 and 4096 regions. Deterministic: `scripts/bench-check.sh` compares them with
+//! the committed figures and checks the targets as ratios.
 //!
-//! Needs valgrind and `gungraun-runner` 0.20.0 (`scripts/bench-check.sh` installs it):
-//! `cargo bench -p vmbmmio-core --bench instructions`.
+//! Each case is one call of an `#[inline(never)]` function, counted inclusively by
+//! `valgrind --tool=callgrind --toggle-collect` in a child process (`support/callgrind.rs`).
+//! Needs valgrind: `cargo bench -p vmbmmio-core --bench instructions [-- <filter>] [-- --json
+//! <file>]`.
 
-#![allow(missing_docs, clippy::unwrap_used)]
+#![allow(missing_docs, clippy::unwrap_used, clippy::panic)]
 
 use std::hint::black_box;
 
-use gungraun::{library_benchmark, library_benchmark_group, main};
-use vmbmmio_core::sections::{RegionId, RegionInfo, SectionManager, SessionId};
-
 mod support;
 
-use support::packets::{Case, Prepared, copy, handle, prepare};
-use support::tables::{NullBackend, ledger, lookup};
+use support::callgrind::{self, Case as Measured};
+use support::packets::{Case, copy, copy_inline, handle, prepare, verify};
+use support::tables::{SIZES, ledger, lookup};
 
-fn checked(case: Case) -> Box<Prepared> {
-    support::packets::check(case);
-    Box::new(prepare(case))
+const HANDLER: &str = "packet_handler";
+const COPY: &str = "packet_copy_baseline";
+const COPY_INLINE: &str = "packet_copy_inline";
+const LOOKUP: &str = "region_lookup";
+
+fn main() {
+    let mut cases = Vec::new();
+    for case in Case::ALL {
+        let id = case.name();
+        cases.push(Measured::new(
+            format!("{HANDLER}/{id}"),
+            "support::packets::handle",
+        ));
+        cases.push(Measured::new(
+            format!("{COPY}/{id}"),
+            "support::packets::copy",
+        ));
+        cases.push(Measured::new(
+            format!("{COPY_INLINE}/{id}"),
+            "support::packets::copy_fixed",
+        ));
+    }
+    for regions in SIZES {
+        cases.push(Measured::new(
+            format!("{LOOKUP}/regions_{regions}"),
+            "support::tables::lookup",
+        ));
+    }
+    callgrind::main(&cases, run);
 }
 
-#[library_benchmark]
-#[bench::hello(checked(Case::Hello))]
-#[bench::select_version(checked(Case::SelectVersion))]
-#[bench::report_reservation(checked(Case::ReportReservation))]
-#[bench::report_device(checked(Case::ReportDevice))]
-#[bench::ready(checked(Case::Ready))]
-#[bench::releasing(checked(Case::Releasing))]
-#[bench::get_layout(checked(Case::GetLayout))]
-#[bench::wait_event_reply(checked(Case::WaitEventReply))]
-#[bench::wait_event_held(checked(Case::WaitEventHeld))]
-#[bench::garbage(checked(Case::Garbage))]
-fn packet_handler(mut prepared: Box<Prepared>) -> Box<Prepared> {
-    black_box(handle(black_box(&mut prepared)));
-    prepared
+/// The child: prepares the case, makes the one measured call, checks its result.
+fn run(name: &str) {
+    let (group, id) = name.split_once('/').unwrap();
+    if group == LOOKUP {
+        let regions: usize = id.strip_prefix("regions_").unwrap().parse().unwrap();
+        let (manager, session, region) = ledger(regions);
+        let info = lookup(black_box(&manager), black_box(session), black_box(region));
+        black_box(info);
+        return;
+    }
+    let case = *Case::ALL
+        .iter()
+        .find(|case| case.name() == id)
+        .unwrap_or_else(|| panic!("unknown case {name}"));
+    let mut prepared = prepare(case);
+    match group {
+        HANDLER => {
+            let len = black_box(handle(black_box(&mut prepared)));
+            verify(case, &prepared, len);
+        }
+        COPY => {
+            let len = black_box(copy(black_box(&mut prepared)));
+            assert_eq!(prepared.reply[..len], prepared.packet[..]);
+        }
+        COPY_INLINE => {
+            let len = black_box(copy_inline(black_box(&mut prepared)));
+            assert_eq!(prepared.reply[..len], prepared.packet[..]);
+        }
+        _ => panic!("unknown case {name}"),
+    }
 }
-
-#[library_benchmark]
-#[bench::hello(checked(Case::Hello))]
-#[bench::select_version(checked(Case::SelectVersion))]
-#[bench::report_reservation(checked(Case::ReportReservation))]
-#[bench::report_device(checked(Case::ReportDevice))]
-#[bench::ready(checked(Case::Ready))]
-#[bench::releasing(checked(Case::Releasing))]
-#[bench::get_layout(checked(Case::GetLayout))]
-#[bench::wait_event_reply(checked(Case::WaitEventReply))]
-#[bench::wait_event_held(checked(Case::WaitEventHeld))]
-#[bench::garbage(checked(Case::Garbage))]
-fn packet_copy_baseline(mut prepared: Box<Prepared>) -> Box<Prepared> {
-    black_box(copy(black_box(&mut prepared)));
-    prepared
-}
-
-type Ledger = (Box<SectionManager<NullBackend>>, SessionId, RegionId);
-
-fn table(regions: usize) -> Ledger {
-    let (manager, session, region) = ledger(regions);
-    (Box::new(manager), session, region)
-}
-
-#[library_benchmark]
-#[bench::regions_1(table(1))]
-#[bench::regions_64(table(64))]
-#[bench::regions_1024(table(1024))]
-#[bench::regions_4096(table(4096))]
-fn region_lookup(table: Ledger) -> (Ledger, RegionInfo) {
-    let info = black_box(lookup(
-        black_box(&table.0),
-        black_box(table.1),
-        black_box(table.2),
-    ));
-    (table, info)
-}
-
-library_benchmark_group!(
-    name = packets,
-    benchmarks = [packet_handler, packet_copy_baseline]
-);
-library_benchmark_group!(name = lookups, benchmarks = [region_lookup]);
-
-main!(library_benchmark_groups = packets, lookups);
