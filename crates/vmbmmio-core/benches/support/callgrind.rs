@@ -74,7 +74,9 @@ pub fn main(cases: &[Case], run: impl Fn(&str)) {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--json-dir" => {
-                json = Some(PathBuf::from(args.next().expect("--json-dir needs a directory")));
+                json = Some(PathBuf::from(
+                    args.next().expect("--json-dir needs a directory"),
+                ));
             }
             // `cargo bench` passes `--bench`; criterion's options (`--quick`, `--noplot`...)
             // may reach every bench of `cargo bench --workspace -- ...`: none applies here.
