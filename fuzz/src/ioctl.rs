@@ -182,6 +182,8 @@ impl Bench {
         let control = ControlDevice::new(
             sim.parent_device(),
             kernel.clone(),
+            kernel.clone(),
+            kernel.clock(),
             SectionQuotas::default(),
             OfferSettings::default(),
         );

@@ -106,6 +106,26 @@ impl Platform for Driverlike {
     type Sections = PointerSections;
     type Process = PointerProcess;
     type EventLock = SpinLike;
+    type Clock = NoClock;
+    type Events = NoEvents;
+}
+
+#[derive(Clone)]
+struct NoClock;
+impl crate::consumers::Clock for NoClock {
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+#[derive(Clone)]
+struct NoEvents;
+impl crate::consumers::UserEvents for NoEvents {
+    fn reference(&self, _: u64) -> Result<crate::consumers::EventRef, kmcl::raw::NTSTATUS> {
+        Err(-1)
+    }
+    fn signal(&self, _: &crate::consumers::EventRef) {}
+    fn release(&self, _: crate::consumers::EventRef) {}
 }
 
 const POINTER: usize = size_of::<usize>();

@@ -89,6 +89,7 @@ use kmcl::KmclProvider;
 use kmcl::server::ParentDevice;
 
 use crate::channel::KernelHandleCloser;
+use crate::consumers::{Clock, UserEvents};
 use crate::guest_events::EventLock;
 use crate::sections::{RegionId, SectionBackend, SectionCounters, SectionManager, SectionQuotas};
 
@@ -115,6 +116,11 @@ pub trait Platform: 'static {
     /// taken from WDF's cancellation callback at DISPATCH_LEVEL; module
     /// [`crate::guest_events`]).
     type EventLock: EventLock;
+    /// The monotonic clock of the doorbell rate limits (`KeQueryInterruptTime`).
+    type Clock: Clock;
+    /// The host consumers' doorbell events (`ObReferenceObjectByHandle`, `KeSetEvent`,
+    /// `ObDereferenceObject`).
+    type Events: UserEvents;
 }
 
 /// Identifies one open file handle of the control device (the `WDFFILEOBJECT` value on
@@ -148,18 +154,25 @@ pub struct ControlDevice<X: Platform> {
     parent: ParentDevice,
     offer: OfferSettings,
     sections: SectionManager<X::Sections>,
+    /// The consumers' event backend (a clone goes to every session's guest port).
+    events: X::Events,
+    /// The rate limits' clock (a clone goes to every session's guest port).
+    clock: X::Clock,
     files: Vec<FileEntry<X>>,
     shut_down: bool,
 }
 
 impl<X: Platform> ControlDevice<X> {
     /// A control device with no open files. `parent` is the device object every channel is
-    /// allocated under (`VmbChannelAllocate`).
+    /// allocated under (`VmbChannelAllocate`); `events` and `clock` serve the host consumers'
+    /// doorbells (module [`crate::consumers`]).
     ///
     /// IRQL: <= DISPATCH_LEVEL (allocates nothing).
     pub fn new(
         parent: ParentDevice,
         backend: X::Sections,
+        events: X::Events,
+        clock: X::Clock,
         quotas: SectionQuotas,
         offer: OfferSettings,
     ) -> Self {
@@ -167,6 +180,8 @@ impl<X: Platform> ControlDevice<X> {
             parent,
             offer,
             sections: SectionManager::new(backend, quotas),
+            events,
+            clock,
             files: Vec::new(),
             shut_down: false,
         }
