@@ -56,9 +56,12 @@ impl UserEvents for KernelEvents {
             usize::try_from(handle).map_err(|_| STATUS_INVALID_HANDLE)?,
         );
         let mut referenced: PVOID = null_mut();
-        // SAFETY: `ExEventObjectType` is the kernel's exported pointer to the event object
-        // type, set before any driver loads and never changed; reading it is a plain load.
-        let event_type = unsafe { *ExEventObjectType };
+        // SAFETY: `ExEventObjectType` is the kernel's exported variable, set before any driver
+        // loads and never written afterwards; reading it by value is a plain load.
+        let type_slot = unsafe { ExEventObjectType };
+        // SAFETY: it points to the kernel's `POBJECT_TYPE` of events (wdm.h declares it
+        // `extern POBJECT_TYPE *ExEventObjectType`), valid for the system's lifetime.
+        let event_type = unsafe { *type_slot };
         // SAFETY: `handle` is a value from the caller, looked up by the object manager in the
         // current process's table with UserMode checks (a stale or foreign value fails with an
         // NTSTATUS, it is never dereferenced by us); `referenced` is a live local;

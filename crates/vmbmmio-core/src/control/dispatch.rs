@@ -294,6 +294,8 @@ impl<X: Platform> ControlDevice<X> {
             parent: self.parent,
             offer: self.offer,
             events,
+            doorbell_events: self.events.clone(),
+            clock: self.clock.clone(),
             platform: core::marker::PhantomData,
         })
     }
@@ -312,6 +314,7 @@ impl<X: Platform> ControlDevice<X> {
             caller,
             reservation,
             events,
+            doorbell_events,
             outcome,
         } = done;
         let entry = self
@@ -328,6 +331,7 @@ impl<X: Platform> ControlDevice<X> {
                     mapping: [MappingState::Unmapped; MAX_REGIONS],
                     handles_issued: 0,
                     events,
+                    doorbell_events,
                 });
                 Finished {
                     result: Ok(opened.written),
@@ -361,6 +365,7 @@ impl<X: Platform> ControlDevice<X> {
                             mapping: [MappingState::Unmapped; MAX_REGIONS],
                             handles_issued: 0,
                             events,
+                            doorbell_events,
                         }),
                         None,
                         0,

@@ -38,7 +38,7 @@ use vmbmmio_proto::ioctl::{OpenSessionParams, SessionOpened, Target, WireGuid};
 use super::session::{Busy, Session};
 use super::{Caller, ControlDevice, ControlError, FileKey, OfferSettings, Platform};
 use crate::channel::{
-    ChannelConfig, ChannelError, ChannelTarget, UserVmbusHandle, VmChannel, convert_vmbus_handle,
+    GuestPort, ChannelConfig, ChannelError, ChannelTarget, UserVmbusHandle, VmChannel, convert_vmbus_handle,
 };
 use crate::guest_events::{GuestEvents, Wake};
 use crate::mmio_plan::MmioPlan;
@@ -79,6 +79,9 @@ pub struct OpenWork<X: Platform> {
     /// The session's guest-event queue, made before the channel is offered so the channel's
     /// packet handler can be given it.
     pub(super) events: GuestEvents<X::EventLock>,
+    /// The consumers' event backend and the clock, for the channel's guest port.
+    pub(super) doorbell_events: X::Events,
+    pub(super) clock: X::Clock,
     #[allow(dead_code, reason = "ties the work item to its platform")]
     pub(super) platform: core::marker::PhantomData<fn() -> X>,
 }
@@ -90,6 +93,7 @@ pub struct OpenDone<X: Platform> {
     pub(super) caller: Caller,
     pub(super) reservation: Reservation<Sections<X>>,
     pub(super) events: GuestEvents<X::EventLock>,
+    pub(super) doorbell_events: X::Events,
     pub(super) outcome: Result<Opened<X>, ControlError>,
 }
 
@@ -120,6 +124,8 @@ impl<X: Platform> OpenWork<X> {
             parent,
             offer,
             events,
+            doorbell_events,
+            clock,
             platform: _,
         } = self;
         let session = reservation.session();
@@ -128,7 +134,10 @@ impl<X: Platform> OpenWork<X> {
             .map_err(ControlError::from)
             .and_then(|sections| {
                 // On an error `sections` is dropped here: released without the lock.
-                let channel = offer_channel::<X>(parent, offer, &params, plan, &events)?;
+                let port = events
+                    .port(doorbell_events.clone(), clock)
+                    .map_err(|_| ControlError::OutOfMemory)?;
+                let channel = offer_channel::<X>(parent, offer, &params, plan, port)?;
                 match write_reply(session, &reply, output) {
                     Ok(written) => Ok(Opened {
                         sections,
@@ -147,6 +156,7 @@ impl<X: Platform> OpenWork<X> {
             caller,
             reservation,
             events,
+            doorbell_events,
             outcome,
         }
     }
@@ -204,6 +214,9 @@ impl<X: Platform> Teardown<X> {
             // is closed, and is refused from here on; a pending WAIT_GUEST_EVENT is to be
             // cancelled (the wake, handed to the glue after the close).
             wake = session.events.close();
+            // Consumers first: told (and their events released) before the channel's close,
+            // which may wait for the guest.
+            session.close_doorbells();
             session.channel.close();
             session.sections
         });
@@ -327,10 +340,9 @@ fn offer_channel<X: Platform>(
     offer: OfferSettings,
     params: &OpenSessionParams,
     plan: MmioPlan,
-    events: &GuestEvents<X::EventLock>,
+    port: Box<dyn GuestPort>,
 ) -> Result<VmChannel<X::Kmcl, X::HandleCloser>, ControlError> {
-    // Allocated first: a failure then leaves nothing to undo.
-    let port = events.port().map_err(|_| ControlError::OutOfMemory)?;
+    // The port was allocated first: a failure then leaves nothing to undo.
     let target = match params.target() {
         Target::VmbusHandle(handle) => {
             let user = UserVmbusHandle::new(handle.get()).map_err(ChannelError::from)?;

@@ -57,6 +57,7 @@ use vmbmmio_proto::ioctl::{
 use super::context::{Backing, SessionContext};
 use super::conversation::{Conversation, HeldWait, Reports};
 use super::limits::{HELD_REPLY_SIZE, TERMINAL_HEADROOM};
+use crate::consumers::TokenBucket;
 use crate::guest_events::{CAPACITY_U64, GuestEventQueue, PushError, Wake};
 
 /// What to do with the packet just processed.
@@ -84,6 +85,20 @@ impl HeldReply {
     }
 }
 
+/// What a guest `DOORBELL` (protocol 1.1) asks of the session's consumers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestDoorbell {
+    /// Admitted by the guest's rate limit: every consumer of `region` hears `value`.
+    Rang {
+        /// The region's id.
+        region: u32,
+        /// The guest's value.
+        value: u64,
+    },
+    /// Refused by the guest's rate limit (answered `RATE_LIMITED`; counted).
+    Refused,
+}
+
 /// Everything one packet led to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use = "the packet must be completed or held, the held one completed, the wake handed on"]
@@ -94,6 +109,8 @@ pub struct Outcome {
     pub held: Option<HeldReply>,
     /// A pending WAIT_GUEST_EVENT of the device host to wake (after the lock is released).
     pub wake: Option<Wake>,
+    /// A guest `DOORBELL` for the session's consumers.
+    pub doorbell: Option<GuestDoorbell>,
 }
 
 /// The engine's counters over the whole session (every channel open).
@@ -119,6 +136,7 @@ struct Step {
     action: Action,
     held: Option<HeldReply>,
     wake: Option<Wake>,
+    doorbell: Option<GuestDoorbell>,
 }
 
 impl Step {
@@ -127,6 +145,7 @@ impl Step {
             action: Action::Reply(len),
             held: None,
             wake: None,
+            doorbell: None,
         }
     }
 }
@@ -142,6 +161,10 @@ pub struct Engine {
     /// Sequence of the newest device-host event queued (0: none); past the newest queued one
     /// after a terminal event was lost (module docs).
     mapping_epoch: u64,
+    /// The time of the packet being processed ([`Self::packet_at`]).
+    now: u64,
+    /// The guest's `DOORBELL` rate limit (protocol 1.1), over the whole session.
+    doorbell_bucket: TokenBucket,
 }
 
 impl Engine {
@@ -160,6 +183,8 @@ impl Engine {
                 internal_errors: 0,
             },
             mapping_epoch: 0,
+            now: 0,
+            doorbell_bucket: TokenBucket::new(0),
         }
     }
 
@@ -201,6 +226,19 @@ impl Engine {
     /// [`LARGEST_MESSAGE`](super::limits::LARGEST_MESSAGE) bytes (a shorter one gets an empty
     /// completion where the reply does not fit, counted in `internal_errors`).
     pub fn packet(&mut self, queue: &mut GuestEventQueue, bytes: &[u8], out: &mut [u8]) -> Outcome {
+        self.packet_at(queue, bytes, out, 0)
+    }
+
+    /// [`Self::packet`] at time `now` (the platform's clock, 100 ns): the time the guest's
+    /// `DOORBELL` rate limit counts with.
+    pub fn packet_at(
+        &mut self,
+        queue: &mut GuestEventQueue,
+        bytes: &[u8],
+        out: &mut [u8],
+        now: u64,
+    ) -> Outcome {
+        self.now = now;
         self.counters.guest_packets = self.counters.guest_packets.saturating_add(1);
         let conversation = &mut self.conversation;
         conversation.packets = conversation.packets.saturating_add(1);
@@ -225,6 +263,7 @@ impl Engine {
                     action: step.action,
                     held: step.held,
                     wake: step.wake,
+                    doorbell: step.doorbell,
                 }
             }
             Err(fault) => self.refuse(queue, &request.refuse(fault), out),
@@ -432,6 +471,7 @@ impl Engine {
                             action: Action::Hold,
                             held: None,
                             wake: None,
+                            doorbell: None,
                         })
                     }
                 }
@@ -461,6 +501,7 @@ impl Engine {
             action: Action::Reply(self.written(len)),
             held,
             wake,
+            doorbell: None,
         })
     }
 
@@ -486,6 +527,7 @@ impl Engine {
             action: Action::Reply(self.ack(out, id, kind)),
             held: None,
             wake,
+            doorbell: None,
         })
     }
 
@@ -590,6 +632,7 @@ impl Engine {
             action: Action::Reply(self.written(len)),
             held,
             wake,
+            doorbell: None,
         }
     }
 

@@ -40,7 +40,7 @@ pub mod shared;
 
 pub use context::{Backing, SessionContext};
 pub use conversation::{Conversation, EventRing, HeldWait, Reports};
-pub use engine::{Action, Engine, EngineCounters, HeldReply, Outcome};
+pub use engine::{Action, Engine, EngineCounters, GuestDoorbell, HeldReply, Outcome};
 pub use shared::{ActedBeyondNewest, GuestPacket, GuestShared, HeldCompletion};
 
 #[cfg(test)]

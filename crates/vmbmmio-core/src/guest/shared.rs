@@ -44,9 +44,10 @@ use kmcl::server::{HeldPacket, IncomingPacket};
 use vmbmmio_proto::ioctl::{ActedOn, MappingState};
 
 use super::context::SessionContext;
-use super::engine::{Action, Engine, EngineCounters, HeldReply};
+use super::engine::{Action, Engine, EngineCounters, GuestDoorbell, HeldReply};
 use super::limits::LARGEST_MESSAGE;
 use crate::channel::GuestPort;
+use crate::consumers::{Clock, DoorbellHub, EventRef, UserEvents};
 use crate::control::FileKey;
 use crate::guest_events::{
     Delivery, EventLock, GuestEventQueue, GuestEvents, Ticket, WaitError, WaitStart, Wake,
@@ -115,6 +116,8 @@ pub struct GuestShared<H = HeldPacket> {
     pub(crate) queue: GuestEventQueue,
     pub(crate) engine: Engine,
     held: Option<H>,
+    /// The host consumers' doorbells (module [`crate::consumers::hub`]).
+    pub(crate) doorbells: DoorbellHub,
 }
 
 impl<H> GuestShared<H> {
@@ -124,7 +127,13 @@ impl<H> GuestShared<H> {
             queue: GuestEventQueue::new(file),
             engine: Engine::new(context),
             held: None,
+            doorbells: DoorbellHub::new(),
         }
+    }
+
+    /// The host consumers' doorbells.
+    pub const fn doorbells(&self) -> &DoorbellHub {
+        &self.doorbells
     }
 
     /// The device host's event queue.
@@ -195,7 +204,30 @@ impl<H: HeldCompletion> GuestShared<H> {
         packet: P,
         reply: &mut [u8; LARGEST_MESSAGE],
     ) -> (Option<(P, usize)>, Option<Wake>) {
-        let outcome = self.engine.packet(&mut self.queue, packet.data(), reply);
+        self.packet_at(packet, 0, |_| {}, reply)
+    }
+
+    /// [`Self::packet`] at time `now` (the platform's clock, read before the lock), with
+    /// `signal` (`KeSetEvent(.., FALSE)`, <= DISPATCH_LEVEL) for the events of the consumers a
+    /// guest DOORBELL reaches. [`Self::packet`] is this at time 0 with no signal (tests and
+    /// benchmarks).
+    pub fn packet_at<P: GuestPacket<Held = H>>(
+        &mut self,
+        packet: P,
+        now: u64,
+        signal: impl Fn(&EventRef),
+        reply: &mut [u8; LARGEST_MESSAGE],
+    ) -> (Option<(P, usize)>, Option<Wake>) {
+        let outcome = self
+            .engine
+            .packet_at(&mut self.queue, packet.data(), reply, now);
+        match outcome.doorbell {
+            Some(GuestDoorbell::Rang { region, value }) => {
+                let _heard = self.doorbells.guest_rang(region, value, signal);
+            }
+            Some(GuestDoorbell::Refused) => self.doorbells.guest_refused(),
+            None => {}
+        }
         self.complete_held(outcome.held);
         match outcome.action {
             Action::Reply(len) => (Some((packet, len)), outcome.wake),
@@ -268,18 +300,23 @@ pub struct ActedBeyondNewest {
 
 /// The channel's view of a session: the [`GuestPort`] the channel's handler routes its
 /// callbacks to.
-pub(crate) struct SessionPort<L: EventLock> {
+pub(crate) struct SessionPort<L: EventLock, E: UserEvents, C: Clock> {
     events: GuestEvents<L>,
+    /// Signals the consumers' events a guest DOORBELL reaches (`KeSetEvent`).
+    backend: E,
+    /// The guest's doorbell rate limit's clock, read before the lock.
+    clock: C,
 }
 
-impl<L: EventLock> GuestPort for SessionPort<L> {
+impl<L: EventLock, E: UserEvents, C: Clock> GuestPort for SessionPort<L, E, C> {
     /// IRQL: PASSIVE_LEVEL (raised to DISPATCH_LEVEL inside a spin lock).
     fn packet(&self, packet: IncomingPacket<'_>) {
         let mut reply = [0u8; LARGEST_MESSAGE];
-        let (now, wake) = self
-            .events
-            .shared()
-            .with(|shared| shared.packet(packet, &mut reply));
+        let time = self.clock.now();
+        let backend = &self.backend;
+        let (now, wake) = self.events.shared().with(|shared| {
+            shared.packet_at(packet, time, |event| backend.signal(event), &mut reply)
+        });
         if let Some((packet, len)) = now {
             // Replies are at most LARGEST_MESSAGE bytes: this cannot fail, and on the impossible
             // error KMCL got an empty completion.
@@ -315,13 +352,20 @@ impl<L: EventLock> GuestPort for SessionPort<L> {
 }
 
 impl<L: EventLock> GuestEvents<L> {
-    /// The channel-side port of this session, for the channel's handler (given at offer time);
+    /// The channel-side port of this session, for the channel's handler (given at offer time),
+    /// with the consumers' event backend and the clock it uses from the channel's callbacks;
     /// [`AllocError`] when there is no memory for it.
     ///
     /// IRQL: PASSIVE_LEVEL (allocates).
-    pub fn port(&self) -> Result<Box<dyn GuestPort>, AllocError> {
+    pub fn port<E: UserEvents, C: Clock>(
+        &self,
+        backend: E,
+        clock: C,
+    ) -> Result<Box<dyn GuestPort>, AllocError> {
         Ok(try_box(SessionPort {
             events: self.clone(),
+            backend,
+            clock,
         })?)
     }
 
