@@ -253,6 +253,15 @@ impl<X: Platform> ControlDevice<X> {
         if entry.session.is_some() {
             return Err(ControlError::SessionExists);
         }
+        if !entry.attachments.is_empty() {
+            return Err(ControlError::ConsumerCannotHost);
+        }
+        // One live session per VM id: consumers name the VM by it (docs/host-consumers.md).
+        if let Some(vm_id) = params.vm_id()
+            && self.vm_id_in_use(vm_id)
+        {
+            return Err(ControlError::VmIdInUse);
+        }
         let file = entry.file;
         let regions = params.regions();
         let mut sizes = [0u64; MAX_REGIONS];
@@ -263,7 +272,8 @@ impl<X: Platform> ControlDevice<X> {
                 RegionSpec::read_write(region.size)
             } else {
                 RegionSpec::read_only(region.size)
-            };
+            }
+            .consumer_writable(region.consumer_writable);
         }
         let count = regions.len();
         let plan = MmioPlan::new(sizes.get(..count).unwrap_or(&[]))?;
@@ -283,6 +293,7 @@ impl<X: Platform> ControlDevice<X> {
         let reservation = self.sections.reserve(specs.get(..count).unwrap_or(&[]))?;
         if let Some(entry) = self.files.get_mut(index) {
             entry.busy = Busy::Opening;
+            entry.opening_vm = params.vm_id();
         }
         Ok(OpenWork {
             file,
@@ -296,6 +307,7 @@ impl<X: Platform> ControlDevice<X> {
             events,
             doorbell_events: self.events.clone(),
             clock: self.clock.clone(),
+            identity: super::consumer::identity(params),
             platform: core::marker::PhantomData,
         })
     }
@@ -315,6 +327,7 @@ impl<X: Platform> ControlDevice<X> {
             reservation,
             events,
             doorbell_events,
+            identity,
             outcome,
         } = done;
         let entry = self
@@ -324,6 +337,7 @@ impl<X: Platform> ControlDevice<X> {
         match (entry, outcome) {
             (Some(entry), Ok(opened)) => {
                 entry.busy = Busy::Idle;
+                entry.opening_vm = None;
                 let sections = self.sections.commit(reservation, opened.sections);
                 entry.session = Some(Session {
                     sections,
@@ -332,6 +346,7 @@ impl<X: Platform> ControlDevice<X> {
                     handles_issued: 0,
                     events,
                     doorbell_events,
+                    identity,
                 });
                 Finished {
                     result: Ok(opened.written),
@@ -341,6 +356,7 @@ impl<X: Platform> ControlDevice<X> {
             (entry, Err(error)) => {
                 if let Some(entry) = entry {
                     entry.busy = Busy::Idle;
+                    entry.opening_vm = None;
                 }
                 // Nothing of the session may stay behind: its quota is freed here, its
                 // sections were released by `OpenWork::run`.
@@ -366,6 +382,7 @@ impl<X: Platform> ControlDevice<X> {
                             handles_issued: 0,
                             events,
                             doorbell_events,
+                            identity,
                         }),
                         None,
                         0,

@@ -74,6 +74,7 @@
 #[cfg(test)]
 mod budget;
 mod caller;
+mod consumer;
 mod dispatch;
 mod error;
 mod events;
@@ -94,7 +95,14 @@ use crate::guest_events::EventLock;
 use crate::sections::{RegionId, SectionBackend, SectionCounters, SectionManager, SectionQuotas};
 
 pub use caller::{Caller, Opener, ProcessReference, RequestorMode};
-pub use error::{ControlError, STATUS_DEVICE_BUSY, proto_error_to_ntstatus};
+pub use consumer::{
+    AttachmentCounters, MAX_ATTACHMENTS, MAX_ATTACHMENTS_PER_FILE, MAX_ATTACHMENTS_PER_SESSION,
+};
+pub use error::{
+    ControlError, STATUS_DEVICE_BUSY, STATUS_NO_MORE_ENTRIES, STATUS_NOT_FOUND,
+    STATUS_NOT_SUPPORTED, STATUS_OBJECT_NAME_COLLISION, STATUS_OBJECT_NAME_NOT_FOUND,
+    STATUS_QUOTA_EXCEEDED, STATUS_RETRY, STATUS_VIRTUAL_CIRCUIT_CLOSED, proto_error_to_ntstatus,
+};
 pub use events::{Delivered, Handled, PendingWait};
 pub use phases::{Begun, Closed, Detached, Finished, OpenDone, OpenWork, Teardown};
 pub use rundown::{Rundown, RundownGuard};
@@ -159,6 +167,9 @@ pub struct ControlDevice<X: Platform> {
     /// The rate limits' clock (a clone goes to every session's guest port).
     clock: X::Clock,
     files: Vec<FileEntry<X>>,
+    /// The next attachment id (never reused in a driver run; 0 is never an id).
+    next_attachment: u64,
+    attachment_counters: AttachmentCounters,
     shut_down: bool,
 }
 
@@ -183,6 +194,11 @@ impl<X: Platform> ControlDevice<X> {
             events,
             clock,
             files: Vec::new(),
+            next_attachment: 1,
+            attachment_counters: AttachmentCounters {
+                created: 0,
+                released: 0,
+            },
             shut_down: false,
         }
     }
@@ -249,6 +265,8 @@ impl<X: Platform> ControlDevice<X> {
     pub fn shutdown(&mut self) {
         self.shut_down = true;
         while let Some(mut entry) = self.files.pop() {
+            let attachments = entry.take_attachments();
+            self.release_attachments(attachments);
             entry.close_session(&mut self.sections);
         }
         self.sections.release_all();

@@ -35,6 +35,7 @@ use kmcl::raw::GUID;
 use kmcl::server::ParentDevice;
 use vmbmmio_proto::ioctl::{OpenSessionParams, SessionOpened, Target, WireGuid};
 
+use super::consumer::Identity;
 use super::session::{Busy, Session};
 use super::{Caller, ControlDevice, ControlError, FileKey, OfferSettings, Platform};
 use crate::channel::{
@@ -82,6 +83,8 @@ pub struct OpenWork<X: Platform> {
     /// The consumers' event backend and the clock, for the channel's guest port.
     pub(super) doorbell_events: X::Events,
     pub(super) clock: X::Clock,
+    /// What consumers will see of the session (version 2).
+    pub(super) identity: Option<Identity>,
     #[allow(dead_code, reason = "ties the work item to its platform")]
     pub(super) platform: core::marker::PhantomData<fn() -> X>,
 }
@@ -94,6 +97,7 @@ pub struct OpenDone<X: Platform> {
     pub(super) reservation: Reservation<Sections<X>>,
     pub(super) events: GuestEvents<X::EventLock>,
     pub(super) doorbell_events: X::Events,
+    pub(super) identity: Option<Identity>,
     pub(super) outcome: Result<Opened<X>, ControlError>,
 }
 
@@ -126,6 +130,7 @@ impl<X: Platform> OpenWork<X> {
             events,
             doorbell_events,
             clock,
+            identity,
             platform: _,
         } = self;
         let session = reservation.session();
@@ -157,6 +162,7 @@ impl<X: Platform> OpenWork<X> {
             reservation,
             events,
             doorbell_events,
+            identity,
             outcome,
         }
     }
@@ -310,7 +316,11 @@ impl<X: Platform> ControlDevice<X> {
     /// IRQL: PASSIVE_LEVEL.
     pub fn begin_file_cleanup(&mut self, file: FileKey) -> Option<Teardown<X>> {
         let position = self.files.iter().position(|f| f.file == file)?;
-        let entry = self.files.swap_remove(position);
+        let mut entry = self.files.swap_remove(position);
+        // A consumer's attachments go now, under the lock (their events are released after
+        // each event-lock section).
+        let attachments = entry.take_attachments();
+        self.release_attachments(attachments);
         let (session, opener) = entry.into_parts();
         Some(Teardown::new(None, session, Some(opener), 0))
     }

