@@ -42,13 +42,16 @@ fn a_consumer_gets_at_most_the_regions_consumer_access() {
         Some(STATUS_ACCESS_DENIED)
     );
     let frame = bench
-        .attach(file, VM_A, "frame", SectionAccess::ReadOnly)
+        .attach(file, VM_A, "frame", SectionAccess::Read)
         .unwrap();
     assert_eq!(frame.region_index(), 1);
     assert_eq!(frame.size(), 4096);
     let handle = frame.section_handle();
     assert_eq!(
-        bench.kernel.handle_info(consumer, handle).map(|(_, mask)| mask),
+        bench
+            .kernel
+            .handle_info(consumer, handle)
+            .map(|(_, mask)| mask),
         Some(SECTION_MAP_READ | SECTION_QUERY),
         "exactly read and query"
     );
@@ -75,7 +78,10 @@ fn a_consumer_gets_at_most_the_regions_consumer_access() {
         .unwrap();
     assert_ne!(ring.attachment(), frame.attachment());
     assert_eq!(
-        bench.kernel.handle_info(consumer, ring.section_handle()).map(|(_, mask)| mask),
+        bench
+            .kernel
+            .handle_info(consumer, ring.section_handle())
+            .map(|(_, mask)| mask),
         Some(SECTION_MAP_READ | SECTION_MAP_WRITE | SECTION_QUERY)
     );
     let view = bench
@@ -98,7 +104,10 @@ fn a_consumer_gets_at_most_the_regions_consumer_access() {
     assert_eq!(&seen, b"hello");
     // A consumer handle never counts against the device host's handle records.
     assert_eq!(bench.control.section_counters().live_handle_records, 0);
-    assert_eq!(bench.control.section_counters().consumer_handles_handed_out, 2);
+    assert_eq!(
+        bench.control.section_counters().consumer_handles_handed_out,
+        2
+    );
 
     bench.kernel.exit_process(consumer);
     bench.control.file_cleanup(file.file());
@@ -150,14 +159,12 @@ fn a_consumer_reaches_only_the_vm_it_names() {
     let unknown = vmbmmio_proto::ioctl::WireGuid::from_u128(0x1234);
     assert_eq!(
         bench
-            .attach(file, unknown, "ring", SectionAccess::ReadOnly)
+            .attach(file, unknown, "ring", SectionAccess::Read)
             .err(),
         Some(STATUS_NOT_FOUND)
     );
     assert_eq!(
-        bench
-            .attach(file, VM_A, "nope", SectionAccess::ReadOnly)
-            .err(),
+        bench.attach(file, VM_A, "nope", SectionAccess::Read).err(),
         Some(STATUS_OBJECT_NAME_NOT_FOUND)
     );
     // Same name, two VMs: two different sections.
@@ -197,15 +204,15 @@ fn a_consumer_reaches_only_the_vm_it_names() {
         Some(STATUS_INVALID_PARAMETER)
     );
     assert_eq!(
-        bench
-            .detach(other, AttachmentId::new(999).unwrap())
-            .err(),
+        bench.detach(other, AttachmentId::new(999).unwrap()).err(),
         Some(STATUS_INVALID_PARAMETER)
     );
 
     bench.kernel.exit_process(consumer);
     for f in 1..=5 {
-        bench.control.file_cleanup(vmbmmio_core::control::FileKey(f));
+        bench
+            .control
+            .file_cleanup(vmbmmio_core::control::FileKey(f));
     }
     bench.kernel.exit_process(a.process);
     bench.kernel.exit_process(b.process);
@@ -221,7 +228,7 @@ fn roles_are_exclusive_and_a_vm_id_names_one_session() {
     // The device host's handle never attaches.
     assert_eq!(
         bench
-            .attach(a.caller, VM_A, "ring", SectionAccess::ReadOnly)
+            .attach(a.caller, VM_A, "ring", SectionAccess::Read)
             .err(),
         Some(STATUS_INVALID_DEVICE_STATE)
     );
@@ -230,16 +237,14 @@ fn roles_are_exclusive_and_a_vm_id_names_one_session() {
     let second = bench.open_file(host2, 2);
     let before = bench.snapshot();
     assert_eq!(
-        bench
-            .open_v2(second, vm_target(&vm2), VM_A, &REGIONS)
-            .err(),
+        bench.open_v2(second, vm_target(&vm2), VM_A, &REGIONS).err(),
         Some(STATUS_OBJECT_NAME_COLLISION)
     );
     assert_eq!(bench.snapshot(), before);
     // A consumer's handle never opens a session.
     let (consumer, file) = bench.consumer(3);
     bench
-        .attach(file, VM_A, "ring", SectionAccess::ReadOnly)
+        .attach(file, VM_A, "ring", SectionAccess::Read)
         .unwrap();
     assert_eq!(
         bench
@@ -259,7 +264,9 @@ fn roles_are_exclusive_and_a_vm_id_names_one_session() {
         .unwrap();
 
     for f in 1..=3 {
-        bench.control.file_cleanup(vmbmmio_core::control::FileKey(f));
+        bench
+            .control
+            .file_cleanup(vmbmmio_core::control::FileKey(f));
     }
     bench.kernel.exit_process(consumer);
     bench.kernel.exit_process(a.process);
@@ -297,19 +304,30 @@ fn after_the_session_closed_requests_fail_cleanly_and_the_mapping_keeps_the_last
     // The consumer was told once, and its event reference is released.
     assert_eq!(bench.kernel.event_signals(consumer, event), Some(1));
     let objects = bench.kernel.counters();
-    assert_eq!(objects.event_references_taken, objects.event_references_released);
+    assert_eq!(
+        objects.event_references_taken,
+        objects.event_references_released
+    );
     // Every request but DETACH fails with STATUS_VIRTUAL_CIRCUIT_CLOSED.
-    assert_eq!(bench.take(file, id).err(), Some(STATUS_VIRTUAL_CIRCUIT_CLOSED));
-    assert_eq!(bench.ring(file, id, 2).err(), Some(STATUS_VIRTUAL_CIRCUIT_CLOSED));
+    assert_eq!(
+        bench.take(file, id).err(),
+        Some(STATUS_VIRTUAL_CIRCUIT_CLOSED)
+    );
+    assert_eq!(
+        bench.ring(file, id, 2).err(),
+        Some(STATUS_VIRTUAL_CIRCUIT_CLOSED)
+    );
     assert_eq!(
         bench.set_event(file, id, event).err(),
         Some(STATUS_VIRTUAL_CIRCUIT_CLOSED)
     );
-    assert_eq!(bench.kernel.counters().event_references_taken, 1, "not referenced again");
     assert_eq!(
-        bench
-            .attach(file, VM_A, "ring", SectionAccess::ReadOnly)
-            .err(),
+        bench.kernel.counters().event_references_taken,
+        1,
+        "not referenced again"
+    );
+    assert_eq!(
+        bench.attach(file, VM_A, "ring", SectionAccess::Read).err(),
         Some(STATUS_NOT_FOUND)
     );
     assert_eq!(bench.list(file, 0).err(), Some(STATUS_NO_MORE_ENTRIES));
@@ -317,7 +335,11 @@ fn after_the_session_closed_requests_fail_cleanly_and_the_mapping_keeps_the_last
     let mut seen = [0u8; 10];
     memory.read(8, &mut seen).unwrap();
     assert_eq!(&seen, b"last words");
-    assert_eq!(bench.kernel.live_sections(), 1, "the consumer's handle keeps one section");
+    assert_eq!(
+        bench.kernel.live_sections(),
+        1,
+        "the consumer's handle keeps one section"
+    );
     bench.detach(file, id).unwrap();
     assert_eq!(bench.detach(file, id).err(), Some(STATUS_INVALID_PARAMETER));
 
@@ -333,10 +355,13 @@ fn doorbell_events_are_checked_like_windows_and_released_once() {
     let a = bench.host_v2(1, VM_A, &REGIONS);
     let (consumer, file) = bench.consumer(2);
     let ring = bench
-        .attach(file, VM_A, "ring", SectionAccess::ReadOnly)
+        .attach(file, VM_A, "ring", SectionAccess::Read)
         .unwrap();
     let id = ring.attachment();
-    assert_eq!(bench.set_event(file, id, 0x7ffc).err(), Some(STATUS_INVALID_HANDLE));
+    assert_eq!(
+        bench.set_event(file, id, 0x7ffc).err(),
+        Some(STATUS_INVALID_HANDLE)
+    );
     assert_eq!(
         bench.set_event(file, id, ring.section_handle()).err(),
         Some(STATUS_OBJECT_TYPE_MISMATCH)
@@ -345,7 +370,10 @@ fn doorbell_events_are_checked_like_windows_and_released_once() {
         .kernel
         .create_event_with_access(consumer, SYNCHRONIZE)
         .unwrap();
-    assert_eq!(bench.set_event(file, id, wait_only).err(), Some(STATUS_ACCESS_DENIED));
+    assert_eq!(
+        bench.set_event(file, id, wait_only).err(),
+        Some(STATUS_ACCESS_DENIED)
+    );
     // Another process's event handle value is looked up in the caller's table.
     let stranger = bench.kernel.spawn_process();
     let foreign = bench.kernel.create_event(stranger).unwrap();
@@ -357,8 +385,18 @@ fn doorbell_events_are_checked_like_windows_and_released_once() {
     bench.kernel.close_handle(consumer, first).unwrap();
     bench.set_event(file, id, second).unwrap();
     let objects = bench.kernel.counters();
-    assert_eq!((objects.event_references_taken, objects.event_references_released), (2, 1));
-    assert_eq!(bench.kernel.live_events(), 4, "the first event is gone");
+    assert_eq!(
+        (
+            objects.event_references_taken,
+            objects.event_references_released
+        ),
+        (2, 1)
+    );
+    assert_eq!(
+        bench.kernel.live_events(),
+        3,
+        "the first event is gone (wait-only, foreign, second stay)"
+    );
     // Unregister (handle 0).
     bench.set_event(file, id, 0).unwrap();
     let objects = bench.kernel.counters();
@@ -382,10 +420,13 @@ fn release_in_order(consumer_first: bool) {
     let a = bench.host_v2(1, VM_A, &REGIONS);
     let b = bench.host_v2(2, VM_B, &REGIONS);
     let (consumer, file) = bench.consumer(3);
-    for (vm, name) in [(VM_A, "ring"), (VM_A, "frame"), (VM_B, "ring"), (VM_B, "ring")] {
-        let attached = bench
-            .attach(file, vm, name, SectionAccess::ReadOnly)
-            .unwrap();
+    for (vm, name) in [
+        (VM_A, "ring"),
+        (VM_A, "frame"),
+        (VM_B, "ring"),
+        (VM_B, "ring"),
+    ] {
+        let attached = bench.attach(file, vm, name, SectionAccess::Read).unwrap();
         let event = bench.kernel.create_event(consumer).unwrap();
         bench.set_event(file, attached.attachment(), event).unwrap();
     }
@@ -402,7 +443,10 @@ fn release_in_order(consumer_first: bool) {
         // Every event was signalled once and released at the close.
         let objects = bench.kernel.counters();
         assert_eq!(objects.event_signals, 4);
-        assert_eq!(objects.event_references_taken, objects.event_references_released);
+        assert_eq!(
+            objects.event_references_taken,
+            objects.event_references_released
+        );
         bench.control.file_cleanup(file.file());
         bench.kernel.exit_process(consumer);
         bench.control.file_cleanup(b.caller.file());
@@ -433,14 +477,12 @@ fn attachment_quotas_per_file_and_per_session() {
     let (consumer, file) = bench.consumer(2);
     for _ in 0..MAX_ATTACHMENTS_PER_FILE {
         bench
-            .attach(file, VM_A, "ring", SectionAccess::ReadOnly)
+            .attach(file, VM_A, "ring", SectionAccess::Read)
             .unwrap();
     }
     let before = bench.snapshot();
     assert_eq!(
-        bench
-            .attach(file, VM_A, "ring", SectionAccess::ReadOnly)
-            .err(),
+        bench.attach(file, VM_A, "ring", SectionAccess::Read).err(),
         Some(STATUS_QUOTA_EXCEEDED)
     );
     assert_eq!(bench.snapshot(), before, "a refused attach changes nothing");
@@ -448,18 +490,20 @@ fn attachment_quotas_per_file_and_per_session() {
     let (other, second) = bench.consumer(3);
     assert_eq!(
         bench
-            .attach(second, VM_A, "ring", SectionAccess::ReadOnly)
+            .attach(second, VM_A, "ring", SectionAccess::Read)
             .err(),
         Some(STATUS_QUOTA_EXCEEDED)
     );
     // ...but not on another VM.
     let b = bench.host_v2(4, VM_B, &REGIONS);
     bench
-        .attach(second, VM_B, "frame", SectionAccess::ReadOnly)
+        .attach(second, VM_B, "frame", SectionAccess::Read)
         .unwrap();
 
     for f in 1..=4 {
-        bench.control.file_cleanup(vmbmmio_core::control::FileKey(f));
+        bench
+            .control
+            .file_cleanup(vmbmmio_core::control::FileKey(f));
     }
     for p in [consumer, other, a.process, b.process] {
         bench.kernel.exit_process(p);

@@ -12,7 +12,7 @@ use vmbmmio_proto::ioctl::{
     AttachRegionRequest, AttachmentId, DetachRegionRequest, DoorbellTally, IoctlCode,
     ListSessionsRequest, NamedRegionRequest, OpenSessionV2Request, RegionAttached,
     RingGuestRequest, SectionAccess, SessionListing, SessionOpened, SetDoorbellEventRequest,
-    Target, TakeDoorbellsRequest, WireGuid, parse_attach_region_reply, parse_list_sessions_reply,
+    TakeDoorbellsRequest, Target, WireGuid, parse_attach_region_reply, parse_list_sessions_reply,
     parse_open_session_reply, parse_take_doorbells_reply,
 };
 
@@ -32,12 +32,14 @@ pub const VM_B: WireGuid = WireGuid::from_u128(0xb0b0_0000_0000_4000_8000_0000_0
 pub fn open_v2_bytes(target: Target, vm_id: WireGuid, regions: &[Named]) -> Vec<u8> {
     let regions: Vec<NamedRegionRequest> = regions
         .iter()
-        .map(|&(size, guest_writable, consumer_writable, name)| NamedRegionRequest {
-            size,
-            guest_writable,
-            consumer_writable,
-            name: RegionName::required(name).unwrap(),
-        })
+        .map(
+            |&(size, guest_writable, consumer_writable, name)| NamedRegionRequest {
+                size,
+                guest_writable,
+                consumer_writable,
+                name: RegionName::required(name).unwrap(),
+            },
+        )
         .collect();
     encode(
         &OpenSessionV2Request::build(target, INTERFACE_TYPE, INTERFACE_INSTANCE, vm_id, &regions)
@@ -59,7 +61,12 @@ impl Bench {
         let (process, vm) = self.device_host_with_vm();
         let caller = self.open_file(process, file);
         let opened = self
-            .open_v2(caller, crate::control_support::vm_target(&vm), vm_id, regions)
+            .open_v2(
+                caller,
+                crate::control_support::vm_target(&vm),
+                vm_id,
+                regions,
+            )
             .unwrap();
         Hosted {
             process,

@@ -22,11 +22,11 @@
 use kmcl::raw::{NTSTATUS, STATUS_ACCESS_DENIED, STATUS_INVALID_HANDLE};
 use vmbmmio_core::consumers::{EVENT_MODIFY_STATE, EventRef, UserEvents};
 
+use super::SimKernel;
 use super::faults::FaultPoint;
 use super::handle_table::HandleEntry;
 use super::object::ObjectId;
 use super::state::{STATUS_PROCESS_IS_TERMINATING, State};
-use super::SimKernel;
 use crate::memory::ProcessId;
 
 /// `STATUS_OBJECT_TYPE_MISMATCH` (ntstatus.h).
@@ -100,7 +100,9 @@ impl State {
 
     fn dereference_event(&mut self, object: ObjectId) {
         let Some(event) = self.events.get_mut(&object).filter(|e| e.pointers > 0) else {
-            panic!("hvsim: ObDereferenceObject of event {object:?} without a reference (bugcheck on Windows)");
+            panic!(
+                "hvsim: ObDereferenceObject of event {object:?} without a reference (bugcheck on Windows)"
+            );
         };
         event.pointers -= 1;
         self.counters.event_references_released += 1;

@@ -52,13 +52,18 @@ fn refuses_what_windows_refuses() {
     let other = kernel.spawn_process();
     let own = kernel.create_event(consumer).unwrap();
     let foreign = kernel.create_event(other).unwrap();
-    let wait_only = kernel.create_event_with_access(consumer, SYNCHRONIZE).unwrap();
+    let wait_only = kernel
+        .create_event_with_access(consumer, SYNCHRONIZE)
+        .unwrap();
     let section = kernel.create_section(4096).unwrap();
     kernel.set_current_process(consumer);
     let section_handle = kernel.open_user_handle(&section, 0x7).unwrap();
     assert_eq!(kernel.reference(0), Err(STATUS_INVALID_HANDLE));
     assert_eq!(kernel.reference(0x4000), Err(STATUS_INVALID_HANDLE));
-    assert_eq!(kernel.reference(section_handle.0), Err(STATUS_OBJECT_TYPE_MISMATCH));
+    assert_eq!(
+        kernel.reference(section_handle.0),
+        Err(STATUS_OBJECT_TYPE_MISMATCH)
+    );
     assert_eq!(kernel.reference(wait_only), Err(STATUS_ACCESS_DENIED));
     // The other process's handle value means nothing here (or something else).
     assert_ne!(foreign, 0);

@@ -259,7 +259,12 @@ impl DoorbellHub {
     pub fn close(&mut self, signal: impl Fn(&EventRef)) -> ClosedHub {
         self.closed = true;
         if let Some(table) = self.table.as_ref() {
-            for event in table.slots.iter().flatten().filter_map(|s| s.event.as_ref()) {
+            for event in table
+                .slots
+                .iter()
+                .flatten()
+                .filter_map(|s| s.event.as_ref())
+            {
                 signal(event);
             }
         }
@@ -326,10 +331,20 @@ mod tests {
         hub.subscribe(1, 0, 0).unwrap();
         hub.subscribe(2, 1, 0).unwrap();
         hub.subscribe(3, 1, 0).unwrap();
-        assert!(hub.set_event(3, Some(EventRef::from_raw(30))).unwrap().is_none());
+        assert!(
+            hub.set_event(3, Some(EventRef::from_raw(30)))
+                .unwrap()
+                .is_none()
+        );
         let signalled = RefCell::new(Vec::new());
-        assert_eq!(hub.guest_rang(1, 7, |e| signalled.borrow_mut().push(e.raw())), 2);
-        assert_eq!(hub.guest_rang(1, 9, |e| signalled.borrow_mut().push(e.raw())), 2);
+        assert_eq!(
+            hub.guest_rang(1, 7, |e| signalled.borrow_mut().push(e.raw())),
+            2
+        );
+        assert_eq!(
+            hub.guest_rang(1, 9, |e| signalled.borrow_mut().push(e.raw())),
+            2
+        );
         assert_eq!(*signalled.borrow(), [30, 30]);
         let taken = hub.take(2).unwrap();
         assert_eq!((taken.count, taken.last_value), (2, 9));
@@ -349,7 +364,11 @@ mod tests {
     fn re_registering_hands_the_old_event_back() {
         let mut hub = hub();
         hub.subscribe(1, 0, 0).unwrap();
-        assert!(hub.set_event(1, Some(EventRef::from_raw(5))).unwrap().is_none());
+        assert!(
+            hub.set_event(1, Some(EventRef::from_raw(5)))
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(
             hub.set_event(1, Some(EventRef::from_raw(6))).unwrap(),
             Some(EventRef::from_raw(5))
@@ -373,9 +392,16 @@ mod tests {
             assert_eq!(hub.ring_allowed(1, 0), Ok(2));
         }
         assert_eq!(hub.ring_allowed(1, 0), Err(HubError::RateLimited));
-        assert_eq!(hub.ring_allowed(2, 0), Ok(3), "another attachment is unaffected");
+        assert_eq!(
+            hub.ring_allowed(2, 0),
+            Ok(3),
+            "another attachment is unaffected"
+        );
         assert_eq!(hub.take(1).unwrap().refused_to_guest, 1);
-        assert_eq!(hub.ring_allowed(1, super::super::rate::TICKS_PER_TOKEN), Ok(2));
+        assert_eq!(
+            hub.ring_allowed(1, super::super::rate::TICKS_PER_TOKEN),
+            Ok(2)
+        );
     }
 
     #[test]

@@ -104,7 +104,10 @@ mod tests {
                 allowed += 1;
             }
         }
-        assert!((10_000..=10_000 + u64::from(BURST)).contains(&allowed), "{allowed}");
+        assert!(
+            (10_000..=10_000 + u64::from(BURST)).contains(&allowed),
+            "{allowed}"
+        );
     }
 
     #[test]

@@ -33,20 +33,18 @@
 use alloc::vec::Vec;
 use core::num::NonZeroU64;
 
-use vmbmmio_proto::guest::RegionName;
 use vmbmmio_proto::ioctl::{
-    AttachRegionParams, AttachmentId, DetachRegionReply, DoorbellTally, ListedRegion,
-    MAX_REGIONS, RegionAttached, RingGuestReply, SectionAccess, SessionListing,
-    SetDoorbellEventReply, WireGuid,
+    AttachRegionParams, AttachmentId, DetachRegionReply, DoorbellTally, ListedRegion, MAX_REGIONS,
+    RegionAttached, RingGuestReply, SectionAccess, SessionListing, SetDoorbellEventReply, WireGuid,
+    WireMessage,
 };
 
 use super::session::{FileEntry, Session};
 use super::{Caller, ControlDevice, ControlError, MAX_OPEN_FILES, Platform};
 use crate::consumers::{Clock, HubError, HubTable, MAX_SUBSCRIBERS, UserEvents};
-use crate::guest::context::region_state;
 use crate::guest::shared::RingRefused;
 use crate::guest_events::{EventLock, GuestEvents};
-use crate::sections::{RegionId, SectionError, SessionId};
+use crate::sections::{RegionAccess, RegionId, SectionError, SessionId};
 
 /// Most attachments one consumer file handle holds.
 pub const MAX_ATTACHMENTS_PER_FILE: usize = 64;
@@ -72,25 +70,12 @@ impl AttachmentCounters {
     }
 }
 
-/// What a version-2 session tells consumers: its VM id and its regions' names and access.
-#[derive(Clone, Copy, Debug)]
+/// What a version-2 session tells consumers beyond its regions: its VM id. The regions'
+/// names live once, in the guest engine's copy of the layout (under the event lock, where the
+/// guest's `GET_LAYOUT` reads them too); their sizes and access in the section ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Identity {
     pub(super) vm_id: WireGuid,
-    pub(super) regions: [ListedRegion; MAX_REGIONS],
-    pub(super) count: usize,
-}
-
-impl Identity {
-    /// The regions, in session order (their index is their position).
-    fn regions(&self) -> &[ListedRegion] {
-        self.regions.get(..self.count).unwrap_or(&[])
-    }
-
-    /// The index of the region named `name` (bytewise).
-    fn find(&self, name: &RegionName) -> Option<u32> {
-        let position = self.regions().iter().position(|r| r.name == *name)?;
-        u32::try_from(position).ok()
-    }
 }
 
 /// One attachment, in its consumer file's entry.
@@ -98,7 +83,6 @@ pub(super) struct Attachment<X: Platform> {
     pub(super) id: AttachmentId,
     /// The session, by the section manager's id (never reused).
     pub(super) session: SessionId,
-    pub(super) region: u32,
     /// The session's shared state (its doorbell table), reachable after the session closed.
     pub(super) events: GuestEvents<X::EventLock>,
 }
@@ -117,7 +101,7 @@ impl<X: Platform> ControlDevice<X> {
         self.files
             .iter()
             .filter_map(|f| f.session.as_ref())
-            .find(|s| s.identity.as_ref().is_some_and(|i| i.vm_id == vm_id))
+            .find(|s| s.identity.is_some_and(|i| i.vm_id == vm_id))
     }
 
     /// Whether a live or opening session already has VM id `vm_id` (OPEN_SESSION version 2).
@@ -182,17 +166,30 @@ impl<X: Platform> ControlDevice<X> {
             .get(at)
             .and_then(|f| f.session.as_ref())
             .ok_or(ControlError::NoMoreEntries)?;
-        let identity = session.identity.as_ref().ok_or(ControlError::NoMoreEntries)?;
-        let mut regions = identity.regions;
-        for (region, mapping) in regions.iter_mut().zip(session.mapping.iter()) {
-            region.state = region_state(*mapping);
+        let identity = session.identity.ok_or(ControlError::NoMoreEntries)?;
+        let mut regions = [ListedRegion::default(); MAX_REGIONS];
+        let mut count = 0usize;
+        session.events.shared().with(|shared| {
+            for (slot, region) in regions.iter_mut().zip(shared.engine.context().regions()) {
+                slot.name = region.name;
+                slot.state = region.state;
+                count = count.saturating_add(1);
+            }
+        });
+        for (index, slot) in (0u32..).zip(regions.iter_mut().take(count)) {
+            let info = self
+                .sections
+                .region(session.sections, RegionId::new(session.sections, index))?;
+            slot.size = info.size;
+            slot.guest_writable = info.access == RegionAccess::ReadWrite;
+            slot.consumer_writable = info.consumer_writable;
         }
         let listing = SessionListing::new(
             u32::try_from(total).unwrap_or(u32::MAX),
             cursor,
             identity.vm_id,
             session_id,
-            regions.get(..identity.count).unwrap_or(&[]),
+            regions.get(..count).unwrap_or(&[]),
         )?;
         Ok(listing.encode(output)?)
     }
@@ -223,20 +220,27 @@ impl<X: Platform> ControlDevice<X> {
         let session = self
             .session_of_vm(params.vm_id)
             .ok_or(ControlError::NoSuchVm)?;
-        let identity = session.identity.as_ref().ok_or(ControlError::NoSuchVm)?;
-        let region = identity
-            .find(&params.name)
+        let session_id = session.sections;
+        let region = session
+            .events
+            .shared()
+            .with(|shared| {
+                shared
+                    .engine
+                    .context()
+                    .regions()
+                    .iter()
+                    .position(|r| r.name == params.name)
+            })
+            .and_then(|at| u32::try_from(at).ok())
             .ok_or(ControlError::NoSuchRegion)?;
-        let listed = identity
-            .regions()
-            .get(usize::try_from(region).unwrap_or(usize::MAX))
-            .copied()
-            .ok_or(ControlError::NoSuchRegion)?;
+        let info = self
+            .sections
+            .region(session_id, RegionId::new(session_id, region))?;
         let write = params.access.writes();
-        if write && !listed.consumer_writable {
+        if write && !info.consumer_writable {
             return Err(ControlError::ConsumerWriteDenied);
         }
-        let session_id = session.sections;
         let attached = self
             .files
             .iter()
@@ -249,10 +253,7 @@ impl<X: Platform> ControlDevice<X> {
             });
         }
         let events = session.events.clone();
-        let size = self
-            .sections
-            .region(session_id, RegionId::new(session_id, region))?
-            .size;
+        let size = info.size;
         let id = AttachmentId::new(self.next_attachment).ok_or(ControlError::OutOfMemory)?;
         let next = self
             .next_attachment
@@ -270,7 +271,11 @@ impl<X: Platform> ControlDevice<X> {
             let table = HubTable::new().map_err(|_| ControlError::OutOfMemory)?;
             // Freed here, after the lock, if one was installed meanwhile (never: the table
             // lock serializes attachments).
-            drop(events.shared().with(|shared| shared.doorbells.install(table)));
+            drop(
+                events
+                    .shared()
+                    .with(|shared| shared.doorbells.install(table)),
+            );
         }
         let now = self.clock.now();
         events
@@ -314,7 +319,6 @@ impl<X: Platform> ControlDevice<X> {
         entry.attachments.push(Attachment {
             id,
             session: session_id,
-            region,
             events,
         });
         self.attachment_counters.created = self.attachment_counters.created.saturating_add(1);
@@ -509,22 +513,5 @@ impl<X: Platform> FileEntry<X> {
 /// The identity of a version-2 session from its validated OPEN_SESSION (`None` for version 1:
 /// invisible to consumers).
 pub(super) fn identity(params: &vmbmmio_proto::ioctl::OpenSessionParams) -> Option<Identity> {
-    let vm_id = params.vm_id()?;
-    let mut regions = [ListedRegion::default(); MAX_REGIONS];
-    let mut count = 0usize;
-    for (slot, region) in regions.iter_mut().zip(params.regions()) {
-        *slot = ListedRegion {
-            size: region.size,
-            guest_writable: region.guest_writable,
-            consumer_writable: region.consumer_writable,
-            state: vmbmmio_proto::guest::RegionState::Unmapped,
-            name: region.name,
-        };
-        count = count.saturating_add(1);
-    }
-    Some(Identity {
-        vm_id,
-        regions,
-        count,
-    })
+    params.vm_id().map(|vm_id| Identity { vm_id })
 }

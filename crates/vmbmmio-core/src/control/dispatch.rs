@@ -2,9 +2,10 @@
 
 use vmbmmio_proto::ioctl::{
     BarRegion, CloseSessionReply, IoctlCode, MAX_REGIONS, MappingState, OpenSessionParams,
-    ProtoError, RegionSection, ReportMappingReply, SectionAccess, SessionOpened, WireMessage,
-    parse_close_session, parse_get_region_section, parse_open_session, parse_query_status,
-    parse_report_mapping_any,
+    RegionSection, ReportMappingReply, SectionAccess, SessionOpened, WireMessage,
+    parse_attach_region, parse_close_session, parse_detach_region, parse_get_region_section,
+    parse_list_sessions, parse_open_session_any, parse_query_status, parse_report_mapping_any,
+    parse_ring_guest, parse_set_doorbell_event, parse_take_doorbells,
 };
 
 use alloc::boxed::Box;
@@ -21,21 +22,6 @@ use crate::guest_events::GuestEvents;
 use crate::mmio_plan::MmioPlan;
 use crate::sections::{RegionAccess, RegionId, RegionSpec};
 
-/// [`IoctlCode::parse`], limited to the requests this engine serves: the consumer requests of
-/// issue 14 (LIST_SESSIONS .. RING_GUEST) are not served yet and get
-/// [`ProtoError::UnknownIoctl`], as before the interface defined them.
-fn parse_served_code(code: u32) -> Result<IoctlCode, ProtoError> {
-    match IoctlCode::parse(code)? {
-        IoctlCode::ListSessions
-        | IoctlCode::AttachRegion
-        | IoctlCode::DetachRegion
-        | IoctlCode::SetDoorbellEvent
-        | IoctlCode::TakeDoorbells
-        | IoctlCode::RingGuest => Err(ProtoError::UnknownIoctl { code }),
-        served => Ok(served),
-    }
-}
-
 impl<X: Platform> ControlDevice<X> {
     /// The checks that need only the request's code and buffer lengths: the IOCTL code, the
     /// input length (never longer than the request, so the glue's copy of the input never needs
@@ -51,7 +37,7 @@ impl<X: Platform> ControlDevice<X> {
         input_len: usize,
         output_len: usize,
     ) -> Result<(), ControlError> {
-        let result = parse_served_code(code)
+        let result = IoctlCode::parse(code)
             .and_then(|code| {
                 code.check_input_len(input_len)?;
                 code.check_output_len(output_len)
@@ -160,7 +146,7 @@ impl<X: Platform> ControlDevice<X> {
         if self.shut_down {
             return Err(ControlError::ShuttingDown);
         }
-        let code = parse_served_code(code)?;
+        let code = IoctlCode::parse(code)?;
         code.check_input_len(input.len())?;
         code.check_output_len(output.len())?;
         let index = self
@@ -183,7 +169,8 @@ impl<X: Platform> ControlDevice<X> {
         }
         match code {
             IoctlCode::OpenSession => {
-                let params = parse_open_session(input)?;
+                // Either version (docs/ioctl.md): version 1 names no VM and no region.
+                let params = parse_open_session_any(input)?;
                 // The work item's memory first, so a failed allocation leaves nothing reserved.
                 let slot = try_box(MaybeUninit::<OpenWork<X>>::uninit())
                     .map_err(|_| ControlError::OutOfMemory)?;
@@ -226,13 +213,33 @@ impl<X: Platform> ControlDevice<X> {
             }
             IoctlCode::QueryDriver => self.query_driver(input, output).map(Begun::Done),
             IoctlCode::WaitGuestEvent => self.wait_guest_event(index, input, output),
-            // Refused by `parse_served_code` above; kept here so the match stays exhaustive.
-            IoctlCode::ListSessions
-            | IoctlCode::AttachRegion
-            | IoctlCode::DetachRegion
-            | IoctlCode::SetDoorbellEvent
-            | IoctlCode::TakeDoorbells
-            | IoctlCode::RingGuest => Err(ProtoError::UnknownIoctl { code: code.code() }.into()),
+            IoctlCode::ListSessions => {
+                let cursor = parse_list_sessions(input)?;
+                self.list_sessions(cursor, output).map(Begun::Done)
+            }
+            IoctlCode::AttachRegion => {
+                let params = parse_attach_region(input)?;
+                self.attach(index, caller, &params, output).map(Begun::Done)
+            }
+            IoctlCode::DetachRegion => {
+                let attachment = parse_detach_region(input)?;
+                self.detach(index, attachment, output).map(Begun::Done)
+            }
+            IoctlCode::SetDoorbellEvent => {
+                let params = parse_set_doorbell_event(input)?;
+                self.set_doorbell_event(index, params.attachment, params.event_handle, output)
+                    .map(Begun::Done)
+            }
+            IoctlCode::TakeDoorbells => {
+                let attachment = parse_take_doorbells(input)?;
+                self.take_doorbells(index, attachment, output)
+                    .map(Begun::Done)
+            }
+            IoctlCode::RingGuest => {
+                let params = parse_ring_guest(input)?;
+                self.ring_guest(index, params.attachment, params.value, output)
+                    .map(Begun::Done)
+            }
             IoctlCode::CloseSession => {
                 parse_close_session(input)?;
                 let entry = self.files.get_mut(index).ok_or(ControlError::UnknownFile)?;
@@ -306,11 +313,15 @@ impl<X: Platform> ControlDevice<X> {
         for (slot, region) in writable.iter_mut().zip(regions) {
             *slot = region.guest_writable;
         }
-        let context = SessionContext::new(
+        let mut context = SessionContext::new(
             params.interface_instance(),
             &plan,
             writable.get(..count).unwrap_or(&[]),
         );
+        // Version 2 names its regions (version 1's names are empty).
+        for (index, region) in regions.iter().enumerate() {
+            context.set_name(index, region.name);
+        }
         let events = GuestEvents::new(file, context).ok_or(ControlError::OutOfMemory)?;
         let reservation = self.sections.reserve(specs.get(..count).unwrap_or(&[]))?;
         if let Some(entry) = self.files.get_mut(index) {

@@ -39,7 +39,8 @@ use super::consumer::Identity;
 use super::session::{Busy, Session};
 use super::{Caller, ControlDevice, ControlError, FileKey, OfferSettings, Platform};
 use crate::channel::{
-    GuestPort, ChannelConfig, ChannelError, ChannelTarget, UserVmbusHandle, VmChannel, convert_vmbus_handle,
+    ChannelConfig, ChannelError, ChannelTarget, GuestPort, UserVmbusHandle, VmChannel,
+    convert_vmbus_handle,
 };
 use crate::guest_events::{GuestEvents, Wake};
 use crate::mmio_plan::MmioPlan;
