@@ -317,7 +317,7 @@ impl ClosedHub {
 mod tests {
     use super::*;
     use core::cell::RefCell;
-    use std::vec::Vec;
+    use alloc::vec::Vec;
 
     fn hub() -> DoorbellHub {
         let mut hub = DoorbellHub::new();
