@@ -63,6 +63,16 @@
 //! WDF queue and completes, requeues or cancels it when the session's queue says so. Lock
 //! order: table lock, then event lock; the channel's packet handler takes only the event lock.
 //!
+//! # Host consumers
+//! A file handle is a device host or a consumer, never both (module `consumer`,
+//! docs/host-consumers.md): LIST_SESSIONS, ATTACH_REGION, DETACH_REGION, SET_DOORBELL_EVENT,
+//! TAKE_DOORBELLS and RING_GUEST run at PASSIVE_LEVEL in the caller's process under the table
+//! lock, then the session's event lock for its doorbell table
+//! ([`crate::consumers::DoorbellHub`]). A guest DOORBELL reaches the table from the channel's
+//! packet callback under the event lock alone. Event references are released after the event
+//! lock; a session's close signals every registered event once, then releases them
+//! ([`Teardown::run`], without the table lock).
+//!
 //! # The guest control protocol
 //! The session's event lock guards more than the queue ([`crate::guest::GuestShared`]): the
 //! host engine's conversation with the guest and the guest's held `WAIT_EVENT` packet. The

@@ -17,9 +17,11 @@
 //! # Lock rules
 //! - Order: table lock, then the event lock (REPORT_MAPPING takes both); KMCL callbacks and the
 //!   device host's cancellation take only the event lock. Never the other way round.
-//! - Under the lock: bounded, allocation-free work on fixed arrays, and **one** call out:
+//! - Under the lock: bounded, allocation-free work on fixed arrays, and two calls out:
 //!   `VmbChannelPacketComplete` of the held packet ([`HeldPacket::complete`]), which is allowed
-//!   at IRQL <= DISPATCH_LEVEL and does not block. It is made under the lock on purpose: taking
+//!   at IRQL <= DISPATCH_LEVEL and does not block; and `KeSetEvent(.., FALSE)` of the events of
+//!   the host consumers a guest DOORBELL reaches (<= DISPATCH_LEVEL, does not block, does not
+//!   re-enter the driver). Event references are never released under the lock. It is made under the lock on purpose: taking
 //!   the packet out and completing it after unlocking would let Suspend return while another
 //!   thread still holds an uncompleted packet (KMCL requires every delivered packet completed
 //!   by the end of Suspend; the simulator flags `PacketsOutstandingAtSuspend`). Completing does
