@@ -71,11 +71,7 @@ impl EventRing {
     /// Records the next event; `None` if the sequence would overflow (2^64 events, never).
     pub fn record(&mut self, kind: EventKind, generation: u64) -> Option<Event> {
         let sequence = self.newest.checked_add(1)?;
-        let event = Event {
-            sequence,
-            kind,
-            generation,
-        };
+        let event = Event::new(sequence, kind, generation);
         *self.slots.get_mut(Self::index(sequence)?)? = Some(event);
         self.newest = sequence;
         Some(event)

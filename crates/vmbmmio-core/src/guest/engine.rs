@@ -476,6 +476,9 @@ impl Engine {
                 );
                 Ok(Step::reply(self.written(len)))
             }
+            // Version 1.1's; this engine states 1.0 only (`HostInfo::V1`) and parses with 1.0's
+            // rules, so a `DOORBELL` never gets here: answered as before 1.1 existed.
+            RequestBody::Doorbell { .. } => Err(RequestFault::UnknownKind),
             RequestBody::WaitEvent { last_seen } => {
                 if conversation.wait.is_some() {
                     return Err(RequestFault::Busy);
