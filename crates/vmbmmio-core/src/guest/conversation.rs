@@ -53,6 +53,9 @@ pub struct EventRing {
     slots: [Option<Event>; GUEST_EVENT_RING],
     /// Sequence of the newest event recorded on this channel open (0: none).
     newest: u64,
+    /// Highest sequence sent to the guest in an `EVENT` (0: none): events above it have not
+    /// been delivered, and a `DOORBELL` event among them takes a newer ring's value in place.
+    sent: u64,
 }
 
 impl EventRing {
@@ -60,6 +63,7 @@ impl EventRing {
         Self {
             slots: [None; GUEST_EVENT_RING],
             newest: 0,
+            sent: 0,
         }
     }
 
@@ -75,6 +79,37 @@ impl EventRing {
         *self.slots.get_mut(Self::index(sequence)?)? = Some(event);
         self.newest = sequence;
         Some(event)
+    }
+
+    /// Records the next event, a `DOORBELL` for `region` with `value` (1.1).
+    pub fn record_doorbell(&mut self, region: u32, value: u64, generation: u64) -> Option<Event> {
+        let sequence = self.newest.checked_add(1)?;
+        let event = Event::doorbell(sequence, generation, region, value);
+        *self.slots.get_mut(Self::index(sequence)?)? = Some(event);
+        self.newest = sequence;
+        Some(event)
+    }
+
+    /// Coalescing (docs/protocol.md, `DOORBELL` event): if a `DOORBELL` event for `region` is
+    /// kept and has not been sent to the guest, it takes `value` (and the current
+    /// `generation`) in place; whether it did.
+    pub fn coalesce_doorbell(&mut self, region: u32, value: u64, generation: u64) -> bool {
+        let sent = self.sent;
+        match self.slots.iter_mut().flatten().find(|event| {
+            event.kind == EventKind::Doorbell && event.region == region && event.sequence > sent
+        }) {
+            Some(event) => {
+                event.value = value;
+                event.generation = generation;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The guest was sent the event `sequence` (an `EVENT` reply).
+    pub fn mark_sent(&mut self, sequence: u64) {
+        self.sent = self.sent.max(sequence);
     }
 
     /// The first kept event whose sequence is greater than `last_seen`.

@@ -47,8 +47,8 @@
 use vmbmmio_proto::guest::{
     DeviceReport, ErrorCode, Event, EventKind, GuestRange, HostInfo, Kind, PlacementError, Request,
     RequestBody, RequestError, RequestFault, check_placement, classify_reservation, encode_ack,
-    encode_error, encode_event, encode_hello_reply, encode_layout, encode_refusal,
-    parse_request_after,
+    PROTOCOL_VERSION_1_0, encode_error, encode_event_in, encode_hello_reply, encode_layout,
+    encode_refusal, parse_request_after_in,
 };
 use vmbmmio_proto::ioctl::{
     ActedOn, EVENT_FLAG_DEVICE, EVENT_FLAG_RESERVATION, GuestEventKind, GuestSnapshot, MappingState,
@@ -61,7 +61,10 @@ use crate::consumers::TokenBucket;
 use crate::guest_events::{CAPACITY_U64, GuestEventQueue, PushError, Wake};
 
 /// The first protocol version with doorbells (1.1).
-pub const DOORBELL_VERSION: u32 = 0x0001_0001;
+pub const DOORBELL_VERSION: u32 = vmbmmio_proto::guest::PROTOCOL_VERSION_1_1;
+
+/// What the host states in `HELLO_REPLY`: versions 1.0 to 1.1.
+const HOST: HostInfo = HostInfo::V1_1;
 
 /// What to do with the packet just processed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,6 +135,14 @@ pub struct EngineCounters {
     /// Impossible failures (an encoder or the queue refusing what the engine checked): 0, or a
     /// bug. The fuzz target asserts it stays 0.
     pub internal_errors: u64,
+    /// Guest `DOORBELL`s admitted (1.1).
+    pub doorbells_from_guest: u64,
+    /// Guest `DOORBELL`s refused by the guest's rate limit (answered `RATE_LIMITED`).
+    pub doorbells_refused: u64,
+    /// Consumer rings the guest was told of (RING_GUEST admitted).
+    pub doorbells_to_guest: u64,
+    /// Of those, merged into a `DOORBELL` event the guest had not been sent yet.
+    pub doorbells_coalesced: u64,
 }
 
 /// A request's effect, once its rules passed.
@@ -184,6 +195,10 @@ impl Engine {
                 accepted: 0,
                 events_lost: 0,
                 internal_errors: 0,
+                doorbells_from_guest: 0,
+                doorbells_refused: 0,
+                doorbells_to_guest: 0,
+                doorbells_coalesced: 0,
             },
             mapping_epoch: 0,
             now: 0,
@@ -254,7 +269,9 @@ impl Engine {
             };
             return self.refuse(queue, &refusal, out);
         }
-        let request = match parse_request_after(bytes, conversation.last_accepted) {
+        // Before SELECT_VERSION the conversation speaks 1.0 (no DOORBELL).
+        let version = conversation.version.unwrap_or(PROTOCOL_VERSION_1_0);
+        let request = match parse_request_after_in(bytes, conversation.last_accepted, version) {
             Ok(request) => request,
             Err(refusal) => return self.refuse(queue, &refusal, out),
         };
@@ -269,7 +286,13 @@ impl Engine {
                     doorbell: step.doorbell,
                 }
             }
-            Err(fault) => self.refuse(queue, &request.refuse(fault), out),
+            Err(fault) => {
+                let mut outcome = self.refuse(queue, &request.refuse(fault), out);
+                if fault == RequestFault::RateLimited {
+                    outcome.doorbell = Some(GuestDoorbell::Refused);
+                }
+                outcome
+            }
         }
     }
 
@@ -326,8 +349,33 @@ impl Engine {
     /// not been sent it (coalesced), else a new one is recorded; a held `WAIT_EVENT` waiting
     /// for it is answered.
     pub fn doorbell_event(&mut self, region: u32, value: u64) -> Option<HeldReply> {
-        let _ = (region, value);
-        None
+        if !self.doorbells_supported() {
+            return None;
+        }
+        self.counters.doorbells_to_guest = self.counters.doorbells_to_guest.saturating_add(1);
+        if self
+            .conversation
+            .events
+            .coalesce_doorbell(region, value, self.generation)
+        {
+            self.counters.doorbells_coalesced =
+                self.counters.doorbells_coalesced.saturating_add(1);
+            // The event was recorded before: a held wait it could answer was answered then.
+            return None;
+        }
+        let conversation = &mut self.conversation;
+        let Some(event) = conversation
+            .events
+            .record_doorbell(region, value, self.generation)
+        else {
+            self.counters.internal_errors = self.counters.internal_errors.saturating_add(1);
+            return None;
+        };
+        let wait = conversation
+            .wait
+            .filter(|wait| event.sequence > wait.last_seen)?;
+        conversation.wait = None;
+        self.held_event(wait, &event)
     }
 
     /// The guest opened the channel: a fresh conversation and allowance.
@@ -375,7 +423,7 @@ impl Engine {
         match request.body {
             RequestBody::Hello => Ok(self.hello(queue, id, out)?),
             RequestBody::SelectVersion { version } => {
-                if !HostInfo::V1.supports(version) {
+                if !HOST.supports(version) {
                     return Err(RequestFault::UnsupportedVersion { version });
                 }
                 self.conversation.version = Some(version);
@@ -476,16 +524,15 @@ impl Engine {
                 );
                 Ok(Step::reply(self.written(len)))
             }
-            // Version 1.1's; this engine states 1.0 only (`HostInfo::V1`) and parses with 1.0's
-            // rules, so a `DOORBELL` never gets here: answered as before 1.1 existed.
-            RequestBody::Doorbell { .. } => Err(RequestFault::UnknownKind),
+            // Only parsed in a 1.1 conversation (a 1.0 one gets UNKNOWN_KIND from the parser).
+            RequestBody::Doorbell { region, value } => self.guest_doorbell(out, id, region, value),
             RequestBody::WaitEvent { last_seen } => {
                 if conversation.wait.is_some() {
                     return Err(RequestFault::Busy);
                 }
                 match conversation.events.first_after(last_seen) {
                     Some(event) => {
-                        let len = encode_event(out, id, &event);
+                        let len = self.encode_event(out, id, &event);
                         Ok(Step::reply(self.written(len)))
                     }
                     None => {
@@ -522,7 +569,7 @@ impl Engine {
         };
         self.conversation.restart();
         let held = self.release_wait(ErrorCode::Busy);
-        let len = encode_hello_reply(out, id, &HostInfo::V1);
+        let len = encode_hello_reply(out, id, &HOST);
         Ok(Step {
             action: Action::Reply(self.written(len)),
             held,
@@ -706,9 +753,50 @@ impl Engine {
             bytes: [0; HELD_REPLY_SIZE],
             len: 0,
         };
-        let len = encode_event(&mut reply.bytes, wait.request_id, event);
+        let len = self.encode_event(&mut reply.bytes, wait.request_id, event);
         reply.len = self.written(len);
         Some(reply)
+    }
+
+    /// `EVENT` in the conversation's version; the guest has now been sent `event` (a
+    /// `DOORBELL` event is no longer coalesced into).
+    fn encode_event(
+        &mut self,
+        out: &mut [u8],
+        request_id: u64,
+        event: &Event,
+    ) -> Result<usize, vmbmmio_proto::guest::EncodeError> {
+        let version = self.conversation.version.unwrap_or(PROTOCOL_VERSION_1_0);
+        self.conversation.events.mark_sent(event.sequence);
+        encode_event_in(out, request_id, event, version)
+    }
+
+    /// A guest `DOORBELL` (1.1): the region must be the session's, then the guest's rate
+    /// limit; admitted, it is `ACK`ed and handed to the session's consumers
+    /// ([`GuestDoorbell::Rang`]).
+    fn guest_doorbell(
+        &mut self,
+        out: &mut [u8],
+        id: u64,
+        region: u32,
+        value: u64,
+    ) -> Result<Step, RequestFault> {
+        let count = u32::try_from(self.context.regions().len()).unwrap_or(u32::MAX);
+        if region >= count {
+            return Err(RequestFault::BadDoorbellRegion {
+                region,
+                limit: count,
+            });
+        }
+        if !self.doorbell_bucket.try_take(self.now) {
+            self.counters.doorbells_refused = self.counters.doorbells_refused.saturating_add(1);
+            return Err(RequestFault::RateLimited);
+        }
+        self.counters.doorbells_from_guest = self.counters.doorbells_from_guest.saturating_add(1);
+        Ok(Step {
+            doorbell: Some(GuestDoorbell::Rang { region, value }),
+            ..Step::reply(self.ack(out, id, Kind::Doorbell))
+        })
     }
 
     /// Takes the held `WAIT_EVENT`, if any, and answers it with `ERROR` `code`.
