@@ -183,5 +183,9 @@ impl Bench {
             objects.event_references_taken, objects.event_references_released,
             "{objects:?}"
         );
+        // No lock rule was broken on this test's thread (event references outside the spin
+        // lock, no allocation under it, lock order).
+        let broken = hvsim::lock_rules::take_broken();
+        assert!(broken.is_empty(), "{broken:?}");
     }
 }

@@ -15,6 +15,10 @@
 //! - `ObDereferenceObject`; objects live while a reference or a handle exists (general
 //!   object-manager semantics), so a consumer may close its handle once registered.
 //!
+//! The driver's rule that references are taken and released outside its spin lock (the event
+//! lock) is checked ([`crate::lock_rules::not_under_event_lock`]); `KeSetEvent` is allowed
+//! there.
+//!
 //! Every reference taken and released is counted ([`super::SimCounters`]): a test proves the
 //! driver releases each one exactly once, and a release of a reference the model never gave
 //! out panics (a bugcheck on Windows).
@@ -166,6 +170,7 @@ impl SimKernel {
 
 impl UserEvents for SimKernel {
     fn reference(&self, handle: u64) -> Result<EventRef, NTSTATUS> {
+        crate::lock_rules::not_under_event_lock("ObReferenceObjectByHandle of an event");
         self.lock()
             .reference_event(handle)
             .map(|object| EventRef::from_raw(object.0))
@@ -183,6 +188,7 @@ impl UserEvents for SimKernel {
     }
 
     fn release(&self, event: EventRef) {
+        crate::lock_rules::not_under_event_lock("ObDereferenceObject of an event");
         self.lock().dereference_event(ObjectId(event.raw()));
     }
 }

@@ -182,3 +182,15 @@ fn per_region_state_fits_the_budget() {
         "{per_region} B per region > {REGION_BUDGET}"
     );
 }
+
+/// The doorbell table is allocated apart, at a session's first attachment (module
+/// `crate::consumers::hub`): a session without consumers pays only the empty hub inside
+/// [`GuestShared`]. Its size is documented in docs/host-consumers.md.
+#[test]
+fn the_doorbell_table_is_apart_and_small() {
+    let table = size_of::<crate::consumers::HubTable>();
+    let hub = size_of::<crate::consumers::DoorbellHub>();
+    std::println!("doorbell table: {table} B per session with consumers; hub: {hub} B");
+    assert!(hub <= 64, "{hub} B");
+    assert!(table <= 6 * 1024, "{table} B");
+}

@@ -232,3 +232,32 @@ impl Conversation {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_doorbell_event_coalesces_only_until_it_is_sent() {
+        let mut ring = EventRing::new();
+        assert!(!ring.coalesce_doorbell(0, 1, 1), "nothing to coalesce into");
+        let first = ring.record_doorbell(0, 1, 1).unwrap();
+        assert!(ring.coalesce_doorbell(0, 2, 3));
+        assert!(!ring.coalesce_doorbell(1, 5, 3), "another region's event is separate");
+        let kept = ring.first_after(0).unwrap();
+        assert_eq!(
+            (kept.sequence, kept.value, kept.generation),
+            (first.sequence, 2, 3)
+        );
+        ring.mark_sent(kept.sequence);
+        assert!(!ring.coalesce_doorbell(0, 3, 3), "a sent event is never rewritten");
+        let next = ring.record_doorbell(0, 3, 3).unwrap();
+        assert_eq!(next.sequence, 2);
+        assert_eq!(ring.first_after(1).unwrap().value, 3);
+        // Other events never take a doorbell's value.
+        ring.record(EventKind::RegionsMapped, 3).unwrap();
+        assert!(ring.coalesce_doorbell(0, 4, 3));
+        assert_eq!(ring.first_after(1).unwrap().value, 4);
+        assert_eq!(ring.first_after(2).unwrap().value, 0);
+    }
+}
