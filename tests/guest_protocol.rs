@@ -187,7 +187,8 @@ fn the_whole_conversation_reaches_the_device_host_and_back() {
     let dev = events[1].snapshot().device.unwrap();
     assert!(dev.wants_backing());
     assert_eq!((dev.bar_base, dev.bar_size), (BAR_BASE, BAR));
-    assert_eq!(events[1].snapshot().protocol_version, 0x0001_0000);
+    // The host states 1.0..=1.1 and the guest library picks the highest both speak.
+    assert_eq!(events[1].snapshot().protocol_version, 0x0001_0001);
 
     // The guest waits for the mapping; the device host maps both regions.
     let Got::Pending(token) = rig.call(|c, b| c.wait_event(b).unwrap()) else {

@@ -145,7 +145,9 @@ impl Life {
         life.control = Some(driver_scope(|| {
             ControlDevice::new(
                 parent,
-                kernel,
+                kernel.clone(),
+                kernel.clone(),
+                kernel.clock(),
                 SectionQuotas::default(),
                 OfferSettings::default(),
             )

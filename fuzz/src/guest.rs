@@ -32,7 +32,10 @@ use hvsim::kmcl::PacketOutcome;
 use hvsim::platform::SimPlatform;
 use vmbmmio_core::control::{Delivered, Handled, PendingWait};
 use vmbmmio_core::guest::EngineCounters;
-use vmbmmio_proto::guest::{ERROR_LIMIT, Kind, ReplyBody, parse_reply};
+use vmbmmio_proto::guest::{
+    ERROR_LIMIT, Kind, PROTOCOL_VERSION_1_1, ReplyBody, parse_reply, parse_reply_in, parse_request,
+    parse_request_in,
+};
 use vmbmmio_proto::ioctl::{IoctlCode, MappingState, parse_wait_guest_event_reply};
 
 use crate::Reader;
@@ -100,6 +103,13 @@ impl Bench {
     }
 
     fn packet(&mut self, bytes: &[u8]) {
+        // Protocol 1.1's parsers on the same bytes (the engine states 1.0 until it has
+        // doorbells): no panic, and a request 1.0 accepts reads the same in 1.1.
+        let in_1_1 = parse_request_in(bytes, PROTOCOL_VERSION_1_1);
+        if let Ok(request) = parse_request(bytes) {
+            assert_eq!(in_1_1, Ok(request), "1.1 reads a 1.0 request differently");
+        }
+        let _ = parse_reply_in(bytes, PROTOCOL_VERSION_1_1);
         let Ok(outcome) = self.session.send(bytes) else {
             return; // not delivered (channel closed): nothing to check
         };

@@ -51,6 +51,7 @@ use wdk_sys::{
 };
 
 use super::driver::{object_attributes, wdf_size, wdf_size_u16};
+use super::events::{InterruptTime, KernelEvents};
 use super::guest_waits::{self, SpinEventLock};
 use super::handles::ZwCloseHandles;
 use super::process::{ReferencedProcess, current_process_key};
@@ -72,6 +73,8 @@ impl Platform for WindowsPlatform {
     type Sections = KernelSections;
     type Process = ReferencedProcess;
     type EventLock = SpinEventLock;
+    type Clock = InterruptTime;
+    type Events = KernelEvents;
 }
 
 /// The control state and the lock that serializes it. One per driver (one device).
@@ -353,6 +356,8 @@ pub unsafe fn configure_control_device(device: WDFDEVICE) -> NTSTATUS {
     let control = ControlDevice::new(
         parent,
         KernelSections,
+        KernelEvents,
+        InterruptTime,
         SectionQuotas::default(),
         OfferSettings::default(),
     );

@@ -9,6 +9,7 @@
 mod control;
 mod driver;
 mod event_log;
+mod events;
 mod guest_waits;
 mod handles;
 mod host_library;

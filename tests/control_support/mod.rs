@@ -3,6 +3,7 @@
 //! `vmbmmio-proto`, exactly as the glue would pass them.
 #![allow(dead_code)] // each test crate uses a different subset
 
+use hvsim::clock::SimClock;
 use hvsim::kmcl::SimHandleCloser;
 use hvsim::kmcl::{Assumption, GuestKind, GuestVm, Power, Sim, SimVm};
 use hvsim::memory::ProcessId;
@@ -37,6 +38,8 @@ pub trait SimulatedPlatform:
         Process = SimProcessRef,
         HandleCloser = SimHandleCloser,
         EventLock = SimEventLock,
+        Clock = SimClock,
+        Events = SimKernel,
     >
 {
 }
@@ -47,6 +50,8 @@ impl<
             Process = SimProcessRef,
             HandleCloser = SimHandleCloser,
             EventLock = SimEventLock,
+            Clock = SimClock,
+            Events = SimKernel,
         >,
 > SimulatedPlatform for X
 {
@@ -81,6 +86,8 @@ impl<X: SimulatedPlatform> Bench<X> {
         let control = ControlDevice::new(
             sim.parent_device(),
             kernel.clone(),
+            kernel.clone(),
+            kernel.clock(),
             quotas,
             OfferSettings::default(),
         );

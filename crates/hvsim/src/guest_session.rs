@@ -64,6 +64,8 @@ impl GuestSession {
         let mut control = ControlDevice::new(
             sim.parent_device(),
             kernel.clone(),
+            kernel.clone(),
+            kernel.clock(),
             SectionQuotas::default(),
             OfferSettings::default(),
         );

@@ -19,6 +19,7 @@
 
 pub mod agent_peer;
 pub mod alloc_faults;
+pub mod clock;
 pub mod demo;
 pub mod explore;
 pub mod guest_memory;

@@ -68,6 +68,15 @@ pub fn blocking_call(what: &str) {
     }
 }
 
+/// A call the driver must not make under a spin lock (PASSIVE_LEVEL only, or one whose last
+/// reference may free an object: a consumer event's reference and release) was made: a broken
+/// rule if the calling thread holds an event lock. The table lock is allowed.
+pub fn not_under_event_lock(what: &str) {
+    if EVENT.with(Cell::get) > 0 {
+        record(format!("{what} ran under an event lock (a spin lock)"));
+    }
+}
+
 /// The rules broken on this thread since the last call.
 pub fn take_broken() -> Vec<String> {
     BROKEN.with(|broken| std::mem::take(&mut *broken.borrow_mut()))

@@ -11,6 +11,7 @@ use vmbmmio_core::control::Platform;
 use vmbmmio_core::guest::GuestShared;
 use vmbmmio_core::guest_events::{EventLock, Wake};
 
+use crate::clock::SimClock;
 use crate::kmcl::{HvsimKmcl, HvsimKmclWithoutMmioSpace, SimHandleCloser};
 use crate::sections::{SimKernel, SimProcessRef};
 
@@ -24,6 +25,8 @@ impl Platform for SimPlatform {
     type Sections = SimKernel;
     type Process = SimProcessRef;
     type EventLock = SimEventLock;
+    type Clock = SimClock;
+    type Events = SimKernel;
 }
 
 /// [`SimPlatform`] with a KMCL table that lacks the optional `VmbChannelGetMmioSpace`
@@ -36,6 +39,8 @@ impl Platform for SimPlatformWithoutMmioSpace {
     type Sections = SimKernel;
     type Process = SimProcessRef;
     type EventLock = SimEventLock;
+    type Clock = SimClock;
+    type Events = SimKernel;
 }
 
 /// The session's guest-state lock in the simulator: a `std` mutex (the driver's is a WDF spin

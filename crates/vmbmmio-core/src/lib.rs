@@ -9,6 +9,7 @@
 //!   file handle), checked with `vmbmmio-proto`'s parsers.
 //! - [`guest`]: the host side of the guest control protocol (docs/protocol.md) on the session's
 //!   channel, and [`guest_events`]: what it tells the device host (WAIT_GUEST_EVENT).
+//! - [`consumers`]: host consumers' platform pieces (clock, user events) and rate limits.
 //! - [`error`]: typed errors and their NTSTATUS.
 //!
 //! # What this crate must not do
@@ -46,6 +47,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod channel;
+pub mod consumers;
 pub mod control;
 pub mod error;
 pub mod guest;

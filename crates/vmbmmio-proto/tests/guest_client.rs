@@ -48,6 +48,8 @@ impl Host {
             sequence,
             kind,
             generation,
+            region: 0,
+            value: 0,
         };
         let len = encode_event(&mut self.buf, id, &event).unwrap();
         &self.buf[..len]
@@ -354,7 +356,8 @@ fn the_highest_common_version_is_picked_or_none() {
         event,
         ClientEvent::HelloReply {
             host: wide,
-            chosen: Some(PROTOCOL_VERSION_1_0)
+            // The highest the library speaks: 1.1 since doorbells (issue 14).
+            chosen: Some(PROTOCOL_VERSION_1_1)
         }
     );
 

@@ -156,6 +156,13 @@ fn struct_fields() -> BTreeMap<&'static str, (usize, Vec<Field>)> {
         ),
     );
     map.insert(
+        "DOORBELL",
+        (
+            size_of::<DoorbellRequest>(),
+            fields!(DoorbellRequest; region => "region", reserved => "reserved", value => "value"),
+        ),
+    );
+    map.insert(
         "HELLO_REPLY",
         (
             size_of::<HelloReply>(),
@@ -188,8 +195,8 @@ fn struct_fields() -> BTreeMap<&'static str, (usize, Vec<Field>)> {
         (
             size_of::<EventReply>(),
             fields!(EventReply;
-                sequence => "sequence", event => "event", reserved0 => "reserved",
-                generation => "generation", reserved1 => "reserved"),
+                sequence => "sequence", event => "event", region => "region",
+                generation => "generation", value => "value"),
         ),
     );
     map.insert(
@@ -255,6 +262,12 @@ fn the_kinds_table_matches_the_kinds() {
         if let Some(reply) = kind.reply_kind() {
             assert!(row[4].contains(&format!("`{}`", reply.name())), "{row:?}");
         }
+        // The kinds of 1.1 say so.
+        assert_eq!(
+            row[4].contains("version 1.1"),
+            kind.since() == PROTOCOL_VERSION_1_1,
+            "{row:?}"
+        );
         seen.push(kind);
     }
     assert_eq!(seen, Kind::ALL);
@@ -390,10 +403,19 @@ fn the_error_code_table_matches_the_codes() {
         .filter(|code| !code.counted())
         .map(|code| format!("`{}`", code.name()))
         .collect();
-    assert_eq!(uncounted, ["`BUSY`", "`CHANNEL_CLOSING`"]);
+    assert_eq!(uncounted, ["`BUSY`", "`CHANNEL_CLOSING`", "`RATE_LIMITED`"]);
     assert!(says(
-        "`BUSY` and `CHANNEL_CLOSING` are not counted as misbehaviour"
+        "`BUSY`, `CHANNEL_CLOSING` and `RATE_LIMITED` are not counted as misbehaviour"
     ));
+    // The codes of 1.1 say so in their row.
+    for row in &table.rows {
+        let code = ErrorCode::from_u32(row[0].parse().unwrap()).unwrap();
+        assert_eq!(
+            row[2].starts_with("(1.1)"),
+            code.since() == PROTOCOL_VERSION_1_1,
+            "{row:?}"
+        );
+    }
 }
 
 #[test]
@@ -424,9 +446,24 @@ fn the_limits_match() {
     assert_eq!(
         (HostInfo::V1.min_version, HostInfo::V1.max_version),
         (PROTOCOL_VERSION_1_0, PROTOCOL_VERSION_1_0),
-        "the host implements 1.0 only"
+        "a host without doorbells states 1.0 only"
     );
-    assert!(says("The host implements 1.0 only."));
+    assert_eq!(
+        (HostInfo::V1_1.min_version, HostInfo::V1_1.max_version),
+        (PROTOCOL_VERSION_1_0, PROTOCOL_VERSION_1_1),
+    );
+    assert_eq!(HOST_MAX_VERSION, PROTOCOL_VERSION_1_1);
+    assert_eq!(
+        CLIENT_VERSIONS,
+        [PROTOCOL_VERSION_1_0, PROTOCOL_VERSION_1_1]
+    );
+    assert!(says(&format!(
+        "`0x{:04X}_{:04X}` = 1.1",
+        PROTOCOL_VERSION_1_1 >> 16,
+        PROTOCOL_VERSION_1_1 & 0xFFFF
+    )));
+    assert!(says("The host implements 1.0 and 1.1"));
+    assert_eq!(HostInfo::V1_1.max_packet_size, MAX_PACKET_SIZE);
     // The name field's width.
     let table = tables()
         .into_iter()

@@ -636,6 +636,8 @@ fn every_reserved_field_of_every_reply_must_be_zero() {
                 sequence: 1,
                 kind: EventKind::LayoutChanged,
                 generation: 1,
+                region: 0,
+                value: 0,
             },
         )
     });
@@ -964,6 +966,8 @@ fn event_sequence_zero_and_unknown_events_are_refused() {
         sequence: 1,
         kind: EventKind::RegionsMapped,
         generation: 1,
+        region: 0,
+        value: 0,
     };
     let good = reply_bytes(|out| encode_event(out, ID, &event));
     let mut bytes = good.clone();

@@ -138,6 +138,8 @@ fn build_host(
     let control = Rc::new(RefCell::new(ControlDevice::new(
         sim.parent_device(),
         kernel.clone(),
+        kernel.clone(),
+        kernel.clock(),
         options.quotas,
         OfferSettings::default(),
     )));

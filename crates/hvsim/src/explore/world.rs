@@ -138,6 +138,8 @@ impl World {
         let control = Rc::new(RefCell::new(ControlDevice::new(
             sim.parent_device(),
             kernel.clone(),
+            kernel.clone(),
+            kernel.clock(),
             SectionQuotas::default(),
             OfferSettings::default(),
         )));

@@ -15,6 +15,9 @@ pub enum FaultPoint {
     ReferenceObject,
     /// `ObOpenObjectByPointer` for a user handle: no handle is created.
     OpenUserHandle,
+    /// `ObReferenceObjectByHandle` of a consumer's doorbell event (module `events`). Not in
+    /// [`FaultPoint::ALL`]: the explorers attach no consumers.
+    ReferenceEvent,
 }
 
 impl FaultPoint {

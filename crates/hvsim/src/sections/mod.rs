@@ -20,6 +20,8 @@
 //! - Byte accuracy: each section is one `memory::SectionMemory`.
 //! - Fault injection ([`FaultPoint`]) and counters ([`SimCounters`]) so tests can prove that
 //!   every path releases what it made.
+//! - Event objects (module `events`): a consumer's `CreateEvent`, the driver's reference,
+//!   `KeSetEvent` and release, in the same handle tables (SET_DOORBELL_EVENT).
 //! - A test facility ([`SimKernel::on_section_call`], module `call_hook`) that runs a callback
 //!   inside `create_section` and `close_section`, to prove the driver holds no lock there.
 //!
@@ -37,6 +39,7 @@
 //! thread runs in with [`SimKernel::set_current_process`].
 
 mod call_hook;
+mod events;
 mod faults;
 mod handle_table;
 mod object;
@@ -49,6 +52,7 @@ use kmcl::raw::NTSTATUS;
 use vmbmmio_core::sections::{ProcessKey, SectionBackend, UserHandle};
 
 pub use call_hook::{SectionCall, SectionCallHook};
+pub use events::{EVENT_ALL_ACCESS, STATUS_OBJECT_TYPE_MISMATCH, SYNCHRONIZE};
 pub use faults::FaultPoint;
 pub use handle_table::KERNEL_HANDLE_BIT;
 pub use object::{ObjectId, SECTION_ALL_ACCESS, SecurityDescriptor, WRITE_DAC};
@@ -129,6 +133,16 @@ pub struct SimCounters {
     pub views_mapped: u64,
     /// Views unmapped (`UnmapViewOfFile`, process exit).
     pub views_unmapped: u64,
+    /// Event objects created (`CreateEvent`, module `events`).
+    pub events_created: u64,
+    /// Event objects destroyed (last reference and handle gone).
+    pub events_destroyed: u64,
+    /// Event references taken by the driver (`ObReferenceObjectByHandle`).
+    pub event_references_taken: u64,
+    /// Event references released (`ObDereferenceObject`).
+    pub event_references_released: u64,
+    /// `KeSetEvent` calls.
+    pub event_signals: u64,
 }
 
 impl SimCounters {
@@ -140,6 +154,8 @@ impl SimCounters {
             && self.process_references_taken == self.process_references_released
             && self.user_handles_opened == self.user_handles_closed
             && self.views_mapped == self.views_unmapped
+            && self.events_created == self.events_destroyed
+            && self.event_references_taken == self.event_references_released
     }
 }
 
@@ -149,6 +165,8 @@ impl SimCounters {
 pub struct SimKernel {
     state: Arc<Mutex<State>>,
     hook: CallHook,
+    /// The machine's monotonic clock (`KeQueryInterruptTime`), manual: [`SimKernel::clock`].
+    clock: crate::clock::SimClock,
 }
 
 impl Default for SimKernel {
@@ -163,7 +181,14 @@ impl SimKernel {
         Self {
             state: Arc::new(Mutex::new(State::new())),
             hook: CallHook::default(),
+            clock: crate::clock::SimClock::new(),
         }
+    }
+
+    /// The machine's monotonic clock (every clone is the same clock): the driver's
+    /// `Platform::Clock`; tests advance it.
+    pub fn clock(&self) -> crate::clock::SimClock {
+        self.clock.clone()
     }
 
     /// **Test facility** (module `call_hook`): runs `hook` at the start of every
@@ -429,3 +454,6 @@ impl SectionResolver for SimKernel {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod events_tests;

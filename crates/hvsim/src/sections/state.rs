@@ -58,6 +58,8 @@ impl Process {
 pub(super) struct State {
     pub(super) processes: BTreeMap<ProcessId, Process>,
     pub(super) objects: BTreeMap<ObjectId, SectionObject>,
+    /// Event objects (module `events`); their ids share `next_object` with the sections.
+    pub(super) events: BTreeMap<ObjectId, super::events::EventObject>,
     pub(super) current: ProcessId,
     pub(super) next_object: u64,
     pub(super) next_view: u64,
@@ -90,6 +92,7 @@ impl State {
             process_objects,
             next_process_object: 1,
             objects: BTreeMap::new(),
+            events: BTreeMap::new(),
             current: SYSTEM_PROCESS,
             next_object: 0,
             next_view: 0,
@@ -244,6 +247,10 @@ impl State {
         if let Some(target) = self.objects.get_mut(&object) {
             target.handles = target.handles.saturating_sub(1);
         }
+        if let Some(event) = self.events.get_mut(&object) {
+            event.handles = event.handles.saturating_sub(1);
+            self.reap_event(object);
+        }
         self.reap(object);
     }
 
@@ -317,6 +324,9 @@ impl State {
             .ok_or(ResolveError::InvalidHandle)?;
         if let Some(object) = self.objects.get_mut(&entry.object) {
             object.handles += 1;
+        }
+        if let Some(event) = self.events.get_mut(&entry.object) {
+            event.handles += 1;
         }
         self.counters.user_handles_opened += 1;
         Ok(copy)

@@ -106,6 +106,26 @@ impl Platform for Driverlike {
     type Sections = PointerSections;
     type Process = PointerProcess;
     type EventLock = SpinLike;
+    type Clock = NoClock;
+    type Events = NoEvents;
+}
+
+#[derive(Clone)]
+struct NoClock;
+impl crate::consumers::Clock for NoClock {
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+#[derive(Clone)]
+struct NoEvents;
+impl crate::consumers::UserEvents for NoEvents {
+    fn reference(&self, _: u64) -> Result<crate::consumers::EventRef, kmcl::raw::NTSTATUS> {
+        Err(-1)
+    }
+    fn signal(&self, _: &crate::consumers::EventRef) {}
+    fn release(&self, _: crate::consumers::EventRef) {}
 }
 
 const POINTER: usize = size_of::<usize>();
@@ -161,4 +181,16 @@ fn per_region_state_fits_the_budget() {
         per_region <= REGION_BUDGET,
         "{per_region} B per region > {REGION_BUDGET}"
     );
+}
+
+/// The doorbell table is allocated apart, at a session's first attachment (module
+/// `crate::consumers::hub`): a session without consumers pays only the empty hub inside
+/// [`GuestShared`]. Its size is documented in docs/host-consumers.md.
+#[test]
+fn the_doorbell_table_is_apart_and_small() {
+    let table = size_of::<crate::consumers::HubTable>();
+    let hub = size_of::<crate::consumers::DoorbellHub>();
+    std::println!("doorbell table: {table} B per session with consumers; hub: {hub} B");
+    assert!(hub <= 64, "{hub} B");
+    assert!(table <= 6 * 1024, "{table} B");
 }

@@ -3,8 +3,9 @@
 use vmbmmio_proto::ioctl::{
     BarRegion, CloseSessionReply, IoctlCode, MAX_REGIONS, MappingState, OpenSessionParams,
     RegionSection, ReportMappingReply, SectionAccess, SessionOpened, WireMessage,
-    parse_close_session, parse_get_region_section, parse_open_session, parse_query_status,
-    parse_report_mapping_any,
+    parse_attach_region, parse_close_session, parse_detach_region, parse_get_region_section,
+    parse_list_sessions, parse_open_session_any, parse_query_status, parse_report_mapping_any,
+    parse_ring_guest, parse_set_doorbell_event, parse_take_doorbells,
 };
 
 use alloc::boxed::Box;
@@ -168,7 +169,8 @@ impl<X: Platform> ControlDevice<X> {
         }
         match code {
             IoctlCode::OpenSession => {
-                let params = parse_open_session(input)?;
+                // Either version (docs/ioctl.md): version 1 names no VM and no region.
+                let params = parse_open_session_any(input)?;
                 // The work item's memory first, so a failed allocation leaves nothing reserved.
                 let slot = try_box(MaybeUninit::<OpenWork<X>>::uninit())
                     .map_err(|_| ControlError::OutOfMemory)?;
@@ -211,6 +213,33 @@ impl<X: Platform> ControlDevice<X> {
             }
             IoctlCode::QueryDriver => self.query_driver(input, output).map(Begun::Done),
             IoctlCode::WaitGuestEvent => self.wait_guest_event(index, input, output),
+            IoctlCode::ListSessions => {
+                let cursor = parse_list_sessions(input)?;
+                self.list_sessions(cursor, output).map(Begun::Done)
+            }
+            IoctlCode::AttachRegion => {
+                let params = parse_attach_region(input)?;
+                self.attach(index, caller, &params, output).map(Begun::Done)
+            }
+            IoctlCode::DetachRegion => {
+                let attachment = parse_detach_region(input)?;
+                self.detach(index, attachment, output).map(Begun::Done)
+            }
+            IoctlCode::SetDoorbellEvent => {
+                let params = parse_set_doorbell_event(input)?;
+                self.set_doorbell_event(index, params.attachment, params.event_handle, output)
+                    .map(Begun::Done)
+            }
+            IoctlCode::TakeDoorbells => {
+                let attachment = parse_take_doorbells(input)?;
+                self.take_doorbells(index, attachment, output)
+                    .map(Begun::Done)
+            }
+            IoctlCode::RingGuest => {
+                let params = parse_ring_guest(input)?;
+                self.ring_guest(index, params.attachment, params.value, output)
+                    .map(Begun::Done)
+            }
             IoctlCode::CloseSession => {
                 parse_close_session(input)?;
                 let entry = self.files.get_mut(index).ok_or(ControlError::UnknownFile)?;
@@ -253,6 +282,15 @@ impl<X: Platform> ControlDevice<X> {
         if entry.session.is_some() {
             return Err(ControlError::SessionExists);
         }
+        if !entry.attachments.is_empty() {
+            return Err(ControlError::ConsumerCannotHost);
+        }
+        // One live session per VM id: consumers name the VM by it (docs/host-consumers.md).
+        if let Some(vm_id) = params.vm_id()
+            && self.vm_id_in_use(vm_id)
+        {
+            return Err(ControlError::VmIdInUse);
+        }
         let file = entry.file;
         let regions = params.regions();
         let mut sizes = [0u64; MAX_REGIONS];
@@ -263,7 +301,8 @@ impl<X: Platform> ControlDevice<X> {
                 RegionSpec::read_write(region.size)
             } else {
                 RegionSpec::read_only(region.size)
-            };
+            }
+            .consumer_writable(region.consumer_writable);
         }
         let count = regions.len();
         let plan = MmioPlan::new(sizes.get(..count).unwrap_or(&[]))?;
@@ -274,15 +313,20 @@ impl<X: Platform> ControlDevice<X> {
         for (slot, region) in writable.iter_mut().zip(regions) {
             *slot = region.guest_writable;
         }
-        let context = SessionContext::new(
+        let mut context = SessionContext::new(
             params.interface_instance(),
             &plan,
             writable.get(..count).unwrap_or(&[]),
         );
+        // Version 2 names its regions (version 1's names are empty).
+        for (index, region) in regions.iter().enumerate() {
+            context.set_name(index, region.name);
+        }
         let events = GuestEvents::new(file, context).ok_or(ControlError::OutOfMemory)?;
         let reservation = self.sections.reserve(specs.get(..count).unwrap_or(&[]))?;
         if let Some(entry) = self.files.get_mut(index) {
             entry.busy = Busy::Opening;
+            entry.opening_vm = params.vm_id();
         }
         Ok(OpenWork {
             file,
@@ -294,6 +338,9 @@ impl<X: Platform> ControlDevice<X> {
             parent: self.parent,
             offer: self.offer,
             events,
+            doorbell_events: self.events.clone(),
+            clock: self.clock.clone(),
+            identity: super::consumer::identity(params),
             platform: core::marker::PhantomData,
         })
     }
@@ -312,6 +359,8 @@ impl<X: Platform> ControlDevice<X> {
             caller,
             reservation,
             events,
+            doorbell_events,
+            identity,
             outcome,
         } = done;
         let entry = self
@@ -321,6 +370,7 @@ impl<X: Platform> ControlDevice<X> {
         match (entry, outcome) {
             (Some(entry), Ok(opened)) => {
                 entry.busy = Busy::Idle;
+                entry.opening_vm = None;
                 let sections = self.sections.commit(reservation, opened.sections);
                 entry.session = Some(Session {
                     sections,
@@ -328,6 +378,8 @@ impl<X: Platform> ControlDevice<X> {
                     mapping: [MappingState::Unmapped; MAX_REGIONS],
                     handles_issued: 0,
                     events,
+                    doorbell_events,
+                    identity,
                 });
                 Finished {
                     result: Ok(opened.written),
@@ -337,6 +389,7 @@ impl<X: Platform> ControlDevice<X> {
             (entry, Err(error)) => {
                 if let Some(entry) = entry {
                     entry.busy = Busy::Idle;
+                    entry.opening_vm = None;
                 }
                 // Nothing of the session may stay behind: its quota is freed here, its
                 // sections were released by `OpenWork::run`.
@@ -361,6 +414,8 @@ impl<X: Platform> ControlDevice<X> {
                             mapping: [MappingState::Unmapped; MAX_REGIONS],
                             handles_issued: 0,
                             events,
+                            doorbell_events,
+                            identity,
                         }),
                         None,
                         0,

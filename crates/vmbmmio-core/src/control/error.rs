@@ -15,6 +15,26 @@ use crate::sections::SectionError;
 /// `STATUS_TOO_MANY_OPENED_FILES` (ntstatus.h).
 pub const STATUS_TOO_MANY_OPENED_FILES: NTSTATUS = 0xC000_011F_u32 as i32;
 
+/// `STATUS_NOT_FOUND` (ntstatus.h): ATTACH_REGION names no open VM.
+pub const STATUS_NOT_FOUND: NTSTATUS = 0xC000_0225_u32 as i32;
+/// `STATUS_OBJECT_NAME_NOT_FOUND` (ntstatus.h): the VM has no region of that name.
+pub const STATUS_OBJECT_NAME_NOT_FOUND: NTSTATUS = 0xC000_0034_u32 as i32;
+/// `STATUS_OBJECT_NAME_COLLISION` (ntstatus.h): OPEN_SESSION for a VM id that already has a
+/// live session.
+pub const STATUS_OBJECT_NAME_COLLISION: NTSTATUS = 0xC000_0035_u32 as i32;
+/// `STATUS_QUOTA_EXCEEDED` (ntstatus.h): an attachment quota is used up.
+pub const STATUS_QUOTA_EXCEEDED: NTSTATUS = 0xC000_0044_u32 as i32;
+/// `STATUS_VIRTUAL_CIRCUIT_CLOSED` (ntstatus.h; Win32 `ERROR_VC_DISCONNECTED`, 240): the
+/// attachment's session closed.
+pub const STATUS_VIRTUAL_CIRCUIT_CLOSED: NTSTATUS = 0xC000_00D6_u32 as i32;
+/// `STATUS_NOT_SUPPORTED` (ntstatus.h): RING_GUEST to a guest whose conversation did not select
+/// protocol 1.1 or later.
+pub const STATUS_NOT_SUPPORTED: NTSTATUS = 0xC000_00BB_u32 as i32;
+/// `STATUS_RETRY` (ntstatus.h): RING_GUEST beyond the attachment's rate.
+pub const STATUS_RETRY: NTSTATUS = 0xC000_022D_u32 as i32;
+/// `STATUS_NO_MORE_ENTRIES` (ntstatus.h; a warning): LIST_SESSIONS past the last session.
+pub const STATUS_NO_MORE_ENTRIES: NTSTATUS = 0x8000_001A_u32 as i32;
+
 /// `STATUS_DEVICE_BUSY` (ntstatus.h; a warning-severity status, so `NT_SUCCESS` is false and
 /// `DeviceIoControl` fails with `ERROR_BUSY`).
 pub const STATUS_DEVICE_BUSY: NTSTATUS = 0x8000_0011_u32 as i32;
@@ -86,6 +106,36 @@ pub enum ControlError {
     /// A pending WAIT_GUEST_EVENT was cancelled (by the device host, its exit, the session's
     /// close, or a caller that cannot keep a request pending): nothing was consumed.
     Cancelled,
+    /// ATTACH_REGION through a file handle that owns (or is opening or closing) a session:
+    /// device-host handles never attach.
+    DeviceHostCannotAttach,
+    /// OPEN_SESSION through a file handle that holds attachments: a consumer never hosts.
+    ConsumerCannotHost,
+    /// OPEN_SESSION (version 2) for a VM id that already has a live (or opening) session.
+    VmIdInUse,
+    /// ATTACH_REGION: no version-2 session with that VM id.
+    NoSuchVm,
+    /// ATTACH_REGION: the VM has no region of that name.
+    NoSuchRegion,
+    /// ATTACH_REGION asked for write access to a region without `CONSUMER_WRITABLE`.
+    ConsumerWriteDenied,
+    /// An attachment quota (per file, per session, driver-wide) is used up.
+    AttachmentQuota {
+        /// The limit reached.
+        limit: usize,
+    },
+    /// An attachment id the file does not own.
+    UnknownAttachment,
+    /// The attachment's session closed (any request but DETACH_REGION).
+    SessionClosed,
+    /// SET_DOORBELL_EVENT: the event handle was refused by the object manager (this status).
+    EventRefused(NTSTATUS),
+    /// RING_GUEST: the guest's conversation did not select protocol 1.1 or later.
+    GuestLacksDoorbells,
+    /// RING_GUEST beyond the attachment's rate (counted).
+    RateLimited,
+    /// LIST_SESSIONS: the cursor is past the last attachable session.
+    NoMoreEntries,
 }
 
 impl ControlError {
@@ -110,6 +160,20 @@ impl ControlError {
             Self::WaitPending => STATUS_DEVICE_BUSY,
             Self::EventNotYetSent { .. } => STATUS_INVALID_PARAMETER,
             Self::Cancelled => STATUS_CANCELLED,
+            Self::DeviceHostCannotAttach | Self::ConsumerCannotHost => STATUS_INVALID_DEVICE_STATE,
+            Self::VmIdInUse => STATUS_OBJECT_NAME_COLLISION,
+            Self::NoSuchVm => STATUS_NOT_FOUND,
+            Self::NoSuchRegion => STATUS_OBJECT_NAME_NOT_FOUND,
+            Self::ConsumerWriteDenied => STATUS_ACCESS_DENIED,
+            Self::AttachmentQuota { .. } => STATUS_QUOTA_EXCEEDED,
+            Self::UnknownAttachment => STATUS_INVALID_PARAMETER,
+            Self::SessionClosed => STATUS_VIRTUAL_CIRCUIT_CLOSED,
+            // A success status would complete a refused request successfully: never.
+            Self::EventRefused(status) if status >= 0 => STATUS_UNSUCCESSFUL,
+            Self::EventRefused(status) => status,
+            Self::GuestLacksDoorbells => STATUS_NOT_SUPPORTED,
+            Self::RateLimited => STATUS_RETRY,
+            Self::NoMoreEntries => STATUS_NO_MORE_ENTRIES,
         }
     }
 }

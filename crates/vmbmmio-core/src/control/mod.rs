@@ -63,6 +63,16 @@
 //! WDF queue and completes, requeues or cancels it when the session's queue says so. Lock
 //! order: table lock, then event lock; the channel's packet handler takes only the event lock.
 //!
+//! # Host consumers
+//! A file handle is a device host or a consumer, never both (module `consumer`,
+//! docs/host-consumers.md): LIST_SESSIONS, ATTACH_REGION, DETACH_REGION, SET_DOORBELL_EVENT,
+//! TAKE_DOORBELLS and RING_GUEST run at PASSIVE_LEVEL in the caller's process under the table
+//! lock, then the session's event lock for its doorbell table
+//! ([`crate::consumers::DoorbellHub`]). A guest DOORBELL reaches the table from the channel's
+//! packet callback under the event lock alone. Event references are released after the event
+//! lock; a session's close signals every registered event once, then releases them
+//! ([`Teardown::run`], without the table lock).
+//!
 //! # The guest control protocol
 //! The session's event lock guards more than the queue ([`crate::guest::GuestShared`]): the
 //! host engine's conversation with the guest and the guest's held `WAIT_EVENT` packet. The
@@ -74,6 +84,7 @@
 #[cfg(test)]
 mod budget;
 mod caller;
+mod consumer;
 mod dispatch;
 mod error;
 mod events;
@@ -89,11 +100,19 @@ use kmcl::KmclProvider;
 use kmcl::server::ParentDevice;
 
 use crate::channel::KernelHandleCloser;
+use crate::consumers::{Clock, UserEvents};
 use crate::guest_events::EventLock;
 use crate::sections::{RegionId, SectionBackend, SectionCounters, SectionManager, SectionQuotas};
 
 pub use caller::{Caller, Opener, ProcessReference, RequestorMode};
-pub use error::{ControlError, STATUS_DEVICE_BUSY, proto_error_to_ntstatus};
+pub use consumer::{
+    AttachmentCounters, MAX_ATTACHMENTS, MAX_ATTACHMENTS_PER_FILE, MAX_ATTACHMENTS_PER_SESSION,
+};
+pub use error::{
+    ControlError, STATUS_DEVICE_BUSY, STATUS_NO_MORE_ENTRIES, STATUS_NOT_FOUND,
+    STATUS_NOT_SUPPORTED, STATUS_OBJECT_NAME_COLLISION, STATUS_OBJECT_NAME_NOT_FOUND,
+    STATUS_QUOTA_EXCEEDED, STATUS_RETRY, STATUS_VIRTUAL_CIRCUIT_CLOSED, proto_error_to_ntstatus,
+};
 pub use events::{Delivered, Handled, PendingWait};
 pub use phases::{Begun, Closed, Detached, Finished, OpenDone, OpenWork, Teardown};
 pub use rundown::{Rundown, RundownGuard};
@@ -115,6 +134,11 @@ pub trait Platform: 'static {
     /// taken from WDF's cancellation callback at DISPATCH_LEVEL; module
     /// [`crate::guest_events`]).
     type EventLock: EventLock;
+    /// The monotonic clock of the doorbell rate limits (`KeQueryInterruptTime`).
+    type Clock: Clock;
+    /// The host consumers' doorbell events (`ObReferenceObjectByHandle`, `KeSetEvent`,
+    /// `ObDereferenceObject`).
+    type Events: UserEvents;
 }
 
 /// Identifies one open file handle of the control device (the `WDFFILEOBJECT` value on
@@ -148,18 +172,28 @@ pub struct ControlDevice<X: Platform> {
     parent: ParentDevice,
     offer: OfferSettings,
     sections: SectionManager<X::Sections>,
+    /// The consumers' event backend (a clone goes to every session's guest port).
+    events: X::Events,
+    /// The rate limits' clock (a clone goes to every session's guest port).
+    clock: X::Clock,
     files: Vec<FileEntry<X>>,
+    /// The next attachment id (never reused in a driver run; 0 is never an id).
+    next_attachment: u64,
+    attachment_counters: AttachmentCounters,
     shut_down: bool,
 }
 
 impl<X: Platform> ControlDevice<X> {
     /// A control device with no open files. `parent` is the device object every channel is
-    /// allocated under (`VmbChannelAllocate`).
+    /// allocated under (`VmbChannelAllocate`); `events` and `clock` serve the host consumers'
+    /// doorbells (module [`crate::consumers`]).
     ///
     /// IRQL: <= DISPATCH_LEVEL (allocates nothing).
     pub fn new(
         parent: ParentDevice,
         backend: X::Sections,
+        events: X::Events,
+        clock: X::Clock,
         quotas: SectionQuotas,
         offer: OfferSettings,
     ) -> Self {
@@ -167,7 +201,14 @@ impl<X: Platform> ControlDevice<X> {
             parent,
             offer,
             sections: SectionManager::new(backend, quotas),
+            events,
+            clock,
             files: Vec::new(),
+            next_attachment: 1,
+            attachment_counters: AttachmentCounters {
+                created: 0,
+                released: 0,
+            },
             shut_down: false,
         }
     }
@@ -234,6 +275,8 @@ impl<X: Platform> ControlDevice<X> {
     pub fn shutdown(&mut self) {
         self.shut_down = true;
         while let Some(mut entry) = self.files.pop() {
+            let attachments = entry.take_attachments();
+            self.release_attachments(attachments);
             entry.close_session(&mut self.sections);
         }
         self.sections.release_all();

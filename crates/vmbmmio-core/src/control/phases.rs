@@ -35,10 +35,12 @@ use kmcl::raw::GUID;
 use kmcl::server::ParentDevice;
 use vmbmmio_proto::ioctl::{OpenSessionParams, SessionOpened, Target, WireGuid};
 
+use super::consumer::Identity;
 use super::session::{Busy, Session};
 use super::{Caller, ControlDevice, ControlError, FileKey, OfferSettings, Platform};
 use crate::channel::{
-    ChannelConfig, ChannelError, ChannelTarget, UserVmbusHandle, VmChannel, convert_vmbus_handle,
+    ChannelConfig, ChannelError, ChannelTarget, GuestPort, UserVmbusHandle, VmChannel,
+    convert_vmbus_handle,
 };
 use crate::guest_events::{GuestEvents, Wake};
 use crate::mmio_plan::MmioPlan;
@@ -79,6 +81,11 @@ pub struct OpenWork<X: Platform> {
     /// The session's guest-event queue, made before the channel is offered so the channel's
     /// packet handler can be given it.
     pub(super) events: GuestEvents<X::EventLock>,
+    /// The consumers' event backend and the clock, for the channel's guest port.
+    pub(super) doorbell_events: X::Events,
+    pub(super) clock: X::Clock,
+    /// What consumers will see of the session (version 2).
+    pub(super) identity: Option<Identity>,
     #[allow(dead_code, reason = "ties the work item to its platform")]
     pub(super) platform: core::marker::PhantomData<fn() -> X>,
 }
@@ -90,6 +97,8 @@ pub struct OpenDone<X: Platform> {
     pub(super) caller: Caller,
     pub(super) reservation: Reservation<Sections<X>>,
     pub(super) events: GuestEvents<X::EventLock>,
+    pub(super) doorbell_events: X::Events,
+    pub(super) identity: Option<Identity>,
     pub(super) outcome: Result<Opened<X>, ControlError>,
 }
 
@@ -120,6 +129,9 @@ impl<X: Platform> OpenWork<X> {
             parent,
             offer,
             events,
+            doorbell_events,
+            clock,
+            identity,
             platform: _,
         } = self;
         let session = reservation.session();
@@ -128,7 +140,10 @@ impl<X: Platform> OpenWork<X> {
             .map_err(ControlError::from)
             .and_then(|sections| {
                 // On an error `sections` is dropped here: released without the lock.
-                let channel = offer_channel::<X>(parent, offer, &params, plan, &events)?;
+                let port = events
+                    .port(doorbell_events.clone(), clock)
+                    .map_err(|_| ControlError::OutOfMemory)?;
+                let channel = offer_channel::<X>(parent, offer, &params, plan, port)?;
                 match write_reply(session, &reply, output) {
                     Ok(written) => Ok(Opened {
                         sections,
@@ -147,6 +162,8 @@ impl<X: Platform> OpenWork<X> {
             caller,
             reservation,
             events,
+            doorbell_events,
+            identity,
             outcome,
         }
     }
@@ -204,6 +221,9 @@ impl<X: Platform> Teardown<X> {
             // is closed, and is refused from here on; a pending WAIT_GUEST_EVENT is to be
             // cancelled (the wake, handed to the glue after the close).
             wake = session.events.close();
+            // Consumers first: told (and their events released) before the channel's close,
+            // which may wait for the guest.
+            session.close_doorbells();
             session.channel.close();
             session.sections
         });
@@ -297,7 +317,11 @@ impl<X: Platform> ControlDevice<X> {
     /// IRQL: PASSIVE_LEVEL.
     pub fn begin_file_cleanup(&mut self, file: FileKey) -> Option<Teardown<X>> {
         let position = self.files.iter().position(|f| f.file == file)?;
-        let entry = self.files.swap_remove(position);
+        let mut entry = self.files.swap_remove(position);
+        // A consumer's attachments go now, under the lock (their events are released after
+        // each event-lock section).
+        let attachments = entry.take_attachments();
+        self.release_attachments(attachments);
         let (session, opener) = entry.into_parts();
         Some(Teardown::new(None, session, Some(opener), 0))
     }
@@ -327,10 +351,9 @@ fn offer_channel<X: Platform>(
     offer: OfferSettings,
     params: &OpenSessionParams,
     plan: MmioPlan,
-    events: &GuestEvents<X::EventLock>,
+    port: Box<dyn GuestPort>,
 ) -> Result<VmChannel<X::Kmcl, X::HandleCloser>, ControlError> {
-    // Allocated first: a failure then leaves nothing to undo.
-    let port = events.port().map_err(|_| ControlError::OutOfMemory)?;
+    // The port was allocated first: a failure then leaves nothing to undo.
     let target = match params.target() {
         Target::VmbusHandle(handle) => {
             let user = UserVmbusHandle::new(handle.get()).map_err(ChannelError::from)?;

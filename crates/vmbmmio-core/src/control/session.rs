@@ -4,9 +4,15 @@ use vmbmmio_proto::ioctl::{
     MAX_REGIONS, MappingState, SessionState, SessionStatus, StatusCounters,
 };
 
+use alloc::vec::Vec;
+
+use vmbmmio_proto::ioctl::WireGuid;
+
+use super::consumer::{Attachment, Identity};
 use super::{FileKey, Opener, Platform, ProcessReference};
 use crate::channel::{ChannelState, VmChannel};
-use crate::guest_events::GuestEvents;
+use crate::consumers::UserEvents;
+use crate::guest_events::{EventLock, GuestEvents};
 use crate::sections::{ProcessKey, SectionManager, SessionId};
 
 /// One open file handle.
@@ -20,6 +26,11 @@ pub(super) struct FileEntry<X: Platform> {
     pub(super) rejected_requests: u64,
     /// Whether a request is opening or closing this file's session outside the table lock.
     pub(super) busy: Busy,
+    /// The VM id a version-2 OPEN_SESSION in progress claims (no second session may take it
+    /// meanwhile).
+    pub(super) opening_vm: Option<WireGuid>,
+    /// A consumer's attachments (module `consumer`); empty for a device host.
+    pub(super) attachments: Vec<Attachment<X>>,
 }
 
 /// What a request is doing to a file's session while the table lock is released.
@@ -48,6 +59,26 @@ pub(super) struct Session<X: Platform> {
     /// What the guest reported, for WAIT_GUEST_EVENT; shared with the channel's packet
     /// handler (module [`crate::guest_events`]).
     pub(super) events: GuestEvents<X::EventLock>,
+    /// The consumers' event backend (signal and release at close).
+    pub(super) doorbell_events: X::Events,
+    /// What consumers see of it (version 2: VM id, region names); `None` for version 1.
+    pub(super) identity: Option<Identity>,
+}
+
+impl<X: Platform> Session<X> {
+    /// The session closes for its consumers: every registered event is signalled once under
+    /// the event lock, then released after it (module [`crate::consumers::hub`]). Later
+    /// consumer requests find the session gone (`STATUS_VIRTUAL_CIRCUIT_CLOSED`).
+    ///
+    /// IRQL: PASSIVE_LEVEL, without the table lock or with it (never under the event lock).
+    pub(super) fn close_doorbells(&self) {
+        let backend = &self.doorbell_events;
+        let closed = self
+            .events
+            .shared()
+            .with(|shared| shared.doorbells.close(|event| backend.signal(event)));
+        let _released = closed.release(|event| backend.release(event));
+    }
 }
 
 impl<X: Platform> FileEntry<X> {
@@ -58,6 +89,8 @@ impl<X: Platform> FileEntry<X> {
             session: None,
             rejected_requests: 0,
             busy: Busy::Idle,
+            opening_vm: None,
+            attachments: Vec::new(),
         }
     }
 
@@ -87,6 +120,9 @@ impl<X: Platform> FileEntry<X> {
             // Shutdown runs once every request is drained; a request still parked in the
             // glue's manual queue is cancelled by WDF when the device goes.
             let _ = session.events.close();
+            // Consumers first: told (and their events released) before the channel's close,
+            // which may wait for the guest.
+            session.close_doorbells();
             session.channel.close();
             // The id came from this manager and only this path closes it, so it is known;
             // an error here would mean the ledger was already released by `release_all`.

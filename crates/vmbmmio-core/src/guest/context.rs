@@ -40,8 +40,8 @@ pub struct SessionContext {
 
 impl SessionContext {
     /// The session of channel `instance` whose BAR is laid out by `plan`; region `i` is
-    /// guest-writable if `writable[i]`. Every region starts unmapped and unnamed (the IOCTL
-    /// interface names none).
+    /// guest-writable if `writable[i]`. Every region starts unmapped and unnamed
+    /// ([`Self::set_name`] names the regions of a version-2 session).
     ///
     /// IRQL: <= DISPATCH_LEVEL (no allocation).
     pub fn new(instance: WireGuid, plan: &MmioPlan, writable: &[bool]) -> Self {
@@ -70,6 +70,16 @@ impl SessionContext {
             bar_size: plan.bar_size(),
             regions,
             count,
+        }
+    }
+
+    /// Names region `index` (OPEN_SESSION version 2: the names consumers attach by, which the
+    /// guest's `GET_LAYOUT` carries too); out-of-range indexes are ignored.
+    pub fn set_name(&mut self, index: usize, name: RegionName) {
+        if index < self.count
+            && let Some(region) = self.regions.get_mut(index)
+        {
+            region.name = name;
         }
     }
 

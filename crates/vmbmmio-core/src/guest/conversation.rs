@@ -53,6 +53,9 @@ pub struct EventRing {
     slots: [Option<Event>; GUEST_EVENT_RING],
     /// Sequence of the newest event recorded on this channel open (0: none).
     newest: u64,
+    /// Highest sequence sent to the guest in an `EVENT` (0: none): events above it have not
+    /// been delivered, and a `DOORBELL` event among them takes a newer ring's value in place.
+    sent: u64,
 }
 
 impl EventRing {
@@ -60,6 +63,7 @@ impl EventRing {
         Self {
             slots: [None; GUEST_EVENT_RING],
             newest: 0,
+            sent: 0,
         }
     }
 
@@ -71,14 +75,41 @@ impl EventRing {
     /// Records the next event; `None` if the sequence would overflow (2^64 events, never).
     pub fn record(&mut self, kind: EventKind, generation: u64) -> Option<Event> {
         let sequence = self.newest.checked_add(1)?;
-        let event = Event {
-            sequence,
-            kind,
-            generation,
-        };
+        let event = Event::new(sequence, kind, generation);
         *self.slots.get_mut(Self::index(sequence)?)? = Some(event);
         self.newest = sequence;
         Some(event)
+    }
+
+    /// Records the next event, a `DOORBELL` for `region` with `value` (1.1).
+    pub fn record_doorbell(&mut self, region: u32, value: u64, generation: u64) -> Option<Event> {
+        let sequence = self.newest.checked_add(1)?;
+        let event = Event::doorbell(sequence, generation, region, value);
+        *self.slots.get_mut(Self::index(sequence)?)? = Some(event);
+        self.newest = sequence;
+        Some(event)
+    }
+
+    /// Coalescing (docs/protocol.md, `DOORBELL` event): if a `DOORBELL` event for `region` is
+    /// kept and has not been sent to the guest, it takes `value` (and the current
+    /// `generation`) in place; whether it did.
+    pub fn coalesce_doorbell(&mut self, region: u32, value: u64, generation: u64) -> bool {
+        let sent = self.sent;
+        match self.slots.iter_mut().flatten().find(|event| {
+            event.kind == EventKind::Doorbell && event.region == region && event.sequence > sent
+        }) {
+            Some(event) => {
+                event.value = value;
+                event.generation = generation;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The guest was sent the event `sequence` (an `EVENT` reply).
+    pub fn mark_sent(&mut self, sequence: u64) {
+        self.sent = self.sent.max(sequence);
     }
 
     /// The first kept event whose sequence is greater than `last_seen`.
@@ -199,5 +230,40 @@ impl Conversation {
             counted_errors: self.counted_errors,
             errors_left: self.errors_left,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_doorbell_event_coalesces_only_until_it_is_sent() {
+        let mut ring = EventRing::new();
+        assert!(!ring.coalesce_doorbell(0, 1, 1), "nothing to coalesce into");
+        let first = ring.record_doorbell(0, 1, 1).unwrap();
+        assert!(ring.coalesce_doorbell(0, 2, 3));
+        assert!(
+            !ring.coalesce_doorbell(1, 5, 3),
+            "another region's event is separate"
+        );
+        let kept = ring.first_after(0).unwrap();
+        assert_eq!(
+            (kept.sequence, kept.value, kept.generation),
+            (first.sequence, 2, 3)
+        );
+        ring.mark_sent(kept.sequence);
+        assert!(
+            !ring.coalesce_doorbell(0, 3, 3),
+            "a sent event is never rewritten"
+        );
+        let next = ring.record_doorbell(0, 3, 3).unwrap();
+        assert_eq!(next.sequence, 2);
+        assert_eq!(ring.first_after(1).unwrap().value, 3);
+        // Other events never take a doorbell's value.
+        ring.record(EventKind::RegionsMapped, 3).unwrap();
+        assert!(ring.coalesce_doorbell(0, 4, 3));
+        assert_eq!(ring.first_after(1).unwrap().value, 4);
+        assert_eq!(ring.first_after(2).unwrap().value, 0);
     }
 }

@@ -45,10 +45,10 @@
 //! Every path is a bounded number of steps over fixed arrays; nothing panics.
 
 use vmbmmio_proto::guest::{
-    DeviceReport, ErrorCode, Event, EventKind, GuestRange, HostInfo, Kind, PlacementError, Request,
-    RequestBody, RequestError, RequestFault, check_placement, classify_reservation, encode_ack,
-    encode_error, encode_event, encode_hello_reply, encode_layout, encode_refusal,
-    parse_request_after,
+    DeviceReport, ErrorCode, Event, EventKind, GuestRange, HostInfo, Kind, PROTOCOL_VERSION_1_0,
+    PlacementError, Request, RequestBody, RequestError, RequestFault, check_placement,
+    classify_reservation, encode_ack, encode_error, encode_event_in, encode_hello_reply,
+    encode_layout, encode_refusal, parse_request_after_in,
 };
 use vmbmmio_proto::ioctl::{
     ActedOn, EVENT_FLAG_DEVICE, EVENT_FLAG_RESERVATION, GuestEventKind, GuestSnapshot, MappingState,
@@ -57,7 +57,14 @@ use vmbmmio_proto::ioctl::{
 use super::context::{Backing, SessionContext};
 use super::conversation::{Conversation, HeldWait, Reports};
 use super::limits::{HELD_REPLY_SIZE, TERMINAL_HEADROOM};
+use crate::consumers::TokenBucket;
 use crate::guest_events::{CAPACITY_U64, GuestEventQueue, PushError, Wake};
+
+/// The first protocol version with doorbells (1.1).
+pub const DOORBELL_VERSION: u32 = vmbmmio_proto::guest::PROTOCOL_VERSION_1_1;
+
+/// What the host states in `HELLO_REPLY`: versions 1.0 to 1.1.
+const HOST: HostInfo = HostInfo::V1_1;
 
 /// What to do with the packet just processed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +91,20 @@ impl HeldReply {
     }
 }
 
+/// What a guest `DOORBELL` (protocol 1.1) asks of the session's consumers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestDoorbell {
+    /// Admitted by the guest's rate limit: every consumer of `region` hears `value`.
+    Rang {
+        /// The region's id.
+        region: u32,
+        /// The guest's value.
+        value: u64,
+    },
+    /// Refused by the guest's rate limit (answered `RATE_LIMITED`; counted).
+    Refused,
+}
+
 /// Everything one packet led to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use = "the packet must be completed or held, the held one completed, the wake handed on"]
@@ -94,6 +115,8 @@ pub struct Outcome {
     pub held: Option<HeldReply>,
     /// A pending WAIT_GUEST_EVENT of the device host to wake (after the lock is released).
     pub wake: Option<Wake>,
+    /// A guest `DOORBELL` for the session's consumers.
+    pub doorbell: Option<GuestDoorbell>,
 }
 
 /// The engine's counters over the whole session (every channel open).
@@ -112,6 +135,14 @@ pub struct EngineCounters {
     /// Impossible failures (an encoder or the queue refusing what the engine checked): 0, or a
     /// bug. The fuzz target asserts it stays 0.
     pub internal_errors: u64,
+    /// Guest `DOORBELL`s admitted (1.1).
+    pub doorbells_from_guest: u64,
+    /// Guest `DOORBELL`s refused by the guest's rate limit (answered `RATE_LIMITED`).
+    pub doorbells_refused: u64,
+    /// Consumer rings the guest was told of (RING_GUEST admitted).
+    pub doorbells_to_guest: u64,
+    /// Of those, merged into a `DOORBELL` event the guest had not been sent yet.
+    pub doorbells_coalesced: u64,
 }
 
 /// A request's effect, once its rules passed.
@@ -119,6 +150,7 @@ struct Step {
     action: Action,
     held: Option<HeldReply>,
     wake: Option<Wake>,
+    doorbell: Option<GuestDoorbell>,
 }
 
 impl Step {
@@ -127,6 +159,7 @@ impl Step {
             action: Action::Reply(len),
             held: None,
             wake: None,
+            doorbell: None,
         }
     }
 }
@@ -142,6 +175,10 @@ pub struct Engine {
     /// Sequence of the newest device-host event queued (0: none); past the newest queued one
     /// after a terminal event was lost (module docs).
     mapping_epoch: u64,
+    /// The time of the packet being processed ([`Self::packet_at`]).
+    now: u64,
+    /// The guest's `DOORBELL` rate limit (protocol 1.1), over the whole session.
+    doorbell_bucket: TokenBucket,
 }
 
 impl Engine {
@@ -158,8 +195,14 @@ impl Engine {
                 accepted: 0,
                 events_lost: 0,
                 internal_errors: 0,
+                doorbells_from_guest: 0,
+                doorbells_refused: 0,
+                doorbells_to_guest: 0,
+                doorbells_coalesced: 0,
             },
             mapping_epoch: 0,
+            now: 0,
+            doorbell_bucket: TokenBucket::new(0),
         }
     }
 
@@ -201,6 +244,19 @@ impl Engine {
     /// [`LARGEST_MESSAGE`](super::limits::LARGEST_MESSAGE) bytes (a shorter one gets an empty
     /// completion where the reply does not fit, counted in `internal_errors`).
     pub fn packet(&mut self, queue: &mut GuestEventQueue, bytes: &[u8], out: &mut [u8]) -> Outcome {
+        self.packet_at(queue, bytes, out, 0)
+    }
+
+    /// [`Self::packet`] at time `now` (the platform's clock, 100 ns): the time the guest's
+    /// `DOORBELL` rate limit counts with.
+    pub fn packet_at(
+        &mut self,
+        queue: &mut GuestEventQueue,
+        bytes: &[u8],
+        out: &mut [u8],
+        now: u64,
+    ) -> Outcome {
+        self.now = now;
         self.counters.guest_packets = self.counters.guest_packets.saturating_add(1);
         let conversation = &mut self.conversation;
         conversation.packets = conversation.packets.saturating_add(1);
@@ -213,7 +269,9 @@ impl Engine {
             };
             return self.refuse(queue, &refusal, out);
         }
-        let request = match parse_request_after(bytes, conversation.last_accepted) {
+        // Before SELECT_VERSION the conversation speaks 1.0 (no DOORBELL).
+        let version = conversation.version.unwrap_or(PROTOCOL_VERSION_1_0);
+        let request = match parse_request_after_in(bytes, conversation.last_accepted, version) {
             Ok(request) => request,
             Err(refusal) => return self.refuse(queue, &refusal, out),
         };
@@ -225,9 +283,16 @@ impl Engine {
                     action: step.action,
                     held: step.held,
                     wake: step.wake,
+                    doorbell: step.doorbell,
                 }
             }
-            Err(fault) => self.refuse(queue, &request.refuse(fault), out),
+            Err(fault) => {
+                let mut outcome = self.refuse(queue, &request.refuse(fault), out);
+                if fault == RequestFault::RateLimited {
+                    outcome.doorbell = Some(GuestDoorbell::Refused);
+                }
+                outcome
+            }
         }
     }
 
@@ -266,6 +331,50 @@ impl Engine {
             Backing::Intercepted => EventKind::RegionsIntercepted,
         };
         self.announce(after, kind)
+    }
+
+    /// Whether the guest can hear a consumer's doorbell: the channel is open, answered, and
+    /// the conversation selected protocol 1.1 or later.
+    pub fn doorbells_supported(&self) -> bool {
+        let conversation = &self.conversation;
+        conversation.open
+            && !conversation.stopped
+            && conversation
+                .version
+                .is_some_and(|version| version >= DOORBELL_VERSION)
+    }
+
+    /// A consumer rang the guest for `region` with `value` (RING_GUEST, admitted): the
+    /// conversation's `DOORBELL` event for the region is updated in place while the guest has
+    /// not been sent it (coalesced), else a new one is recorded; a held `WAIT_EVENT` waiting
+    /// for it is answered.
+    pub fn doorbell_event(&mut self, region: u32, value: u64) -> Option<HeldReply> {
+        if !self.doorbells_supported() {
+            return None;
+        }
+        self.counters.doorbells_to_guest = self.counters.doorbells_to_guest.saturating_add(1);
+        if self
+            .conversation
+            .events
+            .coalesce_doorbell(region, value, self.generation)
+        {
+            self.counters.doorbells_coalesced = self.counters.doorbells_coalesced.saturating_add(1);
+            // The event was recorded before: a held wait it could answer was answered then.
+            return None;
+        }
+        let conversation = &mut self.conversation;
+        let Some(event) = conversation
+            .events
+            .record_doorbell(region, value, self.generation)
+        else {
+            self.counters.internal_errors = self.counters.internal_errors.saturating_add(1);
+            return None;
+        };
+        let wait = conversation
+            .wait
+            .filter(|wait| event.sequence > wait.last_seen)?;
+        conversation.wait = None;
+        self.held_event(wait, &event)
     }
 
     /// The guest opened the channel: a fresh conversation and allowance.
@@ -313,7 +422,7 @@ impl Engine {
         match request.body {
             RequestBody::Hello => Ok(self.hello(queue, id, out)?),
             RequestBody::SelectVersion { version } => {
-                if !HostInfo::V1.supports(version) {
+                if !HOST.supports(version) {
                     return Err(RequestFault::UnsupportedVersion { version });
                 }
                 self.conversation.version = Some(version);
@@ -414,13 +523,15 @@ impl Engine {
                 );
                 Ok(Step::reply(self.written(len)))
             }
+            // Only parsed in a 1.1 conversation (a 1.0 one gets UNKNOWN_KIND from the parser).
+            RequestBody::Doorbell { region, value } => self.guest_doorbell(out, id, region, value),
             RequestBody::WaitEvent { last_seen } => {
                 if conversation.wait.is_some() {
                     return Err(RequestFault::Busy);
                 }
                 match conversation.events.first_after(last_seen) {
                     Some(event) => {
-                        let len = encode_event(out, id, &event);
+                        let len = self.encode_event(out, id, &event);
                         Ok(Step::reply(self.written(len)))
                     }
                     None => {
@@ -432,6 +543,7 @@ impl Engine {
                             action: Action::Hold,
                             held: None,
                             wake: None,
+                            doorbell: None,
                         })
                     }
                 }
@@ -456,11 +568,12 @@ impl Engine {
         };
         self.conversation.restart();
         let held = self.release_wait(ErrorCode::Busy);
-        let len = encode_hello_reply(out, id, &HostInfo::V1);
+        let len = encode_hello_reply(out, id, &HOST);
         Ok(Step {
             action: Action::Reply(self.written(len)),
             held,
             wake,
+            doorbell: None,
         })
     }
 
@@ -486,6 +599,7 @@ impl Engine {
             action: Action::Reply(self.ack(out, id, kind)),
             held: None,
             wake,
+            doorbell: None,
         })
     }
 
@@ -590,6 +704,7 @@ impl Engine {
             action: Action::Reply(self.written(len)),
             held,
             wake,
+            doorbell: None,
         }
     }
 
@@ -637,9 +752,50 @@ impl Engine {
             bytes: [0; HELD_REPLY_SIZE],
             len: 0,
         };
-        let len = encode_event(&mut reply.bytes, wait.request_id, event);
+        let len = self.encode_event(&mut reply.bytes, wait.request_id, event);
         reply.len = self.written(len);
         Some(reply)
+    }
+
+    /// `EVENT` in the conversation's version; the guest has now been sent `event` (a
+    /// `DOORBELL` event is no longer coalesced into).
+    fn encode_event(
+        &mut self,
+        out: &mut [u8],
+        request_id: u64,
+        event: &Event,
+    ) -> Result<usize, vmbmmio_proto::guest::EncodeError> {
+        let version = self.conversation.version.unwrap_or(PROTOCOL_VERSION_1_0);
+        self.conversation.events.mark_sent(event.sequence);
+        encode_event_in(out, request_id, event, version)
+    }
+
+    /// A guest `DOORBELL` (1.1): the region must be the session's, then the guest's rate
+    /// limit; admitted, it is `ACK`ed and handed to the session's consumers
+    /// ([`GuestDoorbell::Rang`]).
+    fn guest_doorbell(
+        &mut self,
+        out: &mut [u8],
+        id: u64,
+        region: u32,
+        value: u64,
+    ) -> Result<Step, RequestFault> {
+        let count = u32::try_from(self.context.regions().len()).unwrap_or(u32::MAX);
+        if region >= count {
+            return Err(RequestFault::BadDoorbellRegion {
+                region,
+                limit: count,
+            });
+        }
+        if !self.doorbell_bucket.try_take(self.now) {
+            self.counters.doorbells_refused = self.counters.doorbells_refused.saturating_add(1);
+            return Err(RequestFault::RateLimited);
+        }
+        self.counters.doorbells_from_guest = self.counters.doorbells_from_guest.saturating_add(1);
+        Ok(Step {
+            doorbell: Some(GuestDoorbell::Rang { region, value }),
+            ..Step::reply(self.ack(out, id, Kind::Doorbell))
+        })
     }
 
     /// Takes the held `WAIT_EVENT`, if any, and answers it with `ERROR` `code`.

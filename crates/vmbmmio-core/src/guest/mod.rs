@@ -40,8 +40,8 @@ pub mod shared;
 
 pub use context::{Backing, SessionContext};
 pub use conversation::{Conversation, EventRing, HeldWait, Reports};
-pub use engine::{Action, Engine, EngineCounters, HeldReply, Outcome};
-pub use shared::{ActedBeyondNewest, GuestPacket, GuestShared, HeldCompletion};
+pub use engine::{Action, Engine, EngineCounters, GuestDoorbell, HeldReply, Outcome};
+pub use shared::{ActedBeyondNewest, GuestPacket, GuestShared, HeldCompletion, RingRefused};
 
 #[cfg(test)]
 mod tests;

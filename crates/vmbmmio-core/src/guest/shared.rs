@@ -17,9 +17,11 @@
 //! # Lock rules
 //! - Order: table lock, then the event lock (REPORT_MAPPING takes both); KMCL callbacks and the
 //!   device host's cancellation take only the event lock. Never the other way round.
-//! - Under the lock: bounded, allocation-free work on fixed arrays, and **one** call out:
+//! - Under the lock: bounded, allocation-free work on fixed arrays, and two calls out:
 //!   `VmbChannelPacketComplete` of the held packet ([`HeldPacket::complete`]), which is allowed
-//!   at IRQL <= DISPATCH_LEVEL and does not block. It is made under the lock on purpose: taking
+//!   at IRQL <= DISPATCH_LEVEL and does not block; and `KeSetEvent(.., FALSE)` of the events of
+//!   the host consumers a guest DOORBELL reaches (<= DISPATCH_LEVEL, does not block, does not
+//!   re-enter the driver). Event references are never released under the lock. It is made under the lock on purpose: taking
 //!   the packet out and completing it after unlocking would let Suspend return while another
 //!   thread still holds an uncompleted packet (KMCL requires every delivered packet completed
 //!   by the end of Suspend; the simulator flags `PacketsOutstandingAtSuspend`). Completing does
@@ -44,9 +46,10 @@ use kmcl::server::{HeldPacket, IncomingPacket};
 use vmbmmio_proto::ioctl::{ActedOn, MappingState};
 
 use super::context::SessionContext;
-use super::engine::{Action, Engine, EngineCounters, HeldReply};
+use super::engine::{Action, Engine, EngineCounters, GuestDoorbell, HeldReply};
 use super::limits::LARGEST_MESSAGE;
 use crate::channel::GuestPort;
+use crate::consumers::{Clock, DoorbellHub, EventRef, HubError, UserEvents};
 use crate::control::FileKey;
 use crate::guest_events::{
     Delivery, EventLock, GuestEventQueue, GuestEvents, Ticket, WaitError, WaitStart, Wake,
@@ -115,6 +118,8 @@ pub struct GuestShared<H = HeldPacket> {
     pub(crate) queue: GuestEventQueue,
     pub(crate) engine: Engine,
     held: Option<H>,
+    /// The host consumers' doorbells (module [`crate::consumers::hub`]).
+    pub(crate) doorbells: DoorbellHub,
 }
 
 impl<H> GuestShared<H> {
@@ -124,7 +129,13 @@ impl<H> GuestShared<H> {
             queue: GuestEventQueue::new(file),
             engine: Engine::new(context),
             held: None,
+            doorbells: DoorbellHub::new(),
         }
+    }
+
+    /// The host consumers' doorbells.
+    pub const fn doorbells(&self) -> &DoorbellHub {
+        &self.doorbells
     }
 
     /// The device host's event queue.
@@ -195,7 +206,30 @@ impl<H: HeldCompletion> GuestShared<H> {
         packet: P,
         reply: &mut [u8; LARGEST_MESSAGE],
     ) -> (Option<(P, usize)>, Option<Wake>) {
-        let outcome = self.engine.packet(&mut self.queue, packet.data(), reply);
+        self.packet_at(packet, 0, |_| {}, reply)
+    }
+
+    /// [`Self::packet`] at time `now` (the platform's clock, read before the lock), with
+    /// `signal` (`KeSetEvent(.., FALSE)`, <= DISPATCH_LEVEL) for the events of the consumers a
+    /// guest DOORBELL reaches. [`Self::packet`] is this at time 0 with no signal (tests and
+    /// benchmarks).
+    pub fn packet_at<P: GuestPacket<Held = H>>(
+        &mut self,
+        packet: P,
+        now: u64,
+        signal: impl Fn(&EventRef),
+        reply: &mut [u8; LARGEST_MESSAGE],
+    ) -> (Option<(P, usize)>, Option<Wake>) {
+        let outcome = self
+            .engine
+            .packet_at(&mut self.queue, packet.data(), reply, now);
+        match outcome.doorbell {
+            Some(GuestDoorbell::Rang { region, value }) => {
+                let _heard = self.doorbells.guest_rang(region, value, signal);
+            }
+            Some(GuestDoorbell::Refused) => self.doorbells.guest_refused(),
+            None => {}
+        }
         self.complete_held(outcome.held);
         match outcome.action {
             Action::Reply(len) => (Some((packet, len)), outcome.wake),
@@ -205,6 +239,23 @@ impl<H: HeldCompletion> GuestShared<H> {
                 (None, outcome.wake)
             }
         }
+    }
+
+    /// RING_GUEST's lock section: a consumer rings the guest with `value` for its attachment's
+    /// region at time `now`. Refused without consuming a token if the guest cannot hear it;
+    /// then the attachment's rate limit; then the engine records (or coalesces) the guest's
+    /// `DOORBELL` event and completes a held `WAIT_EVENT` with it, under the lock.
+    pub fn ring_guest(&mut self, attachment: u64, value: u64, now: u64) -> Result<(), RingRefused> {
+        if !self.engine.doorbells_supported() {
+            return Err(RingRefused::NotSupported);
+        }
+        let region = self
+            .doorbells
+            .ring_allowed(attachment, now)
+            .map_err(RingRefused::Hub)?;
+        let reply = self.engine.doorbell_event(region, value);
+        self.complete_held(reply);
+        Ok(())
     }
 
     /// The Opened callback's lock section.
@@ -256,6 +307,16 @@ impl<H: HeldCompletion> GuestShared<H> {
     }
 }
 
+/// Why RING_GUEST was refused ([`GuestShared::ring_guest`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RingRefused {
+    /// The guest's conversation did not select protocol 1.1 or later (or the channel is not
+    /// open): there is nobody to tell.
+    NotSupported,
+    /// The doorbell table refused (closed session, rate limit).
+    Hub(HubError),
+}
+
 /// A REPORT_MAPPING whose `acted_on` is beyond the newest event the session queued for the
 /// device host: refused (`STATUS_INVALID_PARAMETER`), nothing changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -268,18 +329,23 @@ pub struct ActedBeyondNewest {
 
 /// The channel's view of a session: the [`GuestPort`] the channel's handler routes its
 /// callbacks to.
-pub(crate) struct SessionPort<L: EventLock> {
+pub(crate) struct SessionPort<L: EventLock, E: UserEvents, C: Clock> {
     events: GuestEvents<L>,
+    /// Signals the consumers' events a guest DOORBELL reaches (`KeSetEvent`).
+    backend: E,
+    /// The guest's doorbell rate limit's clock, read before the lock.
+    clock: C,
 }
 
-impl<L: EventLock> GuestPort for SessionPort<L> {
+impl<L: EventLock, E: UserEvents, C: Clock> GuestPort for SessionPort<L, E, C> {
     /// IRQL: PASSIVE_LEVEL (raised to DISPATCH_LEVEL inside a spin lock).
     fn packet(&self, packet: IncomingPacket<'_>) {
         let mut reply = [0u8; LARGEST_MESSAGE];
-        let (now, wake) = self
-            .events
-            .shared()
-            .with(|shared| shared.packet(packet, &mut reply));
+        let time = self.clock.now();
+        let backend = &self.backend;
+        let (now, wake) = self.events.shared().with(|shared| {
+            shared.packet_at(packet, time, |event| backend.signal(event), &mut reply)
+        });
         if let Some((packet, len)) = now {
             // Replies are at most LARGEST_MESSAGE bytes: this cannot fail, and on the impossible
             // error KMCL got an empty completion.
@@ -315,13 +381,20 @@ impl<L: EventLock> GuestPort for SessionPort<L> {
 }
 
 impl<L: EventLock> GuestEvents<L> {
-    /// The channel-side port of this session, for the channel's handler (given at offer time);
+    /// The channel-side port of this session, for the channel's handler (given at offer time),
+    /// with the consumers' event backend and the clock it uses from the channel's callbacks;
     /// [`AllocError`] when there is no memory for it.
     ///
     /// IRQL: PASSIVE_LEVEL (allocates).
-    pub fn port(&self) -> Result<Box<dyn GuestPort>, AllocError> {
+    pub fn port<E: UserEvents, C: Clock>(
+        &self,
+        backend: E,
+        clock: C,
+    ) -> Result<Box<dyn GuestPort>, AllocError> {
         Ok(try_box(SessionPort {
             events: self.clone(),
+            backend,
+            clock,
         })?)
     }
 

@@ -52,6 +52,8 @@ pub struct RegionInfo {
     pub size: u64,
     /// Guest access, and therefore the rights of the handles handed out for it.
     pub access: RegionAccess,
+    /// Whether host consumers may map it for writing.
+    pub consumer_writable: bool,
 }
 
 impl RegionInfo {
@@ -105,6 +107,10 @@ pub struct SectionCounters {
     /// Handle records dropped (device-host exit, session close or unload). The handles
     /// themselves are closed by their process or by the OS at its exit.
     pub handle_records_dropped: u64,
+    /// User handles handed out to host consumers (ATTACH_REGION). Not recorded per session:
+    /// the consumer's attachment is their record (`control`'s attachment counters), so a
+    /// consumer never uses up the device host's handle quota.
+    pub consumer_handles_handed_out: u64,
     /// Page-rounded bytes held by live sessions now.
     pub bytes_in_use: u64,
     /// Live sessions now.

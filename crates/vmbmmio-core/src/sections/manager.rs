@@ -86,6 +86,7 @@ impl<B: SectionBackend> SectionManager<B> {
                 sections_released: 0,
                 handles_handed_out: 0,
                 handle_records_dropped: 0,
+                consumer_handles_handed_out: 0,
                 bytes_in_use: 0,
                 live_sessions: 0,
                 live_sections: 0,
@@ -121,6 +122,7 @@ impl<B: SectionBackend> SectionManager<B> {
         let mut infos = [RegionInfo {
             size: 0,
             access: RegionAccess::ReadOnly,
+            consumer_writable: false,
         }; MAX_REGIONS];
         for ((index, spec), info) in regions.iter().enumerate().zip(infos.iter_mut()) {
             // Validated by total_bytes above.
@@ -128,6 +130,7 @@ impl<B: SectionBackend> SectionManager<B> {
             *info = RegionInfo {
                 size,
                 access: spec.access,
+                consumer_writable: spec.consumer_writable,
             };
         }
         let id = SessionId::from_raw(self.next_session);
@@ -308,6 +311,46 @@ impl<B: SectionBackend> SectionManager<B> {
             access: requested,
         });
         self.totals.handles_handed_out = self.totals.handles_handed_out.saturating_add(1);
+        Ok(handle)
+    }
+
+    /// Opens a user-mode handle to region `index` of `session` in a **host consumer's**
+    /// process (ATTACH_REGION), granting `SECTION_MAP_READ | SECTION_QUERY`, plus
+    /// `SECTION_MAP_WRITE` if `write` (refused unless the region is consumer-writable). Not
+    /// recorded with the session's device-host handles (their quota is the device host's):
+    /// the caller's attachment is the record. Must run in `requester`'s context.
+    ///
+    /// IRQL: PASSIVE_LEVEL, in the consumer's context (`ObOpenObjectByPointer`).
+    pub fn open_consumer_handle(
+        &mut self,
+        session: SessionId,
+        index: u32,
+        write: bool,
+        requester: ProcessKey,
+    ) -> Result<UserHandle, SectionError> {
+        if self.unloading {
+            return Err(SectionError::Unloading);
+        }
+        let entry = self.region_entry(session, RegionId::new(session, index))?;
+        if write && !entry.info.consumer_writable {
+            return Err(SectionError::WriteNotAllowed { index });
+        }
+        let current = self.backend.current_process();
+        if current != requester {
+            return Err(SectionError::WrongProcessContext { requester, current });
+        }
+        let access = if write {
+            RegionAccess::ReadWrite
+        } else {
+            RegionAccess::ReadOnly
+        };
+        let at = usize::try_from(index).unwrap_or(usize::MAX);
+        let handle = self
+            .backend
+            .open_user_handle(&entry.section, access.access_mask())
+            .map_err(|status| SectionError::Platform { index: at, status })?;
+        self.totals.consumer_handles_handed_out =
+            self.totals.consumer_handles_handed_out.saturating_add(1);
         Ok(handle)
     }
 

@@ -55,6 +55,8 @@ pub struct RegionSpec {
     pub size: u64,
     /// What the guest may do with it.
     pub access: RegionAccess,
+    /// Whether host consumers may map it for writing (ATTACH_REGION, `CONSUMER_WRITABLE`).
+    pub consumer_writable: bool,
 }
 
 impl RegionSpec {
@@ -63,6 +65,7 @@ impl RegionSpec {
         Self {
             size,
             access: RegionAccess::ReadWrite,
+            consumer_writable: false,
         }
     }
 
@@ -71,6 +74,15 @@ impl RegionSpec {
         Self {
             size,
             access: RegionAccess::ReadOnly,
+            consumer_writable: false,
+        }
+    }
+
+    /// The same region, host consumers allowed to map it for writing if `writable`.
+    pub const fn consumer_writable(self, writable: bool) -> Self {
+        Self {
+            consumer_writable: writable,
+            ..self
         }
     }
 }

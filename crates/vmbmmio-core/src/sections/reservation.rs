@@ -56,6 +56,7 @@ impl<B: SectionBackend> Reservation<B> {
         let mut regions = [RegionInfo {
             size: 0,
             access: RegionAccess::ReadOnly,
+            consumer_writable: false,
         }; MAX_REGIONS];
         let mut count = 0usize;
         for (slot, spec) in regions.iter_mut().zip(specs) {

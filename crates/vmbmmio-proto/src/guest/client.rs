@@ -30,6 +30,13 @@
 //! `DEVICE_HOST_RESTARTED` go back to `Ready`; the `ACK` of `RELEASING` back to `Versioned`;
 //! `CHANNEL_CLOSING`, or a counted error that leaves no allowance, to [`ClientState::Closed`]
 //! (reopen the channel and start with a new client).
+//!
+//! # Version 1.1
+//! The client selects 1.1 when the host offers it ([`CLIENT_VERSIONS`]) and from then on checks
+//! requests and replies with 1.1's rules ([`GuestClient::version`] says which was selected):
+//! [`GuestClient::doorbell`] exists only there, an `ACK` of `DOORBELL`, `ERROR`
+//! `RATE_LIMITED` (not counted) and the `DOORBELL` event are accepted only there, and every
+//! other event must still carry `region` and `value` 0. A `DOORBELL` event changes no state.
 
 use core::num::NonZeroU64;
 
@@ -40,11 +47,11 @@ use super::event::{Event, EventKind};
 use super::header::Kind;
 use super::hello::HostInfo;
 use super::layout::Layout;
-use super::limits::CLIENT_VERSIONS;
+use super::limits::{CLIENT_VERSIONS, PROTOCOL_VERSION_1_0, has_doorbells};
 use super::placement::GuestRange;
-use super::reply::{ReplyBody, ReplyError, parse_reply};
+use super::reply::{ReplyBody, ReplyError, parse_reply_in};
 use super::report::DeviceReport;
-use super::request::{RequestBody, RequestError, encode_request, parse_request};
+use super::request::{RequestBody, RequestError, encode_request, parse_request_in};
 
 /// Where the conversation is, as far as the guest knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -191,6 +198,20 @@ pub enum ClientError {
         reported: u64,
         /// The layout's.
         got: u64,
+    },
+    /// The request does not exist in the selected version (`DOORBELL` before 1.1).
+    NotInVersion {
+        /// The request.
+        request: Kind,
+        /// The selected version.
+        version: Option<u32>,
+    },
+    /// `DOORBELL` names a region the latest layout does not have.
+    NoSuchRegion {
+        /// The region named.
+        region: u32,
+        /// Regions in the latest layout.
+        count: usize,
     },
 }
 
@@ -402,6 +423,28 @@ impl GuestClient {
         self.send(out, RequestBody::WaitEvent { last_seen })
     }
 
+    /// `DOORBELL` for `region` with `value`; once version 1.1 is selected. With a layout known,
+    /// `region` must be one of its regions (the host refuses others with `MALFORMED`).
+    pub fn doorbell(
+        &mut self,
+        out: &mut [u8],
+        region: u32,
+        value: u64,
+    ) -> Result<Sent, ClientError> {
+        if let Some(layout) = self.layout {
+            let count = layout.regions().len();
+            if usize::try_from(region).map_or(true, |index| index >= count) {
+                return Err(ClientError::NoSuchRegion { region, count });
+            }
+        }
+        self.send(out, RequestBody::Doorbell { region, value })
+    }
+
+    /// The version requests and replies are checked in: the selected one, 1.0 before.
+    fn rules(&self) -> u32 {
+        self.version.unwrap_or(PROTOCOL_VERSION_1_0)
+    }
+
     fn check_allowed(&self, kind: Kind) -> Result<(), ClientError> {
         use ClientState as S;
         let state = self.state;
@@ -416,6 +459,15 @@ impl GuestClient {
             }
             Kind::Ready => state == S::Reported,
             Kind::Releasing => matches!(state, S::Reported | S::Ready | S::Mapped),
+            Kind::Doorbell => {
+                if !self.version.is_some_and(has_doorbells) {
+                    return Err(ClientError::NotInVersion {
+                        request: kind,
+                        version: self.version,
+                    });
+                }
+                !matches!(state, S::Idle | S::Hello)
+            }
             Kind::HelloReply | Kind::Ack | Kind::Layout | Kind::Event | Kind::Error => false,
         };
         if !allowed {
@@ -450,7 +502,7 @@ impl GuestClient {
                 needed: len,
                 got: out.len(),
             }))?;
-        parse_request(written).map_err(ClientError::Refused)?;
+        parse_request_in(written, self.rules()).map_err(ClientError::Refused)?;
         self.next_id = next_id;
         if let RequestBody::WaitEvent { last_seen } = body {
             self.wait = Some(Wait {
@@ -466,7 +518,7 @@ impl GuestClient {
     /// Takes one completion's payload. Checks it (module docs) and, only if it passes, applies
     /// it and forgets the request it answers; a refused reply changes nothing.
     pub fn on_reply(&mut self, bytes: &[u8]) -> Result<ClientEvent, ClientError> {
-        let reply = parse_reply(bytes).map_err(ClientError::BadReply)?;
+        let reply = parse_reply_in(bytes, self.rules()).map_err(ClientError::BadReply)?;
         let id = reply.request_id;
         if let Some(wait) = self.wait.filter(|w| w.request_id == id) {
             let event = self.check_wait_reply(wait, &reply.body)?;
@@ -602,7 +654,10 @@ impl GuestClient {
                     self.device = None;
                     self.state = ClientState::Versioned;
                 }
-                RequestBody::Hello | RequestBody::GetLayout | RequestBody::WaitEvent { .. } => {}
+                RequestBody::Hello
+                | RequestBody::GetLayout
+                | RequestBody::WaitEvent { .. }
+                | RequestBody::Doorbell { .. } => {}
             }
         }
         self.apply(event)

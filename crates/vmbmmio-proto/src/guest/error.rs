@@ -42,4 +42,12 @@ pub enum EncodeError {
     ZeroSequence,
     /// A region name that cannot be carried.
     BadName(NameError),
+    /// An `EVENT` a conversation of `version` cannot carry: `DOORBELL` before 1.1, `region` or
+    /// `value` on another event, or a doorbell region at or above 16.
+    EventNotInVersion {
+        /// The event's kind.
+        kind: super::event::EventKind,
+        /// The conversation's version.
+        version: u32,
+    },
 }

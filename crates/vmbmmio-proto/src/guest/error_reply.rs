@@ -35,11 +35,13 @@ pub enum ErrorCode {
     Busy = 8,
     /// The channel is suspending or closing, or the host stopped answering this guest.
     ChannelClosing = 9,
+    /// Version 1.1: a `DOORBELL` refused by the host's rate limit (not counted).
+    RateLimited = 10,
 }
 
 impl ErrorCode {
     /// Every code, in order.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Malformed,
         Self::UnknownKind,
         Self::UnsupportedVersion,
@@ -49,6 +51,7 @@ impl ErrorCode {
         Self::BadPlacement,
         Self::Busy,
         Self::ChannelClosing,
+        Self::RateLimited,
     ];
 
     /// The wire value.
@@ -68,14 +71,24 @@ impl ErrorCode {
             7 => Self::BadPlacement,
             8 => Self::Busy,
             9 => Self::ChannelClosing,
+            10 => Self::RateLimited,
             _ => return None,
         })
     }
 
-    /// Whether this error counts as misbehaviour (every code but `BUSY` and
-    /// `CHANNEL_CLOSING`).
+    /// Whether this error counts as misbehaviour (every code but `BUSY`, `CHANNEL_CLOSING`
+    /// and `RATE_LIMITED`).
     pub const fn counted(self) -> bool {
-        !matches!(self, Self::Busy | Self::ChannelClosing)
+        !matches!(self, Self::Busy | Self::ChannelClosing | Self::RateLimited)
+    }
+
+    /// The protocol version that introduced this code: 1.1 for `RATE_LIMITED`, 1.0 for the
+    /// rest. A reply in an older conversation never carries it.
+    pub const fn since(self) -> u32 {
+        match self {
+            Self::RateLimited => super::limits::PROTOCOL_VERSION_1_1,
+            _ => super::limits::PROTOCOL_VERSION_1_0,
+        }
     }
 
     /// The name the document uses.
@@ -90,6 +103,7 @@ impl ErrorCode {
             Self::BadPlacement => "BAD_PLACEMENT",
             Self::Busy => "BUSY",
             Self::ChannelClosing => "CHANNEL_CLOSING",
+            Self::RateLimited => "RATE_LIMITED",
         }
     }
 }

@@ -44,12 +44,14 @@ pub struct EventReply {
     pub sequence: U64,
     /// An [`EventKind`].
     pub event: U32,
-    /// Must be 0.
-    pub reserved0: U32,
+    /// Version 1.1, `DOORBELL` event: the region rung. Otherwise (and in 1.0, where it is
+    /// reserved) 0.
+    pub region: U32,
     /// The layout generation after the event.
     pub generation: U64,
-    /// Must be 0.
-    pub reserved1: U64,
+    /// Version 1.1, `DOORBELL` event: the value rung (the latest one). Otherwise (and in 1.0,
+    /// where it is reserved) 0.
+    pub value: U64,
 }
 
 impl GuestMessage for EventReply {
@@ -58,9 +60,9 @@ impl GuestMessage for EventReply {
 kind_size!(EventReply);
 const _: () = assert!(offset_of!(EventReply, sequence) == 16);
 const _: () = assert!(offset_of!(EventReply, event) == 24);
-const _: () = assert!(offset_of!(EventReply, reserved0) == 28);
+const _: () = assert!(offset_of!(EventReply, region) == 28);
 const _: () = assert!(offset_of!(EventReply, generation) == 32);
-const _: () = assert!(offset_of!(EventReply, reserved1) == 40);
+const _: () = assert!(offset_of!(EventReply, value) == 40);
 
 /// What happened.
 #[repr(u32)]
@@ -76,16 +78,20 @@ pub enum EventKind {
     RegionsUnmapped = 4,
     /// The device host restarted; nothing is backed until it maps again.
     DeviceHostRestarted = 5,
+    /// Version 1.1: a host consumer rang the guest's doorbell for `region` with `value`
+    /// (the latest ring wins: rings the guest has not fetched yet coalesce).
+    Doorbell = 6,
 }
 
 impl EventKind {
     /// Every event kind, in order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::LayoutChanged,
         Self::RegionsMapped,
         Self::RegionsIntercepted,
         Self::RegionsUnmapped,
         Self::DeviceHostRestarted,
+        Self::Doorbell,
     ];
 
     /// The wire value.
@@ -101,6 +107,7 @@ impl EventKind {
             3 => Self::RegionsIntercepted,
             4 => Self::RegionsUnmapped,
             5 => Self::DeviceHostRestarted,
+            6 => Self::Doorbell,
             _ => return None,
         })
     }
@@ -113,11 +120,21 @@ impl EventKind {
             Self::RegionsIntercepted => "REGIONS_INTERCEPTED",
             Self::RegionsUnmapped => "REGIONS_UNMAPPED",
             Self::DeviceHostRestarted => "DEVICE_HOST_RESTARTED",
+            Self::Doorbell => "DOORBELL",
+        }
+    }
+
+    /// The protocol version that introduced this event: 1.1 for `DOORBELL`, 1.0 for the rest.
+    pub const fn since(self) -> u32 {
+        match self {
+            Self::Doorbell => super::limits::PROTOCOL_VERSION_1_1,
+            _ => super::limits::PROTOCOL_VERSION_1_0,
         }
     }
 }
 
-/// The content of an `EVENT`, checked (sequence at least 1, a known kind).
+/// The content of an `EVENT`, checked (sequence at least 1, a known kind; `region` and
+/// `value` 0 unless it is a `DOORBELL` event of a 1.1 conversation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Event {
     /// Its sequence number (from 1).
@@ -126,18 +143,59 @@ pub struct Event {
     pub kind: EventKind,
     /// The layout generation after the event.
     pub generation: u64,
+    /// [`EventKind::Doorbell`]: the region rung (below [`MAX_REGIONS`](super::MAX_REGIONS));
+    /// 0 for every other event.
+    pub region: u32,
+    /// [`EventKind::Doorbell`]: the value rung; 0 for every other event.
+    pub value: u64,
 }
 
 impl Event {
+    /// An event without doorbell fields (`region` and `value` 0): every kind but
+    /// [`EventKind::Doorbell`].
+    pub const fn new(sequence: u64, kind: EventKind, generation: u64) -> Self {
+        Self {
+            sequence,
+            kind,
+            generation,
+            region: 0,
+            value: 0,
+        }
+    }
+
+    /// A `DOORBELL` event (version 1.1).
+    pub const fn doorbell(sequence: u64, generation: u64, region: u32, value: u64) -> Self {
+        Self {
+            sequence,
+            kind: EventKind::Doorbell,
+            generation,
+            region,
+            value,
+        }
+    }
+
+    /// Whether a conversation of `version` may carry this event: its kind exists there, and
+    /// `region` and `value` are 0 unless it is a `DOORBELL` event (whose region is below
+    /// [`MAX_REGIONS`](super::MAX_REGIONS)).
+    pub const fn fits(&self, version: u32) -> bool {
+        if self.kind.since() > version {
+            return false;
+        }
+        match self.kind {
+            EventKind::Doorbell => self.region < super::limits::MAX_REGIONS_U32,
+            _ => self.region == 0 && self.value == 0,
+        }
+    }
+
     /// The wire message answering `request_id`.
     pub const fn to_wire(&self, request_id: u64) -> EventReply {
         EventReply {
             header: Header::new(Kind::Event, request_id),
             sequence: U64::new(self.sequence),
             event: U32::new(self.kind.to_u32()),
-            reserved0: U32::new(0),
+            region: U32::new(self.region),
             generation: U64::new(self.generation),
-            reserved1: U64::new(0),
+            value: U64::new(self.value),
         }
     }
 }

@@ -71,6 +71,8 @@ pub enum Kind {
     GetLayout = 0x0007,
     /// `WAIT_EVENT` request.
     WaitEvent = 0x0008,
+    /// `DOORBELL` request (version 1.1).
+    Doorbell = 0x0009,
     /// `HELLO_REPLY`.
     HelloReply = 0x8001,
     /// `ACK`.
@@ -85,7 +87,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order of the document's table.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::Hello,
         Self::SelectVersion,
         Self::ReportReservation,
@@ -94,6 +96,7 @@ impl Kind {
         Self::Releasing,
         Self::GetLayout,
         Self::WaitEvent,
+        Self::Doorbell,
         Self::HelloReply,
         Self::Ack,
         Self::Layout,
@@ -117,6 +120,7 @@ impl Kind {
             0x0006 => Self::Releasing,
             0x0007 => Self::GetLayout,
             0x0008 => Self::WaitEvent,
+            0x0009 => Self::Doorbell,
             0x8001 => Self::HelloReply,
             0x8000 => Self::Ack,
             0x8007 => Self::Layout,
@@ -124,6 +128,20 @@ impl Kind {
             0x80FF => Self::Error,
             _ => return None,
         })
+    }
+
+    /// The protocol version that introduced this kind: 1.1 for `DOORBELL`, 1.0 for the rest.
+    /// In an older conversation the kind does not exist (`UNKNOWN_KIND`).
+    pub const fn since(self) -> u32 {
+        match self {
+            Self::Doorbell => super::limits::PROTOCOL_VERSION_1_1,
+            _ => super::limits::PROTOCOL_VERSION_1_0,
+        }
+    }
+
+    /// Whether this kind exists in a conversation of `version`.
+    pub const fn exists_in(self, version: u32) -> bool {
+        self.since() <= version
     }
 
     /// Whether this kind goes host → guest.
@@ -147,6 +165,7 @@ impl Kind {
             Self::Releasing => "RELEASING",
             Self::GetLayout => "GET_LAYOUT",
             Self::WaitEvent => "WAIT_EVENT",
+            Self::Doorbell => "DOORBELL",
             Self::HelloReply => "HELLO_REPLY",
             Self::Ack => "ACK",
             Self::Layout => "LAYOUT",
@@ -163,7 +182,7 @@ impl Kind {
             Self::ReportReservation => 40,
             Self::ReportDevice => 56,
             Self::HelloReply | Self::Event => 48,
-            Self::Ack | Self::Error => 32,
+            Self::Ack | Self::Error | Self::Doorbell => 32,
             Self::Layout => 1064,
         }
     }
@@ -186,7 +205,8 @@ impl Kind {
             | Self::ReportReservation
             | Self::ReportDevice
             | Self::Ready
-            | Self::Releasing => Some(Self::Ack),
+            | Self::Releasing
+            | Self::Doorbell => Some(Self::Ack),
             Self::GetLayout => Some(Self::Layout),
             Self::WaitEvent => Some(Self::Event),
             Self::HelloReply | Self::Ack | Self::Layout | Self::Event | Self::Error => None,

@@ -13,7 +13,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 use super::header::{GuestMessage, Header, Kind, kind_size};
 use super::limits::{
     ERROR_LIMIT, HOST_MAX_VERSION, HOST_MIN_VERSION, LARGEST_MESSAGE, MAX_PACKET_SIZE,
-    MAX_REGIONS_U32,
+    MAX_REGIONS_U32, PROTOCOL_VERSION_1_0,
 };
 
 /// `HELLO`, 16 bytes: the header alone.
@@ -108,8 +108,18 @@ pub struct HostInfo {
 }
 
 impl HostInfo {
-    /// What this crate's host states: version 1.0 only and the limits of `docs/protocol.md`.
+    /// Version 1.0 only and the limits of `docs/protocol.md`: what a host without doorbells
+    /// states.
     pub const V1: Self = Self {
+        min_version: HOST_MIN_VERSION,
+        max_version: PROTOCOL_VERSION_1_0,
+        max_packet_size: MAX_PACKET_SIZE,
+        max_regions: MAX_REGIONS_U32,
+        error_limit: ERROR_LIMIT,
+    };
+
+    /// Versions 1.0 to 1.1 and the same limits: what a host with doorbells states.
+    pub const V1_1: Self = Self {
         min_version: HOST_MIN_VERSION,
         max_version: HOST_MAX_VERSION,
         max_packet_size: MAX_PACKET_SIZE,

@@ -1,5 +1,9 @@
 //! The guest control protocol: the messages a guest and the driver exchange over the session's
-//! VMBus channel (`docs/protocol.md`, version 1.0).
+//! VMBus channel (`docs/protocol.md`, versions 1.0 and 1.1).
+//!
+//! Version 1.1 adds doorbells (`DOORBELL`, the `DOORBELL` event, `RATE_LIMITED`). Whether a
+//! message exists depends on the conversation's selected version, so the parsers and checks that
+//! differ take it (`*_in`); the functions without it keep the 1.0 rules exactly.
 //!
 //! # Why it exists
 //! VMBus tells the host nothing about where the guest put anything: not the channel's MMIO
@@ -29,6 +33,7 @@
 
 mod ack;
 mod client;
+mod doorbell;
 mod error;
 mod error_reply;
 mod event;
@@ -43,6 +48,7 @@ mod request;
 
 pub use ack::{Ack, AckReply};
 pub use client::{ClientError, ClientEvent, ClientState, GuestClient, Sent};
+pub use doorbell::DoorbellRequest;
 pub use error::EncodeError;
 pub use error_reply::{ErrorCode, ErrorInfo, ErrorReply};
 pub use event::{Event, EventKind, EventReply, WaitEventRequest};
@@ -55,15 +61,15 @@ pub use layout::{
 pub use limits::{
     CLIENT_VERSIONS, ERROR_LIMIT, EVENT_QUEUE, HOST_MAX_VERSION, HOST_MIN_VERSION, LARGEST_MESSAGE,
     MAX_BAR_INDEX, MAX_PACKET_SIZE, MAX_REGIONS, MAX_REGIONS_U32, PROTOCOL_VERSION_1_0,
-    REGION_NAME_LEN,
+    PROTOCOL_VERSION_1_1, REGION_NAME_LEN, has_doorbells,
 };
 pub use placement::{
     BarPlacement, BarState, GuestRange, MAX_GUEST_PHYSICAL_ADDRESS, PlacementError,
     ReservationRelation, check_bar_size, check_placement, check_reservation, classify_reservation,
 };
 pub use reply::{
-    Reply, ReplyBody, ReplyError, encode_ack, encode_error, encode_event, encode_hello_reply,
-    encode_layout, encode_refusal, parse_reply, region_name,
+    Reply, ReplyBody, ReplyError, encode_ack, encode_error, encode_event, encode_event_in,
+    encode_hello_reply, encode_layout, encode_refusal, parse_reply, parse_reply_in, region_name,
 };
 pub use report::{
     DEVICE_DECODE_ON, DeviceReport, RESERVATION_PRESENT, ReadyRequest, ReleasingRequest,
@@ -71,5 +77,6 @@ pub use report::{
 };
 pub use request::{
     FramedRequest, Request, RequestBody, RequestError, RequestFault, encode_request, frame_request,
-    parse_request, parse_request_after, received,
+    frame_request_in, parse_request, parse_request_after, parse_request_after_in, parse_request_in,
+    received,
 };

@@ -7,6 +7,10 @@
 //! fields in wire order. The encoders refuse exactly what the parser would refuse, so the host
 //! never sends a reply a guest rejects. Whether a reply answers the request it claims to (kind,
 //! id, sequence) is the [`GuestClient`](super::GuestClient)'s check.
+//!
+//! What a reply may carry depends on the conversation's version: [`parse_reply_in`] takes it
+//! (1.1 adds an `ACK` of `DOORBELL`, `ERROR` `RATE_LIMITED` and the `DOORBELL` event with its
+//! `region` and `value`); [`parse_reply`] applies 1.0, where those bytes are reserved.
 
 use core::mem::offset_of;
 
@@ -23,7 +27,9 @@ use super::layout::{
     Layout, LayoutReply, Region, RegionAccess, RegionFault, RegionName, RegionState, WireRegion,
     check_region,
 };
-use super::limits::{LARGEST_MESSAGE, MAX_REGIONS, MAX_REGIONS_U32};
+use super::limits::{
+    LARGEST_MESSAGE, MAX_REGIONS, MAX_REGIONS_U32, PROTOCOL_VERSION_1_0, has_doorbells,
+};
 use super::placement::check_bar_size;
 use super::request::RequestError;
 use crate::PAGE_SIZE;
@@ -159,6 +165,11 @@ pub enum ReplyError {
         /// Its value.
         got: u32,
     },
+    /// A `DOORBELL` event (1.1) names a region at or above [`MAX_REGIONS`].
+    BadDoorbellRegion {
+        /// Its value.
+        got: u32,
+    },
 }
 
 const fn reserved(offset: usize, got: u64) -> Result<(), ReplyError> {
@@ -169,8 +180,16 @@ const fn reserved(offset: usize, got: u64) -> Result<(), ReplyError> {
     }
 }
 
-/// Parses one reply in place: every rule of the module docs, first failure returned.
+/// Parses one reply in place with the rules of version 1.0 (also the rules before a version is
+/// selected): [`parse_reply_in`] with 1.0.
 pub fn parse_reply(bytes: &[u8]) -> Result<Reply, ReplyError> {
+    parse_reply_in(bytes, PROTOCOL_VERSION_1_0)
+}
+
+/// Parses one reply in place in a conversation of `version`: every rule of the module docs,
+/// first failure returned. A kind, code or event the version does not have is refused as in an
+/// older guest (`NotAcked`, `BadErrorCode`, `BadEventKind`).
+pub fn parse_reply_in(bytes: &[u8], version: u32) -> Result<Reply, ReplyError> {
     let too_short = ReplyError::TooShort { got: bytes.len() };
     let (header, _) = Header::ref_from_prefix(bytes).map_err(|_| too_short)?;
     let raw_kind = header.kind.get();
@@ -192,10 +211,19 @@ pub fn parse_reply(bytes: &[u8]) -> Result<Reply, ReplyError> {
     }
     let body = match kind {
         Kind::HelloReply => hello_reply(HelloReply::ref_from_bytes(bytes).map_err(|_| too_short)?),
-        Kind::Ack => ack(AckReply::ref_from_bytes(bytes).map_err(|_| too_short)?),
+        Kind::Ack => ack(
+            AckReply::ref_from_bytes(bytes).map_err(|_| too_short)?,
+            version,
+        ),
         Kind::Layout => layout(LayoutReply::ref_from_bytes(bytes).map_err(|_| too_short)?),
+        Kind::Event if has_doorbells(version) => {
+            event_1_1(EventReply::ref_from_bytes(bytes).map_err(|_| too_short)?)
+        }
         Kind::Event => event(EventReply::ref_from_bytes(bytes).map_err(|_| too_short)?),
-        Kind::Error => error(ErrorReply::ref_from_bytes(bytes).map_err(|_| too_short)?),
+        Kind::Error => error(
+            ErrorReply::ref_from_bytes(bytes).map_err(|_| too_short)?,
+            version,
+        ),
         Kind::Hello
         | Kind::SelectVersion
         | Kind::ReportReservation
@@ -203,7 +231,8 @@ pub fn parse_reply(bytes: &[u8]) -> Result<Reply, ReplyError> {
         | Kind::Ready
         | Kind::Releasing
         | Kind::GetLayout
-        | Kind::WaitEvent => Err(ReplyError::NotAReply { kind: raw_kind }),
+        | Kind::WaitEvent
+        | Kind::Doorbell => Err(ReplyError::NotAReply { kind: raw_kind }),
     }?;
     Ok(Reply {
         request_id: header.request_id.get(),
@@ -243,15 +272,17 @@ fn hello_reply(m: &HelloReply) -> Result<ReplyBody, ReplyError> {
     Ok(ReplyBody::HelloReply(info))
 }
 
-fn ack(m: &AckReply) -> Result<ReplyBody, ReplyError> {
+fn ack(m: &AckReply, version: u32) -> Result<ReplyBody, ReplyError> {
     reserved(offset_of!(AckReply, reserved0), m.reserved0.get().into())?;
     reserved(offset_of!(AckReply, reserved1), m.reserved1.get().into())?;
     let raw = m.acked_kind.get();
     match Kind::from_u16(raw) {
-        Some(acked_kind) if Ack::acks(acked_kind) => Ok(ReplyBody::Ack(Ack {
-            acked_kind,
-            generation: m.generation.get(),
-        })),
+        Some(acked_kind) if Ack::acks(acked_kind) && acked_kind.exists_in(version) => {
+            Ok(ReplyBody::Ack(Ack {
+                acked_kind,
+                generation: m.generation.get(),
+            }))
+        }
         _ => Err(ReplyError::NotAcked { got: raw }),
     }
 }
@@ -313,27 +344,59 @@ fn region_from_wire(wire: &WireRegion, bar_pages: u64) -> Result<Region, RegionF
     Ok(Region { name, ..region })
 }
 
+/// `EVENT` in 1.0: `region` and `value` are reserved, `DOORBELL` does not exist.
 fn event(m: &EventReply) -> Result<ReplyBody, ReplyError> {
-    reserved(offset_of!(EventReply, reserved0), m.reserved0.get().into())?;
-    reserved(offset_of!(EventReply, reserved1), m.reserved1.get())?;
+    reserved(offset_of!(EventReply, region), m.region.get().into())?;
+    reserved(offset_of!(EventReply, value), m.value.get())?;
+    let sequence = m.sequence.get();
+    if sequence == 0 {
+        return Err(ReplyError::ZeroSequence);
+    }
+    let raw = m.event.get();
+    let kind = EventKind::from_u32(raw)
+        .filter(|kind| kind.since() == PROTOCOL_VERSION_1_0)
+        .ok_or(ReplyError::BadEventKind { got: raw })?;
+    Ok(ReplyBody::Event(Event::new(
+        sequence,
+        kind,
+        m.generation.get(),
+    )))
+}
+
+/// `EVENT` in 1.1, fields in wire order: `sequence`, `event`, `region` (a `DOORBELL` event's
+/// is below [`MAX_REGIONS`], every other event's 0), `value` (0 unless `DOORBELL`).
+fn event_1_1(m: &EventReply) -> Result<ReplyBody, ReplyError> {
     let sequence = m.sequence.get();
     if sequence == 0 {
         return Err(ReplyError::ZeroSequence);
     }
     let raw = m.event.get();
     let kind = EventKind::from_u32(raw).ok_or(ReplyError::BadEventKind { got: raw })?;
+    let (region, value) = (m.region.get(), m.value.get());
+    if kind == EventKind::Doorbell {
+        if region >= MAX_REGIONS_U32 {
+            return Err(ReplyError::BadDoorbellRegion { got: region });
+        }
+    } else {
+        reserved(offset_of!(EventReply, region), region.into())?;
+        reserved(offset_of!(EventReply, value), value)?;
+    }
     Ok(ReplyBody::Event(Event {
         sequence,
         kind,
         generation: m.generation.get(),
+        region,
+        value,
     }))
 }
 
-fn error(m: &ErrorReply) -> Result<ReplyBody, ReplyError> {
+fn error(m: &ErrorReply, version: u32) -> Result<ReplyBody, ReplyError> {
     reserved(offset_of!(ErrorReply, reserved0), m.reserved0.get().into())?;
     reserved(offset_of!(ErrorReply, reserved1), m.reserved1.get().into())?;
     let raw = m.code.get();
-    let code = ErrorCode::from_u32(raw).ok_or(ReplyError::BadErrorCode { got: raw })?;
+    let code = ErrorCode::from_u32(raw)
+        .filter(|code| code.since() <= version)
+        .ok_or(ReplyError::BadErrorCode { got: raw })?;
     Ok(ReplyBody::Error(ErrorInfo {
         code,
         request_kind: m.request_kind.get(),
@@ -408,10 +471,29 @@ pub fn encode_layout(
     Ok(Kind::Layout.size())
 }
 
-/// Writes `EVENT` answering the `WAIT_EVENT` `request_id`; refuses sequence 0.
+/// Writes `EVENT` answering the `WAIT_EVENT` `request_id` in a 1.0 conversation:
+/// [`encode_event_in`] with 1.0.
 pub fn encode_event(out: &mut [u8], request_id: u64, event: &Event) -> Result<usize, EncodeError> {
+    encode_event_in(out, request_id, event, PROTOCOL_VERSION_1_0)
+}
+
+/// Writes `EVENT` answering the `WAIT_EVENT` `request_id` in a conversation of `version`;
+/// refuses sequence 0 and an event the version cannot carry ([`Event::fits`]: a `DOORBELL`
+/// event before 1.1, doorbell fields on another event, a doorbell region ≥ 16).
+pub fn encode_event_in(
+    out: &mut [u8],
+    request_id: u64,
+    event: &Event,
+    version: u32,
+) -> Result<usize, EncodeError> {
     if event.sequence == 0 {
         return Err(EncodeError::ZeroSequence);
+    }
+    if !event.fits(version) {
+        return Err(EncodeError::EventNotInVersion {
+            kind: event.kind,
+            version,
+        });
     }
     event.to_wire(request_id).encode(out)
 }

@@ -3,7 +3,9 @@
 //! # The check order (`docs/protocol.md`, "Message header")
 //! The first failure is the reply's error:
 //! 1. length ≥ 16 ([`RequestFault::TooShort`]);
-//! 2. a known request kind ([`RequestFault::UnknownKind`]; reply kinds are not requests);
+//! 2. a known request kind of the conversation's version ([`RequestFault::UnknownKind`]; reply
+//!    kinds are not requests; `DOORBELL` exists from 1.1: the `*_in` functions take the
+//!    version, the others apply 1.0);
 //! 3. header `flags` 0 ([`RequestFault::FlagsNotZero`]);
 //! 4. header `size` = packet length = the kind's size ([`RequestFault::SizeMismatch`]);
 //! 5. `request_id` greater than the last accepted one ([`RequestFault::Replayed`]) — only the
@@ -12,7 +14,8 @@
 //! 6. reserved fields zero ([`RequestFault::ReservedNotZero`]);
 //! 7. the body's fields in wire order: `REPORT_RESERVATION` flags, then the reservation
 //!    (absent: base and size 0; present: [`check_reservation`]); `REPORT_DEVICE` `bar_index`,
-//!    flags, then the BAR ([`check_bar_size`], then [`check_placement`] against its own size).
+//!    flags, then the BAR ([`check_bar_size`], then [`check_placement`] against its own size);
+//!    `DOORBELL` `region` below [`MAX_REGIONS`](super::MAX_REGIONS) (the session's count is the engine's check).
 //!
 //! The conversation's rules (version range, order, pairing, the session's BAR size, the
 //! reservation overlap, `BUSY`) come after, in the host's engine; their faults are here too, so
@@ -23,13 +26,14 @@ use core::mem::offset_of;
 
 use zerocopy::FromBytes;
 
+use super::doorbell::DoorbellRequest;
 use super::error::EncodeError;
 use super::error_reply::ErrorCode;
 use super::event::WaitEventRequest;
 use super::header::{GuestMessage, Header, Kind};
 use super::hello::{HelloRequest, SelectVersionRequest};
 use super::layout::GetLayoutRequest;
-use super::limits::MAX_BAR_INDEX;
+use super::limits::{MAX_BAR_INDEX, MAX_REGIONS_U32, PROTOCOL_VERSION_1_0};
 use super::placement::{
     BarPlacement, GuestRange, PlacementError, check_bar_size, check_placement, check_reservation,
 };
@@ -63,6 +67,14 @@ pub enum RequestBody {
         /// The highest event sequence the guest has seen.
         last_seen: u64,
     },
+    /// `DOORBELL` (version 1.1).
+    Doorbell {
+        /// The region's id: below [`MAX_REGIONS`](super::MAX_REGIONS) (whether below the session's region count is
+        /// the engine's check).
+        region: u32,
+        /// The value rung.
+        value: u64,
+    },
 }
 
 impl RequestBody {
@@ -77,6 +89,7 @@ impl RequestBody {
             Self::Releasing => Kind::Releasing,
             Self::GetLayout => Kind::GetLayout,
             Self::WaitEvent { .. } => Kind::WaitEvent,
+            Self::Doorbell { .. } => Kind::Doorbell,
         }
     }
 }
@@ -179,6 +192,16 @@ pub enum RequestFault {
     Busy,
     /// The channel is suspending or closing, or the host stopped answering (the engine's).
     ChannelClosing,
+    /// `DOORBELL` names a region the session does not have: at or above `limit` (the parser
+    /// checks [`MAX_REGIONS`](super::MAX_REGIONS), the engine the session's region count).
+    BadDoorbellRegion {
+        /// The region named.
+        region: u32,
+        /// Regions must be below this.
+        limit: u32,
+    },
+    /// `DOORBELL` refused by the guest's rate limit (the engine's check; not counted).
+    RateLimited,
 }
 
 impl RequestFault {
@@ -192,7 +215,8 @@ impl RequestFault {
             | Self::ReservationFlags { .. }
             | Self::AbsentReservationNotZero { .. }
             | Self::BadBarIndex { .. }
-            | Self::DeviceFlags { .. } => ErrorCode::Malformed,
+            | Self::DeviceFlags { .. }
+            | Self::BadDoorbellRegion { .. } => ErrorCode::Malformed,
             Self::UnknownKind => ErrorCode::UnknownKind,
             Self::Replayed { .. } => ErrorCode::Replayed,
             Self::BadReservation(_) | Self::BadPlacement(_) => ErrorCode::BadPlacement,
@@ -201,6 +225,7 @@ impl RequestFault {
             Self::NotPaired => ErrorCode::NotPaired,
             Self::Busy => ErrorCode::Busy,
             Self::ChannelClosing => ErrorCode::ChannelClosing,
+            Self::RateLimited => ErrorCode::RateLimited,
         }
     }
 }
@@ -287,6 +312,7 @@ impl FramedRequest<'_> {
                 .map(|m| RequestBody::WaitEvent {
                     last_seen: m.last_seen.get(),
                 }),
+            Kind::Doorbell => self.doorbell(),
             // `frame_request` admits request kinds only.
             Kind::HelloReply | Kind::Ack | Kind::Layout | Kind::Event | Kind::Error => {
                 Err(RequestFault::UnknownKind)
@@ -316,6 +342,25 @@ impl FramedRequest<'_> {
         )?;
         Ok(RequestBody::SelectVersion {
             version: m.version.get(),
+        })
+    }
+
+    fn doorbell(&self) -> Result<RequestBody, RequestFault> {
+        let m = self.view::<DoorbellRequest>()?;
+        reserved(
+            offset_of!(DoorbellRequest, reserved),
+            m.reserved.get().into(),
+        )?;
+        let region = m.region.get();
+        if region >= MAX_REGIONS_U32 {
+            return Err(RequestFault::BadDoorbellRegion {
+                region,
+                limit: MAX_REGIONS_U32,
+            });
+        }
+        Ok(RequestBody::Doorbell {
+            region,
+            value: m.value.get(),
         })
     }
 
@@ -389,8 +434,15 @@ pub fn received(bytes: &[u8]) -> (u16, u64) {
     (kind, id)
 }
 
-/// Checks 1–4 of the module docs: the header of a request, without its body.
+/// Checks 1–4 of the module docs: the header of a request, without its body, in a 1.0
+/// conversation (or one without a selected version): [`frame_request_in`] with 1.0.
 pub fn frame_request(bytes: &[u8]) -> Result<FramedRequest<'_>, RequestError> {
+    frame_request_in(bytes, PROTOCOL_VERSION_1_0)
+}
+
+/// Checks 1–4 of the module docs in a conversation of `version`: a kind the version does not
+/// have (`DOORBELL` before 1.1) is [`RequestFault::UnknownKind`], as in an older host.
+pub fn frame_request_in(bytes: &[u8], version: u32) -> Result<FramedRequest<'_>, RequestError> {
     let Ok((header, _)) = Header::ref_from_prefix(bytes) else {
         let (received_kind, request_id) = received(bytes);
         return Err(RequestError {
@@ -407,7 +459,7 @@ pub fn frame_request(bytes: &[u8]) -> Result<FramedRequest<'_>, RequestError> {
         fault,
     };
     let kind = match Kind::from_u16(received_kind) {
-        Some(kind) if kind.is_request() => kind,
+        Some(kind) if kind.is_request() && kind.exists_in(version) => kind,
         _ => return Err(refuse(RequestFault::UnknownKind)),
     };
     let flags = header.flags.get();
@@ -437,7 +489,21 @@ pub fn parse_request(bytes: &[u8]) -> Result<Request, RequestError> {
 
 /// [`parse_request`] with check 5 in its place: `request_id` must exceed `last_accepted`.
 pub fn parse_request_after(bytes: &[u8], last_accepted: u64) -> Result<Request, RequestError> {
-    let framed = frame_request(bytes)?;
+    parse_request_after_in(bytes, last_accepted, PROTOCOL_VERSION_1_0)
+}
+
+/// [`parse_request`] in a conversation of `version` (`DOORBELL` from 1.1).
+pub fn parse_request_in(bytes: &[u8], version: u32) -> Result<Request, RequestError> {
+    frame_request_in(bytes, version)?.parse_body()
+}
+
+/// [`parse_request_after`] in a conversation of `version` (`DOORBELL` from 1.1).
+pub fn parse_request_after_in(
+    bytes: &[u8],
+    last_accepted: u64,
+    version: u32,
+) -> Result<Request, RequestError> {
+    let framed = frame_request_in(bytes, version)?;
     framed.check_order(last_accepted)?;
     framed.parse_body()
 }
@@ -471,6 +537,13 @@ pub fn encode_request(
         RequestBody::WaitEvent { last_seen } => WaitEventRequest {
             header,
             last_seen: (*last_seen).into(),
+        }
+        .encode(out),
+        RequestBody::Doorbell { region, value } => DoorbellRequest {
+            header,
+            region: (*region).into(),
+            reserved: 0.into(),
+            value: (*value).into(),
         }
         .encode(out),
     }
