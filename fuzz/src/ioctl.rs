@@ -34,6 +34,15 @@ use hvsim::sections::{SYSTEM_PROCESS, SimKernel};
 use vmbmmio_core::control::{Caller, ControlDevice, FileKey, OfferSettings, Opener, RequestorMode};
 use vmbmmio_core::sections::SectionQuotas;
 use vmbmmio_proto::ioctl::{
+    AttachRegionRequest, DetachRegionReply, DetachRegionRequest, ListSessionsRequest,
+    OpenSessionV2Request, RingGuestReply, RingGuestRequest, SetDoorbellEventReply,
+    SetDoorbellEventRequest, TakeDoorbellsRequest, parse_attach_region, parse_attach_region_reply,
+    parse_detach_region, parse_detach_region_reply, parse_list_sessions, parse_list_sessions_reply,
+    parse_open_session_any, parse_open_session_v2, parse_ring_guest, parse_ring_guest_reply,
+    parse_set_doorbell_event, parse_set_doorbell_event_reply, parse_take_doorbells,
+    parse_take_doorbells_reply,
+};
+use vmbmmio_proto::ioctl::{
     CloseSessionReply, CloseSessionRequest, IoctlCode, QueryDriverRequest, QueryStatusRequest,
     ReportMappingReply, WireMessage, parse_close_session, parse_close_session_reply,
     parse_get_region_section, parse_get_region_section_reply, parse_open_session,
@@ -125,9 +134,64 @@ pub fn parse_all(bytes: &[u8]) {
     }
     let _ = parse_wait_guest_event(bytes);
     let _ = parse_wait_guest_event_reply(bytes);
+    parse_all_consumer(bytes);
     for code in IoctlCode::ALL {
         let _ = code.check_input_len(bytes.len());
         let _ = code.check_output_len(bytes.len());
+    }
+}
+
+/// Issue 14's parsers: OPEN_SESSION version 2 and the consumer requests and replies. Accepted
+/// messages re-encode to their bytes where the parsed form rebuilds one.
+fn parse_all_consumer(bytes: &[u8]) {
+    if let Ok(params) = parse_open_session_v2(bytes) {
+        assert_eq!(parse_open_session_any(bytes), Ok(params));
+        let _ = OpenSessionV2Request::SIZE;
+    }
+    let _ = parse_open_session_any(bytes);
+    if let Ok(cursor) = parse_list_sessions(bytes) {
+        same_bytes(&ListSessionsRequest::build(cursor), bytes);
+    }
+    if let Ok(listing) = parse_list_sessions_reply(bytes) {
+        same_bytes(&listing.to_reply(), bytes);
+    }
+    if let Ok(params) = parse_attach_region(bytes) {
+        let request = AttachRegionRequest::build(params.vm_id, &params.name, params.access)
+            .expect("an accepted request rebuilds");
+        same_bytes(&request, bytes);
+    }
+    if let Ok(attached) = parse_attach_region_reply(bytes) {
+        same_bytes(&attached.to_reply(), bytes);
+    }
+    if let Ok(id) = parse_detach_region(bytes) {
+        same_bytes(&DetachRegionRequest::build(id), bytes);
+    }
+    if let Ok(id) = parse_detach_region_reply(bytes) {
+        same_bytes(&DetachRegionReply::new(id), bytes);
+    }
+    if let Ok(params) = parse_set_doorbell_event(bytes) {
+        same_bytes(
+            &SetDoorbellEventRequest::build(params.attachment, params.event_handle),
+            bytes,
+        );
+    }
+    if let Ok(id) = parse_set_doorbell_event_reply(bytes) {
+        same_bytes(&SetDoorbellEventReply::new(id), bytes);
+    }
+    if let Ok(id) = parse_take_doorbells(bytes) {
+        same_bytes(&TakeDoorbellsRequest::build(id), bytes);
+    }
+    if let Ok(tally) = parse_take_doorbells_reply(bytes) {
+        same_bytes(&tally.to_reply(), bytes);
+    }
+    if let Ok(params) = parse_ring_guest(bytes) {
+        same_bytes(
+            &RingGuestRequest::build(params.attachment, params.value),
+            bytes,
+        );
+    }
+    if let Ok(id) = parse_ring_guest_reply(bytes) {
+        same_bytes(&RingGuestReply::new(id), bytes);
     }
 }
 
@@ -155,6 +219,12 @@ fn check_reply(code: IoctlCode, reply: &[u8]) {
         IoctlCode::CloseSession => parse_close_session_reply(reply),
         IoctlCode::QueryDriver => parse_query_driver_reply(reply).map(drop),
         IoctlCode::WaitGuestEvent => parse_wait_guest_event_reply(reply).map(drop),
+        IoctlCode::ListSessions => parse_list_sessions_reply(reply).map(drop),
+        IoctlCode::AttachRegion => parse_attach_region_reply(reply).map(drop),
+        IoctlCode::DetachRegion => parse_detach_region_reply(reply).map(drop),
+        IoctlCode::SetDoorbellEvent => parse_set_doorbell_event_reply(reply).map(drop),
+        IoctlCode::TakeDoorbells => parse_take_doorbells_reply(reply).map(drop),
+        IoctlCode::RingGuest => parse_ring_guest_reply(reply).map(drop),
     };
     if let Err(error) = result {
         panic!("the driver's {code:?} reply does not parse: {error:?}");

@@ -107,9 +107,19 @@ fn the_whole_session_seed_reaches_every_ioctl() {
     // WAIT_GUEST_EVENT succeeds only once the guest has reported something through the guest
     // protocol, which this seed's guest does not speak yet; through `dispatch` a wait that would
     // pend is cancelled (STATUS_CANCELLED), which the sequence target still exercises.
+    // The host consumers' requests (issue 14) are not part of a device host's session: a
+    // consumer seed of their own covers them once the driver serves them.
+    let consumer = [
+        IoctlCode::ListSessions,
+        IoctlCode::AttachRegion,
+        IoctlCode::DetachRegion,
+        IoctlCode::SetDoorbellEvent,
+        IoctlCode::TakeDoorbells,
+        IoctlCode::RingGuest,
+    ];
     for code in IoctlCode::ALL
         .into_iter()
-        .filter(|code| *code != IoctlCode::WaitGuestEvent)
+        .filter(|code| *code != IoctlCode::WaitGuestEvent && !consumer.contains(code))
     {
         assert!(codes.contains(&code), "{code:?} never succeeded: {codes:?}");
     }

@@ -188,6 +188,13 @@ impl FakeDriver {
             // This fake keeps nothing pending: it has no guest (tests/control_events.rs and
             // the devhost's guest_wait tests cover WAIT_GUEST_EVENT).
             IoctlCode::WaitGuestEvent => Err(nt(STATUS_INVALID_DEVICE_STATE)),
+            // The consumer requests (issue 14): a device host never sends them.
+            IoctlCode::ListSessions
+            | IoctlCode::AttachRegion
+            | IoctlCode::DetachRegion
+            | IoctlCode::SetDoorbellEvent
+            | IoctlCode::TakeDoorbells
+            | IoctlCode::RingGuest => Err(nt(STATUS_INVALID_DEVICE_STATE)),
         }
     }
 

@@ -50,7 +50,8 @@ fn ioctl_codes_are_golden() {
     assert_eq!(IOCTL_VMBMMIO_CLOSE_SESSION, 0x0022_E410);
     // The five codes above plus QUERY_DRIVER (0x905) and WAIT_GUEST_EVENT (0x906), later new
     // kinds pinned in query_driver_golden.rs and wait_guest_event_golden.rs.
-    assert_eq!(IoctlCode::ALL.len(), 7);
+    // Issue 14's six consumer requests (0x907..=0x90C) are pinned in ioctl_consumer_golden.rs.
+    assert_eq!(IoctlCode::ALL.len(), 13);
 }
 
 #[test]
@@ -60,7 +61,8 @@ fn unknown_ioctl_codes_are_rejected() {
         0x0022_E3FC,
         // 0x0022_E414 (function 0x905) is QUERY_DRIVER and 0x0022_E418 (0x906)
         // WAIT_GUEST_EVENT since they were added as new kinds.
-        0x0022_E41C,
+        // 0x0022_E41C..=0x0022_E430 (0x907..=0x90C) are issue 14's consumer requests.
+        0x0022_E434,
         0x0022_E401,
         0x0022_2400,
         u32::MAX,
@@ -94,7 +96,8 @@ fn message_kinds_are_golden() {
     assert_eq!(MessageKind::from_u16(0), None);
     // 0x0006 / 0x8006 are QUERY_DRIVER's kinds (query_driver_golden.rs), 0x0007 / 0x8007
     // WAIT_GUEST_EVENT's (wait_guest_event_golden.rs).
-    assert_eq!(MessageKind::from_u16(0x8008), None);
+    // 0x0008..=0x000D / 0x8008..=0x800D are issue 14's (ioctl_consumer_golden.rs).
+    assert_eq!(MessageKind::from_u16(0x800E), None);
     for request in IoctlCode::ALL {
         assert!(!request.request_kind().is_reply());
         assert!(request.reply_kind().is_reply());
@@ -242,12 +245,17 @@ fn open_session_request_bytes_are_golden() {
             ValidRegion {
                 requested_size: 0x2000,
                 size: 0x2000,
-                guest_writable: true
+                guest_writable: true,
+                // Version 1: never consumer-writable, unnamed.
+                consumer_writable: false,
+                name: vmbmmio_proto::guest::RegionName::EMPTY,
             },
             ValidRegion {
                 requested_size: 5000,
                 size: 0x2000,
-                guest_writable: false
+                guest_writable: false,
+                consumer_writable: false,
+                name: vmbmmio_proto::guest::RegionName::EMPTY,
             },
         ]
     );
@@ -531,8 +539,11 @@ fn enum_values_are_golden() {
 #[test]
 fn the_largest_request_is_open_session() {
     use vmbmmio_proto::ioctl::{IoctlCode, MAX_REQUEST_SIZE};
-    assert_eq!(MAX_REQUEST_SIZE, 336);
-    assert_eq!(IoctlCode::OpenSession.request_size(), MAX_REQUEST_SIZE);
+    // OPEN_SESSION version 2 (864 bytes) is the largest since issue 14
+    // (ioctl_consumer_golden.rs); version 1 stays 336.
+    assert_eq!(MAX_REQUEST_SIZE, 864);
+    assert_eq!(IoctlCode::OpenSession.request_size(), 336);
+    assert_eq!(IoctlCode::OpenSession.max_request_size(), MAX_REQUEST_SIZE);
     assert!(IoctlCode::GetRegionSection.check_input_len(32).is_ok());
     assert!(IoctlCode::GetRegionSection.check_input_len(31).is_ok());
     assert!(IoctlCode::GetRegionSection.check_input_len(33).is_err());

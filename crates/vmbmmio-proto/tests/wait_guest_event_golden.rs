@@ -13,7 +13,8 @@ fn code_and_kinds_are_golden() {
         IoctlCode::from_code(0x0022_E418),
         Some(IoctlCode::WaitGuestEvent)
     );
-    assert_eq!(IoctlCode::ALL.last(), Some(&IoctlCode::WaitGuestEvent));
+    // Issue 14's consumer requests follow it (ioctl_consumer_golden.rs).
+    assert_eq!(IoctlCode::ALL.get(6), Some(&IoctlCode::WaitGuestEvent));
     assert_eq!(MessageKind::WaitGuestEventRequest.to_u16(), 0x0007);
     assert_eq!(MessageKind::WaitGuestEventReply.to_u16(), 0x8007);
     assert_eq!(
@@ -29,13 +30,14 @@ fn code_and_kinds_are_golden() {
     assert_eq!(size_of::<WaitGuestEventRequest>(), 24);
     assert_eq!(size_of::<WaitGuestEventReply>(), 136);
     assert_eq!(align_of::<WaitGuestEventReply>(), 1);
-    // The next function and kinds are still free.
-    assert_eq!(IoctlCode::from_code(0x0022_E41C), None);
-    assert_eq!(MessageKind::from_u16(0x0008), None);
-    assert_eq!(MessageKind::from_u16(0x8008), None);
+    // The next function and kinds are LIST_SESSIONS's since issue 14.
+    assert_eq!(
+        IoctlCode::from_code(0x0022_E41C),
+        Some(IoctlCode::ListSessions)
+    );
     assert_eq!(VERSION, 1);
-    // The largest request is still OPEN_SESSION.
-    assert_eq!(MAX_REQUEST_SIZE, 336);
+    // The largest request is still OPEN_SESSION (its version 2 since issue 14).
+    assert_eq!(MAX_REQUEST_SIZE, 864);
 }
 
 #[test]

@@ -34,6 +34,12 @@ pub const fn request_name(code: IoctlCode) -> &'static str {
         IoctlCode::CloseSession => "CLOSE_SESSION",
         IoctlCode::QueryDriver => "QUERY_DRIVER",
         IoctlCode::WaitGuestEvent => "WAIT_GUEST_EVENT",
+        IoctlCode::ListSessions => "LIST_SESSIONS",
+        IoctlCode::AttachRegion => "ATTACH_REGION",
+        IoctlCode::DetachRegion => "DETACH_REGION",
+        IoctlCode::SetDoorbellEvent => "SET_DOORBELL_EVENT",
+        IoctlCode::TakeDoorbells => "TAKE_DOORBELLS",
+        IoctlCode::RingGuest => "RING_GUEST",
     }
 }
 

@@ -144,9 +144,10 @@ impl RegionAccess {
 
 /// Whether a region is backed.
 #[repr(u8)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum RegionState {
     /// Not backed: the guest must not touch it.
+    #[default]
     Unmapped = 0,
     /// Section-backed.
     Mapped = 1,
@@ -186,6 +187,14 @@ pub enum NameError {
     },
     /// The bytes before the padding are not UTF-8.
     NotUtf8,
+    /// Empty where a name is required (the IOCTL interface's named regions).
+    Empty,
+    /// An ASCII control character (0x01..=0x1F or 0x7F), refused where a name is required
+    /// (the IOCTL interface's named regions: names end up in logs and consoles).
+    ControlCharacter {
+        /// Offset of the character.
+        at: usize,
+    },
 }
 
 /// A region's name: at most [`REGION_NAME_LEN`] bytes of UTF-8 without NUL, NUL-padded on the
@@ -250,6 +259,43 @@ impl RegionName {
     /// Whether this is the unnamed region's name.
     pub const fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// `Ok` if this name may name a region for host consumers (the IOCTL interface,
+    /// docs/ioctl.md "Region names"): not empty and without ASCII control characters. Names
+    /// are compared bytewise.
+    pub fn check_required(&self) -> Result<(), NameError> {
+        if self.len == 0 {
+            return Err(NameError::Empty);
+        }
+        match self
+            .bytes
+            .get(..self.len)
+            .and_then(|text| text.iter().position(|b| b.is_ascii_control()))
+        {
+            Some(at) => Err(NameError::ControlCharacter { at }),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Self::new`], then [`Self::check_required`]: a name a consumer may attach by.
+    pub fn required(name: &str) -> Result<Self, NameError> {
+        let name = Self::new(name)?;
+        name.check_required()?;
+        Ok(name)
+    }
+
+    /// [`Self::from_wire`], then [`Self::check_required`].
+    pub fn required_from_wire(bytes: &[u8; REGION_NAME_LEN]) -> Result<Self, NameError> {
+        let name = Self::from_wire(bytes)?;
+        name.check_required()?;
+        Ok(name)
+    }
+}
+
+impl Default for RegionName {
+    fn default() -> Self {
+        Self::EMPTY
     }
 }
 

@@ -7,15 +7,22 @@
 //! manager refuses the request unless the caller opened the device for reading and writing).
 //! Functions start at 0x900: values below 0x800 are reserved for Microsoft.
 
+use super::attach_region::{AttachRegionReply, AttachRegionRequest};
 use super::close_session::{CloseSessionReply, CloseSessionRequest};
+use super::detach_region::{DetachRegionReply, DetachRegionRequest};
+use super::doorbell_event::{SetDoorbellEventReply, SetDoorbellEventRequest};
 use super::error::{ProtoError, ProtoResult};
 use super::header::{MessageKind, WireMessage};
+use super::list_sessions::{ListSessionsReply, ListSessionsRequest};
 use super::open_session::OpenSessionRequest;
 use super::open_session_reply::OpenSessionReply;
+use super::open_session_v2::OpenSessionV2Request;
 use super::query_driver::{QueryDriverReply, QueryDriverRequest};
 use super::query_status::{QueryStatusReply, QueryStatusRequest};
 use super::region_section::{GetRegionSectionReply, GetRegionSectionRequest};
 use super::report_mapping::{ReportMappingReply, ReportMappingRequest, ReportMappingV2Request};
+use super::ring_guest::{RingGuestReply, RingGuestRequest};
+use super::take_doorbells::{TakeDoorbellsReply, TakeDoorbellsRequest};
 use super::wait_guest_event::{WaitGuestEventReply, WaitGuestEventRequest};
 
 /// `FILE_DEVICE_UNKNOWN`.
@@ -59,6 +66,18 @@ pub const IOCTL_VMBMMIO_QUERY_DRIVER: u32 = vmbmmio_code(FIRST_FUNCTION + 5);
 
 /// IOCTL code of WAIT_GUEST_EVENT (function 0x906).
 pub const IOCTL_VMBMMIO_WAIT_GUEST_EVENT: u32 = vmbmmio_code(FIRST_FUNCTION + 6);
+/// IOCTL code of LIST_SESSIONS (function 0x907).
+pub const IOCTL_VMBMMIO_LIST_SESSIONS: u32 = vmbmmio_code(FIRST_FUNCTION + 7);
+/// IOCTL code of ATTACH_REGION (function 0x908).
+pub const IOCTL_VMBMMIO_ATTACH_REGION: u32 = vmbmmio_code(FIRST_FUNCTION + 8);
+/// IOCTL code of DETACH_REGION (function 0x909).
+pub const IOCTL_VMBMMIO_DETACH_REGION: u32 = vmbmmio_code(FIRST_FUNCTION + 9);
+/// IOCTL code of SET_DOORBELL_EVENT (function 0x90A).
+pub const IOCTL_VMBMMIO_SET_DOORBELL_EVENT: u32 = vmbmmio_code(FIRST_FUNCTION + 10);
+/// IOCTL code of TAKE_DOORBELLS (function 0x90B).
+pub const IOCTL_VMBMMIO_TAKE_DOORBELLS: u32 = vmbmmio_code(FIRST_FUNCTION + 11);
+/// IOCTL code of RING_GUEST (function 0x90C).
+pub const IOCTL_VMBMMIO_RING_GUEST: u32 = vmbmmio_code(FIRST_FUNCTION + 12);
 
 /// The requests of the control device, one per IOCTL code.
 #[repr(u32)]
@@ -80,11 +99,23 @@ pub enum IoctlCode {
     /// Wait for the next thing the guest reported over the channel; the driver keeps the
     /// request pending until there is one (docs/ioctl.md).
     WaitGuestEvent = IOCTL_VMBMMIO_WAIT_GUEST_EVENT,
+    /// List the attachable (version-2) sessions, one per call (consumer side).
+    ListSessions = IOCTL_VMBMMIO_LIST_SESSIONS,
+    /// Attach one named region of a VM: a section handle in the caller's process (consumer side).
+    AttachRegion = IOCTL_VMBMMIO_ATTACH_REGION,
+    /// End an attachment (consumer side).
+    DetachRegion = IOCTL_VMBMMIO_DETACH_REGION,
+    /// Register (or unregister) the event the driver signals on the guest's doorbells for an attachment.
+    SetDoorbellEvent = IOCTL_VMBMMIO_SET_DOORBELL_EVENT,
+    /// Read and reset an attachment's guest doorbell count.
+    TakeDoorbells = IOCTL_VMBMMIO_TAKE_DOORBELLS,
+    /// Ring the guest's doorbell for an attachment's region.
+    RingGuest = IOCTL_VMBMMIO_RING_GUEST,
 }
 
 impl IoctlCode {
     /// Every code, in function order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 13] = [
         Self::OpenSession,
         Self::GetRegionSection,
         Self::ReportMapping,
@@ -92,6 +123,12 @@ impl IoctlCode {
         Self::CloseSession,
         Self::QueryDriver,
         Self::WaitGuestEvent,
+        Self::ListSessions,
+        Self::AttachRegion,
+        Self::DetachRegion,
+        Self::SetDoorbellEvent,
+        Self::TakeDoorbells,
+        Self::RingGuest,
     ];
 
     /// The numeric IOCTL code.
@@ -109,6 +146,12 @@ impl IoctlCode {
             IOCTL_VMBMMIO_CLOSE_SESSION => Some(Self::CloseSession),
             IOCTL_VMBMMIO_QUERY_DRIVER => Some(Self::QueryDriver),
             IOCTL_VMBMMIO_WAIT_GUEST_EVENT => Some(Self::WaitGuestEvent),
+            IOCTL_VMBMMIO_LIST_SESSIONS => Some(Self::ListSessions),
+            IOCTL_VMBMMIO_ATTACH_REGION => Some(Self::AttachRegion),
+            IOCTL_VMBMMIO_DETACH_REGION => Some(Self::DetachRegion),
+            IOCTL_VMBMMIO_SET_DOORBELL_EVENT => Some(Self::SetDoorbellEvent),
+            IOCTL_VMBMMIO_TAKE_DOORBELLS => Some(Self::TakeDoorbells),
+            IOCTL_VMBMMIO_RING_GUEST => Some(Self::RingGuest),
             _ => None,
         }
     }
@@ -136,6 +179,12 @@ impl IoctlCode {
             Self::CloseSession => MessageKind::CloseSessionRequest,
             Self::QueryDriver => MessageKind::QueryDriverRequest,
             Self::WaitGuestEvent => MessageKind::WaitGuestEventRequest,
+            Self::ListSessions => MessageKind::ListSessionsRequest,
+            Self::AttachRegion => MessageKind::AttachRegionRequest,
+            Self::DetachRegion => MessageKind::DetachRegionRequest,
+            Self::SetDoorbellEvent => MessageKind::SetDoorbellEventRequest,
+            Self::TakeDoorbells => MessageKind::TakeDoorbellsRequest,
+            Self::RingGuest => MessageKind::RingGuestRequest,
         }
     }
 
@@ -149,11 +198,18 @@ impl IoctlCode {
             Self::CloseSession => MessageKind::CloseSessionReply,
             Self::QueryDriver => MessageKind::QueryDriverReply,
             Self::WaitGuestEvent => MessageKind::WaitGuestEventReply,
+            Self::ListSessions => MessageKind::ListSessionsReply,
+            Self::AttachRegion => MessageKind::AttachRegionReply,
+            Self::DetachRegion => MessageKind::DetachRegionReply,
+            Self::SetDoorbellEvent => MessageKind::SetDoorbellEventReply,
+            Self::TakeDoorbells => MessageKind::TakeDoorbellsReply,
+            Self::RingGuest => MessageKind::RingGuestReply,
         }
     }
 
     /// Exact input buffer length of this request in version 1 ([`VERSION`](super::VERSION)).
-    /// REPORT_MAPPING also has a longer version 2 ([`Self::max_request_size`]).
+    /// REPORT_MAPPING and OPEN_SESSION also have a longer version 2
+    /// ([`Self::max_request_size`]).
     pub const fn request_size(self) -> usize {
         match self {
             Self::OpenSession => OpenSessionRequest::SIZE,
@@ -163,14 +219,22 @@ impl IoctlCode {
             Self::CloseSession => CloseSessionRequest::SIZE,
             Self::QueryDriver => QueryDriverRequest::SIZE,
             Self::WaitGuestEvent => WaitGuestEventRequest::SIZE,
+            Self::ListSessions => ListSessionsRequest::SIZE,
+            Self::AttachRegion => AttachRegionRequest::SIZE,
+            Self::DetachRegion => DetachRegionRequest::SIZE,
+            Self::SetDoorbellEvent => SetDoorbellEventRequest::SIZE,
+            Self::TakeDoorbells => TakeDoorbellsRequest::SIZE,
+            Self::RingGuest => RingGuestRequest::SIZE,
         }
     }
 
     /// The longest input this request has in any version the crate speaks: version 2's 40 bytes
-    /// for REPORT_MAPPING, [`Self::request_size`] for every other request.
+    /// for REPORT_MAPPING and 864 bytes for OPEN_SESSION, [`Self::request_size`] for every other
+    /// request.
     pub const fn max_request_size(self) -> usize {
         match self {
             Self::ReportMapping => ReportMappingV2Request::SIZE,
+            Self::OpenSession => OpenSessionV2Request::SIZE,
             other => other.request_size(),
         }
     }
@@ -185,6 +249,12 @@ impl IoctlCode {
             Self::CloseSession => CloseSessionReply::SIZE,
             Self::QueryDriver => QueryDriverReply::SIZE,
             Self::WaitGuestEvent => WaitGuestEventReply::SIZE,
+            Self::ListSessions => ListSessionsReply::SIZE,
+            Self::AttachRegion => AttachRegionReply::SIZE,
+            Self::DetachRegion => DetachRegionReply::SIZE,
+            Self::SetDoorbellEvent => SetDoorbellEventReply::SIZE,
+            Self::TakeDoorbells => TakeDoorbellsReply::SIZE,
+            Self::RingGuest => RingGuestReply::SIZE,
         }
     }
 

@@ -8,6 +8,7 @@
 
 use super::header::MessageKind;
 use super::report_mapping::MappingState;
+use crate::guest::NameError;
 
 /// Everything a parser, builder or encoder of this interface can reject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -291,6 +292,51 @@ pub enum ProtoError {
         /// Value of `bar_size`.
         size: u64,
     },
+    /// A region's name breaks the rules of named regions (OPEN_SESSION version 2 request,
+    /// LIST_SESSIONS reply): 1..=32 bytes of UTF-8, NUL-padded, no ASCII control character.
+    BadRegionName {
+        /// Index of the region.
+        index: u32,
+        /// What is wrong with it.
+        fault: NameError,
+    },
+    /// Two used regions of one session have the same name (compared bytewise).
+    DuplicateRegionName {
+        /// Index of the later region.
+        index: u32,
+        /// Index of the earlier region with that name.
+        first: u32,
+    },
+    /// ATTACH_REGION `name` breaks the rules of named regions.
+    BadAttachName {
+        /// What is wrong with it.
+        fault: NameError,
+    },
+    /// An attachment id is 0 (the driver never hands out 0).
+    ZeroAttachment,
+    /// A LIST_SESSIONS reply's `index` is not below its `total`.
+    ListIndexBeyondTotal {
+        /// Value of `index`.
+        index: u32,
+        /// Value of `total`.
+        total: u32,
+    },
+    /// A LIST_SESSIONS reply's region `state` is not 0..=2.
+    BadListedRegionState {
+        /// Index of the region.
+        index: u32,
+        /// Value of the field.
+        got: u32,
+    },
+    /// A reply carries a size that is zero, not page-aligned or above
+    /// [`MAX_REGION_SIZE`](super::MAX_REGION_SIZE) for a region (LIST_SESSIONS,
+    /// ATTACH_REGION).
+    BadRegionSize {
+        /// Index of the region (LIST_SESSIONS) or its `region_index` (ATTACH_REGION).
+        index: u32,
+        /// Value of the field.
+        got: u64,
+    },
     /// The IOCTL code is not one of [`IoctlCode`](super::IoctlCode).
     UnknownIoctl {
         /// The code received.
@@ -339,6 +385,22 @@ pub enum ReservedField {
         /// Index in the array.
         index: u32,
     },
+    /// LIST_SESSIONS request `reserved[index]` (0: the `u32` after `cursor`, 1: the `u64`).
+    ListSessions {
+        /// Index of the reserved field.
+        index: u32,
+    },
+    /// LIST_SESSIONS reply `reserved` (after `region_count`).
+    ListSessionsReply,
+    /// ATTACH_REGION request `reserved[index]` (0: the `u32` after `access`, 1: the `u64`).
+    AttachRegion {
+        /// Index of the reserved field.
+        index: u32,
+    },
+    /// DETACH_REGION request `reserved`.
+    DetachRegion,
+    /// TAKE_DOORBELLS request `reserved`.
+    TakeDoorbells,
 }
 
 /// Which report of a WAIT_GUEST_EVENT reply is absent but has non-zero fields, for
@@ -358,6 +420,8 @@ pub enum GuidField {
     InterfaceType,
     /// OPEN_SESSION `interface_instance`.
     InterfaceInstance,
+    /// `vm_id` of OPEN_SESSION version 2, LIST_SESSIONS reply or ATTACH_REGION.
+    VmId,
 }
 
 /// Names a field that must be a whole number of pages, for [`ProtoError::NotPageAligned`].
@@ -446,7 +510,14 @@ impl ProtoError {
             | Self::BadGuestReservation { .. }
             | Self::DeviceFlagsContradict { .. }
             | Self::BadBarIndex { .. }
-            | Self::BadGuestBar { .. } => ErrorClass::BadField,
+            | Self::BadGuestBar { .. }
+            | Self::BadRegionName { .. }
+            | Self::DuplicateRegionName { .. }
+            | Self::BadAttachName { .. }
+            | Self::ZeroAttachment
+            | Self::ListIndexBeyondTotal { .. }
+            | Self::BadListedRegionState { .. }
+            | Self::BadRegionSize { .. } => ErrorClass::BadField,
             Self::UnknownIoctl { .. } => ErrorClass::UnknownRequest,
         }
     }

@@ -25,8 +25,9 @@ pub const MAGIC: u32 = u32::from_le_bytes(*b"VMBM");
 /// The interface version this crate speaks: every message exists in it.
 pub const VERSION: u16 = 1;
 
-/// Version 2 of the interface, which only REPORT_MAPPING has so far (its request carries
-/// `acted_on`, docs/ioctl.md "Versioning policy"); every other message is version 1 only.
+/// Version 2 of the interface, which only two requests have: REPORT_MAPPING (its request
+/// carries `acted_on`) and OPEN_SESSION (the VM id and named regions), docs/ioctl.md
+/// "Versioning policy"; every other message is version 1 only.
 pub const VERSION_2: u16 = 2;
 
 /// Size of [`MessageHeader`] in bytes.
@@ -53,6 +54,18 @@ pub enum MessageKind {
     QueryDriverRequest = 0x0006,
     /// WAIT_GUEST_EVENT request.
     WaitGuestEventRequest = 0x0007,
+    /// LIST_SESSIONS request.
+    ListSessionsRequest = 0x0008,
+    /// ATTACH_REGION request.
+    AttachRegionRequest = 0x0009,
+    /// DETACH_REGION request.
+    DetachRegionRequest = 0x000A,
+    /// SET_DOORBELL_EVENT request.
+    SetDoorbellEventRequest = 0x000B,
+    /// TAKE_DOORBELLS request.
+    TakeDoorbellsRequest = 0x000C,
+    /// RING_GUEST request.
+    RingGuestRequest = 0x000D,
     /// OPEN_SESSION reply.
     OpenSessionReply = REPLY_BIT | 0x0001,
     /// GET_REGION_SECTION reply.
@@ -67,11 +80,23 @@ pub enum MessageKind {
     QueryDriverReply = REPLY_BIT | 0x0006,
     /// WAIT_GUEST_EVENT reply.
     WaitGuestEventReply = REPLY_BIT | 0x0007,
+    /// LIST_SESSIONS reply.
+    ListSessionsReply = REPLY_BIT | 0x0008,
+    /// ATTACH_REGION reply.
+    AttachRegionReply = REPLY_BIT | 0x0009,
+    /// DETACH_REGION reply.
+    DetachRegionReply = REPLY_BIT | 0x000A,
+    /// SET_DOORBELL_EVENT reply.
+    SetDoorbellEventReply = REPLY_BIT | 0x000B,
+    /// TAKE_DOORBELLS reply.
+    TakeDoorbellsReply = REPLY_BIT | 0x000C,
+    /// RING_GUEST reply.
+    RingGuestReply = REPLY_BIT | 0x000D,
 }
 
 impl MessageKind {
     /// Every kind, requests first.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 26] = [
         Self::OpenSessionRequest,
         Self::GetRegionSectionRequest,
         Self::ReportMappingRequest,
@@ -79,6 +104,12 @@ impl MessageKind {
         Self::CloseSessionRequest,
         Self::QueryDriverRequest,
         Self::WaitGuestEventRequest,
+        Self::ListSessionsRequest,
+        Self::AttachRegionRequest,
+        Self::DetachRegionRequest,
+        Self::SetDoorbellEventRequest,
+        Self::TakeDoorbellsRequest,
+        Self::RingGuestRequest,
         Self::OpenSessionReply,
         Self::GetRegionSectionReply,
         Self::ReportMappingReply,
@@ -86,6 +117,12 @@ impl MessageKind {
         Self::CloseSessionReply,
         Self::QueryDriverReply,
         Self::WaitGuestEventReply,
+        Self::ListSessionsReply,
+        Self::AttachRegionReply,
+        Self::DetachRegionReply,
+        Self::SetDoorbellEventReply,
+        Self::TakeDoorbellsReply,
+        Self::RingGuestReply,
     ];
 
     /// The value of the header's `kind` field.
@@ -103,6 +140,12 @@ impl MessageKind {
             0x0005 => Self::CloseSessionRequest,
             0x0006 => Self::QueryDriverRequest,
             0x0007 => Self::WaitGuestEventRequest,
+            0x0008 => Self::ListSessionsRequest,
+            0x0009 => Self::AttachRegionRequest,
+            0x000A => Self::DetachRegionRequest,
+            0x000B => Self::SetDoorbellEventRequest,
+            0x000C => Self::TakeDoorbellsRequest,
+            0x000D => Self::RingGuestRequest,
             0x8001 => Self::OpenSessionReply,
             0x8002 => Self::GetRegionSectionReply,
             0x8003 => Self::ReportMappingReply,
@@ -110,6 +153,12 @@ impl MessageKind {
             0x8005 => Self::CloseSessionReply,
             0x8006 => Self::QueryDriverReply,
             0x8007 => Self::WaitGuestEventReply,
+            0x8008 => Self::ListSessionsReply,
+            0x8009 => Self::AttachRegionReply,
+            0x800A => Self::DetachRegionReply,
+            0x800B => Self::SetDoorbellEventReply,
+            0x800C => Self::TakeDoorbellsReply,
+            0x800D => Self::RingGuestReply,
             _ => return None,
         })
     }

@@ -31,27 +31,65 @@
 //! Nothing allocates. The byte layouts, the NTSTATUS of each [`ErrorClass`] and the versioning
 //! policy are in `docs/ioctl.md`.
 
+mod attach_region;
+mod attachment;
 mod close_session;
 mod code;
+mod detach_region;
+mod doorbell_event;
 mod error;
 mod guid;
 mod header;
 mod limits;
+mod list_sessions;
 mod open_session;
 mod open_session_reply;
+mod open_session_v2;
 mod query_driver;
 mod query_status;
 mod region_section;
 mod report_mapping;
+mod ring_guest;
+mod take_doorbells;
 mod wait_guest_event;
+
+pub use attach_region::{
+    AttachRegionParams, AttachRegionReply, AttachRegionRequest, RegionAttached,
+    parse_attach_region, parse_attach_region_reply,
+};
+pub use attachment::AttachmentId;
+pub use detach_region::{
+    DetachRegionReply, DetachRegionRequest, parse_detach_region, parse_detach_region_reply,
+};
+pub use doorbell_event::{
+    DoorbellEventParams, SetDoorbellEventReply, SetDoorbellEventRequest, parse_set_doorbell_event,
+    parse_set_doorbell_event_reply,
+};
+pub use list_sessions::{
+    ListSessionsReply, ListSessionsRequest, ListedRegion, SessionListing, WireListedRegion,
+    parse_list_sessions, parse_list_sessions_reply,
+};
+pub use open_session_v2::{
+    NamedRegionRequest, OpenSessionV2Request, WireNamedRegionSpec, parse_open_session_any,
+    parse_open_session_v2,
+};
+pub use ring_guest::{
+    RingGuestParams, RingGuestReply, RingGuestRequest, parse_ring_guest, parse_ring_guest_reply,
+};
+pub use take_doorbells::{
+    DoorbellTally, TakeDoorbellsReply, TakeDoorbellsRequest, parse_take_doorbells,
+    parse_take_doorbells_reply,
+};
 
 pub use close_session::{
     CloseSessionReply, CloseSessionRequest, parse_close_session, parse_close_session_reply,
 };
 pub use code::{
     FILE_DEVICE_UNKNOWN, FILE_READ_DATA, FILE_WRITE_DATA, FIRST_FUNCTION,
-    IOCTL_VMBMMIO_CLOSE_SESSION, IOCTL_VMBMMIO_GET_REGION_SECTION, IOCTL_VMBMMIO_OPEN_SESSION,
+    IOCTL_VMBMMIO_ATTACH_REGION, IOCTL_VMBMMIO_CLOSE_SESSION, IOCTL_VMBMMIO_DETACH_REGION,
+    IOCTL_VMBMMIO_GET_REGION_SECTION, IOCTL_VMBMMIO_LIST_SESSIONS, IOCTL_VMBMMIO_OPEN_SESSION,
     IOCTL_VMBMMIO_QUERY_DRIVER, IOCTL_VMBMMIO_QUERY_STATUS, IOCTL_VMBMMIO_REPORT_MAPPING,
+    IOCTL_VMBMMIO_RING_GUEST, IOCTL_VMBMMIO_SET_DOORBELL_EVENT, IOCTL_VMBMMIO_TAKE_DOORBELLS,
     IOCTL_VMBMMIO_WAIT_GUEST_EVENT, IoctlCode, MAX_REQUEST_SIZE, METHOD_BUFFERED, ctl_code,
 };
 pub use error::{
@@ -64,9 +102,9 @@ pub use limits::{
     is_page_aligned, round_up_to_page,
 };
 pub use open_session::{
-    OPEN_SESSION_RESERVED_WORDS, OpenSessionParams, OpenSessionRequest, REGION_FLAG_GUEST_WRITABLE,
-    RegionRequest, TARGET_LOOPBACK, TARGET_VMBUS_HANDLE, Target, ValidRegion, WireRegionSpec,
-    parse_open_session,
+    OPEN_SESSION_RESERVED_WORDS, OpenSessionParams, OpenSessionRequest,
+    REGION_FLAG_CONSUMER_WRITABLE, REGION_FLAG_GUEST_WRITABLE, RegionRequest, TARGET_LOOPBACK,
+    TARGET_VMBUS_HANDLE, Target, ValidRegion, WireRegionSpec, parse_open_session,
 };
 pub use open_session_reply::{
     BarRegion, OpenSessionReply, SessionOpened, WireBarRegion, parse_open_session_reply,

@@ -18,13 +18,18 @@ use super::limits::{
     MAX_REGION_SIZE, MAX_REGIONS, MAX_REGIONS_U32, MAX_TOTAL_SIZE, round_up_to_page,
 };
 use crate::PAGE_SIZE;
+use crate::guest::RegionName;
 
 /// `target_kind`: the offer goes to the VM whose VMBus handle is in `vmbus_handle`.
 pub const TARGET_VMBUS_HANDLE: u32 = 1;
 /// `target_kind`: loopback offer to the host itself, for host-local testing; `vmbus_handle` = 0.
 pub const TARGET_LOOPBACK: u32 = 2;
-/// Region `flags` bit 0: the guest may write the region. All other bits are reserved.
+/// Region `flags` bit 0: the guest may write the region. All other bits are reserved in
+/// version 1.
 pub const REGION_FLAG_GUEST_WRITABLE: u32 = 1;
+/// Region `flags` bit 1 (version 2 only): host consumers may map the region for writing
+/// (ATTACH_REGION with map-write). Without it a consumer gets a read-only handle at most.
+pub const REGION_FLAG_CONSUMER_WRITABLE: u32 = 2;
 
 /// Number of reserved `u32` words in the request body.
 pub const OPEN_SESSION_RESERVED_WORDS: usize = 4;
@@ -130,6 +135,10 @@ pub struct ValidRegion {
     pub size: u64,
     /// Whether the guest may write the region.
     pub guest_writable: bool,
+    /// Whether host consumers may map it for writing (version 2; always `false` in version 1).
+    pub consumer_writable: bool,
+    /// Its name (version 2: required, unique in the session; version 1: empty).
+    pub name: RegionName,
 }
 
 impl ValidRegion {
@@ -142,6 +151,8 @@ impl ValidRegion {
 /// A validated OPEN_SESSION request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OpenSessionParams {
+    pub(crate) version: u16,
+    pub(crate) vm_id: Option<WireGuid>,
     target: Target,
     interface_type: WireGuid,
     interface_instance: WireGuid,
@@ -151,6 +162,18 @@ pub struct OpenSessionParams {
 }
 
 impl OpenSessionParams {
+    /// The request's interface version: [`VERSION`](super::VERSION) or
+    /// [`VERSION_2`](super::VERSION_2).
+    pub const fn version(&self) -> u16 {
+        self.version
+    }
+
+    /// The VM's compute-system id (version 2; never nil), which host consumers name in
+    /// ATTACH_REGION. `None` for version 1: such a session is invisible to consumers.
+    pub const fn vm_id(&self) -> Option<WireGuid> {
+        self.vm_id
+    }
+
     /// Which VM the offer goes to.
     pub const fn target(&self) -> Target {
         self.target
@@ -185,13 +208,54 @@ impl OpenSessionParams {
 /// size, flags and reserved word, then the running total; an unused entry: all zero).
 pub fn parse_open_session(bytes: &[u8]) -> ProtoResult<OpenSessionParams> {
     let request = unframe::<OpenSessionRequest>(bytes)?;
+    let mut params = check_common(&CommonFields {
+        target_kind: request.target_kind.get(),
+        region_count: request.region_count.get(),
+        vmbus_handle: request.vmbus_handle.get(),
+        interface_type: request.interface_type,
+        interface_instance: request.interface_instance,
+    })?;
+    for (index, word) in (0u32..).zip(request.reserved.iter()) {
+        check_zero(ReservedField::OpenSession { index }, word.get().into())?;
+    }
+    for (index, spec) in (0u32..).zip(request.regions.iter()) {
+        if index >= request.region_count.get() {
+            if *spec != WireRegionSpec::default() {
+                return Err(ProtoError::UnusedRegionNotZero { index });
+            }
+            continue;
+        }
+        let region = check_region(
+            index,
+            spec.size.get(),
+            spec.flags.get(),
+            REGION_FLAG_GUEST_WRITABLE,
+            spec.reserved.get(),
+        )?;
+        params.push_region(index, region)?;
+    }
+    Ok(params)
+}
 
-    let target_kind = request.target_kind.get();
+/// The fields both versions of the request start with, in wire order.
+pub(crate) struct CommonFields {
+    pub(crate) target_kind: u32,
+    pub(crate) region_count: u32,
+    pub(crate) vmbus_handle: u64,
+    pub(crate) interface_type: WireGuid,
+    pub(crate) interface_instance: WireGuid,
+}
+
+/// Checks the fields both versions share, in wire order, and returns version-1 parameters
+/// without regions (the caller adds them with [`OpenSessionParams::push_region`]).
+pub(crate) fn check_common(fields: &CommonFields) -> ProtoResult<OpenSessionParams> {
+    let request = fields;
+    let target_kind = request.target_kind;
     if target_kind != TARGET_VMBUS_HANDLE && target_kind != TARGET_LOOPBACK {
         return Err(ProtoError::BadTargetKind { got: target_kind });
     }
 
-    let region_count = request.region_count.get();
+    let region_count = request.region_count;
     if region_count == 0 {
         return Err(ProtoError::NoRegions);
     }
@@ -202,7 +266,7 @@ pub fn parse_open_session(bytes: &[u8]) -> ProtoResult<OpenSessionParams> {
         });
     }
 
-    let handle = request.vmbus_handle.get();
+    let handle = request.vmbus_handle;
     let target = if target_kind == TARGET_LOOPBACK {
         if handle != 0 {
             return Err(ProtoError::HandleWithLoopback { got: handle });
@@ -222,23 +286,25 @@ pub fn parse_open_session(bytes: &[u8]) -> ProtoResult<OpenSessionParams> {
             field: GuidField::InterfaceInstance,
         });
     }
-    for (index, word) in (0u32..).zip(request.reserved.iter()) {
-        check_zero(ReservedField::OpenSession { index }, word.get().into())?;
-    }
+    Ok(OpenSessionParams {
+        version: super::header::VERSION,
+        vm_id: None,
+        target,
+        interface_type: request.interface_type,
+        interface_instance: request.interface_instance,
+        regions: [ValidRegion::default(); MAX_REGIONS],
+        region_count: 0,
+        total_size: 0,
+    })
+}
 
-    let mut regions = [ValidRegion::default(); MAX_REGIONS];
-    let mut total_size: u64 = 0;
-    for ((index, spec), slot) in (0u32..).zip(request.regions.iter()).zip(regions.iter_mut()) {
-        if index >= region_count {
-            if *spec != WireRegionSpec::default() {
-                return Err(ProtoError::UnusedRegionNotZero { index });
-            }
-            continue;
-        }
-        let region = check_region(index, spec)?;
+impl OpenSessionParams {
+    /// Appends the used region entry `index` (entries come in index order) and checks the
+    /// running total.
+    pub(crate) fn push_region(&mut self, index: u32, region: ValidRegion) -> ProtoResult<()> {
         // Each region is at most 4 GiB and there are at most 16, so the sum cannot overflow; the
         // saturating add keeps that true even if the bounds change.
-        total_size = total_size.saturating_add(region.size);
+        let total_size = self.total_size.saturating_add(region.size);
         if total_size > MAX_TOTAL_SIZE {
             return Err(ProtoError::TotalTooLarge {
                 index,
@@ -246,23 +312,30 @@ pub fn parse_open_session(bytes: &[u8]) -> ProtoResult<OpenSessionParams> {
                 got: total_size,
             });
         }
+        let slot = self
+            .regions
+            .get_mut(self.region_count)
+            .ok_or(ProtoError::TooManyRegions {
+                max: MAX_REGIONS_U32,
+                got: index.saturating_add(1),
+            })?;
         *slot = region;
+        self.total_size = total_size;
+        // At most MAX_REGIONS: the slot above exists.
+        self.region_count = self.region_count.saturating_add(1);
+        Ok(())
     }
-
-    Ok(OpenSessionParams {
-        target,
-        interface_type: request.interface_type,
-        interface_instance: request.interface_instance,
-        regions,
-        // region_count <= MAX_REGIONS, so the conversion is lossless.
-        region_count: region_count as usize,
-        total_size,
-    })
 }
 
-/// Checks one used region entry: size, then flags, then reserved.
-fn check_region(index: u32, spec: &WireRegionSpec) -> ProtoResult<ValidRegion> {
-    let requested_size = spec.size.get();
+/// Checks one used region entry: size, then flags (bits outside `allowed_flags` are
+/// reserved), then reserved.
+pub(crate) fn check_region(
+    index: u32,
+    requested_size: u64,
+    flags: u32,
+    allowed_flags: u32,
+    reserved: u32,
+) -> ProtoResult<ValidRegion> {
     if requested_size == 0 {
         return Err(ProtoError::EmptyRegion { index });
     }
@@ -277,18 +350,16 @@ fn check_region(index: u32, spec: &WireRegionSpec) -> ProtoResult<ValidRegion> {
             got: size,
         });
     }
-    let flags = spec.flags.get();
-    if flags & !REGION_FLAG_GUEST_WRITABLE != 0 {
+    if flags & !allowed_flags != 0 {
         return Err(ProtoError::RegionFlagsReserved { index, got: flags });
     }
-    check_zero(
-        ReservedField::RegionSpec { index },
-        spec.reserved.get().into(),
-    )?;
+    check_zero(ReservedField::RegionSpec { index }, reserved.into())?;
     Ok(ValidRegion {
         requested_size,
         size,
         guest_writable: flags & REGION_FLAG_GUEST_WRITABLE != 0,
+        consumer_writable: flags & REGION_FLAG_CONSUMER_WRITABLE != 0,
+        name: RegionName::EMPTY,
     })
 }
 

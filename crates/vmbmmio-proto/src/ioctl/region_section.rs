@@ -86,6 +86,22 @@ impl SectionAccess {
     pub const fn writes(self) -> bool {
         matches!(self, Self::ReadWrite)
     }
+
+    /// The rights of the wire `access` bits: [`ProtoError::AccessReservedBits`] for a bit other
+    /// than map-read and map-write, then [`ProtoError::AccessWithoutRead`] without map-read.
+    pub const fn from_bits(bits: u32) -> ProtoResult<Self> {
+        if bits & !(ACCESS_MAP_READ | ACCESS_MAP_WRITE) != 0 {
+            return Err(ProtoError::AccessReservedBits { got: bits });
+        }
+        if bits & ACCESS_MAP_READ == 0 {
+            return Err(ProtoError::AccessWithoutRead { got: bits });
+        }
+        Ok(if bits & ACCESS_MAP_WRITE != 0 {
+            Self::ReadWrite
+        } else {
+            Self::Read
+        })
+    }
 }
 
 /// A validated GET_REGION_SECTION request.
@@ -102,18 +118,7 @@ pub struct GetRegionSectionParams {
 pub fn parse_get_region_section(bytes: &[u8]) -> ProtoResult<GetRegionSectionParams> {
     let request = unframe::<GetRegionSectionRequest>(bytes)?;
     let region_index = check_region_index(request.region_index.get())?;
-    let bits = request.access.get();
-    if bits & !(ACCESS_MAP_READ | ACCESS_MAP_WRITE) != 0 {
-        return Err(ProtoError::AccessReservedBits { got: bits });
-    }
-    if bits & ACCESS_MAP_READ == 0 {
-        return Err(ProtoError::AccessWithoutRead { got: bits });
-    }
-    let access = if bits & ACCESS_MAP_WRITE != 0 {
-        SectionAccess::ReadWrite
-    } else {
-        SectionAccess::Read
-    };
+    let access = SectionAccess::from_bits(request.access.get())?;
     check_zero(ReservedField::GetRegionSection, request.reserved.get())?;
     Ok(GetRegionSectionParams {
         region_index,
