@@ -1,6 +1,7 @@
 //! [`Attachment`]: one region of one VM attached by this process: its section handle, its
 //! mapping, its doorbells both ways. Released in one path, by [`Attachment::detach`] or drop.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,9 @@ pub struct Attachment {
     name: String,
     /// The registered doorbell event, if any.
     event: Mutex<Option<u64>>,
+    /// A request answered "session closed": the driver signalled the event for the last time,
+    /// so a later wait would never wake; it fails at once instead.
+    closed: AtomicBool,
 }
 
 impl std::fmt::Debug for Attachment {
@@ -83,6 +87,7 @@ impl Attachment {
             vm_id,
             name,
             event: Mutex::new(None),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -176,8 +181,12 @@ impl Attachment {
     /// Waits up to `timeout` (`None`: forever) for the guest's doorbell on this region, then
     /// takes the count (TAKE_DOORBELLS). `Ok(None)`: the time passed with no doorbell.
     /// [`Error::SessionClosed`] once the VM's session closed (the driver signals the event one
-    /// last time then).
+    /// last time then; later waits fail at once). One waiter per attachment: the event is
+    /// auto-reset, so of two threads waiting on it only one would wake.
     pub fn wait_doorbell(&self, timeout: Option<Duration>) -> Result<Option<Doorbells>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::SessionClosed);
+        }
         self.set_event()?;
         let event = lock(&self.event).ok_or(Error::InvalidArgument {
             what: "the attachment is detached".into(),
@@ -250,7 +259,13 @@ impl Attachment {
         let written = self
             .driver
             .ioctl(call.code, &call.input, &mut output)
-            .map_err(|failure| Error::from_driver(request, failure, None))?;
+            .map_err(|failure| {
+                let error = Error::from_driver(request, failure, None);
+                if error == Error::SessionClosed {
+                    self.closed.store(true, Ordering::Release);
+                }
+                error
+            })?;
         let reply = output.get(..written).ok_or_else(|| Error::MalformedReply {
             request,
             why: format!(

@@ -313,6 +313,11 @@ fn after_the_session_closes_the_view_keeps_the_last_data() {
     };
     // The final signal wakes the waiter; the take then says the session closed.
     assert_eq!(waiter.unwrap_err(), Error::SessionClosed);
+    // No further signal will come: a second wait fails at once instead of hanging.
+    assert_eq!(
+        frames.wait_doorbell(None).unwrap_err(),
+        Error::SessionClosed
+    );
     assert_eq!(frames.ring(1).unwrap_err(), Error::SessionClosed);
     assert_eq!(frames.take_doorbells().unwrap_err(), Error::SessionClosed);
     assert!(host.list().unwrap().iter().all(|s| s.vm_id != VM_A));
