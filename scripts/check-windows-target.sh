@@ -10,6 +10,7 @@
 #   vmbmmio-core               the driver's portable logic    -Zbuild-std=core,alloc
 #   vmbmmio-devhost            user-mode std crate             -Zbuild-std=std,panic_abort
 #   vmbmmio-guest (library)    the Linux guest agent's portable core (it must build anywhere)
+#   vmbmmio-host               the host consumer library, CLI and C ABI (std,panic_abort)
 # Then clippy (-D warnings) over the same crates for the Windows target.
 # Not checkable here: the driver's `glue` module (needs wdk-sys, which needs the WDK) and hvsim
 # (a Linux test tool). Any failing check fails the script.
@@ -45,6 +46,8 @@ echo "check-windows-target: vmbmmio-devhost (std,panic_abort)"
 cargo check -q -Zbuild-std=std,panic_abort --target "$TARGET" -p vmbmmio-devhost --lib --bins
 echo "check-windows-target: vmbmmio-guest library (std,panic_abort)"
 cargo check -q -Zbuild-std=std,panic_abort --target "$TARGET" -p vmbmmio-guest --lib
+echo "check-windows-target: vmbmmio-host (std,panic_abort)"
+cargo check -q -Zbuild-std=std,panic_abort --target "$TARGET" -p vmbmmio-host --lib --bins
 
 # Clippy for the Windows target too: the cfg(windows) code (kmcl's vmbkmclr.sys imports, the
 # device host's windows-sys backend) is never linted by the Linux clippy run. Debian's
@@ -58,5 +61,8 @@ PATH=/usr/bin:$PATH cargo clippy -q -Zbuild-std=std,panic_abort --target "$TARGE
 echo "check-windows-target: clippy (vmbmmio-guest library, std,panic_abort)"
 PATH=/usr/bin:$PATH cargo clippy -q -Zbuild-std=std,panic_abort --target "$TARGET" \
   -p vmbmmio-guest --lib -- -D warnings
+echo "check-windows-target: clippy (vmbmmio-host, std,panic_abort)"
+PATH=/usr/bin:$PATH cargo clippy -q -Zbuild-std=std,panic_abort --target "$TARGET" \
+  -p vmbmmio-host --lib --bins -- -D warnings
 
 echo "check-windows-target: all checks passed"
