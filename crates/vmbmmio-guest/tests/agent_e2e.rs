@@ -17,6 +17,8 @@
 //! ledger, objects, KMCL rules) and the guest must have said `RELEASING` before it exited.
 #![cfg(target_os = "linux")]
 
+#[path = "support/consumer.rs"]
+mod consumer;
 #[path = "support/fake_sysfs.rs"]
 mod fake_sysfs;
 #[path = "support/fake_uio.rs"]

@@ -4,6 +4,8 @@
 //! volatile view, follows a BAR that moved or vanished, and releases on drop.
 #![cfg(target_os = "linux")]
 
+#[path = "support/consumer.rs"]
+mod consumer;
 #[path = "support/fake_sysfs.rs"]
 mod fake_sysfs;
 #[path = "support/fake_uio.rs"]
