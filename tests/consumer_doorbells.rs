@@ -115,7 +115,15 @@ fn the_host_offers_doorbells_and_a_1_0_guest_has_none() {
         guest.guest.send(guest.channel, &buf[..len]).unwrap(),
         PacketOutcome::Completed(_)
     ));
-    let len = encode_request(&mut buf, 101, &RequestBody::Doorbell { region: 0, value: 1 }).unwrap();
+    let len = encode_request(
+        &mut buf,
+        101,
+        &RequestBody::Doorbell {
+            region: 0,
+            value: 1,
+        },
+    )
+    .unwrap();
     let PacketOutcome::Completed(reply) = guest.guest.send(guest.channel, &buf[..len]).unwrap()
     else {
         panic!("answered at once");
@@ -133,7 +141,13 @@ fn the_host_offers_doorbells_and_a_1_0_guest_has_none() {
         bench.ring(file, ring.attachment(), 5).err(),
         Some(STATUS_NOT_SUPPORTED)
     );
-    assert_eq!(bench.take(file, ring.attachment()).unwrap().refused_to_guest, 0);
+    assert_eq!(
+        bench
+            .take(file, ring.attachment())
+            .unwrap()
+            .refused_to_guest,
+        0
+    );
 
     bench.control.file_cleanup(file.file());
     bench.control.file_cleanup(a.caller.file());
@@ -190,14 +204,25 @@ fn a_guest_doorbell_flood_is_refused_counted_and_blocks_nothing_else() {
     assert_eq!(refused, 200 - acked);
     let taken = bench.take(file, on_a.attachment()).unwrap();
     assert_eq!(taken.count, acked);
-    assert_eq!(taken.last_value, 1000 + acked - 1, "the last admitted value");
+    assert_eq!(
+        taken.last_value,
+        1000 + acked - 1,
+        "the last admitted value"
+    );
     assert_eq!(taken.refused_from_guest, refused);
     assert_eq!(bench.kernel.event_signals(consumer, event), Some(1 + acked));
 
     // Nothing else is held up: the other VM's guest and consumer, and A's device host.
     assert!(is_ack(&guest_b.ring(0, 42)));
     let taken_b = bench.take(file, on_b.attachment()).unwrap();
-    assert_eq!((taken_b.count, taken_b.last_value, taken_b.refused_from_guest), (1, 42, 0));
+    assert_eq!(
+        (
+            taken_b.count,
+            taken_b.last_value,
+            taken_b.refused_from_guest
+        ),
+        (1, 42, 0)
+    );
     bench.status(a.caller).unwrap();
     assert!(matches!(
         guest_a.now(|c, b| c.get_layout(b).unwrap()),
@@ -266,14 +291,20 @@ fn consumer_rings_reach_the_guest_coalesced_and_a_flood_is_refused() {
     let ClientEvent::Event(third) = guest.completed(token) else {
         panic!("the ring answers the held wait");
     };
-    assert_eq!((third.kind, third.region, third.value), (EventKind::Doorbell, 0, 9));
+    assert_eq!(
+        (third.kind, third.region, third.value),
+        (EventKind::Doorbell, 0, 9)
+    );
     assert!(third.sequence > second.sequence);
     let counters = bench
         .control
         .guest_events(a.caller.file())
         .unwrap()
         .counters();
-    assert_eq!((counters.doorbells_to_guest, counters.doorbells_coalesced), (5, 2));
+    assert_eq!(
+        (counters.doorbells_to_guest, counters.doorbells_coalesced),
+        (5, 2)
+    );
 
     // The flood: this attachment's bucket runs dry (4 of its tokens are used); the other
     // attachment of the same session and the other VM keep working.

@@ -167,7 +167,11 @@ impl<M: RingMemory + Clone> UioHost<M> {
         vm_id: WireGuid,
         regions: &[NamedRegionRequest],
     ) -> Result<Self, String> {
-        Self::over(map, GuestSession::open_named(vm_id, regions)?, regions.len())
+        Self::over(
+            map,
+            GuestSession::open_named(vm_id, regions)?,
+            regions.len(),
+        )
     }
 
     fn over(map: M, bench: GuestSession, regions: usize) -> Result<Self, String> {

@@ -15,9 +15,10 @@ use vmbmmio_core::control::{
 use vmbmmio_core::guest_events::{GuestEvents, Wake};
 use vmbmmio_core::sections::SectionQuotas;
 use vmbmmio_proto::ioctl::{
-    BarRegion, IoctlCode, MappingState, NamedRegionRequest, OpenSessionRequest, OpenSessionV2Request, QueryStatusRequest, RegionRequest,
-    ReportMappingRequest, SessionOpened, SessionStatus, Target, WaitGuestEventRequest, WireGuid,
-    WireMessage, parse_open_session_reply, parse_query_status_reply,
+    BarRegion, IoctlCode, MappingState, NamedRegionRequest, OpenSessionRequest,
+    OpenSessionV2Request, QueryStatusRequest, RegionRequest, ReportMappingRequest, SessionOpened,
+    SessionStatus, Target, WaitGuestEventRequest, WireGuid, WireMessage, parse_open_session_reply,
+    parse_query_status_reply,
 };
 
 use crate::kmcl::{ChannelId, GuestError, GuestKind, GuestVm, PacketOutcome, Power, Sim, SimGuest};
@@ -77,15 +78,9 @@ impl GuestSession {
     /// channel open in a running guest.
     pub fn open_named(vm_id: WireGuid, regions: &[NamedRegionRequest]) -> Result<Self, String> {
         Self::open_with(|target| {
-            OpenSessionV2Request::build(
-                target,
-                INTERFACE_TYPE,
-                INTERFACE_INSTANCE,
-                vm_id,
-                regions,
-            )
-            .map(|request| encode(&request))
-            .map_err(|error| format!("OPEN_SESSION v2: {error:?}"))
+            OpenSessionV2Request::build(target, INTERFACE_TYPE, INTERFACE_INSTANCE, vm_id, regions)
+                .map(|request| encode(&request))
+                .map_err(|error| format!("OPEN_SESSION v2: {error:?}"))
         })
     }
 

@@ -269,9 +269,11 @@ impl<C: PacketChannel> ProtocolSession<C> {
                         region: event.region,
                         value: event.value,
                     },
-                    EventKind::RegionsUnmapped | EventKind::DeviceHostRestarted => Change::Unbacked {
-                        generation: event.generation,
-                    },
+                    EventKind::RegionsUnmapped | EventKind::DeviceHostRestarted => {
+                        Change::Unbacked {
+                            generation: event.generation,
+                        }
+                    }
                 }),
                 Some(ClientEvent::Error(_)) if self.closed() => {
                     changes.push(Change::Closed);
@@ -292,7 +294,10 @@ impl<C: PacketChannel> ProtocolSession<C> {
 
     /// Whether the conversation has doorbells (protocol 1.1 or later was selected).
     pub fn doorbells(&self) -> bool {
-        self.conversation.client.version().is_some_and(has_doorbells)
+        self.conversation
+            .client
+            .version()
+            .is_some_and(has_doorbells)
     }
 
     /// `DOORBELL` for region `region` (its id) with `value`: the host signals every host

@@ -45,8 +45,12 @@ fn open(world: &World, setup: HostSetup) -> (Host, Session) {
     let host = Host::start_with(&world.node(), setup);
     if setup.named {
         let index = host.run(|side| {
-            side.consumers
-                .attach(side.host.session_mut(), VM_ID, "frames", SectionAccess::Read)
+            side.consumers.attach(
+                side.host.session_mut(),
+                VM_ID,
+                "frames",
+                SectionAccess::Read,
+            )
         });
         assert_eq!(index, Ok(0));
     }
@@ -85,7 +89,10 @@ fn regions_are_found_by_the_layouts_names() {
     assert_eq!(missing.kind(), "no_such_region");
     assert!(missing.to_string().contains("frames (0)"), "{missing}");
     // An empty name never finds an unnamed region.
-    assert_eq!(session.region("").expect_err("empty").kind(), "no_such_region");
+    assert_eq!(
+        session.region("").expect_err("empty").kind(),
+        "no_such_region"
+    );
     finish(host, session);
 }
 
@@ -98,7 +105,11 @@ fn a_guest_doorbell_reaches_the_regions_host_consumer() {
         session.protocol().conversation().client.version(),
         Some(PROTOCOL_VERSION_1_1)
     );
-    session.region("frames").unwrap().write_u64(0, 0xfeed).unwrap();
+    session
+        .region("frames")
+        .unwrap()
+        .write_u64(0, 0xfeed)
+        .unwrap();
     assert_eq!(session.ring("frames", 7).expect("rung"), 0);
     // Another region's doorbell is not this consumer's.
     assert_eq!(session.ring("1", 3).expect("rung by id"), 1);
@@ -186,7 +197,10 @@ fn a_host_consumers_doorbell_reaches_the_program_and_disturbs_nothing_else() {
     );
     assert!(session.may_use());
     assert_eq!(session.generation(), generation);
-    assert_eq!(session.wait_doorbell(Duration::from_millis(50)).unwrap(), None);
+    assert_eq!(
+        session.wait_doorbell(Duration::from_millis(50)).unwrap(),
+        None
+    );
     assert!(session.counters().doorbells_heard >= 4);
     finish(host, session);
 }
@@ -217,7 +231,11 @@ fn a_guest_doorbell_flood_is_rate_limited_and_the_session_goes_on() {
             }
         }
     }
-    assert_eq!(acked, u64::from(vmbmmio_core::consumers::BURST), "{refused}");
+    assert_eq!(
+        acked,
+        u64::from(vmbmmio_core::consumers::BURST),
+        "{refused}"
+    );
     assert_eq!(acked + refused, 100);
     let counters = session.counters();
     assert_eq!(
@@ -227,7 +245,9 @@ fn a_guest_doorbell_flood_is_rate_limited_and_the_session_goes_on() {
     // Not misbehaviour: the session is usable and rings again once time passed.
     assert!(session.may_use() && !session.closed());
     host.run(|side| side.host.session_mut().kernel.clock().advance_seconds(1));
-    session.ring("frames", 1000).expect("the allowance refilled");
+    session
+        .ring("frames", 1000)
+        .expect("the allowance refilled");
     let taken = host
         .run(|side| side.consumers.take(side.host.session_mut(), 0))
         .expect("TAKE_DOORBELLS");

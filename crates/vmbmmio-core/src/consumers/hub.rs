@@ -316,8 +316,8 @@ impl ClosedHub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use core::cell::RefCell;
     use alloc::vec::Vec;
+    use core::cell::RefCell;
 
     fn hub() -> DoorbellHub {
         let mut hub = DoorbellHub::new();

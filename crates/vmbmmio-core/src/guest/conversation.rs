@@ -243,14 +243,20 @@ mod tests {
         assert!(!ring.coalesce_doorbell(0, 1, 1), "nothing to coalesce into");
         let first = ring.record_doorbell(0, 1, 1).unwrap();
         assert!(ring.coalesce_doorbell(0, 2, 3));
-        assert!(!ring.coalesce_doorbell(1, 5, 3), "another region's event is separate");
+        assert!(
+            !ring.coalesce_doorbell(1, 5, 3),
+            "another region's event is separate"
+        );
         let kept = ring.first_after(0).unwrap();
         assert_eq!(
             (kept.sequence, kept.value, kept.generation),
             (first.sequence, 2, 3)
         );
         ring.mark_sent(kept.sequence);
-        assert!(!ring.coalesce_doorbell(0, 3, 3), "a sent event is never rewritten");
+        assert!(
+            !ring.coalesce_doorbell(0, 3, 3),
+            "a sent event is never rewritten"
+        );
         let next = ring.record_doorbell(0, 3, 3).unwrap();
         assert_eq!(next.sequence, 2);
         assert_eq!(ring.first_after(1).unwrap().value, 3);

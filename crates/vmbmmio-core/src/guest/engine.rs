@@ -45,10 +45,10 @@
 //! Every path is a bounded number of steps over fixed arrays; nothing panics.
 
 use vmbmmio_proto::guest::{
-    DeviceReport, ErrorCode, Event, EventKind, GuestRange, HostInfo, Kind, PlacementError, Request,
-    RequestBody, RequestError, RequestFault, check_placement, classify_reservation, encode_ack,
-    PROTOCOL_VERSION_1_0, encode_error, encode_event_in, encode_hello_reply, encode_layout,
-    encode_refusal, parse_request_after_in,
+    DeviceReport, ErrorCode, Event, EventKind, GuestRange, HostInfo, Kind, PROTOCOL_VERSION_1_0,
+    PlacementError, Request, RequestBody, RequestError, RequestFault, check_placement,
+    classify_reservation, encode_ack, encode_error, encode_event_in, encode_hello_reply,
+    encode_layout, encode_refusal, parse_request_after_in,
 };
 use vmbmmio_proto::ioctl::{
     ActedOn, EVENT_FLAG_DEVICE, EVENT_FLAG_RESERVATION, GuestEventKind, GuestSnapshot, MappingState,
@@ -358,8 +358,7 @@ impl Engine {
             .events
             .coalesce_doorbell(region, value, self.generation)
         {
-            self.counters.doorbells_coalesced =
-                self.counters.doorbells_coalesced.saturating_add(1);
+            self.counters.doorbells_coalesced = self.counters.doorbells_coalesced.saturating_add(1);
             // The event was recorded before: a held wait it could answer was answered then.
             return None;
         }

@@ -94,16 +94,15 @@ pub fn wait(cli: &Cli, args: &WaitArgs) -> Result<Value, (Value, Failure)> {
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).map_err(|error| {
         (
             json!({}),
-            Failure::setup(
-                "signals",
-                format!("cannot handle SIGINT/SIGTERM: {error}"),
-            ),
+            Failure::setup("signals", format!("cannot handle SIGINT/SIGTERM: {error}")),
         )
     })?;
     let mut session = open(cli).map_err(|failure| (json!({}), failure))?;
-    let deadline = args
-        .timeout
-        .map(|timeout| Instant::now().checked_add(timeout).unwrap_or_else(Instant::now));
+    let deadline = args.timeout.map(|timeout| {
+        Instant::now()
+            .checked_add(timeout)
+            .unwrap_or_else(Instant::now)
+    });
     let mut heard: Vec<Doorbell> = Vec::new();
     let failure = loop {
         if u64::try_from(heard.len()).unwrap_or(u64::MAX) >= args.count {

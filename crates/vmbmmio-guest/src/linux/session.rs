@@ -449,11 +449,14 @@ impl Session {
                 (Some(which), Some(layout)) => Some(find_region(layout, which)?.id),
                 (Some(which), None) => which.parse::<u32>().ok(),
             };
-            let found = self.held.iter().position(|change| match (change, which, wanted) {
-                (Change::Doorbell { .. }, None, _) => true,
-                (Change::Doorbell { region, .. }, Some(_), Some(wanted)) => *region == wanted,
-                _ => false,
-            });
+            let found = self
+                .held
+                .iter()
+                .position(|change| match (change, which, wanted) {
+                    (Change::Doorbell { .. }, None, _) => true,
+                    (Change::Doorbell { region, .. }, Some(_), Some(wanted)) => *region == wanted,
+                    _ => false,
+                });
             if let Some(Change::Doorbell { region, value }) =
                 found.and_then(|index| self.held.remove(index))
             {

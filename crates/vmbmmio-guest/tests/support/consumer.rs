@@ -16,8 +16,8 @@ use kmcl::raw::NTSTATUS;
 use vmbmmio_core::control::{Caller, FileKey, Opener, RequestorMode};
 use vmbmmio_proto::guest::RegionName;
 use vmbmmio_proto::ioctl::{
-    AttachRegionRequest, AttachmentId, DoorbellTally, IoctlCode, RingGuestRequest,
-    SectionAccess, TakeDoorbellsRequest, WireGuid, WireMessage, parse_attach_region_reply,
+    AttachRegionRequest, AttachmentId, DoorbellTally, IoctlCode, RingGuestRequest, SectionAccess,
+    TakeDoorbellsRequest, WireGuid, WireMessage, parse_attach_region_reply,
     parse_take_doorbells_reply,
 };
 
@@ -56,9 +56,9 @@ fn ioctl(
     session.kernel.set_current_process(process);
     let mut output = vec![0u8; output_len];
     let control = &mut session.control;
-    let result = session
-        .sim
-        .in_process(process, || control.dispatch(caller, code, input, &mut output));
+    let result = session.sim.in_process(process, || {
+        control.dispatch(caller, code, input, &mut output)
+    });
     session.kernel.set_current_process(SYSTEM_PROCESS);
     match result {
         Ok(written) => {
@@ -82,11 +82,9 @@ impl Consumers {
         let process = session.kernel.spawn_process();
         session.kernel.set_current_process(process);
         let kernel = &session.kernel;
-        let opener = Opener::admit(
-            FileKey(FIRST_FILE + index),
-            RequestorMode::UserMode,
-            || kernel.reference_current_process(),
-        );
+        let opener = Opener::admit(FileKey(FIRST_FILE + index), RequestorMode::UserMode, || {
+            kernel.reference_current_process()
+        });
         session.kernel.set_current_process(SYSTEM_PROCESS);
         let opener = opener.map_err(|error| error.to_ntstatus())?;
         let caller = opener.caller();

@@ -228,7 +228,10 @@ impl Host {
     }
 
     /// Runs `command` on the host's thread (between two steps) and returns its result.
-    pub fn run<R: Send + 'static>(&self, command: impl FnOnce(&mut HostSide) -> R + Send + 'static) -> R {
+    pub fn run<R: Send + 'static>(
+        &self,
+        command: impl FnOnce(&mut HostSide) -> R + Send + 'static,
+    ) -> R {
         let (done, result) = channel();
         self.commands
             .send(Box::new(move |side: &mut HostSide| {
