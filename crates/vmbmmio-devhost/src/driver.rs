@@ -295,6 +295,13 @@ pub trait DriverClient {
     fn guest_events(&mut self) -> Option<GuestEventTap> {
         None
     }
+    /// Whether host consumers can attach to the open session's regions, asked right after
+    /// `open_session` succeeded: `Some(false)` when the driver only took OPEN_SESSION version 1
+    /// (no VM id, no names; docs/ioctl.md). `None` from a client without host consumers (the
+    /// loopback driver, test fakes): the device host then says nothing about it.
+    fn consumers_can_attach(&self) -> Option<bool> {
+        None
+    }
 }
 
 impl<T: DriverClient + ?Sized> DriverClient for Box<T> {
@@ -339,5 +346,9 @@ impl<T: DriverClient + ?Sized> DriverClient for Box<T> {
 
     fn guest_events(&mut self) -> Option<GuestEventTap> {
         (**self).guest_events()
+    }
+
+    fn consumers_can_attach(&self) -> Option<bool> {
+        (**self).consumers_can_attach()
     }
 }

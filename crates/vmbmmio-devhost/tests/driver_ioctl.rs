@@ -332,6 +332,7 @@ fn open_session_sends_the_builders_bytes_and_returns_the_layout() {
     assert_eq!(driver.last_input(), encode(&expected));
     assert_eq!(driver.last_input().len(), 864);
     assert!(!client.opens_v1_only());
+    assert_eq!(client.consumers_can_attach(), Some(true));
     let driver = client.transport();
     let params = parse_open_session_any(driver.last_input()).unwrap();
     assert_eq!(params.version(), 2);
@@ -445,9 +446,11 @@ fn names_and_access_modes_go_out_in_open_session_version_2() {
 fn a_driver_without_version_2_gets_version_1_from_then_on() {
     let mut client = new_client();
     client.transport_mut().open_v1_only = true;
+    assert_eq!(client.consumers_can_attach(), None, "no session yet");
     let info = client.open_session(&named_request()).unwrap();
     assert_eq!(info.session, SessionId(SESSION_ID));
     assert!(client.opens_v1_only());
+    assert_eq!(client.consumers_can_attach(), Some(false));
     // Version 2 refused, then version 1: sizes and guest access only.
     let log = &client.transport().log;
     assert_eq!(log.len(), 2);

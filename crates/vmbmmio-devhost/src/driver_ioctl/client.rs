@@ -392,6 +392,11 @@ impl<T: IoctlTransport> DriverClient for ProtoDriverClient<T> {
         })
     }
 
+    /// While a session is open: whether it was opened with version 2 (consumers can attach).
+    fn consumers_can_attach(&self) -> Option<bool> {
+        self.session.as_ref().map(|_| !self.open_v1_only)
+    }
+
     /// OPEN_SESSION, version 2 ([`ProtoDriverClient::open_session_request`]); version 1 if the
     /// driver refuses version 2 ([`ProtoDriverClient::opens_v1_only`]). The driver selects the
     /// VM by the settings' target; `request.target` (the VM's compute-system id) is the

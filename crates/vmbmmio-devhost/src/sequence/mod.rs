@@ -345,6 +345,9 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
             bar_size: layout.bar_size(),
             regions: layout.regions().len(),
         });
+        if self.backends.driver.consumers_can_attach() == Some(false) {
+            self.emit(Event::ConsumersCannotAttach);
+        }
         // The device instance only now: on a VM that already runs (a device host attaching
         // after another one exited) HDV asks the emulator for its BARs at once, and their size
         // comes from the driver's layout.
