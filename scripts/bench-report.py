@@ -40,8 +40,9 @@ PACKETS = [
     "get_layout", "wait_event_reply", "wait_event_held", "garbage",
 ]
 IOCTLS = [
-    "open_session_16_regions", "get_region_section", "report_mapping_v2", "wait_guest_event",
-    "query_status", "close_session",
+    "open_session_16_regions", "open_session_v2_16_named_regions", "get_region_section",
+    "report_mapping_v2", "wait_guest_event", "query_status", "close_session", "list_sessions",
+    "attach_region", "take_doorbells", "ring_guest",
 ]
 REGIONS = [1, 64, 1024, 4096]
 # Regions come 16 to a session (one session for the 1-region table).

@@ -17,10 +17,13 @@ use vmbmmio_core::sections::{
     ProcessKey, RegionId, RegionInfo, RegionSpec, SectionBackend, SectionManager, SectionQuotas,
     SessionId, UserHandle,
 };
+use vmbmmio_proto::guest::RegionName;
 use vmbmmio_proto::ioctl::{
-    CloseSessionRequest, GetRegionSectionRequest, IoctlCode, MappingState, OpenSessionRequest,
-    QueryStatusRequest, RegionRequest, ReportMappingV2Request, SectionAccess, Target,
-    WaitGuestEventRequest, WireGuid,
+    AttachRegionRequest, AttachmentId, CloseSessionRequest, GetRegionSectionRequest, IoctlCode,
+    ListSessionsRequest, MappingState, NamedRegionRequest, OpenSessionRequest,
+    OpenSessionV2Request, QueryStatusRequest, RegionRequest, ReportMappingV2Request,
+    RingGuestRequest, SectionAccess, TakeDoorbellsRequest, Target, WaitGuestEventRequest,
+    WireGuid,
 };
 use zerocopy::IntoBytes;
 
@@ -101,11 +104,64 @@ pub fn ioctls() -> Vec<Ioctl> {
         }; 16],
     )
     .unwrap();
+    let names: Vec<RegionName> = (0..16)
+        .map(|index| RegionName::required(&format!("region{index}")).unwrap())
+        .collect();
+    let named: Vec<NamedRegionRequest> = names
+        .iter()
+        .map(|name| NamedRegionRequest {
+            size: 64 << 10,
+            guest_writable: true,
+            consumer_writable: true,
+            name: *name,
+        })
+        .collect();
+    let open_v2 = OpenSessionV2Request::build(
+        Target::Loopback,
+        WireGuid::from_u128(1),
+        WireGuid::from_u128(2),
+        WireGuid::from_u128(3),
+        &named,
+    )
+    .unwrap();
+    let attachment = AttachmentId::new(7).unwrap();
     vec![
         Ioctl {
             name: "open_session_16_regions",
             code: IoctlCode::OpenSession,
             input: open.as_bytes().to_vec(),
+        },
+        Ioctl {
+            name: "open_session_v2_16_named_regions",
+            code: IoctlCode::OpenSession,
+            input: open_v2.as_bytes().to_vec(),
+        },
+        Ioctl {
+            name: "list_sessions",
+            code: IoctlCode::ListSessions,
+            input: ListSessionsRequest::build(0).as_bytes().to_vec(),
+        },
+        Ioctl {
+            name: "attach_region",
+            code: IoctlCode::AttachRegion,
+            input: AttachRegionRequest::build(
+                WireGuid::from_u128(3),
+                &names[15],
+                SectionAccess::ReadWrite,
+            )
+            .unwrap()
+            .as_bytes()
+            .to_vec(),
+        },
+        Ioctl {
+            name: "take_doorbells",
+            code: IoctlCode::TakeDoorbells,
+            input: TakeDoorbellsRequest::build(attachment).as_bytes().to_vec(),
+        },
+        Ioctl {
+            name: "ring_guest",
+            code: IoctlCode::RingGuest,
+            input: RingGuestRequest::build(attachment, 42).as_bytes().to_vec(),
         },
         Ioctl {
             name: "get_region_section",
@@ -146,8 +202,10 @@ pub fn ioctls() -> Vec<Ioctl> {
 #[inline(never)]
 pub fn validate(code: u32, input: &[u8], output_len: usize) -> bool {
     use vmbmmio_proto::ioctl::{
-        parse_close_session, parse_get_region_section, parse_open_session, parse_query_driver,
-        parse_query_status, parse_report_mapping_any, parse_wait_guest_event,
+        parse_attach_region, parse_close_session, parse_detach_region, parse_get_region_section,
+        parse_list_sessions, parse_open_session_any, parse_query_driver, parse_query_status,
+        parse_report_mapping_any, parse_ring_guest, parse_set_doorbell_event,
+        parse_take_doorbells, parse_wait_guest_event,
     };
     let Ok(code) = IoctlCode::parse(code) else {
         return false;
@@ -156,19 +214,18 @@ pub fn validate(code: u32, input: &[u8], output_len: usize) -> bool {
         return false;
     }
     match code {
-        IoctlCode::OpenSession => parse_open_session(input).is_ok(),
+        IoctlCode::OpenSession => parse_open_session_any(input).is_ok(),
         IoctlCode::GetRegionSection => parse_get_region_section(input).is_ok(),
         IoctlCode::ReportMapping => parse_report_mapping_any(input).is_ok(),
         IoctlCode::QueryStatus => parse_query_status(input).is_ok(),
         IoctlCode::QueryDriver => parse_query_driver(input).is_ok(),
         IoctlCode::WaitGuestEvent => parse_wait_guest_event(input).is_ok(),
         IoctlCode::CloseSession => parse_close_session(input).is_ok(),
-        // Not served by the engine yet (issue 14's consumer requests).
-        IoctlCode::ListSessions
-        | IoctlCode::AttachRegion
-        | IoctlCode::DetachRegion
-        | IoctlCode::SetDoorbellEvent
-        | IoctlCode::TakeDoorbells
-        | IoctlCode::RingGuest => false,
+        IoctlCode::ListSessions => parse_list_sessions(input).is_ok(),
+        IoctlCode::AttachRegion => parse_attach_region(input).is_ok(),
+        IoctlCode::DetachRegion => parse_detach_region(input).is_ok(),
+        IoctlCode::SetDoorbellEvent => parse_set_doorbell_event(input).is_ok(),
+        IoctlCode::TakeDoorbells => parse_take_doorbells(input).is_ok(),
+        IoctlCode::RingGuest => parse_ring_guest(input).is_ok(),
     }
 }
