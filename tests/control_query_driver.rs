@@ -438,10 +438,10 @@ fn the_device_host_client_reads_the_missing_entry_and_still_opens_its_session() 
     );
 
     let info = client
-        .open_session(&SessionRequest {
-            target: Guid::from_u128(0x62cdfa57_7648_44f3_b164_98e2da991ec5),
-            region_sizes: SIZES.to_vec(),
-        })
+        .open_session(&SessionRequest::with_default_names(
+            Guid::from_u128(0x62cdfa57_7648_44f3_b164_98e2da991ec5),
+            &SIZES,
+        ))
         .unwrap();
     for index in 0..SIZES.len() as u32 {
         client

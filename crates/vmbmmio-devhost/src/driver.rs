@@ -9,6 +9,8 @@
 
 use std::fmt;
 
+pub use vmbmmio_proto::guest::RegionName;
+
 use crate::driver_ioctl::IoctlFailure;
 use crate::guid::Guid;
 use crate::hresult::HResult;
@@ -22,10 +24,106 @@ pub struct SessionId(pub u64);
 /// What the device host asks the driver for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionRequest {
-    /// The VM (compute-system id) whose regions to serve.
+    /// The VM (compute-system id) whose regions to serve. OPEN_SESSION version 2 sends it as
+    /// the session's `vm_id`, the id host consumers attach by (docs/ioctl.md).
     pub target: Guid,
     /// Size of each region in bytes, in order (already rounded to whole pages).
     pub region_sizes: Vec<u64>,
+    /// Name and access mode of each region, in the order of `region_sizes` (same length).
+    pub regions: Vec<RegionIdentity>,
+}
+
+impl SessionRequest {
+    /// A request for `sizes` with the `--region-size` shorthand's identities: regions named
+    /// `region0`, `region1`, ... ([`default_region_name`]), each [`AccessMode::ReadWrite`].
+    pub fn with_default_names(target: Guid, sizes: &[u64]) -> Self {
+        Self {
+            target,
+            region_sizes: sizes.to_vec(),
+            regions: (0..sizes.len())
+                .map(|index| RegionIdentity {
+                    name: default_region_name(index),
+                    access: AccessMode::ReadWrite,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The name the `--region-size` shorthand gives region `index`: `region<index>`. Every index
+/// below [`crate::layout::MAX_REGIONS`] gives a valid, unique name; a larger one (which no
+/// configuration reaches) gives the empty name, which OPEN_SESSION version 2 refuses.
+pub fn default_region_name(index: usize) -> RegionName {
+    RegionName::required(&format!("region{index}")).unwrap_or(RegionName::EMPTY)
+}
+
+/// A region's name and access mode (`--region NAME:SIZE[:ACCESS]`, docs/devhost.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RegionIdentity {
+    /// The name host consumers attach by: 1..=32 bytes of UTF-8, no NUL, no ASCII control
+    /// characters ([`RegionName::required`]); unique in the session (compared bytewise).
+    pub name: RegionName,
+    /// Who may write it.
+    pub access: AccessMode,
+}
+
+/// Who may write a region: the guest (through the BAR) and/or host consumers (through
+/// ATTACH_REGION). Everyone may read it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum AccessMode {
+    /// `rw`: the guest and host consumers read and write (the default).
+    #[default]
+    ReadWrite,
+    /// `guest-ro`: the guest only reads; host consumers write.
+    GuestReadOnly,
+    /// `host-ro`: the guest writes; host consumers only read.
+    HostReadOnly,
+}
+
+impl AccessMode {
+    /// Every mode, in the order the documentation lists them.
+    pub const ALL: [Self; 3] = [Self::ReadWrite, Self::GuestReadOnly, Self::HostReadOnly];
+
+    /// The configuration's spelling: `rw`, `guest-ro` or `host-ro`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ReadWrite => "rw",
+            Self::GuestReadOnly => "guest-ro",
+            Self::HostReadOnly => "host-ro",
+        }
+    }
+
+    /// The mode spelled `text` (exactly, lower case), if any.
+    pub fn from_name(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|mode| mode.as_str() == text)
+    }
+
+    /// Whether the guest may write (OPEN_SESSION's `GUEST_WRITABLE`). The device host's own
+    /// section handle, views and BAR mapping are writable exactly then (docs/ioctl.md).
+    pub const fn guest_writable(self) -> bool {
+        matches!(self, Self::ReadWrite | Self::HostReadOnly)
+    }
+
+    /// Whether host consumers may map it for writing (OPEN_SESSION version 2's
+    /// `CONSUMER_WRITABLE`).
+    pub const fn consumer_writable(self) -> bool {
+        matches!(self, Self::ReadWrite | Self::GuestReadOnly)
+    }
+
+    /// The access the device host asks for on its own section handle and views.
+    pub const fn device_host_access(self) -> SectionAccess {
+        if self.guest_writable() {
+            SectionAccess::ReadWrite
+        } else {
+            SectionAccess::Read
+        }
+    }
+}
+
+impl fmt::Display for AccessMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Where the driver placed one region in the BAR.
@@ -197,6 +295,13 @@ pub trait DriverClient {
     fn guest_events(&mut self) -> Option<GuestEventTap> {
         None
     }
+    /// Whether host consumers can attach to the open session's regions, asked right after
+    /// `open_session` succeeded: `Some(false)` when the driver only took OPEN_SESSION version 1
+    /// (no VM id, no names; docs/ioctl.md). `None` from a client without host consumers (the
+    /// loopback driver, test fakes): the device host then says nothing about it.
+    fn consumers_can_attach(&self) -> Option<bool> {
+        None
+    }
 }
 
 impl<T: DriverClient + ?Sized> DriverClient for Box<T> {
@@ -241,5 +346,9 @@ impl<T: DriverClient + ?Sized> DriverClient for Box<T> {
 
     fn guest_events(&mut self) -> Option<GuestEventTap> {
         (**self).guest_events()
+    }
+
+    fn consumers_can_attach(&self) -> Option<bool> {
+        (**self).consumers_can_attach()
     }
 }

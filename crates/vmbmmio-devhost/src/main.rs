@@ -64,16 +64,16 @@ fn print_summary(config: &DeviceHostConfig, driver: Option<&DriverSessionSetting
         id.subsystem_id,
         config.bar_index
     );
-    for (index, (&asked, &size)) in config
-        .requested_region_sizes
-        .iter()
-        .zip(&config.region_sizes)
-        .enumerate()
-    {
+    for (index, region) in config.regions.iter().enumerate() {
+        let (asked, size) = (region.requested_size, region.size);
+        let (name, access) = (region.name.as_str(), region.access);
         if asked == size {
-            println!("vmbmmio-devhost: region {index}: {size} bytes");
+            println!("vmbmmio-devhost: region {index} {name:?} ({access}): {size} bytes");
         } else {
-            println!("vmbmmio-devhost: region {index}: {asked} bytes, rounded up to {size}");
+            println!(
+                "vmbmmio-devhost: region {index} {name:?} ({access}): {asked} bytes, rounded up \
+                 to {size}"
+            );
         }
     }
     match driver {

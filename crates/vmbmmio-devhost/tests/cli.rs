@@ -30,7 +30,7 @@ fn valid_arguments_print_the_flexible_iov_entry_and_exit_3() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("region 0: 5000 bytes, rounded up to 8192"),
+        stdout.contains("region 0 \"region0\" (rw): 5000 bytes, rounded up to 8192"),
         "{stdout}"
     );
     assert!(stdout.contains(
@@ -50,7 +50,7 @@ fn invalid_arguments_list_every_problem_and_exit_2() {
     assert!(stdout.is_empty());
     for expected in [
         "vm_id (from --vm-id): \"nope\" is not a GUID",
-        "region_sizes: required",
+        "region: required (pass --region NAME:SIZE[:ACCESS]",
         "vendor_id: required",
         "device_id: required",
         "bar_index (from --bar-index)",
@@ -90,5 +90,51 @@ fn without_loopback_the_driver_target_is_required() {
     assert!(
         stdout.contains("channel offered to the host itself (loopback offer)"),
         "{stdout}"
+    );
+}
+
+#[test]
+fn named_regions_are_listed_with_their_access() {
+    let (code, stdout, stderr) = devhost(&[
+        "--vm-id",
+        "62cdfa57-7648-44f3-b164-98e2da991ec5",
+        "--region",
+        "frames:16MiB:guest-ro",
+        "--region",
+        "ctl:5000",
+        "--vendor-id",
+        "0x1af4",
+        "--device-id",
+        "0x1110",
+        "--offer-loopback",
+    ]);
+    assert_eq!(code, Some(3), "{stderr}");
+    for expected in [
+        "region 0 \"frames\" (guest-ro): 16777216 bytes",
+        "region 1 \"ctl\" (rw): 5000 bytes, rounded up to 8192",
+    ] {
+        assert!(stdout.contains(expected), "{expected}\n{stdout}");
+    }
+}
+
+#[test]
+fn mixing_both_region_forms_exits_2_naming_both() {
+    let (code, _, stderr) = devhost(&[
+        "--vm-id",
+        "62cdfa57-7648-44f3-b164-98e2da991ec5",
+        "--region",
+        "frames:4K",
+        "--region-size",
+        "4K",
+        "--vendor-id",
+        "0x1af4",
+        "--device-id",
+        "0x1110",
+        "--offer-loopback",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("region (from --region): both forms of the regions are given: --region and --region-size"),
+        "{stderr}"
     );
 }

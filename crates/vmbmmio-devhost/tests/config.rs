@@ -50,7 +50,7 @@ fn with(extra: &[&'static str]) -> Vec<&'static str> {
 fn minimal_command_line_gets_the_documented_defaults() {
     let config = load(&cli(&minimal())).unwrap();
     assert_eq!(config.vm_id, VM.parse::<Guid>().unwrap());
-    assert_eq!(config.region_sizes, [64 << 10]);
+    assert_eq!(config.region_sizes(), [64 << 10]);
     assert_eq!(config.pnp_id.vendor_id, 0x1af4);
     assert_eq!(config.pnp_id.subsystem_vendor_id, 0x1af4);
     assert_eq!(config.pnp_id.subsystem_id, 0x1110);
@@ -103,8 +103,8 @@ fn every_setting_can_be_given_on_the_command_line() {
     ])))
     .unwrap();
     // Repeated and comma-separated sizes accumulate; 5000 is rounded up to two pages.
-    assert_eq!(config.requested_region_sizes, [64 << 10, 5000, 1 << 20]);
-    assert_eq!(config.region_sizes, [64 << 10, 8192, 1 << 20]);
+    assert_eq!(config.requested_region_sizes(), [64 << 10, 5000, 1 << 20]);
+    assert_eq!(config.region_sizes(), [64 << 10, 8192, 1 << 20]);
     assert_eq!(
         (
             config.pnp_id.subsystem_vendor_id,
@@ -145,7 +145,7 @@ fn missing_required_settings_are_all_reported() {
         fields,
         [
             Field::VmId,
-            Field::RegionSizes,
+            Field::Regions,
             Field::VendorId,
             Field::DeviceId
         ]
@@ -285,14 +285,14 @@ intercept_fallback = false
 fn the_config_file_works_and_the_command_line_overrides_it() {
     let file = RawSettings::from_file_text(FILE).unwrap();
     let config = file.clone().validate().unwrap();
-    assert_eq!(config.region_sizes, [32 << 20, 4096]);
+    assert_eq!(config.region_sizes(), [32 << 20, 4096]);
     assert_eq!(config.bar_index, 0);
     assert!(!config.intercept_fallback);
 
     let overrides = RawSettings::from_cli(&cli(&["--bar-index", "4", "--region-size", "8K"]));
     let config = file.overridden_by(overrides).validate().unwrap();
     assert_eq!(config.bar_index, 4);
-    assert_eq!(config.region_sizes, [8192]);
+    assert_eq!(config.region_sizes(), [8192]);
     assert_eq!(config.pnp_id.vendor_id, 0x1af4);
 }
 
@@ -359,7 +359,7 @@ fn a_config_file_on_disk_is_read() {
     std::fs::remove_file(&path).unwrap();
     let config = config.unwrap();
     assert!(config.loopback);
-    assert_eq!(config.region_sizes.len(), 2);
+    assert_eq!(config.region_sizes().len(), 2);
 }
 
 #[test]

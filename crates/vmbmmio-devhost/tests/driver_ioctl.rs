@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 
 use vmbmmio_devhost::driver::{
-    ActedOn, DriverClient, DriverError, MappingState, RegionInfo, SectionAccess, SessionId,
-    SessionRequest, SessionState,
+    AccessMode, ActedOn, DriverClient, DriverError, MappingState, RegionIdentity, RegionInfo,
+    RegionName, SectionAccess, SessionId, SessionRequest, SessionState,
 };
 use vmbmmio_devhost::driver_ioctl::{
     DEFAULT_INTERFACE_INSTANCE, DEFAULT_INTERFACE_TYPE, DriverSessionSettings, DriverTarget,
@@ -26,6 +26,7 @@ use vmbmmio_proto::ioctl::{
     parse_query_status, parse_report_mapping,
 };
 use vmbmmio_proto::ioctl::{DriverFacts, QueryDriverRequest, parse_query_driver};
+use vmbmmio_proto::ioctl::{NamedRegionRequest, OpenSessionV2Request, parse_open_session_any};
 
 const STATUS_INVALID_PARAMETER: i32 = 0xC000_000D_u32 as i32;
 const STATUS_INVALID_DEVICE_STATE: i32 = 0xC000_0184_u32 as i32;
@@ -38,10 +39,34 @@ fn encode<M: WireMessage>(message: &M) -> Vec<u8> {
     bytes
 }
 
+const VM: u128 = 0x62cdfa57_7648_44f3_b164_98e2da991ec5;
+
+/// `sizes` with the shorthand's names (`region0`, ...) and `rw`.
 fn request(sizes: &[u64]) -> SessionRequest {
+    SessionRequest::with_default_names(Guid::from_u128(VM), sizes)
+}
+
+fn name(text: &str) -> RegionName {
+    RegionName::required(text).unwrap()
+}
+
+/// One region of each access mode.
+fn named_request() -> SessionRequest {
+    let regions = [
+        ("frames", AccessMode::GuestReadOnly),
+        ("audio ring", AccessMode::ReadWrite),
+        ("télémétrie", AccessMode::HostReadOnly),
+    ];
     SessionRequest {
-        target: Guid::from_u128(0x62cdfa57_7648_44f3_b164_98e2da991ec5),
-        region_sizes: sizes.to_vec(),
+        target: Guid::from_u128(VM),
+        region_sizes: vec![8192, 4096, 5000],
+        regions: regions
+            .iter()
+            .map(|&(text, access)| RegionIdentity {
+                name: name(text),
+                access,
+            })
+            .collect(),
     }
 }
 
@@ -74,6 +99,9 @@ struct FakeDriver {
     /// An older driver: REPORT_MAPPING version 1 only (version 2 gets
     /// `STATUS_REVISION_MISMATCH`).
     report_v1_only: bool,
+    /// An older driver: OPEN_SESSION version 1 only (version 2 gets
+    /// `STATUS_REVISION_MISMATCH`, as the driver's header check answers it).
+    open_v1_only: bool,
 }
 
 struct FakeSession {
@@ -87,7 +115,14 @@ impl FakeDriver {
         let bad = |_: ProtoError| nt(STATUS_INVALID_PARAMETER);
         match IoctlCode::parse(code).map_err(bad)? {
             IoctlCode::OpenSession => {
-                let params = parse_open_session(input).map_err(bad)?;
+                let params = if self.open_v1_only {
+                    parse_open_session(input).map_err(|error| match error {
+                        ProtoError::UnsupportedVersion { .. } => nt(STATUS_REVISION_MISMATCH),
+                        other => bad(other),
+                    })?
+                } else {
+                    parse_open_session_any(input).map_err(bad)?
+                };
                 if self.session.is_some() {
                     return Err(nt(STATUS_INVALID_DEVICE_STATE));
                 }
@@ -272,24 +307,36 @@ fn open_session_sends_the_builders_bytes_and_returns_the_layout() {
     );
     let driver = client.transport();
     assert_eq!(driver.codes(), [0x0022_E400]);
-    let expected = OpenSessionRequest::build(
+    // Version 2: the shorthand's names, guest- and consumer-writable (`rw`).
+    let expected = OpenSessionV2Request::build(
         Target::VmbusHandle(0x1a4.try_into().unwrap()),
         WireGuid::from_u128(DEFAULT_INTERFACE_TYPE.to_u128()),
         WireGuid::from_u128(DEFAULT_INTERFACE_INSTANCE.to_u128()),
+        WireGuid::from_u128(VM),
         &[
-            RegionRequest {
+            NamedRegionRequest {
                 size: 8192,
                 guest_writable: true,
+                consumer_writable: true,
+                name: name("region0"),
             },
-            RegionRequest {
+            NamedRegionRequest {
                 size: 5000,
                 guest_writable: true,
+                consumer_writable: true,
+                name: name("region1"),
             },
         ],
     )
     .unwrap();
     assert_eq!(driver.last_input(), encode(&expected));
-    let params = parse_open_session(driver.last_input()).unwrap();
+    assert_eq!(driver.last_input().len(), 864);
+    assert!(!client.opens_v1_only());
+    assert_eq!(client.consumers_can_attach(), Some(true));
+    let driver = client.transport();
+    let params = parse_open_session_any(driver.last_input()).unwrap();
+    assert_eq!(params.version(), 2);
+    assert_eq!(params.vm_id().map(|id| id.to_u128()), Some(VM));
     assert_eq!(
         params.target(),
         Target::VmbusHandle(0x1a4.try_into().unwrap())
@@ -319,12 +366,158 @@ fn the_settings_choose_target_guids_and_write_flag() {
     };
     let mut client = ProtoDriverClient::new(FakeDriver::default(), settings);
     assert_eq!(client.settings(), &settings);
-    client.open_session(&request(&[4096])).unwrap();
-    let params = parse_open_session(client.transport().last_input()).unwrap();
+    client.open_session(&named_request()).unwrap();
+    let params = parse_open_session_any(client.transport().last_input()).unwrap();
     assert_eq!(params.target(), Target::Loopback);
     assert_eq!(params.interface_type().to_u128(), 7);
     assert_eq!(params.interface_instance().to_u128(), 8);
-    assert!(!params.regions()[0].guest_writable);
+    // `guest_writable: false` takes guest write access from every region; the consumer
+    // access stays each region's own.
+    assert!(params.regions().iter().all(|region| !region.guest_writable));
+    let consumer: Vec<bool> = params
+        .regions()
+        .iter()
+        .map(|region| region.consumer_writable)
+        .collect();
+    assert_eq!(consumer, [true, true, false]);
+}
+
+#[test]
+fn names_and_access_modes_go_out_in_open_session_version_2() {
+    let mut client = new_client();
+    let info = client.open_session(&named_request()).unwrap();
+    assert_eq!(info.regions.len(), 3);
+    let expected = OpenSessionV2Request::build(
+        Target::VmbusHandle(0x1a4.try_into().unwrap()),
+        WireGuid::from_u128(DEFAULT_INTERFACE_TYPE.to_u128()),
+        WireGuid::from_u128(DEFAULT_INTERFACE_INSTANCE.to_u128()),
+        WireGuid::from_u128(VM),
+        &[
+            NamedRegionRequest {
+                size: 8192,
+                guest_writable: false,
+                consumer_writable: true,
+                name: name("frames"),
+            },
+            NamedRegionRequest {
+                size: 4096,
+                guest_writable: true,
+                consumer_writable: true,
+                name: name("audio ring"),
+            },
+            NamedRegionRequest {
+                size: 5000,
+                guest_writable: true,
+                consumer_writable: false,
+                name: name("télémétrie"),
+            },
+        ],
+    )
+    .unwrap();
+    let sent = client.transport().last_input().to_vec();
+    assert_eq!(sent, encode(&expected));
+    assert_eq!(
+        client.open_session_request(&named_request()).unwrap(),
+        expected
+    );
+    // The bytes, by hand: header version 2, vm_id at 64, region 0's flags (CONSUMER_WRITABLE
+    // only) at 96 + 8 and its name at 96 + 16, region 2's flags (GUEST_WRITABLE only).
+    assert_eq!(&sent[4..6], &2u16.to_le_bytes());
+    assert_eq!(&sent[8..12], &864u32.to_le_bytes());
+    assert_eq!(
+        &sent[64..80],
+        [
+            0x57, 0xfa, 0xcd, 0x62, 0x48, 0x76, 0xf3, 0x44, 0xb1, 0x64, 0x98, 0xe2, 0xda, 0x99,
+            0x1e, 0xc5
+        ]
+    );
+    assert_eq!(&sent[104..108], &2u32.to_le_bytes());
+    assert_eq!(&sent[112..118], b"frames");
+    assert!(sent[118..144].iter().all(|&b| b == 0));
+    assert_eq!(&sent[96 + 48 + 8..96 + 48 + 12], &3u32.to_le_bytes());
+    assert_eq!(&sent[96 + 96 + 8..96 + 96 + 12], &1u32.to_le_bytes());
+    assert!(sent[96 + 3 * 48..].iter().all(|&b| b == 0));
+    let params = parse_open_session_any(&sent).unwrap();
+    let names: Vec<&str> = params.regions().iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["frames", "audio ring", "télémétrie"]);
+}
+
+#[test]
+fn a_driver_without_version_2_gets_version_1_from_then_on() {
+    let mut client = new_client();
+    client.transport_mut().open_v1_only = true;
+    assert_eq!(client.consumers_can_attach(), None, "no session yet");
+    let info = client.open_session(&named_request()).unwrap();
+    assert_eq!(info.session, SessionId(SESSION_ID));
+    assert!(client.opens_v1_only());
+    assert_eq!(client.consumers_can_attach(), Some(false));
+    // Version 2 refused, then version 1: sizes and guest access only.
+    let log = &client.transport().log;
+    assert_eq!(log.len(), 2);
+    assert_eq!((log[0].1.len(), log[1].1.len()), (864, 336));
+    let expected = client.open_session_request_v1(&named_request()).unwrap();
+    assert_eq!(log[1].1, encode(&expected));
+    let params = parse_open_session(&log[1].1).unwrap();
+    let guest: Vec<bool> = params.regions().iter().map(|r| r.guest_writable).collect();
+    assert_eq!(guest, [false, true, true]);
+    assert_eq!(params.vm_id(), None);
+
+    // The next session goes straight to version 1.
+    client.close_session(info.session).unwrap();
+    client.open_session(&request(&[4096])).unwrap();
+    let log = &client.transport().log;
+    assert_eq!(log.len(), 4);
+    assert_eq!(log[3].1.len(), 336);
+    assert_eq!(
+        log[3].1,
+        encode(
+            &OpenSessionRequest::build(
+                Target::VmbusHandle(0x1a4.try_into().unwrap()),
+                WireGuid::from_u128(DEFAULT_INTERFACE_TYPE.to_u128()),
+                WireGuid::from_u128(DEFAULT_INTERFACE_INSTANCE.to_u128()),
+                &[RegionRequest {
+                    size: 4096,
+                    guest_writable: true
+                }],
+            )
+            .unwrap()
+        )
+    );
+}
+
+#[test]
+fn another_refusal_of_version_2_is_not_retried() {
+    let mut client = new_client();
+    client.transport_mut().fail_next = Some(nt(STATUS_INVALID_PARAMETER));
+    let error = client.open_session(&named_request()).unwrap_err();
+    assert!(matches!(error, DriverError::Ioctl { .. }), "{error:?}");
+    assert_eq!(client.transport().log.len(), 1);
+    assert!(!client.opens_v1_only());
+}
+
+#[test]
+fn a_request_version_2_cannot_carry_is_refused_before_anything_is_sent() {
+    let mut nil_vm = named_request();
+    nil_vm.target = Guid::from_u128(0);
+    let mut unnamed = named_request();
+    unnamed.regions[1].name = RegionName::EMPTY;
+    let mut duplicate = named_request();
+    duplicate.regions[2].name = name("frames");
+    let mut short = named_request();
+    short.regions.pop();
+    let cases = [
+        (nil_vm, "nil GUID"),
+        (unnamed, "BadRegionName"),
+        (duplicate, "DuplicateRegionName"),
+        (short, "3 region size(s) but 2 name(s)"),
+    ];
+    for (request, text) in cases {
+        let mut client = new_client();
+        let reason = rejected(client.open_session(&request).unwrap_err());
+        assert!(reason.starts_with("OPEN_SESSION: "), "{reason}");
+        assert!(reason.contains(text), "{text}: {reason}");
+        assert!(client.transport().log.is_empty());
+    }
 }
 
 #[test]

@@ -47,10 +47,7 @@ impl SectionFactory for Factory {
 }
 
 fn request() -> SessionRequest {
-    SessionRequest {
-        target: Guid::from_u128(1),
-        region_sizes: vec![8192, 4096],
-    }
+    SessionRequest::with_default_names(Guid::from_u128(1), &[8192, 4096])
 }
 
 #[test]

@@ -109,3 +109,32 @@ fn a_mapping_config_for_another_vm_than_vm_is_refused() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_mapping_config_with_named_regions_works_unless_region_0_is_guest_ro() {
+    let dir = std::env::temp_dir().join(format!("vmbmmio-probe-named-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("probe.toml");
+    let text = |access: &str| {
+        format!(
+            "vm_id = \"62cdfa57-7648-44f3-b164-98e2da991ec5\"\nvendor_id = \"0x1af4\"\n\
+             device_id = \"0x1110\"\nloopback = true\n\n[[region]]\nname = \"frames\"\n\
+             size = \"64KiB\"\naccess = \"{access}\"\n"
+        )
+    };
+    let path = config.to_str().unwrap();
+    let out = dir.to_str().unwrap();
+    std::fs::write(&config, text("host-ro")).unwrap();
+    let (code, _, stderr) = devhost(&["probe", "--mapping", path, "--out", out]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("only run on a Windows"), "{stderr}");
+
+    std::fs::write(&config, text("guest-ro")).unwrap();
+    let (code, _, stderr) = devhost(&["probe", "--mapping", path, "--out", out]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("region 0 (\"frames\") is guest-ro"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

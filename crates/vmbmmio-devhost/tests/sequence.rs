@@ -569,3 +569,58 @@ fn teardown_pause_and_resume_failures() {
         (0, 0, 0)
     );
 }
+
+#[test]
+fn a_guest_ro_region_is_read_only_for_the_device_host_and_the_guest() {
+    let fake = Fake::default();
+    fake.world().start_after_sleeps = Some(1);
+    fake.world().program_bar_on_start = Some(BASE);
+    // The test configuration with named regions instead of its sizes.
+    let named = vmbmmio_devhost::config::load(&vmbmmio_devhost::config::CliArgs {
+        vm_id: Some(support::VM.to_string()),
+        regions: vec!["frames:8K:guest-ro".into(), "ctl:4K:host-ro".into()],
+        vendor_id: Some("1".into()),
+        device_id: Some("1".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut config = config();
+    config.regions = named.regions;
+    let mut host = DeviceHost::start(&config, fake.backends(), Box::new(|_| {})).unwrap();
+    let clock = FakeClock { fake: fake.clone() };
+    assert_eq!(
+        host.map_regions(&clock, &*stop_flag()).unwrap(),
+        Progress::Mapped
+    );
+    {
+        let world = fake.world();
+        let names: Vec<&str> = world
+            .session_regions
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(names, ["frames", "ctl"]);
+        assert_eq!(
+            world.view_access,
+            [
+                vmbmmio_devhost::driver::SectionAccess::Read,
+                vmbmmio_devhost::driver::SectionAccess::ReadWrite
+            ]
+        );
+        let flags: Vec<MmioMappingFlags> = world.ranges.values().map(|r| r.flags).collect();
+        assert_eq!(
+            flags,
+            [
+                MmioMappingFlags {
+                    writeable: false,
+                    executable: false
+                },
+                MmioMappingFlags::WRITEABLE
+            ]
+        );
+    }
+    fake.stop_vm();
+    let report = host.shutdown();
+    assert!(report.is_clean(), "{report}");
+    fake.world().assert_nothing_left();
+}

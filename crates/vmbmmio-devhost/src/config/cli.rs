@@ -28,8 +28,15 @@ pub struct CliArgs {
     /// Compute-system id (GUID) of the VM to serve.
     #[arg(long, value_name = "GUID")]
     pub vm_id: Option<String>,
-    /// Size of a shared region (bytes, or with K/KiB, M/MiB, G/GiB); repeat or separate with
-    /// commas, at most 16. Rounded up to whole 4 KiB pages.
+    /// A shared region: its name (1-32 bytes of UTF-8, no ':' or control characters, unique),
+    /// its size (bytes, or with K/KiB, M/MiB, G/GiB; rounded up to whole 4 KiB pages) and who
+    /// may write it: rw (the guest and host consumers; the default), guest-ro (the guest only
+    /// reads, host consumers write) or host-ro (the guest writes, host consumers only read).
+    /// Repeat for more regions, at most 16, in BAR order. Not with --region-size.
+    #[arg(long = "region", value_name = "NAME:SIZE[:ACCESS]")]
+    pub regions: Vec<String>,
+    /// Shorthand for unnamed regions: their sizes alone (repeat or separate with commas, at
+    /// most 16); they are named region0, region1, ... and are rw. Not with --region.
     #[arg(long = "region-size", value_name = "SIZE", value_delimiter = ',')]
     pub region_sizes: Vec<String>,
     /// PCI vendor ID of the emulated device (required; 0x0001..0xFFFE).

@@ -1,5 +1,6 @@
 //! The optional TOML config file: the same settings as the command line, keyed by the long
-//! option names with `_` (`vm_id`, `region_sizes`, ...).
+//! option names with `_` (`vm_id`, `region_sizes`, ...); the named regions are `[[region]]`
+//! tables (module `regions`).
 //!
 //! The file is parsed into a table and read key by key, so each unknown key and each value of
 //! the wrong type is its own error and nothing stops at the first problem.
@@ -29,6 +30,33 @@ pub fn parse(text: &str) -> Result<RawSettings, Vec<ConfigError>> {
             });
             continue;
         };
+        if field == Field::Regions {
+            match super::regions::from_toml(value) {
+                Ok((value, problems)) => {
+                    errors.extend(problems.into_iter().map(|why| ConfigError {
+                        field,
+                        source: Source::ConfigFile,
+                        problem: Problem::Invalid(why),
+                    }));
+                    values.push((
+                        field,
+                        Raw {
+                            source: Source::ConfigFile,
+                            value,
+                        },
+                    ));
+                }
+                Err(found) => errors.push(ConfigError {
+                    field,
+                    source: Source::ConfigFile,
+                    problem: Problem::WrongType {
+                        expected: field.expected_type(),
+                        found,
+                    },
+                }),
+            }
+            continue;
+        }
         match convert(field, value) {
             Ok(value) => values.push((
                 field,

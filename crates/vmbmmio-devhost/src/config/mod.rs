@@ -6,10 +6,13 @@
 //!   either way in the file.
 //! - Every problem is reported, not just the first: each error names the setting (file key and
 //!   command-line flag), where the value came from and the offending text.
-//! - Region sizes: 1 to 16 regions, each non-zero; a size that is not a multiple of 4 KiB is
-//!   rounded up to whole pages (the driver rounds the same way, and HDV maps whole pages only,
-//!   hdv.md §3.3), and the rounded size is what the device host asks the driver for. The packed
-//!   layout must fit the driver's 32 GiB BAR limit.
+//! - Regions: 1 to 16, each with a name (unique, the driver's name rules), a non-zero size and
+//!   an access mode (`--region NAME:SIZE[:ACCESS]`, `[[region]]` tables), or the shorthand of
+//!   sizes alone (`--region-size`, `region_sizes`: named `region0`, `region1`, ..., `rw`); not
+//!   both forms (module `regions`). A size that is not a multiple of 4 KiB is rounded up to
+//!   whole pages (the driver rounds the same way, and HDV maps whole pages only, hdv.md §3.3),
+//!   and the rounded size is what the device host asks the driver for. The packed layout must
+//!   fit the driver's 32 GiB BAR limit.
 //! - The 64-bit BAR takes two BAR slots, so its index is 0, 2 or 4 (hdv.md §3.7).
 //! - Vendor and device IDs have no default: the project has no PCI vendor ID of its own and a
 //!   default would silently claim someone else's.
@@ -21,6 +24,7 @@
 
 mod cli;
 mod file;
+mod regions;
 mod values;
 
 use std::collections::BTreeMap;
@@ -29,13 +33,14 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use cli::{CliArgs, Command, ProbeArgs};
+pub use regions::RegionConfig;
 
 use crate::callbacks::PciPnpId;
 use crate::clock::RetryPolicy;
+use crate::driver::{RegionIdentity, SessionRequest};
 pub use crate::driver_ioctl::{DEFAULT_INTERFACE_INSTANCE, DEFAULT_INTERFACE_TYPE};
 use crate::driver_ioctl::{DriverSessionSettings, DriverTarget};
 use crate::guid::Guid;
-use crate::layout::{BarLayout, LayoutError, MAX_REGIONS};
 
 /// Default emulator class GUID: the `EmulatorId` identifying vmbmmio's emulator.
 pub const DEFAULT_EMULATOR_CLASS_ID: Guid = Guid::from_u128(0x9bdff1a3_9ee9_41b5_96ee_5187a86b81fe);
@@ -58,10 +63,8 @@ pub const DEFAULT_MAP_RETRY_INTERVAL_MS: u32 = 1;
 pub struct DeviceHostConfig {
     /// Compute-system id of the VM.
     pub vm_id: Guid,
-    /// Region sizes in bytes, rounded up to whole pages.
-    pub region_sizes: Vec<u64>,
-    /// Region sizes as given.
-    pub requested_region_sizes: Vec<u64>,
+    /// The regions, in BAR order (1..=16; names unique).
+    pub regions: Vec<RegionConfig>,
     /// The PCI identity.
     pub pnp_id: PciPnpId,
     /// Emulator class GUID (`EmulatorId`).
@@ -88,8 +91,36 @@ pub struct DeviceHostConfig {
 }
 
 impl DeviceHostConfig {
-    /// The driver session settings, or an error naming the missing target. Regions are
-    /// guest-writable: the device host maps the BAR and its own views writable.
+    /// Region sizes in bytes, rounded up to whole pages, in order.
+    pub fn region_sizes(&self) -> Vec<u64> {
+        self.regions.iter().map(|region| region.size).collect()
+    }
+
+    /// Region sizes as given, in order.
+    pub fn requested_region_sizes(&self) -> Vec<u64> {
+        self.regions
+            .iter()
+            .map(|region| region.requested_size)
+            .collect()
+    }
+
+    /// The regions' names and access modes, in order.
+    pub fn region_identities(&self) -> Vec<RegionIdentity> {
+        self.regions.iter().map(RegionConfig::identity).collect()
+    }
+
+    /// What the device host asks the driver for: this VM, these regions (rounded sizes).
+    pub fn session_request(&self) -> SessionRequest {
+        SessionRequest {
+            target: self.vm_id,
+            region_sizes: self.region_sizes(),
+            regions: self.region_identities(),
+        }
+    }
+
+    /// The driver session settings, or an error naming the missing target. `guest_writable`
+    /// is `true`: each region's own access mode decides (module `regions`); `false` is a test
+    /// knob that takes guest write access from every region.
     pub fn driver_session(&self) -> Result<DriverSessionSettings, ConfigErrors> {
         let Some(target) = self.driver_target else {
             return Err(ConfigErrors(vec![ConfigError {
@@ -119,6 +150,8 @@ pub enum Field {
     ConfigFile,
     /// `vm_id`.
     VmId,
+    /// `region` (`[[region]]` tables; `--region`).
+    Regions,
     /// `region_sizes`.
     RegionSizes,
     /// `vendor_id`.
@@ -160,8 +193,9 @@ pub enum Field {
 }
 
 impl Field {
-    const SETTINGS: [Self; 20] = [
+    const SETTINGS: [Self; 21] = [
         Self::VmId,
+        Self::Regions,
         Self::RegionSizes,
         Self::VendorId,
         Self::DeviceId,
@@ -188,6 +222,7 @@ impl Field {
         match self {
             Self::ConfigFile => "config",
             Self::VmId => "vm_id",
+            Self::Regions => "region",
             Self::RegionSizes => "region_sizes",
             Self::VendorId => "vendor_id",
             Self::DeviceId => "device_id",
@@ -215,6 +250,7 @@ impl Field {
         match self {
             Self::ConfigFile => "--config",
             Self::VmId => "--vm-id",
+            Self::Regions => "--region",
             Self::RegionSizes => "--region-size",
             Self::VendorId => "--vendor-id",
             Self::DeviceId => "--device-id",
@@ -245,6 +281,7 @@ impl Field {
         match self {
             Self::InterceptFallback | Self::Loopback | Self::OfferLoopback => "a boolean",
             Self::RegionSizes => "an array of sizes (strings or integers)",
+            Self::Regions => "an array of tables ([[region]] with name, size, access)",
             Self::VmId
             | Self::EmulatorClassId
             | Self::InstanceId
@@ -303,6 +340,10 @@ impl fmt::Display for ConfigError {
         let origin = match self.source {
             Source::CommandLine => format!("from {flag}"),
             Source::ConfigFile => "from the config file".to_string(),
+            Source::Missing if self.field == Field::Regions => "pass --region \
+                 NAME:SIZE[:ACCESS] or set [[region]] tables in the config file (or the sizes \
+                 shorthand --region-size / region_sizes)"
+                .to_string(),
             Source::Missing => format!("pass {flag} or set {key} in the config file"),
         };
         match &self.problem {
@@ -343,6 +384,7 @@ enum RawValue {
     Text(String),
     Flag(bool),
     List(Vec<String>),
+    Regions(Vec<regions::RawRegion>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -396,6 +438,21 @@ impl RawSettings {
                     },
                 );
             }
+        }
+        if !cli.regions.is_empty() {
+            let value = RawValue::Regions(
+                cli.regions
+                    .iter()
+                    .map(|spec| regions::from_cli(spec))
+                    .collect(),
+            );
+            settings.set(
+                Field::Regions,
+                Raw {
+                    source: Source::CommandLine,
+                    value,
+                },
+            );
         }
         if !cli.region_sizes.is_empty() {
             let value = RawValue::List(cli.region_sizes.clone());
@@ -453,7 +510,7 @@ impl RawSettings {
             errors: self.file_errors.clone(),
         };
         let vm_id = v.required(Field::VmId, values::parse_guid);
-        let sizes = v.region_sizes();
+        let regions = v.regions();
         let vendor_id = v.required(Field::VendorId, |t| id16(t, 0x0001, 0xFFFE));
         let device_id = v.required(Field::DeviceId, |t| id16(t, 0, 0xFFFF));
         let subsystem_vendor_id = v.optional(Field::SubsystemVendorId, |t| id16(t, 0, 0xFFFF));
@@ -486,7 +543,7 @@ impl RawSettings {
 
         let (
             Some(vm_id),
-            Some((requested_region_sizes, region_sizes)),
+            Some(regions),
             Some(vendor_id),
             Some(device_id),
             Ok(subsystem_vendor_id),
@@ -505,7 +562,7 @@ impl RawSettings {
             true,
         ) = (
             vm_id,
-            sizes,
+            regions,
             vendor_id,
             device_id,
             subsystem_vendor_id,
@@ -530,8 +587,7 @@ impl RawSettings {
         let [prog_if, sub_class, base_class, _] = class_code.to_le_bytes();
         Ok(DeviceHostConfig {
             vm_id,
-            region_sizes,
-            requested_region_sizes,
+            regions,
             pnp_id: PciPnpId {
                 vendor_id,
                 device_id,
@@ -720,82 +776,6 @@ impl Validator<'_> {
                     Problem::Invalid("expected true or false".to_string()),
                 );
                 default
-            }
-        }
-    }
-
-    /// `(as given, rounded to pages)`.
-    fn region_sizes(&mut self) -> Option<(Vec<u64>, Vec<u64>)> {
-        let field = Field::RegionSizes;
-        let Some(raw) = self.settings.values.get(&field) else {
-            self.missing(field);
-            return None;
-        };
-        let source = raw.source;
-        let texts = match &raw.value {
-            RawValue::List(texts) => texts.clone(),
-            RawValue::Text(text) => vec![text.clone()],
-            RawValue::Flag(_) => {
-                self.error(
-                    field,
-                    source,
-                    Problem::Invalid("expected sizes".to_string()),
-                );
-                return None;
-            }
-        };
-        if texts.is_empty() {
-            self.error(
-                field,
-                source,
-                Problem::Invalid("at least one region is needed".into()),
-            );
-            return None;
-        }
-        if texts.len() > MAX_REGIONS {
-            let why = format!(
-                "{} regions; at most {MAX_REGIONS} are supported",
-                texts.len()
-            );
-            self.error(field, source, Problem::Invalid(why));
-            return None;
-        }
-        let mut sizes = Vec::with_capacity(texts.len());
-        let mut ok = true;
-        for (index, text) in texts.iter().enumerate() {
-            match values::parse_size(text) {
-                Ok(0) => {
-                    let why = format!("region {index}: size {text:?} is zero");
-                    self.error(field, source, Problem::Invalid(why));
-                    ok = false;
-                }
-                Ok(size) => sizes.push(size),
-                Err(why) => {
-                    self.error(
-                        field,
-                        source,
-                        Problem::Invalid(format!("region {index}: {why}")),
-                    );
-                    ok = false;
-                }
-            }
-        }
-        if !ok {
-            return None;
-        }
-        match BarLayout::plan(&sizes) {
-            Ok(layout) => {
-                let rounded = layout.regions().iter().map(|region| region.size).collect();
-                Some((sizes, rounded))
-            }
-            Err(error @ LayoutError::TooLarge) => {
-                let why = format!("the regions do not fit one BAR: {error}");
-                self.error(field, source, Problem::Invalid(why));
-                None
-            }
-            Err(error) => {
-                self.error(field, source, Problem::Invalid(error.to_string()));
-                None
             }
         }
     }

@@ -1,16 +1,22 @@
 //! [`ProtoDriverClient`]: the requests of docs/ioctl.md (the five session requests and
 //! QUERY_DRIVER), built and parsed with `vmbmmio-proto`, sent through an [`IoctlTransport`].
+//!
+//! OPEN_SESSION goes out as version 2 (the VM's id, the regions' names and consumer access),
+//! so that host consumers can attach to the session. A driver older than version 2 refuses it
+//! with `STATUS_REVISION_MISMATCH` (its header check comes first); the client then sends
+//! version 1 (sizes and guest access only: the session works, consumers cannot see it) and
+//! keeps to version 1 from then on, as it does for REPORT_MAPPING.
 
 use core::num::NonZeroU64;
 
 use vmbmmio_proto::ioctl::{
     ActedOn, CloseSessionRequest, GetRegionSectionRequest, GuestEvent, IoctlCode,
-    OpenSessionRequest, ProtoResult, QueryDriverRequest, QueryStatusRequest, RegionRequest,
-    RegionSection, ReportMappingRequest, ReportMappingV2Request, SectionAccess as WireAccess,
-    SessionOpened, Target, WaitGuestEventRequest, WireGuid, WireMessage, parse_close_session_reply,
-    parse_get_region_section_reply, parse_open_session_reply, parse_query_driver_reply,
-    parse_query_status_reply, parse_report_mapping_reply, parse_wait_guest_event_reply,
-    round_up_to_page,
+    NamedRegionRequest, OpenSessionRequest, OpenSessionV2Request, ProtoResult, QueryDriverRequest,
+    QueryStatusRequest, RegionRequest, RegionSection, ReportMappingRequest, ReportMappingV2Request,
+    SectionAccess as WireAccess, SessionOpened, Target, WaitGuestEventRequest, WireGuid,
+    WireMessage, parse_close_session_reply, parse_get_region_section_reply,
+    parse_open_session_reply, parse_query_driver_reply, parse_query_status_reply,
+    parse_report_mapping_reply, parse_wait_guest_event_reply, round_up_to_page,
 };
 
 use super::mapping::mapping_to_wire;
@@ -68,6 +74,8 @@ pub struct ProtoDriverClient<T: IoctlTransport> {
     session: Option<(SessionId, SessionOpened)>,
     /// The driver refused REPORT_MAPPING version 2 (an older driver): version 1 from then on.
     report_v1_only: bool,
+    /// The driver refused OPEN_SESSION version 2 (an older driver): version 1 from then on.
+    open_v1_only: bool,
 }
 
 /// `STATUS_REVISION_MISMATCH`, as an in-process transport sees it.
@@ -95,7 +103,15 @@ impl<T: IoctlTransport> ProtoDriverClient<T> {
             settings,
             session: None,
             report_v1_only: false,
+            open_v1_only: false,
         }
+    }
+
+    /// Whether the driver refused OPEN_SESSION version 2 once, so that every session since is
+    /// opened with version 1: without the VM id and the regions' names, invisible to host
+    /// consumers.
+    pub fn opens_v1_only(&self) -> bool {
+        self.open_v1_only
     }
 
     /// Whether the driver refused REPORT_MAPPING version 2 once, so that every report since is
@@ -130,25 +146,86 @@ impl<T: IoctlTransport> ProtoDriverClient<T> {
         self.session.as_ref().map(|(_, opened)| opened)
     }
 
-    /// The OPEN_SESSION request this client sends for `request`. Errors are
-    /// [`DriverError::Rejected`] naming what the wire format does not allow.
+    fn wire_target(&self) -> Result<Target, DriverError> {
+        match self.settings.target {
+            DriverTarget::VmbusHandle(value) => NonZeroU64::new(value)
+                .map(Target::VmbusHandle)
+                .ok_or_else(|| rejected(IoctlCode::OpenSession, "VMBus handle 0")),
+            DriverTarget::LoopbackOffer => Ok(Target::Loopback),
+        }
+    }
+
+    /// Whether the guest may write region `index` of `request`: its access mode allows it and
+    /// the settings do not take guest write access away ([`DriverSessionSettings`]).
+    fn guest_writable(&self, request: &SessionRequest, index: usize) -> bool {
+        self.settings.guest_writable
+            && request
+                .regions
+                .get(index)
+                .is_none_or(|region| region.access.guest_writable())
+    }
+
+    /// The OPEN_SESSION version 2 request this client sends for `request`: `request.target`
+    /// is the session's `vm_id`, each region goes with its name, guest-write and consumer-write
+    /// flags. Errors are [`DriverError::Rejected`] naming what the wire format does not allow
+    /// (a nil VM id, a missing, invalid or repeated name, a bad size or count).
     pub fn open_session_request(
+        &self,
+        request: &SessionRequest,
+    ) -> Result<OpenSessionV2Request, DriverError> {
+        let code = IoctlCode::OpenSession;
+        let target = self.wire_target()?;
+        if request.regions.len() != request.region_sizes.len() {
+            return Err(rejected(
+                code,
+                format_args!(
+                    "{} region size(s) but {} name(s)",
+                    request.region_sizes.len(),
+                    request.regions.len()
+                ),
+            ));
+        }
+        if request.target.to_u128() == 0 {
+            return Err(rejected(
+                code,
+                "the VM id is the nil GUID; version 2 names the VM host consumers attach to",
+            ));
+        }
+        let regions: Vec<NamedRegionRequest> = request
+            .region_sizes
+            .iter()
+            .zip(&request.regions)
+            .enumerate()
+            .map(|(index, (&size, region))| NamedRegionRequest {
+                size,
+                guest_writable: self.guest_writable(request, index),
+                consumer_writable: region.access.consumer_writable(),
+                name: region.name,
+            })
+            .collect();
+        OpenSessionV2Request::build(
+            target,
+            wire_guid(self.settings.interface_type),
+            wire_guid(self.settings.interface_instance),
+            wire_guid(request.target),
+            &regions,
+        )
+        .map_err(|error| rejected(code, format_args!("invalid request: {error:?}")))
+    }
+
+    /// The OPEN_SESSION version 1 request (for a driver that refuses version 2): sizes and
+    /// guest-write flags only; the VM id, the names and the consumer access are not sent.
+    pub fn open_session_request_v1(
         &self,
         request: &SessionRequest,
     ) -> Result<OpenSessionRequest, DriverError> {
         let code = IoctlCode::OpenSession;
-        let target = match self.settings.target {
-            DriverTarget::VmbusHandle(value) => Target::VmbusHandle(
-                NonZeroU64::new(value).ok_or_else(|| rejected(code, "VMBus handle 0"))?,
-            ),
-            DriverTarget::LoopbackOffer => Target::Loopback,
-        };
-        let regions: Vec<RegionRequest> = request
-            .region_sizes
-            .iter()
-            .map(|&size| RegionRequest {
+        let target = self.wire_target()?;
+        let regions: Vec<RegionRequest> = (0..request.region_sizes.len())
+            .zip(&request.region_sizes)
+            .map(|(index, &size)| RegionRequest {
                 size,
-                guest_writable: self.settings.guest_writable,
+                guest_writable: self.guest_writable(request, index),
             })
             .collect();
         OpenSessionRequest::build(
@@ -158,6 +235,24 @@ impl<T: IoctlTransport> ProtoDriverClient<T> {
             &regions,
         )
         .map_err(|error| rejected(code, format_args!("invalid request: {error:?}")))
+    }
+
+    /// OPEN_SESSION version 2, or version 1 if the driver refuses version 2's revision (now or
+    /// before).
+    fn send_open_session(
+        &mut self,
+        request: &SessionRequest,
+    ) -> Result<SessionOpened, DriverError> {
+        let code = IoctlCode::OpenSession;
+        if !self.open_v1_only {
+            let wire = self.open_session_request(request)?;
+            match self.call(code, &wire, parse_open_session_reply) {
+                Err(error) if revision_mismatch(&error) => self.open_v1_only = true,
+                other => return other,
+            }
+        }
+        let wire = self.open_session_request_v1(request)?;
+        self.call(code, &wire, parse_open_session_reply)
     }
 
     /// Sends `request` with `code` and parses the reply with `parse`.
@@ -297,9 +392,16 @@ impl<T: IoctlTransport> DriverClient for ProtoDriverClient<T> {
         })
     }
 
-    /// OPEN_SESSION. `request.target` (the VM's compute-system id) is not sent: the driver
-    /// selects the VM by the settings' target. A reply whose layout contradicts the request
-    /// closes the driver's session again (CLOSE_SESSION) before the error returns.
+    /// While a session is open: whether it was opened with version 2 (consumers can attach).
+    fn consumers_can_attach(&self) -> Option<bool> {
+        self.session.as_ref().map(|_| !self.open_v1_only)
+    }
+
+    /// OPEN_SESSION, version 2 ([`ProtoDriverClient::open_session_request`]); version 1 if the
+    /// driver refuses version 2 ([`ProtoDriverClient::opens_v1_only`]). The driver selects the
+    /// VM by the settings' target; `request.target` (the VM's compute-system id) is the
+    /// session's `vm_id`, which host consumers name. A reply whose layout contradicts the
+    /// request closes the driver's session again (CLOSE_SESSION) before the error returns.
     fn open_session(&mut self, request: &SessionRequest) -> Result<SessionInfo, DriverError> {
         let code = IoctlCode::OpenSession;
         if let Some((id, _)) = &self.session {
@@ -308,8 +410,7 @@ impl<T: IoctlTransport> DriverClient for ProtoDriverClient<T> {
                 format_args!("session {} is already open on this handle", id.0),
             ));
         }
-        let wire = self.open_session_request(request)?;
-        let opened = self.call(code, &wire, parse_open_session_reply)?;
+        let opened = self.send_open_session(request)?;
         match Self::check_layout(&opened, request) {
             Ok(regions) => {
                 let session = SessionId(opened.session_id());

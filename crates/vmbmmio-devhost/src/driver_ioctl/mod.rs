@@ -14,9 +14,10 @@
 //! ([`IoctlFailure`]): on Windows a Win32 error, because the kernel's NTSTATUS reaches user mode
 //! only translated by the system.
 //!
-//! The driver needs more than the device host's `SessionRequest` (which only names the VM and
-//! the region sizes): the target, the offer's GUIDs and the regions' guest-write flag come from
-//! [`DriverSessionSettings`], given at construction.
+//! The driver needs more than the device host's `SessionRequest` (which names the VM and the
+//! regions): the target and the offer's GUIDs come from [`DriverSessionSettings`], given at
+//! construction. OPEN_SESSION goes out as version 2 (with the VM id and the regions' names and
+//! access), falling back to version 1 for a driver that refuses version 2 (module `client`).
 
 mod client;
 mod mapping;

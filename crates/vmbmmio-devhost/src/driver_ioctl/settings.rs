@@ -1,10 +1,11 @@
 //! What the driver's OPEN_SESSION needs beyond the device host's `SessionRequest`.
 //!
-//! The device host's `SessionRequest` names the VM by its compute-system id and lists region
-//! sizes; the driver cannot do anything with a compute-system id. It selects the VM by a VMBus
-//! handle (kmcl.md §6) or offers the channel back to the host (loopback offer), and it needs
-//! the offer's interface type and instance GUIDs and whether the guest may write the regions
-//! (docs/ioctl.md, OPEN_SESSION). Those come from the configuration, through these settings.
+//! The device host's `SessionRequest` names the VM by its compute-system id and lists the
+//! regions (sizes, names, access modes); the driver cannot select a VM by its compute-system id
+//! (it only records it, as OPEN_SESSION version 2's `vm_id`, for host consumers). It selects
+//! the VM by a VMBus handle (kmcl.md §6) or offers the channel back to the host (loopback
+//! offer), and it needs the offer's interface type and instance GUIDs (docs/ioctl.md,
+//! OPEN_SESSION). Those come from the configuration, through these settings.
 
 use crate::guid::Guid;
 
@@ -34,9 +35,10 @@ pub struct DriverSessionSettings {
     pub interface_type: Guid,
     /// Interface instance GUID of the offer; not nil.
     pub interface_instance: Guid,
-    /// Whether the guest may write every region. The device host maps its own views and the
-    /// BAR writable, so it needs `true`; `false` makes the driver refuse the read-write section
-    /// handles the device host asks for (only useful to exercise that rule).
+    /// `true`: each region's access mode decides whether the guest may write it
+    /// (`SessionRequest::regions`). `false` takes guest write access from every region, so the
+    /// driver refuses the read-write section handles the device host asks for its `rw` and
+    /// `host-ro` regions (only useful to exercise that rule).
     pub guest_writable: bool,
 }
 

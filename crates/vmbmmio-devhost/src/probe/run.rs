@@ -100,6 +100,20 @@ impl ProbeOptions {
                 }
             }
         };
+        // The mapping check writes its pattern into the first region through the device
+        // host's view and asks the guest to write it: a guest-ro region allows neither.
+        if let Some(mapping) = &mapping
+            && let Some(first) = mapping.config.regions.first()
+            && !first.access.guest_writable()
+        {
+            problems.push(format!(
+                "--mapping {}: region 0 ({:?}) is {}, but the mapping check writes to region 0 \
+                 and asks the guest to write it: make region 0 rw or host-ro",
+                mapping.path.display(),
+                first.name.as_str(),
+                first.access
+            ));
+        }
         if let (Some(vm), Some(mapping)) = (&vm, &mapping)
             && let Ok(id) = vm.parse::<Guid>()
             && id != mapping.config.vm_id

@@ -97,6 +97,9 @@ pub enum Event {
         /// Number of regions.
         regions: usize,
     },
+    /// The driver took only OPEN_SESSION version 1 (an older driver): the session serves the
+    /// guest, but host consumers cannot attach to its regions (no VM id, no names).
+    ConsumersCannotAttach,
     /// Every region has a section handle and a view: the VM may start now.
     Ready,
     /// The emulator received `Start`.
@@ -231,6 +234,11 @@ impl fmt::Display for Event {
                     "driver session open: {regions} region(s) in a {bar_size:#x}-byte BAR"
                 )
             }
+            Self::ConsumersCannotAttach => f.write_str(
+                "driver: OPEN_SESSION version 2 refused (an older driver), the session was \
+                 opened with version 1: the guest is served, but host consumers cannot attach \
+                 to these regions (no VM id, no region names)",
+            ),
             Self::Ready => f.write_str("ready: start the VM now"),
             Self::VmStarted => f.write_str("the VM started"),
             Self::WaitingForPlacement => f.write_str(

@@ -149,7 +149,16 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
             bar: self.config.bar_index,
             offset_pages: placement.offset / PAGE_SIZE,
             length_pages: placement.size / PAGE_SIZE,
-            flags: MmioMappingFlags::WRITEABLE,
+            // The guest writes through the mapping only where it may (`guest-ro` regions are
+            // mapped read-only, like the device host's own handle to them).
+            flags: MmioMappingFlags {
+                writeable: self
+                    .config
+                    .regions
+                    .get(slot)
+                    .is_none_or(|region| region.access.guest_writable()),
+                executable: false,
+            },
             section: resources.handle,
             section_offset_pages: 0,
         };

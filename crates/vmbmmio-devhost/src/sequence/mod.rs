@@ -331,23 +331,23 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
 
         self.report_driver();
 
-        let request = SessionRequest {
-            target: config.vm_id,
-            region_sizes: config.region_sizes.clone(),
-        };
+        let request: SessionRequest = config.session_request();
         let info = self
             .backends
             .driver
             .open_session(&request)
             .map_err(|error| (Step::OpenSession, Cause::Driver(error)))?;
         self.session = Some(info.session);
-        let layout = BarLayout::from_session(&info, &config.region_sizes)
+        let layout = BarLayout::from_session(&info, &request.region_sizes)
             .map_err(|error| (Step::CheckLayout, Cause::Layout(error)))?;
         self.emulator.set_layout(layout.clone());
         self.emit(Event::SessionOpened {
             bar_size: layout.bar_size(),
             regions: layout.regions().len(),
         });
+        if self.backends.driver.consumers_can_attach() == Some(false) {
+            self.emit(Event::ConsumersCannotAttach);
+        }
         // The device instance only now: on a VM that already runs (a device host attaching
         // after another one exited) HDV asks the emulator for its BARs at once, and their size
         // comes from the driver's layout.
@@ -371,10 +371,18 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
         self.layout = Some(layout);
 
         for (index, region) in (0u32..).zip(regions) {
+            // The device host's handle and view are writable iff the guest may write
+            // (docs/ioctl.md: the driver refuses a read-write handle to a guest-ro region).
+            let access = config
+                .regions
+                .get(index as usize)
+                .map_or(SectionAccess::ReadWrite, |region| {
+                    region.access.device_host_access()
+                });
             let handle = self
                 .backends
                 .driver
-                .region_section(info.session, index, SectionAccess::ReadWrite)
+                .region_section(info.session, index, access)
                 .map_err(|error| (Step::GetSection { region: index }, Cause::Driver(error)))?;
             self.regions.push(RegionResources {
                 index,
@@ -388,7 +396,7 @@ impl<H: HcsApi, D: HdvApi, C: DriverClient, M: SectionMapper> DeviceHost<H, D, C
             let view = self
                 .backends
                 .mapper
-                .map_view(handle, region.size, SectionAccess::ReadWrite)
+                .map_view(handle, region.size, access)
                 .map_err(|error| (Step::MapView { region: index }, Cause::View(error)))?;
             let view = Arc::new(view);
             self.emulator.attach_view(index as usize, view.clone());

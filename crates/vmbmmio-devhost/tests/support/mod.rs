@@ -78,6 +78,10 @@ pub struct World {
     pub start_after_sleeps: Option<u32>,
     /// Replaces the layout the fake driver returns.
     pub session_override: Option<SessionInfo>,
+    /// The regions' names and access modes of the open session.
+    pub session_regions: Vec<vmbmmio_devhost::driver::RegionIdentity>,
+    /// The access of every view mapped, in order.
+    pub view_access: Vec<SectionAccess>,
     /// The offer GUIDs the fake driver client says it uses.
     pub identity: Option<ChannelIdentity>,
     /// Once the VM starts, the guest programs the BAR at this base through configuration
@@ -452,6 +456,7 @@ impl DriverClient for Fake {
             .map(|region| Arc::new(Mutex::new(vec![0; region.size as usize])))
             .collect();
         world.sessions_open += 1;
+        world.session_regions = request.regions.clone();
         let info = SessionInfo {
             session: SessionId(77),
             bar_size: layout.bar_size(),
@@ -467,8 +472,14 @@ impl DriverClient for Fake {
         access: SectionAccess,
     ) -> Result<SectionHandle, DriverError> {
         assert_eq!(session, SessionId(77));
-        assert_eq!(access, SectionAccess::ReadWrite);
         let mut world = self.world();
+        // Like the driver: a read-write handle only to a guest-writable region; the device
+        // host asks for exactly what the region's access mode gives it.
+        let expected = world
+            .session_regions
+            .get(region as usize)
+            .map_or(SectionAccess::ReadWrite, |r| r.access.device_host_access());
+        assert_eq!(access, expected, "region {region}");
         world
             .forward(format!("region_section {region}"))
             .map_err(|()| DriverError::Os { code: 5 })?;
@@ -733,9 +744,10 @@ impl SectionMapper for Fake {
         &mut self,
         handle: SectionHandle,
         size: u64,
-        _access: SectionAccess,
+        access: SectionAccess,
     ) -> Result<FakeView, ViewError> {
         let mut world = self.world();
+        world.view_access.push(access);
         world
             .forward(format!("map_view {}", handle.0))
             .map_err(|()| ViewError::Os { code: 8 })?;
