@@ -16,7 +16,10 @@
 use vmbmmio_guest::channel::PacketChannel;
 use vmbmmio_guest::ring::{IncomingPacket, OnFull, OutgoingPacket, RingMemory, RingPair};
 use vmbmmio_guest::session::DeviceFacts;
-use vmbmmio_proto::ioctl::{BarRegion, GuestSnapshot, MappingState};
+use vmbmmio_proto::guest::{
+    HostInfo, PROTOCOL_VERSION_1_0, ReplyBody, encode_hello_reply, parse_reply,
+};
+use vmbmmio_proto::ioctl::{BarRegion, GuestSnapshot, MappingState, NamedRegionRequest, WireGuid};
 
 use crate::demo::SimPackets;
 use crate::guest_session::{GuestSession, INTERFACE_INSTANCE};
@@ -25,6 +28,7 @@ use crate::guest_session::{GuestSession, INTERFACE_INSTANCE};
 pub struct RingHostPeer<M: RingMemory + Clone> {
     rings: RingPair<M>,
     driver: SimPackets,
+    only_1_0: bool,
 }
 
 impl<M: RingMemory + Clone> RingHostPeer<M> {
@@ -36,7 +40,15 @@ impl<M: RingMemory + Clone> RingHostPeer<M> {
         Self {
             rings: RingPair::host(map).expect("a valid TXRX map"),
             driver,
+            only_1_0: false,
         }
+    }
+
+    /// From now on the peer states protocol 1.0 as the host's highest version in every
+    /// `HELLO_REPLY` (a driver older than 1.1, as a guest sees it: the driver still speaks
+    /// 1.0 to a guest that selects it, and has no doorbells in that conversation).
+    pub fn state_only_1_0(&mut self) {
+        self.only_1_0 = true;
     }
 
     /// Carries every packet the guest wrote to the driver and every completion the driver
@@ -67,6 +79,11 @@ impl<M: RingMemory + Clone> RingHostPeer<M> {
         while let Some((transaction_id, reply)) =
             self.driver.next_completion().expect("driver completions")
         {
+            let reply = if self.only_1_0 {
+                as_1_0_host(reply)
+            } else {
+                reply
+            };
             let packet = OutgoingPacket::Completion {
                 transaction_id,
                 payload: &reply,
@@ -80,6 +97,25 @@ impl<M: RingMemory + Clone> RingHostPeer<M> {
         }
         wrote
     }
+}
+
+/// `reply` as a host of protocol 1.0 only would send it: a `HELLO_REPLY` states 1.0 as its
+/// highest version; every other reply is unchanged.
+fn as_1_0_host(reply: Vec<u8>) -> Vec<u8> {
+    let Ok(parsed) = parse_reply(&reply) else {
+        return reply;
+    };
+    let ReplyBody::HelloReply(host) = parsed.body else {
+        return reply;
+    };
+    let host = HostInfo {
+        max_version: PROTOCOL_VERSION_1_0,
+        ..host
+    };
+    let mut out = vec![0u8; reply.len()];
+    let len = encode_hello_reply(&mut out, parsed.request_id, &host).expect("a valid HELLO_REPLY");
+    out.truncate(len);
+    out
 }
 
 /// The device facts a guest of `bench` reports: the bench's channel instance, BAR2 at a fixed
@@ -118,8 +154,28 @@ impl<M: RingMemory + Clone> UioHost<M> {
     /// # Panics
     /// If `map` is not a valid TXRX map (a test setup error).
     pub fn open(map: M, sizes: &[u64]) -> Result<Self, String> {
-        let bench = GuestSession::open(sizes)?;
-        let regions = u32::try_from(sizes.len()).map_err(|_| "too many regions")?;
+        Self::over(map, GuestSession::open(sizes)?, sizes.len())
+    }
+
+    /// As [`Self::open`] with a version-2 session: named regions, visible to host consumers
+    /// as VM `vm_id` (they attach and ring through [`Self::session_mut`]).
+    ///
+    /// # Panics
+    /// If `map` is not a valid TXRX map (a test setup error).
+    pub fn open_named(
+        map: M,
+        vm_id: WireGuid,
+        regions: &[NamedRegionRequest],
+    ) -> Result<Self, String> {
+        Self::over(
+            map,
+            GuestSession::open_named(vm_id, regions)?,
+            regions.len(),
+        )
+    }
+
+    fn over(map: M, bench: GuestSession, regions: usize) -> Result<Self, String> {
+        let regions = u32::try_from(regions).map_err(|_| "too many regions")?;
         let peer = RingHostPeer::new(map, SimPackets::new(bench.guest, bench.channel));
         Ok(Self {
             bench,
@@ -159,6 +215,18 @@ impl<M: RingMemory + Clone> UioHost<M> {
         }
         self.peer.pump();
         let _ = self.observe();
+    }
+
+    /// From now on the host states protocol 1.0 as its highest version
+    /// ([`RingHostPeer::state_only_1_0`]): call before the guest's `HELLO`.
+    pub fn state_only_1_0(&mut self) {
+        self.peer.state_only_1_0();
+    }
+
+    /// The driver's session, for host consumers of a version-2 session (their IOCTLs, in
+    /// processes of their own, through its `control` and `kernel`).
+    pub fn session_mut(&mut self) -> &mut GuestSession {
+        &mut self.bench
     }
 
     /// The session's BAR size (what the fake PCI function's BAR must be).

@@ -15,9 +15,10 @@ use vmbmmio_core::control::{
 use vmbmmio_core::guest_events::{GuestEvents, Wake};
 use vmbmmio_core::sections::SectionQuotas;
 use vmbmmio_proto::ioctl::{
-    BarRegion, IoctlCode, MappingState, OpenSessionRequest, QueryStatusRequest, RegionRequest,
-    ReportMappingRequest, SessionOpened, SessionStatus, Target, WaitGuestEventRequest, WireGuid,
-    WireMessage, parse_open_session_reply, parse_query_status_reply,
+    BarRegion, IoctlCode, MappingState, NamedRegionRequest, OpenSessionRequest,
+    OpenSessionV2Request, QueryStatusRequest, RegionRequest, ReportMappingRequest, SessionOpened,
+    SessionStatus, Target, WaitGuestEventRequest, WireGuid, WireMessage, parse_open_session_reply,
+    parse_query_status_reply,
 };
 
 use crate::kmcl::{ChannelId, GuestError, GuestKind, GuestVm, PacketOutcome, Power, Sim, SimGuest};
@@ -59,6 +60,32 @@ pub struct GuestSession {
 impl GuestSession {
     /// A session with guest-writable regions of `sizes`, its channel open in a running guest.
     pub fn open(sizes: &[u64]) -> Result<Self, String> {
+        Self::open_with(|target| {
+            let regions: Vec<RegionRequest> = sizes
+                .iter()
+                .map(|&size| RegionRequest {
+                    size,
+                    guest_writable: true,
+                })
+                .collect();
+            OpenSessionRequest::build(target, INTERFACE_TYPE, INTERFACE_INSTANCE, &regions)
+                .map(|request| encode(&request))
+                .map_err(|error| format!("OPEN_SESSION: {error:?}"))
+        })
+    }
+
+    /// A version-2 session (named regions, visible to host consumers as VM `vm_id`), its
+    /// channel open in a running guest.
+    pub fn open_named(vm_id: WireGuid, regions: &[NamedRegionRequest]) -> Result<Self, String> {
+        Self::open_with(|target| {
+            OpenSessionV2Request::build(target, INTERFACE_TYPE, INTERFACE_INSTANCE, vm_id, regions)
+                .map(|request| encode(&request))
+                .map_err(|error| format!("OPEN_SESSION v2: {error:?}"))
+        })
+    }
+
+    /// The bench with the OPEN_SESSION request `request` builds for the VM's target.
+    fn open_with(request: impl FnOnce(Target) -> Result<Vec<u8>, String>) -> Result<Self, String> {
         let sim = Sim::new();
         let kernel = SimKernel::new();
         let mut control = ControlDevice::new(
@@ -94,23 +121,14 @@ impl GuestSession {
             opened: None,
             device_host,
         };
-        let regions: Vec<RegionRequest> = sizes
-            .iter()
-            .map(|&size| RegionRequest {
-                size,
-                guest_writable: true,
-            })
-            .collect();
         let target = Target::VmbusHandle(
             std::num::NonZeroU64::new(vm.user_handle).ok_or("a VMBus handle of 0")?,
         );
-        let request =
-            OpenSessionRequest::build(target, INTERFACE_TYPE, INTERFACE_INSTANCE, &regions)
-                .map_err(|error| format!("OPEN_SESSION: {error:?}"))?;
+        let request = request(target)?;
         let reply = session
             .ioctl(
                 IoctlCode::OpenSession.code(),
-                &encode(&request),
+                &request,
                 IoctlCode::OpenSession.reply_size(),
             )
             .map_err(|status| format!("OPEN_SESSION failed: {status:#x}"))?;

@@ -16,7 +16,7 @@
 //! - [`ring_channel`]: the [`channel::PacketChannel`] over a channel's two rings.
 //! - [`session`]: the guest program's whole conversation with the host on one channel.
 //! - [`Session`] (Linux): the shared memory in-process: open, wait until backed, regions by
-//!   name as volatile views with their generation, the host's changes.
+//!   name as volatile views with their generation, the host's changes, doorbells both ways.
 
 pub mod channel;
 pub mod conversation;
@@ -28,4 +28,4 @@ pub mod ring_channel;
 pub mod session;
 
 #[cfg(target_os = "linux")]
-pub use linux::{Options, RegionView, Session};
+pub use linux::{Doorbell, Options, RegionView, Session};

@@ -9,6 +9,9 @@
 //!   regions become backed, and keeps one `WAIT_EVENT` outstanding.
 //! - [`ProtocolSession::may_use`]: the one question a program asks before it touches the memory: the
 //!   regions are backed, for the current layout, on this open channel.
+//! - [`ProtocolSession::ring`]: a `DOORBELL` for a region (protocol 1.1); the host's
+//!   doorbells come back from [`ProtocolSession::follow`] as [`Change::Doorbell`], and change
+//!   nothing else (the layout, the backing and [`ProtocolSession::may_use`] stay as they were).
 //! - [`ProtocolSession::release`] before the guest unmaps or turns decode off (`RELEASING`, then the
 //!   report that says so), [`ProtocolSession::report`] after the BAR moved or decode came back on.
 //!
@@ -16,9 +19,11 @@
 //! device's facts, so the same session runs in the real agent, in its tests and in the
 //! simulator's guests.
 
+use std::time::Duration;
+
 use vmbmmio_proto::guest::{
-    BarPlacement, ClientError, ClientEvent, ClientState, DeviceReport, EventKind, GuestRange,
-    Layout,
+    BarPlacement, ClientError, ClientEvent, ClientState, DeviceReport, ErrorCode, EventKind,
+    GuestRange, Layout, has_doorbells,
 };
 use vmbmmio_proto::ioctl::WireGuid;
 
@@ -85,10 +90,24 @@ pub enum Change {
         /// The new generation.
         generation: u64,
     },
+    /// A host consumer rang region `region` (`EVENT` `DOORBELL`, protocol 1.1). Doorbells are
+    /// interrupts, not a queue: the host coalesces rings the guest has not heard yet, so
+    /// `value` is the latest; the data goes through the memory.
+    Doorbell {
+        /// The region's id.
+        region: u32,
+        /// The latest value rung.
+        value: u64,
+    },
     /// The host stopped answering on this channel (it is closing, or the guest misbehaved):
     /// close it and open it again to start over.
     Closed,
 }
+
+/// How long a guest refused with `RATE_LIMITED` should wait before it rings again: the
+/// driver refills its per-guest doorbell allowance at 10 000 a second (burst 64,
+/// `docs/protocol.md`), so a millisecond buys ten rings.
+pub const RETRY_AFTER: Duration = Duration::from_millis(1);
 
 /// Why the session cannot go on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,6 +119,20 @@ pub enum SessionError {
     },
     /// A request failed (transport, timeout, refused reply).
     Conversation(ConversationError),
+    /// Doorbells need protocol 1.1; the conversation selected an older version (the host's
+    /// driver predates doorbells).
+    DoorbellsUnsupported {
+        /// The selected version (`None`: none yet).
+        version: Option<u32>,
+    },
+    /// The host refused a `DOORBELL` for now (`RATE_LIMITED`): not counted as misbehaviour;
+    /// ring again after `retry_after`.
+    RateLimited {
+        /// The region rung.
+        region: u32,
+        /// How long to wait before ringing again ([`RETRY_AFTER`]).
+        retry_after: Duration,
+    },
     /// The host answered a request with an error.
     Refused {
         /// What was asked.
@@ -119,6 +152,21 @@ impl std::fmt::Display for SessionError {
                 host.0, host.1
             ),
             Self::Conversation(error) => write!(f, "{error}"),
+            Self::DoorbellsUnsupported { version } => write!(
+                f,
+                "doorbells need guest-protocol 1.1 and this conversation speaks {}: update the \
+                 host's driver",
+                version.map_or_else(|| "no version yet".to_owned(), |v| format!("{v:#x}"))
+            ),
+            Self::RateLimited {
+                region,
+                retry_after,
+            } => write!(
+                f,
+                "the host refused the doorbell for region {region} for now (rate limited): ring \
+                 again after {} µs",
+                retry_after.as_micros()
+            ),
             Self::Refused { what, error } => write!(f, "the host refused {what}: {error}"),
         }
     }
@@ -129,6 +177,8 @@ impl SessionError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::UnsupportedVersion { .. } => "unsupported_version",
+            Self::DoorbellsUnsupported { .. } => "doorbells_unsupported",
+            Self::RateLimited { .. } => "rate_limited",
             Self::Conversation(_) | Self::Refused { .. } => "session",
         }
     }
@@ -213,9 +263,17 @@ impl<C: PacketChannel> ProtocolSession<C> {
                     EventKind::LayoutChanged => Change::LayoutChanged {
                         generation: event.generation,
                     },
-                    _ => Change::Unbacked {
-                        generation: event.generation,
+                    // A doorbell changes neither the layout nor the backing (the client keeps
+                    // its state for it).
+                    EventKind::Doorbell => Change::Doorbell {
+                        region: event.region,
+                        value: event.value,
                     },
+                    EventKind::RegionsUnmapped | EventKind::DeviceHostRestarted => {
+                        Change::Unbacked {
+                            generation: event.generation,
+                        }
+                    }
                 }),
                 Some(ClientEvent::Error(_)) if self.closed() => {
                     changes.push(Change::Closed);
@@ -232,6 +290,43 @@ impl<C: PacketChannel> ProtocolSession<C> {
                 .request("GET_LAYOUT", |c, b| c.get_layout(b))?;
         }
         Ok(changes)
+    }
+
+    /// Whether the conversation has doorbells (protocol 1.1 or later was selected).
+    pub fn doorbells(&self) -> bool {
+        self.conversation
+            .client
+            .version()
+            .is_some_and(has_doorbells)
+    }
+
+    /// `DOORBELL` for region `region` (its id) with `value`: the host signals every host
+    /// consumer attached to the region. Put the data in the region first: the doorbell only
+    /// says "look". Fails with [`SessionError::DoorbellsUnsupported`] in a 1.0 conversation
+    /// (nothing is sent) and [`SessionError::RateLimited`] when the host refuses it for now;
+    /// neither ends the session.
+    pub fn ring(&mut self, region: u32, value: u64) -> Result<(), SessionError> {
+        if !self.doorbells() {
+            return Err(SessionError::DoorbellsUnsupported {
+                version: self.conversation.client.version(),
+            });
+        }
+        match self
+            .conversation
+            .request("DOORBELL", |c, b| c.doorbell(b, region, value))?
+        {
+            ClientEvent::Error(error) if error.code == ErrorCode::RateLimited => {
+                Err(SessionError::RateLimited {
+                    region,
+                    retry_after: RETRY_AFTER,
+                })
+            }
+            ClientEvent::Error(error) => Err(SessionError::Refused {
+                what: "DOORBELL",
+                error: format!("{:?}", error.code),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Whether the program may touch the regions now.

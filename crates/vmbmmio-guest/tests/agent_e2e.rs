@@ -17,12 +17,18 @@
 //! ledger, objects, KMCL rules) and the guest must have said `RELEASING` before it exited.
 #![cfg(target_os = "linux")]
 
+#[path = "support/consumer.rs"]
+mod consumer;
 #[path = "support/fake_sysfs.rs"]
 mod fake_sysfs;
 #[path = "support/fake_uio.rs"]
 mod fake_uio;
 
-use fake_uio::{HARD_TIMEOUT, Host, HostReport, SIZES, TYPE_TEXT, World, ring_map_size};
+use fake_uio::{
+    HARD_TIMEOUT, Host, HostReport, HostSetup, NAMES, SIZES, TYPE_TEXT, VM_ID, World, ring_map_size,
+};
+use vmbmmio_core::control::STATUS_NOT_SUPPORTED;
+use vmbmmio_proto::ioctl::SectionAccess;
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -96,6 +102,39 @@ impl World {
 
     fn run(&self, args: &[&str]) -> Run {
         self.run_with(args, true)
+    }
+
+    /// Runs the agent with `args` against a fresh host of `setup`; `meanwhile` runs on the
+    /// test's thread with the host while the agent runs, and `after` once it exited (before
+    /// the host closes). Checked as [`World::run_with`].
+    fn run_setup<T>(
+        &self,
+        args: &[&str],
+        setup: HostSetup,
+        meanwhile: impl FnOnce(&Host, &mut Agent),
+        after: impl FnOnce(&Host) -> T,
+    ) -> (Run, T) {
+        let host = Host::start_with(&self.node(), setup);
+        if setup.named {
+            let attached = host.run(|side| {
+                side.consumers.attach(
+                    side.host.session_mut(),
+                    VM_ID,
+                    "frames",
+                    SectionAccess::Read,
+                )
+            });
+            assert_eq!(attached, Ok(0));
+        }
+        let mut agent = Agent::spawn(self.command(args));
+        let stdout = collect(agent.0.stdout.take().expect("piped stdout"));
+        let stderr = collect(agent.0.stderr.take().expect("piped stderr"));
+        meanwhile(&host, &mut agent);
+        let status = wait_or_kill(&mut agent.0, HARD_TIMEOUT, args);
+        let found = after(&host);
+        let run = self.finish(host, status, join(stdout), join(stderr));
+        run.check_released(args);
+        (run, found)
     }
 
     fn finish(&self, host: Host, status: ExitStatus, stdout: String, stderr: String) -> Run {
@@ -397,4 +436,123 @@ fn a_host_that_never_backs_times_out_as_not_backed_after_releasing() {
     assert_eq!(run.code, 1, "{run:?}");
     assert_eq!(run.error_kind(), "not_backed", "{run:?}");
     assert!(!run.host.ever_backed);
+}
+
+#[test]
+fn status_shows_the_regions_names_access_and_doorbells() {
+    let world = World::new();
+    let (run, ()) = world.run_setup(&["status"], HostSetup::NAMED, |_, _| {}, |_| {});
+    assert_eq!(run.code, 0, "{run:?}");
+    let session = &run.json()["session"];
+    assert_eq!(session["doorbells"], true, "{session}");
+    let regions = session["layout"]["regions"].as_array().expect("regions");
+    let shown: Vec<(&str, &str)> = regions
+        .iter()
+        .map(|region| {
+            (
+                region["name"].as_str().expect("a name"),
+                region["access"].as_str().expect("an access"),
+            )
+        })
+        .collect();
+    let named: Vec<&str> = NAMES.iter().map(|(name, _)| *name).collect();
+    assert_eq!(
+        shown.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
+        named
+    );
+    assert!(
+        shown.iter().all(|(_, access)| *access == "read_write"),
+        "{shown:?}"
+    );
+    for counter in ["doorbells_rung", "doorbells_refused", "doorbells_heard"] {
+        assert!(
+            session["counters"][counter].is_u64(),
+            "{counter}: {session}"
+        );
+    }
+}
+
+#[test]
+fn ring_reaches_the_regions_host_consumer() {
+    let world = World::new();
+    let (run, taken) = world.run_setup(
+        &["ring", "frames", "--value", "0x2a"],
+        HostSetup::NAMED,
+        |_, _| {},
+        |host| host.run(|side| side.consumers.take(side.host.session_mut(), 0)),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let value = run.json();
+    assert_eq!(value["region"], "frames", "{value}");
+    assert_eq!(value["region_id"], 0);
+    assert_eq!(value["value"], 42);
+    let taken = taken.expect("TAKE_DOORBELLS");
+    assert_eq!((taken.count, taken.last_value), (1, 42), "{taken:?}");
+}
+
+#[test]
+fn wait_prints_host_consumers_doorbells_as_json() {
+    let world = World::new();
+    let (run, ()) = world.run_setup(
+        &["wait", "frames", "--count", "2", "--timeout", "30s"],
+        HostSetup::NAMED,
+        |host, agent| {
+            // Rings until the agent heard two (rings it had not heard yet coalesce).
+            let deadline = Instant::now() + HARD_TIMEOUT;
+            let mut value = 0u64;
+            while matches!(agent.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+                value += 1;
+                let rung =
+                    host.run(move |side| side.consumers.ring(side.host.session_mut(), 0, value));
+                // Refused until the agent's conversation selected protocol 1.1.
+                assert!(
+                    rung.is_ok() || rung == Err(STATUS_NOT_SUPPORTED),
+                    "{rung:?}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        },
+        |_| {},
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let value = run.json();
+    assert_eq!(value["count"], 2, "{value}");
+    let doorbells = value["doorbells"].as_array().expect("doorbells");
+    let values: Vec<u64> = doorbells
+        .iter()
+        .map(|doorbell| {
+            assert_eq!(doorbell["region"], "frames", "{doorbell}");
+            assert_eq!(doorbell["region_id"], 0, "{doorbell}");
+            doorbell["value"].as_u64().expect("a value")
+        })
+        .collect();
+    assert!(values[0] >= 1 && values[0] < values[1], "{values:?}");
+}
+
+#[test]
+fn wait_exits_1_when_no_doorbell_came_in_time() {
+    let world = World::new();
+    let (run, ()) = world.run_setup(
+        &["wait", "--timeout", "300ms"],
+        HostSetup::NAMED,
+        |_, _| {},
+        |_| {},
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(run.error_kind(), "timed_out", "{run:?}");
+    assert_eq!(run.json()["count"], 0);
+}
+
+#[test]
+fn a_1_0_host_refuses_ring_and_wait_as_doorbells_unsupported() {
+    let world = World::new();
+    let setup = HostSetup {
+        only_1_0: true,
+        ..HostSetup::NAMED
+    };
+    for args in [&["ring", "frames"][..], &["wait", "--timeout", "5s"][..]] {
+        let (run, ()) = world.run_setup(args, setup, |_, _| {}, |_| {});
+        assert_eq!(run.code, 2, "{args:?}: {run:?}");
+        assert_eq!(run.error_kind(), "doorbells_unsupported", "{run:?}");
+    }
 }

@@ -56,6 +56,34 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Stay up following the host's changes; release and exit on SIGINT/SIGTERM.
     Serve,
+    /// Ring a region's doorbell: the host signals the region's host consumers (protocol 1.1).
+    Ring(RingArgs),
+    /// Wait for host consumers' doorbells (protocol 1.1); exit 1 when the time is up first.
+    Wait(WaitArgs),
+}
+
+/// `ring`.
+#[derive(Debug, Args)]
+pub struct RingArgs {
+    /// The region's name or id.
+    pub region: String,
+    /// The value the doorbell carries (decimal or 0x hex).
+    #[arg(long, default_value = "0", value_parser = parse_size)]
+    pub value: u64,
+}
+
+/// `wait`.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Only this region's doorbells (name or id); any region's when omitted.
+    pub region: Option<String>,
+    /// How long to wait in all (`500ms`, `2s`, `1m`; a bare number is seconds). Without it,
+    /// waits until the doorbells came or SIGINT/SIGTERM.
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// How many doorbells to wait for (each one after coalescing).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: u64,
 }
 
 /// `read`.
@@ -123,6 +151,26 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{text}` is too large"))
 }
 
+/// A duration: a number with `ms`, `s` or `m`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let bad = || format!("`{text}` is not a duration (for example 500ms, 2s, 1m)");
+    let (digits, unit_ms) = if let Some(digits) = text.strip_suffix("ms") {
+        (digits, 1)
+    } else if let Some(digits) = text.strip_suffix('s') {
+        (digits, 1000)
+    } else if let Some(digits) = text.strip_suffix('m') {
+        (digits, 60_000)
+    } else {
+        (text, 1000)
+    };
+    let value = digits.trim().parse::<u64>().map_err(|_| bad())?;
+    value
+        .checked_mul(unit_ms)
+        .map(std::time::Duration::from_millis)
+        .ok_or_else(bad)
+}
+
 /// Bytes given as hex on the command line. A type of its own: clap's derive would take an
 /// `Option<Vec<u8>>` field for a list of single-byte values.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -174,6 +222,15 @@ mod tests {
         assert!(parse_hex("abc").is_err());
         assert!(parse_hex("zz").is_err());
         assert_eq!(parse_byte("0xff"), Ok(255));
+        assert_eq!(
+            parse_duration("500ms"),
+            Ok(std::time::Duration::from_millis(500))
+        );
+        assert_eq!(parse_duration("2s"), Ok(std::time::Duration::from_secs(2)));
+        assert_eq!(parse_duration("3"), Ok(std::time::Duration::from_secs(3)));
+        assert_eq!(parse_duration("1m"), Ok(std::time::Duration::from_secs(60)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("99999999999999999999m").is_err());
         assert!(parse_byte("256").is_err());
     }
 }

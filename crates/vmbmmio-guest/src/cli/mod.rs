@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod commands;
+pub mod doorbells;
 pub mod failure;
 pub mod found;
 pub mod session_json;
@@ -24,6 +25,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Write(args) => split(commands::write(&cli, args)),
         Command::Verify(args) => split(commands::verify(&cli, args)),
         Command::Serve => split(commands::serve(&cli)),
+        Command::Ring(args) => split(doorbells::ring(&cli, args)),
+        Command::Wait(args) => split(doorbells::wait(&cli, args)),
     };
     print(&cli, output, failure.as_ref());
     match failure {

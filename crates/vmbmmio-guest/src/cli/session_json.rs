@@ -36,6 +36,7 @@ pub fn region_json(region: &Region) -> Value {
 /// The `session` object of `status --json`.
 pub fn session_json(session: &mut Session) -> Value {
     let may_use = session.may_use();
+    let doorbells = session.doorbells();
     let layout = session.layout().map(|layout| {
         json!({
             "generation": layout.generation(),
@@ -56,6 +57,7 @@ pub fn session_json(session: &mut Session) -> Value {
         "state": state,
         "generation": client.generation(),
         "may_use": may_use,
+        "doorbells": doorbells,
         "layout": layout,
         "counters": {
             "packets_sent": counters.channel.packets_sent,
@@ -64,6 +66,9 @@ pub fn session_json(session: &mut Session) -> Value {
             "interrupts": counters.interrupts,
             "changes": counters.changes,
             "bar_moves": counters.bar_moves,
+            "doorbells_rung": counters.doorbells_rung,
+            "doorbells_refused": counters.doorbells_refused,
+            "doorbells_heard": counters.doorbells_heard,
         },
     })
 }
@@ -80,6 +85,9 @@ pub fn change_json(change: &Change) -> Value {
         }
         Change::LayoutChanged { generation } => {
             json!({ "change": "layout_changed", "generation": generation })
+        }
+        Change::Doorbell { region, value } => {
+            json!({ "change": "doorbell", "region": region, "value": value })
         }
         Change::Closed => json!({ "change": "closed" }),
     }

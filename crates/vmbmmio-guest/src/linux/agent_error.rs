@@ -69,6 +69,8 @@ impl AgentError {
     pub fn is_setup(&self) -> bool {
         match self {
             Self::Discover(_) | Self::NoSuchRegion { .. } => true,
+            // The host's driver predates doorbells: update it (asking again cannot help).
+            Self::Protocol(SessionError::DoorbellsUnsupported { .. }) => true,
             Self::Device(error) => !matches!(error, LinuxError::RegionOutsideBar { .. }),
             _ => false,
         }

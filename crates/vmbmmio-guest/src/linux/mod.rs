@@ -29,7 +29,8 @@ pub use doorbell::UioDoorbell;
 pub use error::LinuxError;
 pub use mmap_ring::{MmapRing, page_size};
 pub use session::{
-    BarCheck, Counters, DEFAULT_INTERFACE_TYPE, Options, RegionView, RingProtocol, Session,
+    BarCheck, Counters, DEFAULT_INTERFACE_TYPE, Doorbell, Options, RegionView, RingProtocol,
+    Session,
 };
 
 use std::fs::File;

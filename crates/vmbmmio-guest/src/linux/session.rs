@@ -45,10 +45,37 @@
 //! session cannot follow the host while a view lives: take views again after each
 //! [`Session::next_changes`]; a changed generation means the layout changed.
 //!
+//! # Doorbells (protocol 1.1)
+//! [`Session::ring`] tells the host's consumers of a region "look" (the data goes through the
+//! memory: write it first); [`Session::wait_doorbell`] waits for a host consumer's doorbell.
+//! Doorbells are interrupts, not a queue: rings the guest has not heard yet coalesce (the
+//! host keeps one per region, with the latest value; so does the session while the program
+//! is not asking). A doorbell changes neither the layout nor the backing. The doorbells and
+//! the other changes a call did not return are kept for the next: [`Session::next_changes`]
+//! returns doorbells as [`Change::Doorbell`], [`Session::wait_doorbell`] leaves the other
+//! changes for [`Session::next_changes`]. A host that speaks only protocol 1.0 has no
+//! doorbells: both fail with the error kind `doorbells_unsupported`.
+//!
+//! ```no_run
+//! # use std::time::Duration;
+//! # use vmbmmio_guest::{Options, Session};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut session = Session::open(&Options::default())?;
+//! session.wait_backed(Duration::from_secs(5))?;
+//! session.region("frames")?.write_u64(0, 42)?;
+//! session.ring("frames", 1)?;
+//! if let Some(doorbell) = session.wait_doorbell(Duration::from_secs(1))? {
+//!     println!("{} rang with {}", doorbell.name, doorbell.value);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Ending
 //! [`Session::release`] (or dropping the session) says `RELEASING` and reports decode off
 //! before the BAR is unmapped; closing the uio file then closes the channel.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,7 +88,7 @@ use crate::channel::PacketChannel;
 use crate::discover::{DiscoverError, Located, PairedFunction, Target, enable_decode};
 use crate::ring::RingPair;
 use crate::ring_channel::{ChannelCounters, RingChannel};
-use crate::session::{Change, DeviceFacts, ProtocolSession};
+use crate::session::{Change, DeviceFacts, ProtocolSession, SessionError};
 
 /// The interface type of vmbmmio's channel offer when none is configured: the device host's
 /// default (`docs/devhost.md`, "Configuration"), 9d0ee607-90ef-4c63-8f88-a81dcbc7ca83.
@@ -125,6 +152,28 @@ pub struct Counters {
     pub changes: u64,
     /// Times the BAR was found moved and reported again.
     pub bar_moves: u64,
+    /// Doorbells this session rang that the host acknowledged.
+    pub doorbells_rung: u64,
+    /// Doorbells the host refused for now (`RATE_LIMITED`).
+    pub doorbells_refused: u64,
+    /// Doorbells the host's consumers rang that this session heard (after coalescing).
+    pub doorbells_heard: u64,
+}
+
+/// The most changes a session keeps for the program while it asks for something else; the
+/// oldest change that is not a doorbell goes first (doorbells are kept one per region).
+const HELD_CHANGES: usize = 64;
+
+/// A host consumer's doorbell, as [`Session::wait_doorbell`] returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Doorbell {
+    /// The region's id.
+    pub region: u32,
+    /// The region's name in the latest layout (empty when the host named none, or before the
+    /// first layout).
+    pub name: String,
+    /// The latest value rung (rings the guest had not heard yet coalesced into this one).
+    pub value: u64,
 }
 
 /// One region of the current layout, through the mapped BAR.
@@ -183,12 +232,13 @@ pub fn facts(located: &Located) -> DeviceFacts {
     }
 }
 
-/// The region of `layout` named `which`, or whose id `which` is in decimal.
+/// The region of `layout` named `which`, or whose id `which` is in decimal. An unnamed region
+/// (a session without names) is found by its id only.
 pub fn find_region(layout: &Layout, which: &str) -> Result<Region, AgentError> {
     layout
         .regions()
         .iter()
-        .find(|region| region.name.as_str() == which)
+        .find(|region| !region.name.is_empty() && region.name.as_str() == which)
         .or_else(|| which.parse::<u32>().ok().and_then(|id| layout.region(id)))
         .copied()
         .ok_or_else(|| AgentError::NoSuchRegion {
@@ -217,6 +267,36 @@ pub struct Session {
     options: Options,
     released: bool,
     counters: Counters,
+    /// Changes heard but not yet returned (doorbells coalesced per region).
+    held: VecDeque<Change>,
+}
+
+/// Keeps `change` in `held`: a doorbell for a region already held updates its value (the
+/// latest wins); past [`HELD_CHANGES`] the oldest change that is not a doorbell is dropped.
+fn hold(held: &mut VecDeque<Change>, change: Change) {
+    if let Change::Doorbell { region, value } = change {
+        for kept in held.iter_mut() {
+            if let Change::Doorbell {
+                region: kept_region,
+                value: kept_value,
+            } = kept
+                && *kept_region == region
+            {
+                *kept_value = value;
+                return;
+            }
+        }
+    }
+    held.push_back(change);
+    while held.len() > HELD_CHANGES {
+        let Some(oldest) = held
+            .iter()
+            .position(|kept| !matches!(kept, Change::Doorbell { .. }))
+        else {
+            break;
+        };
+        let _ = held.remove(oldest);
+    }
 }
 
 impl Session {
@@ -248,6 +328,7 @@ impl Session {
             options: options.clone(),
             released: false,
             counters: Counters::default(),
+            held: VecDeque::new(),
         })
     }
 
@@ -261,12 +342,25 @@ impl Session {
         &mut self.protocol
     }
 
-    /// Takes what the host said meanwhile, without waiting.
+    /// Takes what the host said meanwhile, without waiting (with what earlier calls heard and
+    /// did not return, first). Host consumers' doorbells come as [`Change::Doorbell`].
     pub fn follow(&mut self) -> Result<Vec<Change>, AgentError> {
+        self.hear()?;
+        Ok(self.held.drain(..).collect())
+    }
+
+    /// Takes what the host said into the held changes.
+    fn hear(&mut self) -> Result<(), AgentError> {
         let changes = self.protocol.follow()?;
-        let count = u64::try_from(changes.len()).unwrap_or(u64::MAX);
-        self.counters.changes = self.counters.changes.saturating_add(count);
-        Ok(changes)
+        for change in changes {
+            if matches!(change, Change::Doorbell { .. }) {
+                self.counters.doorbells_heard = self.counters.doorbells_heard.saturating_add(1);
+            } else {
+                self.counters.changes = self.counters.changes.saturating_add(1);
+            }
+            hold(&mut self.held, change);
+        }
+        Ok(())
     }
 
     /// Waits for the host's signal, at most `timeout`.
@@ -288,6 +382,108 @@ impl Session {
         self.follow()
     }
 
+    /// Whether the conversation has doorbells (the host speaks protocol 1.1).
+    pub fn doorbells(&self) -> bool {
+        self.protocol.doorbells()
+    }
+
+    /// Rings the doorbell of the region named `which` (or whose id it is) with `value`: the
+    /// host signals every host consumer attached to it. Write the data first; the doorbell
+    /// only says "look". Fails with `doorbells_unsupported` when the host speaks only protocol
+    /// 1.0, `rate_limited` when the host refuses it for now (ring again after
+    /// [`crate::session::RETRY_AFTER`]; the session goes on), `no_such_region` when the
+    /// layout has no such region (before the first layout, only an id can be rung).
+    pub fn ring(&mut self, which: &str, value: u64) -> Result<u32, AgentError> {
+        if !self.protocol.doorbells() {
+            return Err(SessionError::DoorbellsUnsupported {
+                version: self.protocol.conversation().client.version(),
+            }
+            .into());
+        }
+        let region = match self.layout() {
+            Some(layout) => find_region(layout, which)?.id,
+            None => which.parse::<u32>().map_err(|_| AgentError::NoSuchRegion {
+                which: which.to_owned(),
+                have: Vec::new(),
+            })?,
+        };
+        match self.protocol.ring(region, value) {
+            Ok(()) => {
+                self.counters.doorbells_rung = self.counters.doorbells_rung.saturating_add(1);
+                Ok(region)
+            }
+            Err(error) => {
+                if matches!(error, SessionError::RateLimited { .. }) {
+                    self.counters.doorbells_refused =
+                        self.counters.doorbells_refused.saturating_add(1);
+                }
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for a host consumer's doorbell on any region; `None` when none
+    /// came. The other changes heard meanwhile are kept for [`Self::next_changes`].
+    pub fn wait_doorbell(&mut self, timeout: Duration) -> Result<Option<Doorbell>, AgentError> {
+        self.wait_doorbell_on(None, timeout)
+    }
+
+    /// As [`Self::wait_doorbell`], for the region named `which` (or whose id it is) only when
+    /// given; doorbells of other regions are kept too.
+    pub fn wait_doorbell_on(
+        &mut self,
+        which: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Option<Doorbell>, AgentError> {
+        if !self.protocol.doorbells() {
+            return Err(SessionError::DoorbellsUnsupported {
+                version: self.protocol.conversation().client.version(),
+            }
+            .into());
+        }
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            self.hear()?;
+            let wanted = match (which, self.layout()) {
+                (None, _) => None,
+                (Some(which), Some(layout)) => Some(find_region(layout, which)?.id),
+                (Some(which), None) => which.parse::<u32>().ok(),
+            };
+            let found = self
+                .held
+                .iter()
+                .position(|change| match (change, which, wanted) {
+                    (Change::Doorbell { .. }, None, _) => true,
+                    (Change::Doorbell { region, .. }, Some(_), Some(wanted)) => *region == wanted,
+                    _ => false,
+                });
+            if let Some(Change::Doorbell { region, value }) =
+                found.and_then(|index| self.held.remove(index))
+            {
+                let name = self
+                    .layout()
+                    .and_then(|layout| layout.region(region))
+                    .map(|found| found.name.as_str().to_owned())
+                    .unwrap_or_default();
+                return Ok(Some(Doorbell {
+                    region,
+                    name,
+                    value,
+                }));
+            }
+            if self.closed() {
+                return Err(AgentError::Closed);
+            }
+            let left = deadline.map_or(Duration::from_millis(250), |deadline| {
+                deadline.saturating_duration_since(Instant::now())
+            });
+            if left.is_zero() {
+                return Ok(None);
+            }
+            self.wait(left.min(Duration::from_millis(250)))?;
+        }
+    }
+
     /// Follows the host until the regions may be used, at most `timeout`. Fails with
     /// [`AgentError::Closed`] when the host closes the conversation and
     /// [`AgentError::NotBacked`] when the time is up.
@@ -295,7 +491,14 @@ impl Session {
         let deadline = Instant::now().checked_add(timeout);
         let mut changes = Vec::new();
         loop {
-            changes.extend(self.follow()?);
+            // Doorbells heard meanwhile stay for the program (`next_changes`, `wait_doorbell`).
+            self.hear()?;
+            let (doorbells, others): (VecDeque<Change>, VecDeque<Change>) = self
+                .held
+                .drain(..)
+                .partition(|change| matches!(change, Change::Doorbell { .. }));
+            self.held = doorbells;
+            changes.extend(others);
             if self.may_use() {
                 return Ok(changes);
             }

@@ -29,14 +29,17 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::channel;
+use std::sync::mpsc::{Sender, channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use hvsim::agent_peer::UioHost;
 use hvsim::guest_session::{INTERFACE_INSTANCE, INTERFACE_TYPE};
 use vmbmmio_guest::linux::MmapRing;
-use vmbmmio_proto::ioctl::{BarRegion, WireGuid};
+use vmbmmio_proto::guest::RegionName;
+use vmbmmio_proto::ioctl::{BarRegion, NamedRegionRequest, WireGuid};
+
+use crate::consumer::Consumers;
 
 use crate::fake_sysfs::{FakeSysfs, PciFunction, uio_hv_generic_maps};
 
@@ -46,6 +49,41 @@ pub const INSTANCE: u128 = 0x3c1d_77a0_52e4_4b8e_9d21_6f0a_b5c3_2002;
 pub const TYPE_TEXT: &str = "3c1d77a0-52e4-4b8e-9d21-6f0ab5c30002";
 /// The session's regions.
 pub const SIZES: [u64; 2] = [8 << 10, 4 << 10];
+/// Their names in a named (version-2) session, and whether host consumers may write them.
+pub const NAMES: [(&str, bool); 2] = [("frames", true), ("audio", false)];
+/// The VM id host consumers of a named session name.
+pub const VM_ID: WireGuid = WireGuid::from_u128(0x5e55_0000_0000_4000_8000_0000_0000_0014);
+
+/// What kind of host a [`Host`] is.
+#[derive(Clone, Copy, Debug)]
+pub struct HostSetup {
+    /// Whether the device host backs the regions when the guest is READY.
+    pub backs: bool,
+    /// A version-2 session: the regions named [`NAMES`], host consumers may attach as
+    /// [`VM_ID`] (otherwise a version-1 session: unnamed regions, no consumers).
+    pub named: bool,
+    /// The host states protocol 1.0 as its highest version (a driver without doorbells).
+    pub only_1_0: bool,
+}
+
+impl HostSetup {
+    /// A current host: named regions, protocol 1.1, backing.
+    pub const NAMED: Self = Self {
+        backs: true,
+        named: true,
+        only_1_0: false,
+    };
+}
+
+/// The simulated host as a [`Host`]'s commands see it, on its thread.
+pub struct HostSide {
+    /// The host.
+    pub host: UioHost<Arc<MmapRing>>,
+    /// Host consumers attached so far (detached and gone when the host closes).
+    pub consumers: Consumers,
+}
+
+type HostCommand = Box<dyn FnOnce(&mut HostSide) + Send>;
 pub const BDF: &str = "7870:00:00.0";
 /// A BAR base aligned to any BAR size the session can have (at most 64 GiB here).
 pub const BAR_BASE: u64 = 0x10_0000_0000;
@@ -83,18 +121,33 @@ pub struct HostReport {
 pub struct Host {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<HostReport>>,
+    commands: Sender<HostCommand>,
 }
 
 impl Host {
     /// Recreates `node` as a zeroed ring map (a fresh channel open) and starts a fresh host on
     /// it; returns once the host's session is open.
     pub fn start(node: &Path, backs: bool) -> Self {
+        Self::start_with(
+            node,
+            HostSetup {
+                backs,
+                named: false,
+                only_1_0: false,
+            },
+        )
+    }
+
+    /// As [`Self::start`], for a host as `setup` says.
+    pub fn start_with(node: &Path, setup: HostSetup) -> Self {
+        let backs = setup.backs;
         let _ = std::fs::remove_file(node);
         File::create(node)
             .and_then(|file| file.set_len(ring_map_size()))
             .expect("create the fake uio node");
         let stop = Arc::new(AtomicBool::new(false));
         let (opened, is_open) = channel();
+        let (commands, command_queue) = channel::<HostCommand>();
         let path = node.to_path_buf();
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -105,11 +158,32 @@ impl Host {
                 .expect("open the fake uio node");
             let len = usize::try_from(ring_map_size()).expect("ring map size");
             let map = Arc::new(MmapRing::map(&file, &path, 0, len).expect("map the rings"));
-            let mut host = UioHost::open(map, &SIZES).expect("the simulated host");
+            let mut host = if setup.named {
+                let regions: Vec<NamedRegionRequest> = SIZES
+                    .iter()
+                    .zip(NAMES)
+                    .map(|(&size, (name, consumer_writable))| NamedRegionRequest {
+                        size,
+                        guest_writable: true,
+                        consumer_writable,
+                        name: RegionName::required(name).expect("a valid name"),
+                    })
+                    .collect();
+                UioHost::open_named(map, VM_ID, &regions).expect("the simulated host")
+            } else {
+                UioHost::open(map, &SIZES).expect("the simulated host")
+            };
             if !backs {
                 host.never_back();
             }
-            opened.send(host.bar_size()).expect("the test waits");
+            if setup.only_1_0 {
+                host.state_only_1_0();
+            }
+            let mut side = HostSide {
+                host,
+                consumers: Consumers::default(),
+            };
+            opened.send(side.host.bar_size()).expect("the test waits");
             let mut backed_at = Vec::new();
             let mut note = |host: &UioHost<_>| {
                 let device = host.snapshot().device.filter(|_| host.backed());
@@ -120,12 +194,20 @@ impl Host {
                 }
             };
             while !flag.load(Ordering::SeqCst) {
-                host.step();
-                note(&host);
+                while let Ok(command) = command_queue.try_recv() {
+                    command(&mut side);
+                }
+                side.host.step();
+                note(&side.host);
                 std::thread::sleep(STEP);
             }
-            host.step();
-            note(&host);
+            side.host.step();
+            note(&side.host);
+            let HostSide {
+                mut host,
+                consumers,
+            } = side;
+            consumers.close(host.session_mut());
             HostReport {
                 ever_backed: host.ever_backed(),
                 saw_releasing: host.saw_releasing(),
@@ -141,7 +223,24 @@ impl Host {
         Self {
             stop,
             thread: Some(thread),
+            commands,
         }
+    }
+
+    /// Runs `command` on the host's thread (between two steps) and returns its result.
+    pub fn run<R: Send + 'static>(
+        &self,
+        command: impl FnOnce(&mut HostSide) -> R + Send + 'static,
+    ) -> R {
+        let (done, result) = channel();
+        self.commands
+            .send(Box::new(move |side: &mut HostSide| {
+                let _ = done.send(command(side));
+            }))
+            .expect("the host thread runs");
+        result
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the host ran the command")
     }
 
     /// Stops the host and closes it.
