@@ -21,7 +21,9 @@
 
 mod assumptions;
 pub(crate) mod build;
+mod consumers;
 mod conversation;
+pub mod guest_program;
 pub(crate) mod guest_side;
 mod pattern;
 pub(crate) mod protocol;
@@ -32,6 +34,7 @@ pub(crate) mod world;
 use std::fmt;
 use std::io::Write;
 
+pub use guest_program::GuestProgram;
 pub use pattern::{PATTERN_LEN, Writer, page_pattern};
 pub use protocol::SimPackets;
 pub use teardown::LeakReport;
@@ -49,6 +52,10 @@ use crate::vm::{GpaRange, GuestKind};
 pub struct DemoOptions {
     /// Region sizes in bytes, in order.
     pub region_sizes: Vec<u64>,
+    /// The regions' names in the device host's configuration, in order, each `NAME` or
+    /// `NAME:ACCESS` (`rw`, `guest-ro`, `host-ro`, docs/devhost.md); regions without one are
+    /// `region<i>`, rw. Host consumers attach by these names.
+    pub region_names: Vec<String>,
     /// The guest operating system the VM runs (its VMBus and vPCI behaviour).
     pub guest: GuestKind,
     /// Observed platform behaviour to reproduce (all off: the documented semantics).
@@ -68,6 +75,7 @@ impl Default for DemoOptions {
     fn default() -> Self {
         Self {
             region_sizes: vec![64 << 10, 1 << 20, 12 << 10],
+            region_names: vec!["frames".into(), "bulk".into(), "log:host-ro".into()],
             guest: GuestKind::Linux,
             quirks: PlatformQuirks::default(),
             bar_in_channel_range: false,
