@@ -20,7 +20,9 @@ use vmbmmio_devhost::sequence::{Backends, DeviceHost, Event};
 use vmbmmio_devhost::{DriverSessionSettings, DriverTarget, ProtoDriverClient};
 use vmbmmio_proto::guest::EventKind;
 
-use super::assumptions::{BAR_OUTSIDE_WINDOW, HOST_VIEW, MAPPING_TAKES_EFFECT};
+use super::assumptions::{
+    BAR_OUTSIDE_WINDOW, CONSUMER_VIEW_COHERENT, CONSUMER_WAIT, HOST_VIEW, MAPPING_TAKES_EFFECT,
+};
 use super::guest_side::{enable_and_locate, find_paired_function};
 use super::protocol::HostWaiter;
 use super::transport::{InProcessTransport, Removal, TransportCounts, WaitSlot};
@@ -53,7 +55,12 @@ impl<'a> DemoWorld<'a> {
             events: events.clone(),
         };
         let (host, assumption) = build_host(options, &events)?;
-        let mut assumptions = vec![assumption, HOST_VIEW.to_string()];
+        let mut assumptions = vec![
+            assumption,
+            HOST_VIEW.to_string(),
+            CONSUMER_VIEW_COHERENT.to_string(),
+            CONSUMER_WAIT.to_string(),
+        ];
         if !options.quirks.mapping_has_no_effect && !options.quirks.bar_accesses_not_forwarded {
             assumptions.push(MAPPING_TAKES_EFFECT.to_string());
         }

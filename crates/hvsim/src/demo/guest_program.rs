@@ -112,7 +112,10 @@ impl GuestProgram {
         let magic = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
         let length = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
         let room = ANSWER_OFFSET - PAYLOAD_OFFSET;
-        if magic == FRAME_MAGIC && u64::from(length) <= room {
+        let fits = world
+            .region_in_bar(region)
+            .is_some_and(|(_, size)| ANSWER_OFFSET + PAYLOAD_OFFSET + u64::from(length) <= size);
+        if magic == FRAME_MAGIC && u64::from(length) <= room && fits {
             let mut payload = vec![0u8; length as usize];
             world.guest_read_region(region, PAYLOAD_OFFSET, &mut payload)?;
             for byte in &mut payload {

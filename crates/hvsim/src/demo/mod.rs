@@ -23,8 +23,10 @@ mod assumptions;
 pub(crate) mod build;
 mod consumers;
 mod conversation;
+mod exchange;
 pub mod guest_program;
 pub(crate) mod guest_side;
+pub mod host_app;
 mod pattern;
 pub(crate) mod protocol;
 mod teardown;
@@ -111,12 +113,21 @@ pub struct DemoReport {
     pub ioctls_prechecked: u64,
     /// Why the VM worker crashed, if it did.
     pub vm_crash: Option<String>,
+    /// What the host application exchanged with the guest's program through the named region
+    /// `frames` (`None`: it did not run, the VM crashed or has no region of that name).
+    pub exchange: Option<host_app::Exchange>,
 }
 
 impl DemoReport {
-    /// Whether the run proved what it should: no mismatch, nothing leaked, no crash.
+    /// Whether the run proved what it should: no mismatch (pages, and the host application's
+    /// exchange if it ran), nothing leaked, no crash.
     pub fn passed(&self) -> bool {
         self.mismatches == 0
+            && self.exchange.as_ref().is_none_or(|exchange| {
+                exchange.mismatches == 0
+                    && exchange.doorbells_to_guest > 0
+                    && exchange.doorbells_from_guest > 0
+            })
             && self.leaked_objects == 0
             && self.pages_verified > 0
             && self.vm_crash.is_none()
@@ -205,6 +216,37 @@ pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, Dem
             "device host: fast-path check done; regions are now {states} (reported to the driver)"
         ));
     }
+
+    // The host application attaches to `frames` by name and exchanges a frame and doorbells
+    // with the guest's program, both ways.
+    let frames_fits = world
+        .region_index("frames")
+        .and_then(|index| world.region_in_bar(index))
+        .is_some_and(|(_, size)| {
+            (host_app::MIN_REGION..=crate::memory::MAX_CONTIGUOUS).contains(&size)
+        });
+    let world = if world.vm_crash().is_none() && frames_fits {
+        let (mut world, exchange) = exchange::run(world);
+        let exchange = exchange?;
+        world.say(&format!(
+            "host application and guest program: {} bytes went through `frames` and came back \
+             transformed, {} differed; doorbells: {} to the guest, {} from the guest",
+            exchange.bytes_verified,
+            exchange.mismatches,
+            exchange.doorbells_to_guest,
+            exchange.doorbells_from_guest
+        ));
+        report.exchange = Some(exchange);
+        world
+    } else {
+        world.say(&format!(
+            "host application: skipped (it needs a running VM and a region `frames` of {} KiB \
+             to {} MiB: the simulator maps consumer views of at most that much)",
+            host_app::MIN_REGION >> 10,
+            crate::memory::MAX_CONTIGUOUS >> 20
+        ));
+        world
+    };
 
     report.vm_crash = world.vm_crash();
     let counts = world.transport_counts();

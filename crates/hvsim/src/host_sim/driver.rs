@@ -41,6 +41,13 @@ pub struct SimLink {
 }
 
 impl SimLink {
+    /// A new way in, and the messages it sends, for a loop serving a [`super::SimWorld`] on
+    /// the caller's thread ([`super::SimWorld::serve`] ends once every link is dropped).
+    pub fn pair() -> (Self, std::sync::mpsc::Receiver<super::running::Message>) {
+        let (sender, messages) = channel();
+        (Self { sender }, messages)
+    }
+
     /// Sends `request` for `consumer` and waits for the answer.
     pub(super) fn call(
         &self,
