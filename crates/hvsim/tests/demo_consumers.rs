@@ -23,14 +23,14 @@ fn the_host_application_and_the_guest_program_exchange_both_ways_and_nothing_lea
         "host application: listed VM 6d1e0b6e-5a8f-4c2d-9e3b-7a410c5d2e01",
         "host application: attached `frames` of VM",
         "host application: asked `log` read-write: refused (access_denied)",
-        "rang the guest (RING_GUEST 1)",
+        "rings the guest (RING_GUEST 1)",
         "guest program: doorbell 1 on region 0: read a 1024-byte frame through the BAR",
         "guest program: rang region 0 back with 2",
         "host application: woken by the guest's doorbell (count 1, value 2)",
         "0 of 1024 bytes differ",
         "driver: attachments 1 made, 1 released; doorbell event references 1 taken, 1 released; \
          event objects 1 created, 1 destroyed",
-        "demo: verified",
+        "host application and guest program: 1024 bytes went through `frames`",
     ];
     let mut at = 0;
     for needle in order {

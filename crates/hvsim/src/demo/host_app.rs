@@ -137,14 +137,15 @@ pub fn run(link: SimLink, log: &SharedLog) -> Result<Exchange, String> {
         .and_then(|()| view.atomic_u64(SEQUENCE_OFFSET))
         .map(|cell| cell.store(sequence, Ordering::Release));
     written.map_err(|e| failed("writing the frame", e))?;
-    frames.ring(sequence).map_err(|e| failed("RING_GUEST", e))?;
+    // Narrated before the ring: the guest's program answers while this thread waits.
     note(
         log,
         format!(
             "host application: wrote a {PAYLOAD_LEN}-byte frame into its view, published \
-             sequence {sequence} (release store), rang the guest (RING_GUEST {sequence})"
+             sequence {sequence} (release store), rings the guest (RING_GUEST {sequence})"
         ),
     );
+    frames.ring(sequence).map_err(|e| failed("RING_GUEST", e))?;
     let mut exchange = Exchange {
         doorbells_to_guest: 1,
         ..Exchange::default()
