@@ -84,11 +84,18 @@ cargo build -q -p vmbmmio-host --features test-double --lib
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 LIB="$TARGET_DIR/debug/libvmbmmio_host.a"
 
+# build_and_run <output name> <-D macro> <static library>: builds frames.c, runs it (its exit
+# status fails the script through pipefail), keeps its output in $WORK/<output name>.out.
+build_and_run() {
+  local name=$1 define=$2 lib=$3
+  "$CC" -std=c11 -Wall -Wextra -Wpedantic -Werror "$define" \
+    -I "$CRATE/include" "$CRATE/examples/c/frames.c" "$lib" -lpthread -ldl -lm -o "$WORK/$name"
+  "$WORK/$name" | tee "$WORK/$name.out"
+  grep -q '^frames: done$' "$WORK/$name.out"
+}
+
 echo "check-c-abi: building and running examples/c/frames.c"
-"$CC" -std=c11 -Wall -Wextra -Wpedantic -Werror -DVMBMMIO_EXAMPLE_TEST_DOUBLE \
-  -I "$CRATE/include" "$CRATE/examples/c/frames.c" "$LIB" -lpthread -ldl -lm -o "$WORK/frames"
-"$WORK/frames" | tee "$WORK/frames.out"
-grep -q '^frames: done$' "$WORK/frames.out"
+build_and_run frames -DVMBMMIO_EXAMPLE_TEST_DOUBLE "$LIB"
 # An unknown region is a setup failure (exit 2) with a message, not a crash.
 set +e
 "$WORK/frames" no-such-region >/dev/null 2>"$WORK/missing.err"
@@ -104,11 +111,8 @@ cargo rustc -q -p hvsim --lib --crate-type staticlib
 SIM_LIB="$TARGET_DIR/debug/libhvsim.a"
 
 echo "check-c-abi: building and running examples/c/frames.c against the simulated platform"
-"$CC" -std=c11 -Wall -Wextra -Wpedantic -Werror -DVMBMMIO_EXAMPLE_SIM \
-  -I "$CRATE/include" "$CRATE/examples/c/frames.c" "$SIM_LIB" -lpthread -ldl -lm -o "$WORK/frames-sim"
-"$WORK/frames-sim" | tee "$WORK/frames-sim.out"
+build_and_run frames-sim -DVMBMMIO_EXAMPLE_SIM "$SIM_LIB"
 grep -q '^guest answer of 1024 bytes verified$' "$WORK/frames-sim.out"
 grep -q '^simulator: 0 leaked objects$' "$WORK/frames-sim.out"
-grep -q '^frames: done$' "$WORK/frames-sim.out"
 
 echo "check-c-abi: all checks passed"

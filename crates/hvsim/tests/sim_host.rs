@@ -12,7 +12,7 @@ use hvsim::demo::guest_program::{
     SEQUENCE_OFFSET,
 };
 use hvsim::host_sim::{SimDriver, SimHost, SimHostOptions};
-use vmbmmio_host::{Access, Error, Host, RegionState, VmId};
+use vmbmmio_host::{Access, Attachment, Error, Host, RegionState, RegionView, VmId};
 
 /// A small machine: `frames` 64 KiB read-write for consumers, `log` 8 KiB read-only for
 /// consumers; the guest's program answers `frames`.
@@ -30,6 +30,15 @@ fn start() -> SimHost {
 
 fn frames_vm(host: &Host) -> VmId {
     host.find("frames").unwrap().expect("frames is listed").0
+}
+
+/// `frames`, attached read-write and mapped.
+fn frames_read_write(host: &Host) -> (Attachment, RegionView) {
+    let frames = host
+        .attach(frames_vm(host), "frames", Access::ReadWrite)
+        .unwrap();
+    let view = frames.map().unwrap();
+    (frames, view)
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -145,10 +154,7 @@ fn lists_attaches_by_name_and_the_guest_sees_the_bytes_at_the_bar_offset() {
 fn doorbells_both_ways_with_the_guest_program() {
     let sim = start();
     let host = sim.host().unwrap();
-    let frames = host
-        .attach(frames_vm(&host), "frames", Access::ReadWrite)
-        .unwrap();
-    let view = frames.map().unwrap();
+    let (frames, view) = frames_read_write(&host);
     frames.set_event().unwrap();
 
     // Consumer -> guest -> consumer: a frame, a ring; the guest's program reads it through its
@@ -252,10 +258,7 @@ fn access_is_limited_by_the_region_and_other_vms_are_unreachable() {
 fn a_closed_session_is_a_typed_error_and_the_view_keeps_the_last_data() {
     let sim = start();
     let host = sim.host().unwrap();
-    let frames = host
-        .attach(frames_vm(&host), "frames", Access::ReadWrite)
-        .unwrap();
-    let view = frames.map().unwrap();
+    let (frames, view) = frames_read_write(&host);
     let data = pattern(4096, 11);
     view.write(0, &data).unwrap();
     frames.set_event().unwrap();
