@@ -366,14 +366,16 @@ mod tests {
         memory.read(4092, &mut back).unwrap();
         assert_eq!(back, [0, 1, 2, 3, 4, 5, 0]);
         // What a consumer writes through the pointer, the other sides read, and back.
-        // SAFETY: the block is 8192 bytes long and lives as long as `memory`.
-        unsafe { base.as_ptr().add(100).write_volatile(0xAB) };
+        let byte_100 = base.as_ptr().wrapping_add(100);
+        // SAFETY: byte 100 of the block, which is 8192 bytes long and lives as long as `memory`.
+        unsafe { byte_100.write_volatile(0xAB) };
         let mut byte = [0u8; 1];
         memory.read(100, &mut byte).unwrap();
         assert_eq!(byte, [0xAB]);
         memory.write(8190, &[7, 8]).unwrap();
-        // SAFETY: as above.
-        assert_eq!(unsafe { base.as_ptr().add(8191).read_volatile() }, 8);
+        let last = base.as_ptr().wrapping_add(8191);
+        // SAFETY: the block's last byte, as above.
+        assert_eq!(unsafe { last.read_volatile() }, 8);
         assert!(memory.write(8191, &[1, 2]).is_err());
         assert!(
             SectionMemory::new(MAX_CONTIGUOUS as usize + 1)
