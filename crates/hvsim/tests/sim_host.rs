@@ -53,6 +53,7 @@ fn stop_clean(sim: SimHost) {
     assert_eq!(report.leaks.total(), 0, "{report:?}");
     assert_eq!(report.consumers_left_open, 0, "{report:?}");
     assert_eq!(report.guest_error, None);
+    assert!(report.broken_rules.is_empty(), "{:?}", report.broken_rules);
 }
 
 #[test]

@@ -32,8 +32,8 @@ int32_t vmbmmio_sim_host_open(vmbmmio_host **out);
 
 /*
  Stops the simulated host: closes what consumers left open, tears the machine down and
- returns how many objects any model still holds, plus one if the guest's program failed
- (0: everything released, the guest's program ran clean), or a negative
+ returns how many objects any model still holds, plus one if the guest's program failed or
+ the driver broke a locking rule (0: everything released, all clean), or a negative
  `VMBMMIO_E_*` code (`VMBMMIO_E_DRIVER_NOT_FOUND`: none was running). Close every handle of
  `vmbmmio_host.h` first (views may stay: their memory outlives the machine).
  */

@@ -78,8 +78,8 @@ pub extern "C" fn vmbmmio_sim_host_open(out: Option<&mut *mut vmbmmio_host>) -> 
 }
 
 /// Stops the simulated host: closes what consumers left open, tears the machine down and
-/// returns how many objects any model still holds, plus one if the guest's program failed
-/// (0: everything released, the guest's program ran clean), or a negative
+/// returns how many objects any model still holds, plus one if the guest's program failed or
+/// the driver broke a locking rule (0: everything released, all clean), or a negative
 /// `VMBMMIO_E_*` code (`VMBMMIO_E_DRIVER_NOT_FOUND`: none was running). Close every handle of
 /// `vmbmmio_host.h` first (views may stay: their memory outlives the machine).
 #[unsafe(no_mangle)]
@@ -89,8 +89,8 @@ pub extern "C" fn vmbmmio_sim_stop() -> i64 {
     };
     match sim.stop() {
         Ok(report) => {
-            let guest_failed = u64::from(report.guest_error.is_some());
-            i64::try_from(report.leaks.total() + guest_failed).unwrap_or(i64::MAX)
+            let failed = u64::from(report.guest_error.is_some() || !report.broken_rules.is_empty());
+            i64::try_from(report.leaks.total() + failed).unwrap_or(i64::MAX)
         }
         Err(message) => i64::from(report_failure(
             VMBMMIO_E_DRIVER,

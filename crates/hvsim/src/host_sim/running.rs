@@ -59,6 +59,8 @@ pub struct SimReport {
     pub rang_back: u64,
     /// The guest program's failure, if any.
     pub guest_error: Option<String>,
+    /// The driver's locking rules broken on the simulator thread (`crate::lock_rules`).
+    pub broken_rules: Vec<String>,
 }
 
 /// A running simulated host.
@@ -175,5 +177,6 @@ fn finish(world: SimWorld<'_>) -> Result<SimReport, String> {
         frames_answered,
         rang_back,
         guest_error,
+        broken_rules: crate::lock_rules::take_broken(),
     })
 }
