@@ -11,7 +11,14 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+
+/// The largest section [`SectionMemory::contiguous`] turns contiguous (a host consumer's
+/// mapping in `host_sim` needs real addresses; larger sections stay sparse and cannot be mapped
+/// by a simulated consumer).
+pub const MAX_CONTIGUOUS: u64 = 256 << 20;
 
 /// A simulated process (the device host, the VM worker, the system process).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -88,9 +95,18 @@ const CHUNK: u64 = 256;
 /// it, and every other byte reads as zero, exactly like a fresh pagefile-backed section. That
 /// keeps a 32 GiB section (the largest BAR the plan allows) cheap when a test touches only a
 /// few bytes of each page.
+///
+/// A host consumer of the simulated platform (`host_sim`) maps the section into a real address
+/// range: [`SectionMemory::contiguous`] then moves the bytes into one zero-initialised block of
+/// 64-bit atomic words, where they stay for the section's life. Every later read and write of
+/// any side goes to that block (byte accesses as atomic word operations), so the consumer's
+/// volatile and atomic accesses through the pointer and the guest's accesses through the BAR
+/// meet in the same bytes.
 #[derive(Debug)]
 pub struct SectionMemory {
     chunks: Mutex<HashMap<u64, Box<[u8; CHUNK as usize]>>>,
+    /// The contiguous block, once a consumer mapped the section.
+    dense: OnceLock<Box<[AtomicU64]>>,
     size: u64,
 }
 
@@ -99,6 +115,7 @@ impl SectionMemory {
     pub fn new(size: usize) -> Arc<Self> {
         Arc::new(Self {
             chunks: Mutex::new(HashMap::new()),
+            dense: OnceLock::new(),
             // usize fits in u64 on every supported host.
             size: size as u64,
         })
@@ -139,10 +156,46 @@ impl SectionMemory {
         }
     }
 
+    /// The first byte of the section's bytes as one contiguous, 8-aligned block of
+    /// [`Self::size`] bytes that lives as long as `self` (the bytes move there on the first
+    /// call); `None` for a section larger than [`MAX_CONTIGUOUS`]. Reach the block only with
+    /// volatile or atomic accesses: every other side reaches it with atomic word operations.
+    pub fn contiguous(&self) -> Option<NonNull<u8>> {
+        if self.size > MAX_CONTIGUOUS {
+            return None;
+        }
+        let words = match self.dense.get() {
+            Some(words) => words,
+            None => {
+                // Under the chunk lock: a sparse access in flight finishes first, and every
+                // later one sees the block (they check it again under the lock).
+                let mut chunks = self.lock();
+                let words = self.dense.get_or_init(|| {
+                    (0..self.size.div_ceil(8))
+                        .map(|_| AtomicU64::new(0))
+                        .collect()
+                });
+                for (index, chunk) in chunks.drain() {
+                    dense_write(words, index * CHUNK, &chunk[..]);
+                }
+                words
+            }
+        };
+        NonNull::new(words.as_ptr().cast_mut().cast::<u8>())
+    }
+
     /// Copies `out.len()` bytes starting at `offset` into `out`.
     pub fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), MemoryError> {
         self.check(offset, out.len())?;
+        if let Some(words) = self.dense.get() {
+            dense_read(words, offset, out);
+            return Ok(());
+        }
         let chunks = self.lock();
+        if let Some(words) = self.dense.get() {
+            dense_read(words, offset, out);
+            return Ok(());
+        }
         Self::for_each_chunk(offset, out.len(), |index, within, range| {
             let len = range.len();
             let target = &mut out[range];
@@ -157,7 +210,15 @@ impl SectionMemory {
     /// Copies `data` into the section starting at `offset`.
     pub fn write(&self, offset: u64, data: &[u8]) -> Result<(), MemoryError> {
         self.check(offset, data.len())?;
+        if let Some(words) = self.dense.get() {
+            dense_write(words, offset, data);
+            return Ok(());
+        }
         let mut chunks = self.lock();
+        if let Some(words) = self.dense.get() {
+            dense_write(words, offset, data);
+            return Ok(());
+        }
         Self::for_each_chunk(offset, data.len(), |index, within, range| {
             let len = range.len();
             let chunk = chunks
@@ -166,6 +227,47 @@ impl SectionMemory {
             chunk[within..within + len].copy_from_slice(&data[range]);
         });
         Ok(())
+    }
+}
+
+/// Reads `out.len()` bytes at `offset` of a contiguous block (bounds checked by the caller):
+/// whole aligned words at once, the rest byte by byte, little-endian like the machine.
+fn dense_read(words: &[AtomicU64], offset: u64, out: &mut [u8]) {
+    let mut done = 0usize;
+    while done < out.len() {
+        let at = offset + done as u64;
+        let word = words[(at / 8) as usize]
+            .load(Ordering::SeqCst)
+            .to_le_bytes();
+        let within = (at % 8) as usize;
+        let take = (8 - within).min(out.len() - done);
+        out[done..done + take].copy_from_slice(&word[within..within + take]);
+        done += take;
+    }
+}
+
+/// Writes `data` at `offset` of a contiguous block: whole aligned words with one store, parts
+/// of a word with a compare-exchange loop (the word's other bytes are left as they are).
+fn dense_write(words: &[AtomicU64], offset: u64, data: &[u8]) {
+    let mut done = 0usize;
+    while done < data.len() {
+        let at = offset + done as u64;
+        let cell = &words[(at / 8) as usize];
+        let within = (at % 8) as usize;
+        let take = (8 - within).min(data.len() - done);
+        let part = &data[done..done + take];
+        if take == 8 {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(part);
+            cell.store(u64::from_le_bytes(bytes), Ordering::SeqCst);
+        } else {
+            let _ = cell.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |old| {
+                let mut bytes = old.to_le_bytes();
+                bytes[within..within + take].copy_from_slice(part);
+                Some(u64::from_le_bytes(bytes))
+            });
+        }
+        done += take;
     }
 }
 
@@ -247,6 +349,39 @@ mod tests {
         memory.read((32 << 30) - 1010, &mut around).unwrap();
         assert_eq!(&around[..10], &[0; 10]);
         assert_eq!(&around[10..], &data[..10]);
+    }
+
+    #[test]
+    fn contiguous_keeps_the_bytes_and_every_side_meets_there() {
+        let memory = SectionMemory::new(8192);
+        memory.write(4093, &[1, 2, 3, 4, 5]).unwrap();
+        let base = memory.contiguous().unwrap();
+        assert_eq!(base.as_ptr() as usize % 8, 0);
+        assert_eq!(
+            memory.contiguous(),
+            Some(base),
+            "the block stays where it is"
+        );
+        let mut back = [0u8; 7];
+        memory.read(4092, &mut back).unwrap();
+        assert_eq!(back, [0, 1, 2, 3, 4, 5, 0]);
+        // What a consumer writes through the pointer, the other sides read, and back.
+        let byte_100 = base.as_ptr().wrapping_add(100);
+        // SAFETY: byte 100 of the block, which is 8192 bytes long and lives as long as `memory`.
+        unsafe { byte_100.write_volatile(0xAB) };
+        let mut byte = [0u8; 1];
+        memory.read(100, &mut byte).unwrap();
+        assert_eq!(byte, [0xAB]);
+        memory.write(8190, &[7, 8]).unwrap();
+        let last = base.as_ptr().wrapping_add(8191);
+        // SAFETY: the block's last byte, as above.
+        assert_eq!(unsafe { last.read_volatile() }, 8);
+        assert!(memory.write(8191, &[1, 2]).is_err());
+        assert!(
+            SectionMemory::new(MAX_CONTIGUOUS as usize + 1)
+                .contiguous()
+                .is_none()
+        );
     }
 
     #[test]

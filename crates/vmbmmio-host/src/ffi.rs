@@ -193,6 +193,14 @@ fn fail(error: &Error) -> i32 {
     error.code()
 }
 
+/// For setup functions of other crates (the simulator's `vmbmmio_sim_*`): records `message` as
+/// the calling thread's last error (`vmbmmio_last_error_message`) and returns `code` (a
+/// `VMBMMIO_E_*`).
+pub fn report_failure(code: i32, message: &str) -> i32 {
+    set_last_error(message);
+    code
+}
+
 fn invalid(what: &str) -> i32 {
     fail(&Error::InvalidArgument { what: what.into() })
 }

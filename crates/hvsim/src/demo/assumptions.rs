@@ -20,3 +20,15 @@ pub const MAPPING_TAKES_EFFECT: &str = "ASSUMPTION: a section-backed range the d
 pub const BAR_OUTSIDE_WINDOW: &str = "ASSUMPTION: Hyper-V's virtual PCI accepts a BAR the \
     guest placed outside the bridge window its vPCI driver claimed (here: inside the range its \
     channel driver claimed). Whether it checks BAR addresses is unknown.";
+
+/// A consumer's view and the guest's BAR are the same memory.
+pub const CONSUMER_VIEW_COHERENT: &str = "ASSUMPTION: a host application's view of a region \
+    (MapViewOfFile of the section handle the driver opened in its process) and the guest's \
+    BAR pages HDV backs with the same section (HdvCreateSectionBackedMmioRange) are the same \
+    memory, so what one writes the other reads without a copy. Documented for views of one \
+    section object in general; not verified for HDV's section-backed ranges.";
+
+/// The consumer's doorbell wait is modelled by polling.
+pub const CONSUMER_WAIT: &str = "SIMULATOR-ONLY: the host application's wait for the guest's \
+    doorbell polls the simulated event object (WaitForSingleObject on Windows); the event is \
+    the one the driver signals (KeSetEvent), counted by the object-manager model.";

@@ -12,7 +12,7 @@ use std::io::Write;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use vmbmmio_core::control::{ControlDevice, OfferSettings, Opener, RequestorMode};
+use vmbmmio_core::control::{ControlDevice, OfferSettings, Rundown};
 use vmbmmio_core::mmio_plan::MmioPlan;
 use vmbmmio_devhost::config::{CliArgs, DeviceHostConfig};
 use vmbmmio_devhost::sequence::guest_wait::GuestEventFollower;
@@ -20,7 +20,9 @@ use vmbmmio_devhost::sequence::{Backends, DeviceHost, Event};
 use vmbmmio_devhost::{DriverSessionSettings, DriverTarget, ProtoDriverClient};
 use vmbmmio_proto::guest::EventKind;
 
-use super::assumptions::{BAR_OUTSIDE_WINDOW, HOST_VIEW, MAPPING_TAKES_EFFECT};
+use super::assumptions::{
+    BAR_OUTSIDE_WINDOW, CONSUMER_VIEW_COHERENT, CONSUMER_WAIT, HOST_VIEW, MAPPING_TAKES_EFFECT,
+};
 use super::guest_side::{enable_and_locate, find_paired_function};
 use super::protocol::HostWaiter;
 use super::transport::{InProcessTransport, Removal, TransportCounts, WaitSlot};
@@ -29,6 +31,7 @@ use super::world::{
     INTERFACE_INSTANCE, INTERFACE_TYPE, Narrator, VM_ID, step,
 };
 use super::{DemoError, DemoOptions};
+use crate::glue::SimGlue;
 use crate::guest_memory::GuestPhysicalMemory;
 use crate::hdv::{FlexibleIovDevice, HdvSim, HostingModel, SimSectionMapper, VmConfig};
 use crate::kmcl::{ChannelId, Sim};
@@ -52,7 +55,12 @@ impl<'a> DemoWorld<'a> {
             events: events.clone(),
         };
         let (host, assumption) = build_host(options, &events)?;
-        let mut assumptions = vec![assumption, HOST_VIEW.to_string()];
+        let mut assumptions = vec![
+            assumption,
+            HOST_VIEW.to_string(),
+            CONSUMER_VIEW_COHERENT.to_string(),
+            CONSUMER_WAIT.to_string(),
+        ];
         if !options.quirks.mapping_has_no_effect && !options.quirks.bar_accesses_not_forwarded {
             assumptions.push(MAPPING_TAKES_EFFECT.to_string());
         }
@@ -93,6 +101,7 @@ impl<'a> DemoWorld<'a> {
             narrator,
             host,
             assumptions,
+            region_names: region_names(options),
         };
         world.map_after_report()?;
         Ok(world)
@@ -154,19 +163,16 @@ fn build_host(
     )?;
     // The device host opens the control device: a user-mode create in its own context; the
     // driver references its process object (src/glue/control.rs).
-    kernel.set_current_process(device_host);
-    let opener = step(
+    let rundown: Rc<Rundown> = Rc::default();
+    let glue = SimGlue {
+        control: control.clone(),
+        sim: sim.clone(),
+        kernel: kernel.clone(),
+        rundown: rundown.clone(),
+    };
+    let caller = step(
         "opening the control device",
-        Opener::admit(FILE, RequestorMode::UserMode, || {
-            kernel.reference_current_process()
-        }),
-    );
-    kernel.set_current_process(crate::sections::SYSTEM_PROCESS);
-    let opener = opener?;
-    let caller = opener.caller();
-    step(
-        "opening the control device",
-        control.borrow_mut().file_create(opener),
+        glue.open_file(device_host, FILE),
     )?;
 
     let counts = Rc::new(TransportCounts::default());
@@ -180,7 +186,7 @@ fn build_host(
         pending_wait: WaitSlot::default(),
         owns_file: true,
         removal: Removal::default(),
-        rundown: Rc::default(),
+        rundown: rundown.clone(),
     };
     // The device host's waiting loop uses a second handle to the same file (docs/devhost.md).
     let waiter_transport = transport.share();
@@ -205,7 +211,7 @@ fn build_host(
         mapper,
     };
     let log = events.clone();
-    let config = device_host_config(&options.region_sizes)?;
+    let config = device_host_config_named(&options.region_sizes, &options.region_names)?;
     let host: Host = step(
         "starting the device host",
         DeviceHost::start(
@@ -231,6 +237,7 @@ fn build_host(
             views,
             counts,
             waiter: Some(waiter),
+            rundown,
         },
         assumption.to_string(),
     ))
@@ -370,11 +377,55 @@ pub(crate) fn vm_config() -> VmConfig {
     }
 }
 
-/// The device host's configuration, as its command line would give it.
+/// The regions' names as the device host's configuration gives them (access modes dropped).
+fn region_names(options: &DemoOptions) -> Vec<String> {
+    (0..options.region_sizes.len())
+        .map(|index| match options.region_names.get(index) {
+            Some(spec) => spec
+                .split_once(':')
+                .map_or(spec.as_str(), |(name, _)| name)
+                .into(),
+            None => format!("region{index}"),
+        })
+        .collect()
+}
+
+/// The device host's configuration, as its command line would give it, with unnamed regions
+/// (`--region-size`: named region0, region1, ..., rw).
 pub(crate) fn device_host_config(region_sizes: &[u64]) -> Result<DeviceHostConfig, DemoError> {
+    device_host_config_named(region_sizes, &[])
+}
+
+/// The device host's configuration with named regions: `--region NAME:SIZE[:ACCESS]` for each
+/// size, the name (and access mode) from `names` (`NAME` or `NAME:ACCESS`; missing ones are
+/// `region<i>`, rw). No names at all: the `--region-size` shorthand.
+pub(crate) fn device_host_config_named(
+    region_sizes: &[u64],
+    names: &[String],
+) -> Result<DeviceHostConfig, DemoError> {
+    let (regions, region_sizes) = if names.is_empty() {
+        (
+            Vec::new(),
+            region_sizes.iter().map(u64::to_string).collect(),
+        )
+    } else {
+        let regions = region_sizes
+            .iter()
+            .enumerate()
+            .map(|(index, size)| match names.get(index) {
+                Some(spec) => match spec.split_once(':') {
+                    Some((name, access)) => format!("{name}:{size}:{access}"),
+                    None => format!("{spec}:{size}"),
+                },
+                None => format!("region{index}:{size}"),
+            })
+            .collect();
+        (regions, Vec::new())
+    };
     let cli = CliArgs {
         vm_id: Some(VM_ID.to_string()),
-        region_sizes: region_sizes.iter().map(u64::to_string).collect(),
+        regions,
+        region_sizes,
         vendor_id: Some("0x1af4".into()),
         device_id: Some("0x1110".into()),
         emulator_class_id: Some(EMULATOR_CLASS.to_string()),

@@ -21,8 +21,12 @@
 
 mod assumptions;
 pub(crate) mod build;
+mod consumers;
 mod conversation;
+mod exchange;
+pub mod guest_program;
 pub(crate) mod guest_side;
+pub mod host_app;
 mod pattern;
 pub(crate) mod protocol;
 mod teardown;
@@ -32,6 +36,7 @@ pub(crate) mod world;
 use std::fmt;
 use std::io::Write;
 
+pub use guest_program::GuestProgram;
 pub use pattern::{PATTERN_LEN, Writer, page_pattern};
 pub use protocol::SimPackets;
 pub use teardown::LeakReport;
@@ -49,6 +54,10 @@ use crate::vm::{GpaRange, GuestKind};
 pub struct DemoOptions {
     /// Region sizes in bytes, in order.
     pub region_sizes: Vec<u64>,
+    /// The regions' names in the device host's configuration, in order, each `NAME` or
+    /// `NAME:ACCESS` (`rw`, `guest-ro`, `host-ro`, docs/devhost.md); regions without one are
+    /// `region<i>`, rw. Host consumers attach by these names.
+    pub region_names: Vec<String>,
     /// The guest operating system the VM runs (its VMBus and vPCI behaviour).
     pub guest: GuestKind,
     /// Observed platform behaviour to reproduce (all off: the documented semantics).
@@ -68,6 +77,7 @@ impl Default for DemoOptions {
     fn default() -> Self {
         Self {
             region_sizes: vec![64 << 10, 1 << 20, 12 << 10],
+            region_names: vec!["frames".into(), "bulk".into(), "log:host-ro".into()],
             guest: GuestKind::Linux,
             quirks: PlatformQuirks::default(),
             bar_in_channel_range: false,
@@ -103,12 +113,21 @@ pub struct DemoReport {
     pub ioctls_prechecked: u64,
     /// Why the VM worker crashed, if it did.
     pub vm_crash: Option<String>,
+    /// What the host application exchanged with the guest's program through the named region
+    /// `frames` (`None`: it did not run, the VM crashed or has no region of that name).
+    pub exchange: Option<host_app::Exchange>,
 }
 
 impl DemoReport {
-    /// Whether the run proved what it should: no mismatch, nothing leaked, no crash.
+    /// Whether the run proved what it should: no mismatch (pages, and the host application's
+    /// exchange if it ran), nothing leaked, no crash.
     pub fn passed(&self) -> bool {
         self.mismatches == 0
+            && self.exchange.as_ref().is_none_or(|exchange| {
+                exchange.mismatches == 0
+                    && exchange.doorbells_to_guest > 0
+                    && exchange.doorbells_from_guest > 0
+            })
             && self.leaked_objects == 0
             && self.pages_verified > 0
             && self.vm_crash.is_none()
@@ -197,6 +216,37 @@ pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, Dem
             "device host: fast-path check done; regions are now {states} (reported to the driver)"
         ));
     }
+
+    // The host application attaches to `frames` by name and exchanges a frame and doorbells
+    // with the guest's program, both ways.
+    let frames_fits = world
+        .region_index("frames")
+        .and_then(|index| world.region_in_bar(index))
+        .is_some_and(|(_, size)| {
+            (host_app::MIN_REGION..=crate::memory::MAX_CONTIGUOUS).contains(&size)
+        });
+    let world = if world.vm_crash().is_none() && frames_fits {
+        let (mut world, exchange) = exchange::run(world);
+        let exchange = exchange?;
+        world.say(&format!(
+            "host application and guest program: {} bytes went through `frames` and came back \
+             transformed, {} differed; doorbells: {} to the guest, {} from the guest",
+            exchange.bytes_verified,
+            exchange.mismatches,
+            exchange.doorbells_to_guest,
+            exchange.doorbells_from_guest
+        ));
+        report.exchange = Some(exchange);
+        world
+    } else {
+        world.say(&format!(
+            "host application: skipped (it needs a running VM and a region `frames` of {} KiB \
+             to {} MiB: the simulator maps consumer views of at most that much)",
+            host_app::MIN_REGION >> 10,
+            crate::memory::MAX_CONTIGUOUS >> 20
+        ));
+        world
+    };
 
     report.vm_crash = world.vm_crash();
     let counts = world.transport_counts();

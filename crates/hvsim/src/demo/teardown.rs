@@ -34,6 +34,10 @@ pub struct LeakReport {
     pub views: u64,
     /// Guest VMBus offers not gone, and claims left in the guest's MMIO pool.
     pub guest: u64,
+    /// Host consumers' attachments not released, the driver's references to their doorbell
+    /// events not released, and event objects not destroyed (their section handles and views
+    /// are in [`Self::sections`]).
+    pub consumers: u64,
 }
 
 impl LeakReport {
@@ -71,12 +75,21 @@ impl LeakReport {
                 + (hdv.worker_duplicates - hdv.worker_duplicates_closed),
             views: 0,
             guest: 0,
+            consumers: control.attachment_counters().live()
+                + (objects.event_references_taken - objects.event_references_released)
+                + (objects.events_created - objects.events_destroyed),
         }
     }
 
     /// Every leaked object, all models together.
     pub fn total(&self) -> u64 {
-        self.kmcl + self.sections + self.ledger + self.hdv + self.views + self.guest
+        self.kmcl
+            + self.sections
+            + self.ledger
+            + self.hdv
+            + self.views
+            + self.guest
+            + self.consumers
     }
 }
 

@@ -19,19 +19,17 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use kmcl::raw::{NTSTATUS, STATUS_PENDING};
-use vmbmmio_core::control::serve;
-use vmbmmio_core::control::serve::TableLock;
 use vmbmmio_core::control::{
     Caller, ControlDevice, ControlError, Delivered, Handled, PendingWait, Rundown,
 };
 use vmbmmio_devhost::{IoctlFailure, IoctlTransport};
 
 use crate::alloc_faults::driver_scope;
+use crate::glue::SimGlue;
 use crate::kmcl::Sim;
 use crate::memory::ProcessId;
 use crate::platform::SimPlatform;
 use crate::sections::SimKernel;
-use crate::table_lock::SimTableLock;
 
 /// The driver as the simulated device host reaches it.
 pub struct InProcessTransport {
@@ -104,30 +102,16 @@ impl IoctlTransport for InProcessTransport {
         if self.removal.started() {
             return Err(IoctlFailure::NtStatus(STATUS_DELETE_PENDING));
         }
-        let process = self.process;
-        self.kernel.set_current_process(process);
-        let control = &self.control;
-        let caller = self.caller;
         let counts = &self.counts;
         counts.ioctls.set(counts.ioctls.get() + 1);
-        let lock = SimTableLock(control.clone());
-        let rundown = &self.rundown;
         let handled = self
-            .sim
-            .in_process(process, || {
-                // The glue's order (src/glue/control.rs): a run-down reference, then code and
-                // lengths under the lock, then the whole request through the served sequence.
-                let in_flight = rundown.acquire().ok_or(ControlError::ShuttingDown)?;
-                counts.prechecked.set(counts.prechecked.get() + 1);
-                driver_scope(|| {
-                    lock.locked(|control| {
-                        control.precheck(caller, code, input.len(), output.len())
-                    })
-                    .ok_or(ControlError::NotReady)??;
-                    serve::handle(&in_flight, &lock, caller, code, input, output)
-                })
-            })
-            .map_err(|error| IoctlFailure::NtStatus(error.to_ntstatus()))?;
+            .glue()
+            .ioctl(self.caller, self.process, code, input, output);
+        if !matches!(handled, Err(ControlError::ShuttingDown)) {
+            // Past the run-down reference: the glue prechecked it.
+            counts.prechecked.set(counts.prechecked.get() + 1);
+        }
+        let handled = handled.map_err(|error| IoctlFailure::NtStatus(error.to_ntstatus()))?;
         match handled {
             Handled::Done(written) => Ok(written),
             Handled::Pending(pending) => {
@@ -223,6 +207,16 @@ impl InProcessTransport {
         }
     }
 
+    /// The glue's calls over this transport's driver and models.
+    fn glue(&self) -> SimGlue {
+        SimGlue {
+            control: self.control.clone(),
+            sim: self.sim.clone(),
+            kernel: self.kernel.clone(),
+            rundown: self.rundown.clone(),
+        }
+    }
+
     /// Whether a WAIT_GUEST_EVENT is pending.
     pub fn guest_event_pending(&self) -> bool {
         self.pending_wait.is_pending()
@@ -235,11 +229,8 @@ impl Drop for InProcessTransport {
     fn drop(&mut self) {
         // A pending request is cancelled by the I/O manager when its process exits.
         self.cancel_guest_event();
-        if self.owns_file
-            && let Some(in_flight) = self.rundown.acquire()
-        {
-            let lock = SimTableLock(self.control.clone());
-            driver_scope(|| serve::file_cleanup(&in_flight, &lock, self.caller.file()));
+        if self.owns_file {
+            self.glue().cleanup(self.caller.file());
         }
     }
 }

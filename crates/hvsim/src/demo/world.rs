@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use vmbmmio_core::control::{ControlDevice, FileKey};
+use vmbmmio_core::control::{ControlDevice, FileKey, Rundown};
 use vmbmmio_core::mmio_plan::{MmioPlan, PAGE_SIZE};
 use vmbmmio_devhost::ProtoDriverClient;
 use vmbmmio_devhost::clock::Clock;
@@ -100,6 +100,9 @@ pub(super) struct HostSide {
     pub(super) counts: Rc<TransportCounts>,
     /// The device host's waiting loop on a second handle to its file (`protocol`).
     pub(super) waiter: Option<HostWaiter>,
+    /// The control state's run-down protection (a `static` in the glue), shared by every
+    /// transport, the host consumers' ones too (`crate::host_sim`).
+    pub(super) rundown: Rc<Rundown>,
 }
 
 /// The guest side: its view of the channel, its PCI bus and its physical memory.
@@ -122,6 +125,8 @@ pub struct DemoWorld<'a> {
     pub(super) host: HostSide,
     pub(super) guest: GuestSide,
     pub(super) assumptions: Vec<String>,
+    /// The regions' names in the device host's configuration, in order (`consumers`).
+    pub(super) region_names: Vec<String>,
 }
 
 impl DemoWorld<'_> {

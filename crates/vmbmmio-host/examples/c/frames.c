@@ -15,6 +15,15 @@
  * Build against the test double (any system; scripts/check-c-abi.sh does this):
  *   cc -DVMBMMIO_EXAMPLE_TEST_DOUBLE -I crates/vmbmmio-host/include frames.c \
  *      target/debug/libvmbmmio_host.a -lpthread -ldl -lm
+ * Build against the simulated platform (the driver's real core under hvsim, a guest program
+ * that answers the frame; scripts/check-c-abi.sh does this too):
+ *   cargo rustc -p hvsim --lib --crate-type staticlib
+ *   cc -DVMBMMIO_EXAMPLE_SIM -I crates/vmbmmio-host/include frames.c \
+ *      target/debug/libhvsim.a -lpthread -ldl -lm
+ *
+ * A guest program may answer the frame: the same layout at ANSWER_OFFSET, payload bytes XOR
+ * ANSWER_XOR, sequence = the one rung (the simulated guest does; with VMBMMIO_EXAMPLE_SIM the
+ * answer is required, and so is vmbmmio_sim_stop reporting 0 leaked objects).
  *
  * Exit codes: 0 done, 1 a failed check, 2 setup (no driver, no such region, ...).
  */
@@ -27,6 +36,12 @@
 #ifdef VMBMMIO_EXAMPLE_TEST_DOUBLE
 #include "vmbmmio_host_test_double.h"
 #endif
+#ifdef VMBMMIO_EXAMPLE_SIM
+#include "vmbmmio_host_sim.h"
+#define ANSWER_REQUIRED 1
+#else
+#define ANSWER_REQUIRED 0
+#endif
 
 /* The frame layout this example and its guest program agree on (all little-endian). */
 #define FRAME_MAGIC 0x304D5246u /* "FRM0" */
@@ -35,6 +50,9 @@
 #define FRAME_SEQUENCE_OFFSET 8 /* u64, written last with release ordering */
 #define FRAME_PAYLOAD_OFFSET 64
 #define FRAME_PAYLOAD_LENGTH 1024
+/* The guest's answer, if its program writes one. */
+#define ANSWER_OFFSET 4096
+#define ANSWER_XOR 0x5Au
 
 static int failed(int32_t code, const char *what)
 {
@@ -121,6 +139,33 @@ static int exchange(vmbmmio_attachment *attachment, vmbmmio_view *view, int writ
             return 1;
         }
         printf("frame of %u bytes read back intact\n", (unsigned)FRAME_PAYLOAD_LENGTH);
+
+        /* The answer's sequence is written last: acquire it before reading the rest. */
+        uint64_t answered = 0;
+        uint32_t magic = 0;
+        code = vmbmmio_view_load_acquire_u64(view, ANSWER_OFFSET + FRAME_SEQUENCE_OFFSET, &answered);
+        if (code == VMBMMIO_OK) {
+            code = vmbmmio_view_read_u32(view, ANSWER_OFFSET + FRAME_MAGIC_OFFSET, &magic);
+        }
+        if (code != VMBMMIO_OK) {
+            return failed(code, "reading the answer");
+        }
+        if (magic == FRAME_MAGIC && answered == sequence) {
+            code = vmbmmio_view_read(view, ANSWER_OFFSET + FRAME_PAYLOAD_OFFSET, back, sizeof back);
+            if (code != VMBMMIO_OK) {
+                return failed(code, "vmbmmio_view_read");
+            }
+            for (size_t i = 0; i < sizeof back; i++) {
+                if (back[i] != (uint8_t)(payload[i] ^ ANSWER_XOR)) {
+                    fprintf(stderr, "frames: the guest's answer differs at byte %zu\n", i);
+                    return 1;
+                }
+            }
+            printf("guest answer of %u bytes verified\n", (unsigned)FRAME_PAYLOAD_LENGTH);
+        } else if (ANSWER_REQUIRED) {
+            fprintf(stderr, "frames: the guest wrote no answer\n");
+            return 1;
+        }
     }
 
     /* Every access is bounds-checked: one past the end is refused, not a crash. */
@@ -133,14 +178,15 @@ static int exchange(vmbmmio_attachment *attachment, vmbmmio_view *view, int writ
     return 0;
 }
 
-int main(int argc, char **argv)
+static int run(const char *name)
 {
-    const char *name = argc > 1 ? argv[1] : "frames";
     vmbmmio_host *host = NULL;
     int32_t code;
 
-#ifdef VMBMMIO_EXAMPLE_TEST_DOUBLE
+#if defined(VMBMMIO_EXAMPLE_TEST_DOUBLE)
     code = vmbmmio_test_double_host_open(&host);
+#elif defined(VMBMMIO_EXAMPLE_SIM)
+    code = vmbmmio_sim_host_open(&host);
 #else
     code = vmbmmio_host_open(&host);
 #endif
@@ -190,6 +236,31 @@ int main(int argc, char **argv)
     }
     vmbmmio_view_close(view);
     vmbmmio_host_close(host);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    const char *name = argc > 1 ? argv[1] : "frames";
+#ifdef VMBMMIO_EXAMPLE_SIM
+    int32_t code = vmbmmio_sim_start();
+    if (code != VMBMMIO_OK) {
+        return failed(code, "vmbmmio_sim_start");
+    }
+#endif
+    int status = run(name);
+#ifdef VMBMMIO_EXAMPLE_SIM
+    /* Every handle is closed: the simulated host tears down and counts what is left. */
+    int64_t leaked = vmbmmio_sim_stop();
+    if (leaked < 0) {
+        status = failed((int32_t)leaked, "vmbmmio_sim_stop");
+    } else {
+        printf("simulator: %" PRId64 " leaked objects\n", leaked);
+        if (leaked != 0 && status == 0) {
+            status = 1;
+        }
+    }
+#endif
     if (status == 0) {
         printf("frames: done\n");
     }
