@@ -22,8 +22,7 @@ use vmbmmio_proto::ioctl::{
     AttachRegionRequest, AttachmentId, CloseSessionRequest, GetRegionSectionRequest, IoctlCode,
     ListSessionsRequest, MappingState, NamedRegionRequest, OpenSessionRequest,
     OpenSessionV2Request, QueryStatusRequest, RegionRequest, ReportMappingV2Request,
-    RingGuestRequest, SectionAccess, TakeDoorbellsRequest, Target, WaitGuestEventRequest,
-    WireGuid,
+    RingGuestRequest, SectionAccess, TakeDoorbellsRequest, Target, WaitGuestEventRequest, WireGuid,
 };
 use zerocopy::IntoBytes;
 
@@ -204,8 +203,8 @@ pub fn validate(code: u32, input: &[u8], output_len: usize) -> bool {
     use vmbmmio_proto::ioctl::{
         parse_attach_region, parse_close_session, parse_detach_region, parse_get_region_section,
         parse_list_sessions, parse_open_session_any, parse_query_driver, parse_query_status,
-        parse_report_mapping_any, parse_ring_guest, parse_set_doorbell_event,
-        parse_take_doorbells, parse_wait_guest_event,
+        parse_report_mapping_any, parse_ring_guest, parse_set_doorbell_event, parse_take_doorbells,
+        parse_wait_guest_event,
     };
     let Ok(code) = IoctlCode::parse(code) else {
         return false;
