@@ -1,8 +1,10 @@
-//! The command line (clap derive) and its value parsers (sizes with K/M units, hex patterns).
+//! The command line (clap derive) and its duration parser. The size and hex parsers are shared
+//! with the host CLI (`vmbmmio_cli_support::parse`).
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use vmbmmio_cli_support::parse::{HexBytes, parse_byte, parse_hex, parse_size};
 
 /// The interface type GUID of vmbmmio's channel offer when none is given: the device host's
 /// default (`docs/devhost.md`, "Configuration": `interface_type`).
@@ -128,29 +130,6 @@ pub struct VerifyArgs {
     pub length: Option<u64>,
 }
 
-/// A size: decimal or `0x` hex, with an optional `K` (KiB) or `M` (MiB) suffix.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let (digits, unit) = match text.strip_suffix(['K', 'k']) {
-        Some(digits) => (digits, 1u64 << 10),
-        None => match text.strip_suffix(['M', 'm']) {
-            Some(digits) => (digits, 1u64 << 20),
-            None => (text, 1),
-        },
-    };
-    let value = match digits
-        .strip_prefix("0x")
-        .or_else(|| digits.strip_prefix("0X"))
-    {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => digits.parse::<u64>(),
-    }
-    .map_err(|_| format!("`{text}` is not a size (a number, optionally 0x hex, with K or M)"))?;
-    value
-        .checked_mul(unit)
-        .ok_or_else(|| format!("`{text}` is too large"))
-}
-
 /// A duration: a number with `ms`, `s` or `m`, or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
@@ -171,57 +150,12 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         .ok_or_else(bad)
 }
 
-/// Bytes given as hex on the command line. A type of its own: clap's derive would take an
-/// `Option<Vec<u8>>` field for a list of single-byte values.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HexBytes(pub Vec<u8>);
-
-/// Hex bytes (`deadbeef`, optionally `0x`-prefixed), at least one.
-pub fn parse_hex(text: &str) -> Result<HexBytes, String> {
-    let digits = text
-        .strip_prefix("0x")
-        .or_else(|| text.strip_prefix("0X"))
-        .unwrap_or(text);
-    if digits.is_empty() || !digits.len().is_multiple_of(2) {
-        return Err(format!("`{text}` is not an even number of hex digits"));
-    }
-    digits
-        .as_bytes()
-        .chunks(2)
-        .map(|pair| {
-            std::str::from_utf8(pair)
-                .ok()
-                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-                .ok_or_else(|| format!("`{text}` is not hex"))
-        })
-        .collect::<Result<Vec<u8>, String>>()
-        .map(HexBytes)
-}
-
-/// One byte: decimal or `0x` hex.
-pub fn parse_byte(text: &str) -> Result<u8, String> {
-    let value = parse_size(text)?;
-    u8::try_from(value).map_err(|_| format!("`{text}` is not a byte (0..=255)"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn sizes_and_patterns() {
-        assert_eq!(parse_size("4K"), Ok(4096));
-        assert_eq!(parse_size("2M"), Ok(2 << 20));
-        assert_eq!(parse_size("0x10"), Ok(16));
-        assert!(parse_size("99999999999999999999M").is_err());
-        assert!(parse_size("x").is_err());
-        assert_eq!(
-            parse_hex("0xdeadBEEF"),
-            Ok(HexBytes(vec![0xde, 0xad, 0xbe, 0xef]))
-        );
-        assert!(parse_hex("abc").is_err());
-        assert!(parse_hex("zz").is_err());
-        assert_eq!(parse_byte("0xff"), Ok(255));
+    fn durations() {
         assert_eq!(
             parse_duration("500ms"),
             Ok(std::time::Duration::from_millis(500))
@@ -231,6 +165,35 @@ mod tests {
         assert_eq!(parse_duration("1m"), Ok(std::time::Duration::from_secs(60)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("99999999999999999999m").is_err());
-        assert!(parse_byte("256").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "vmbmmio-guest",
+            "write",
+            "frames",
+            "--offset",
+            "4K",
+            "--byte",
+            "0xff",
+            "--length",
+            "1M",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Write(WriteArgs {
+                offset: 4096,
+                byte: Some(255),
+                length: Some(0x10_0000),
+                ..
+            })
+        ));
+        assert!(
+            Cli::try_parse_from(["vmbmmio-guest", "write", "frames", "--offset", "0"]).is_err()
+        );
     }
 }

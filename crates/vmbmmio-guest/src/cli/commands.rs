@@ -10,9 +10,11 @@ use vmbmmio_guest::linux::{AgentError, BarCheck, RegionWindow};
 use vmbmmio_guest::{RegionView, Session};
 
 use super::args::{Cli, ReadArgs, VerifyArgs, WriteArgs};
-use super::failure::Failure;
+use super::failure::{Failure, failure};
 use super::found;
 use super::session_json::{change_json, session_json};
+use vmbmmio_cli_support::bytes::{hex, hex_dump, pattern_byte};
+use vmbmmio_cli_support::output::text_of;
 
 /// The most bytes `read` prints.
 const MAX_READ: u64 = 16 << 20;
@@ -41,23 +43,23 @@ pub fn status(cli: &Cli, discover_only: bool) -> (Value, Option<Failure>) {
 fn status_into(cli: &Cli, discover_only: bool, out: &mut Value) -> Result<(), Failure> {
     let options = found::options(cli)?;
     let (root, target) = (&options.sysfs, options.target);
-    let mut channel = target.channel(root)?;
+    let mut channel = target.channel(root).map_err(failure)?;
     out["channel"] = found::channel_json(&channel, &options.dev);
     if discover_only {
-        let function = target.function(root, &channel)?;
+        let function = target.function(root, &channel).map_err(failure)?;
         out["function"] = found::function_json(&function);
         return Ok(());
     }
-    let uio = target.uio(root, &mut channel)?;
+    let uio = target.uio(root, &mut channel).map_err(failure)?;
     out["channel"] = found::channel_json(&channel, &options.dev);
-    let function = target.function(root, &channel)?;
+    let function = target.function(root, &channel).map_err(failure)?;
     out["function"] = found::function_json(&function);
     let located = Located {
         channel,
         uio,
         function,
     };
-    let mut session = Session::start(&options, located)?;
+    let mut session = Session::start(&options, located).map_err(failure)?;
     // Give the host a moment to back the regions (a running device host does at once), so the
     // layout is shown; regions not backed (or a closed conversation) are shown, not failed.
     let wait = Duration::from_millis(u64::from(cli.timeout_ms)).min(STATUS_WAIT);
@@ -67,8 +69,8 @@ fn status_into(cli: &Cli, discover_only: bool, out: &mut Value) -> Result<(), Fa
     };
     out["session"] = session_json(&mut session);
     let released = session.release();
-    followed?;
-    released?;
+    followed.map_err(failure)?;
+    released.map_err(failure)?;
     Ok(())
 }
 
@@ -81,44 +83,18 @@ fn with_region(
 ) -> Result<Value, (Value, Failure)> {
     let fail = |failure: Failure| (json!({}), failure);
     let options = found::options(cli).map_err(fail)?;
-    let mut session = Session::open(&options).map_err(|error| fail(error.into()))?;
+    let mut session = Session::open(&options).map_err(|error| fail(failure(error)))?;
     session
         .wait_backed(Duration::from_millis(u64::from(cli.timeout_ms)))
-        .map_err(|error| fail(error.into()))?;
+        .map_err(|error| fail(failure(error)))?;
     let result = match session.region(which) {
         Ok(view) => work(&view),
-        Err(error) => Err(fail(error.into())),
+        Err(error) => Err(fail(failure(error))),
     };
     let released = session.release();
     let value = result?;
-    released.map_err(|error| fail(error.into()))?;
+    released.map_err(|error| fail(failure(error)))?;
     Ok(value)
-}
-
-/// A hex dump, 16 bytes a line, offsets from `base`.
-fn hex_dump(base: u64, bytes: &[u8]) -> String {
-    let mut text = String::new();
-    let mut offset = base;
-    for line in bytes.chunks(16) {
-        let hex: Vec<String> = line.iter().map(|byte| format!("{byte:02x}")).collect();
-        let ascii: String = line
-            .iter()
-            .map(|&byte| {
-                if byte.is_ascii_graphic() || byte == b' ' {
-                    char::from(byte)
-                } else {
-                    '.'
-                }
-            })
-            .collect();
-        text.push_str(&format!("{offset:08x}  {:<47}  |{ascii}|\n", hex.join(" ")));
-        offset = offset.saturating_add(16);
-    }
-    text
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// Checks `offset..offset + length` lies in the region (before anything is allocated).
@@ -153,7 +129,7 @@ pub fn read(cli: &Cli, args: &ReadArgs) -> Result<Value, (Value, Failure)> {
         let mut bytes = vec![0u8; length];
         window
             .read(args.offset, &mut bytes)
-            .map_err(|error| fail(error.into()))?;
+            .map_err(|error| fail(failure(error)))?;
         Ok(json!({
             "region": region.name.as_str(),
             "offset": args.offset,
@@ -183,7 +159,7 @@ pub fn write(cli: &Cli, args: &WriteArgs) -> Result<Value, (Value, Failure)> {
         let data: Vec<u8> = unit.iter().copied().cycle().take(length).collect();
         window
             .write(args.offset, &data)
-            .map_err(|error| fail(error.into()))?;
+            .map_err(|error| fail(failure(error)))?;
         Ok(json!({
             "region": region.name.as_str(),
             "offset": args.offset,
@@ -191,12 +167,6 @@ pub fn write(cli: &Cli, args: &WriteArgs) -> Result<Value, (Value, Failure)> {
             "text": format!("wrote {length} bytes at {:#x} in {}\n", args.offset, region.name.as_str()),
         }))
     })
-}
-
-/// The byte `verify` writes at `offset` (varies with the offset and the run's seed).
-fn pattern_byte(offset: usize, seed: u8) -> u8 {
-    let low = offset.to_le_bytes();
-    low.first().copied().unwrap_or(0) ^ low.get(1).copied().unwrap_or(0).rotate_left(3) ^ seed
 }
 
 /// `verify`: writes a pattern over the region (or its first `--length` bytes), reads it back.
@@ -213,11 +183,13 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> Result<Value, (Value, Failure)> {
         let length = args.length.unwrap_or(window.len());
         let length = check_range(window, 0, length).map_err(fail)?;
         let data: Vec<u8> = (0..length).map(|at| pattern_byte(at, seed)).collect();
-        window.write(0, &data).map_err(|error| fail(error.into()))?;
+        window
+            .write(0, &data)
+            .map_err(|error| fail(failure(error)))?;
         let mut back = vec![0u8; length];
         window
             .read(0, &mut back)
-            .map_err(|error| fail(error.into()))?;
+            .map_err(|error| fail(failure(error)))?;
         let mismatches: Vec<usize> = data
             .iter()
             .zip(back.iter())
@@ -273,7 +245,7 @@ pub fn serve(cli: &Cli) -> Result<Value, (Value, Failure)> {
         ))
     })?;
     let options = found::options(cli).map_err(fail)?;
-    let mut session = Session::open(&options).map_err(|error| fail(error.into()))?;
+    let mut session = Session::open(&options).map_err(|error| fail(failure(error)))?;
     announce(
         cli,
         &json!({ "event": "ready", "session": session_json(&mut session) }),
@@ -304,13 +276,13 @@ pub fn serve(cli: &Cli) -> Result<Value, (Value, Failure)> {
         }
         let changes = session
             .next_changes(SERVE_TICK)
-            .map_err(|error| fail(error.into()))?;
+            .map_err(|error| fail(failure(error)))?;
         for change in &changes {
             announce(cli, &change_json(change));
         }
         if !session.closed() && last_check.elapsed() >= BAR_CHECK_EVERY {
             last_check = Instant::now();
-            match session.check_bar().map_err(|error| fail(error.into()))? {
+            match session.check_bar().map_err(|error| fail(failure(error)))? {
                 BarCheck::Unchanged => {}
                 BarCheck::Moved { base, size } => announce(
                     cli,
@@ -320,7 +292,7 @@ pub fn serve(cli: &Cli) -> Result<Value, (Value, Failure)> {
             }
         }
     }
-    session.release().map_err(|error| fail(error.into()))?;
+    session.release().map_err(|error| fail(failure(error)))?;
     Ok(json!({ "event": "released", "text": "released; exiting\n" }))
 }
 
@@ -329,6 +301,6 @@ fn announce(cli: &Cli, value: &Value) {
     if cli.json {
         println!("{value}");
     } else {
-        println!("{}", super::text_of(value, 0).replace('\n', "; "));
+        println!("{}", text_of(value, 0).replace('\n', "; "));
     }
 }

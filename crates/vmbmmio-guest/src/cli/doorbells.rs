@@ -12,7 +12,7 @@ use vmbmmio_guest::session::SessionError;
 use vmbmmio_guest::{Doorbell, Session};
 
 use super::args::{Cli, RingArgs, WaitArgs};
-use super::failure::Failure;
+use super::failure::{Failure, failure};
 use super::found;
 
 /// The longest one wait of `wait` lasts before it looks at the stop flag again.
@@ -22,16 +22,16 @@ const WAIT_STEP: Duration = Duration::from_millis(250);
 /// regions are backed (their names come with the layout).
 fn open(cli: &Cli) -> Result<Session, Failure> {
     let options = found::options(cli)?;
-    let mut session = Session::open(&options)?;
+    let mut session = Session::open(&options).map_err(failure)?;
     if !session.doorbells() {
         let version = session.protocol().conversation().client.version();
         let error = AgentError::from(SessionError::DoorbellsUnsupported { version });
         let _ = session.release();
-        return Err(error.into());
+        return Err(failure(error));
     }
     if let Err(error) = session.wait_backed(Duration::from_millis(u64::from(cli.timeout_ms))) {
         let _ = session.release();
-        return Err(error.into());
+        return Err(failure(error));
     }
     Ok(session)
 }
@@ -43,7 +43,7 @@ fn released(
 ) -> Result<Value, (Value, Failure)> {
     let release = session.release();
     let value = result?;
-    release.map_err(|error| (json!({}), error.into()))?;
+    release.map_err(|error| (json!({}), failure(error)))?;
     Ok(value)
 }
 
@@ -76,7 +76,7 @@ pub fn ring(cli: &Cli, args: &RingArgs) -> Result<Value, (Value, Failure)> {
                 }),
                 _ => json!({}),
             };
-            Err((value, error.into()))
+            Err((value, failure(error)))
         }
     };
     released(session, result)
@@ -131,7 +131,7 @@ pub fn wait(cli: &Cli, args: &WaitArgs) -> Result<Value, (Value, Failure)> {
         match session.wait_doorbell_on(args.region.as_deref(), left.min(WAIT_STEP)) {
             Ok(Some(doorbell)) => heard.push(doorbell),
             Ok(None) => {}
-            Err(error) => break Some(error.into()),
+            Err(error) => break Some(failure(error)),
         }
     };
     let text: String = heard

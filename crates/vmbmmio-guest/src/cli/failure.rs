@@ -1,73 +1,16 @@
-//! Why a command failed: a stable kind for `--json`, the message for people, and the exit code
-//! (2: a usage or setup problem, something to fix before the agent can work; 1: a failed check
-//! or a session the host did not complete).
+//! The agent library's errors as the CLI's failures. The [`Failure`] type (exit 2: a usage or
+//! setup problem, something to fix before the agent can work; 1: a failed check or a session
+//! the host did not complete; a stable kind for `--json`) is the host CLI's too, shared in
+//! `vmbmmio_cli_support::failure`.
 
-use serde_json::{Value, json};
-
-use vmbmmio_guest::discover::DiscoverError;
 use vmbmmio_guest::linux::AgentError;
-use vmbmmio_guest::linux::LinuxError;
 
-/// Exit code of a usage or setup problem.
-pub const SETUP: u8 = 2;
-/// Exit code of a failed check.
-pub const CHECK: u8 = 1;
+pub use vmbmmio_cli_support::failure::Failure;
 
-/// A failed command.
-#[derive(Debug)]
-pub struct Failure {
-    /// The exit code.
-    pub exit: u8,
-    /// A stable snake_case name (`docs/guest-agent.md`, "Errors").
-    pub kind: &'static str,
-    /// What happened and what to do.
-    pub message: String,
-}
-
-impl Failure {
-    /// A usage or setup problem.
-    pub fn setup(kind: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            exit: SETUP,
-            kind,
-            message: message.into(),
-        }
-    }
-
-    /// A failed check.
-    pub fn check(kind: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            exit: CHECK,
-            kind,
-            message: message.into(),
-        }
-    }
-
-    /// The `error` object of the JSON output.
-    pub fn to_json(&self) -> Value {
-        json!({ "kind": self.kind, "message": self.message, "exit_code": self.exit })
-    }
-}
-
-impl From<AgentError> for Failure {
-    fn from(error: AgentError) -> Self {
-        let exit = if error.is_setup() { SETUP } else { CHECK };
-        Self {
-            exit,
-            kind: error.kind(),
-            message: error.to_string(),
-        }
-    }
-}
-
-impl From<DiscoverError> for Failure {
-    fn from(error: DiscoverError) -> Self {
-        AgentError::from(error).into()
-    }
-}
-
-impl From<LinuxError> for Failure {
-    fn from(error: LinuxError) -> Self {
-        AgentError::from(error).into()
-    }
+/// The library's `error` (an [`AgentError`] or one it wraps: discovery, Linux, session errors)
+/// as a failure: its kind (`docs/guest-agent.md`, "Errors"), its message, and exit 2 when it
+/// is a setup problem.
+pub fn failure(error: impl Into<AgentError>) -> Failure {
+    let error = error.into();
+    Failure::classified(error.is_setup(), error.kind(), error.to_string())
 }

@@ -1,7 +1,8 @@
-//! The command line (clap derive) and its value parsers (sizes with K/M units, hex patterns),
-//! following the guest agent's conventions (`docs/guest-agent.md`).
+//! The command line (clap derive). Its value parsers (sizes with K/M units, hex patterns) are
+//! the guest agent's (`docs/guest-agent.md`), shared in `vmbmmio_cli_support::parse`.
 
 use clap::{Args, Parser, Subcommand};
+use vmbmmio_cli_support::parse::{HexBytes, parse_byte, parse_hex, parse_size};
 
 /// vmbmmio's host consumer: attach to a running VM's named region, read, write and check its
 /// memory, wait for and send doorbells.
@@ -111,81 +112,10 @@ pub struct RingArgs {
     pub value: u64,
 }
 
-/// A size: decimal or `0x` hex, with an optional `K` (KiB) or `M` (MiB) suffix.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let (digits, unit) = match text.strip_suffix(['K', 'k']) {
-        Some(digits) => (digits, 1u64 << 10),
-        None => match text.strip_suffix(['M', 'm']) {
-            Some(digits) => (digits, 1u64 << 20),
-            None => (text, 1),
-        },
-    };
-    let value = match digits
-        .strip_prefix("0x")
-        .or_else(|| digits.strip_prefix("0X"))
-    {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => digits.parse::<u64>(),
-    }
-    .map_err(|_| format!("`{text}` is not a size (a number, optionally 0x hex, with K or M)"))?;
-    value
-        .checked_mul(unit)
-        .ok_or_else(|| format!("`{text}` is too large"))
-}
-
-/// Bytes given as hex on the command line.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HexBytes(pub Vec<u8>);
-
-/// Hex bytes (`deadbeef`, optionally `0x`-prefixed), at least one.
-pub fn parse_hex(text: &str) -> Result<HexBytes, String> {
-    let digits = text
-        .strip_prefix("0x")
-        .or_else(|| text.strip_prefix("0X"))
-        .unwrap_or(text);
-    if digits.is_empty() || !digits.len().is_multiple_of(2) {
-        return Err(format!("`{text}` is not an even number of hex digits"));
-    }
-    digits
-        .as_bytes()
-        .chunks(2)
-        .map(|pair| {
-            std::str::from_utf8(pair)
-                .ok()
-                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-                .ok_or_else(|| format!("`{text}` is not hex"))
-        })
-        .collect::<Result<Vec<u8>, String>>()
-        .map(HexBytes)
-}
-
-/// One byte: decimal or `0x` hex.
-pub fn parse_byte(text: &str) -> Result<u8, String> {
-    let value = parse_size(text)?;
-    u8::try_from(value).map_err(|_| format!("`{text}` is not a byte (0..=255)"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
-
-    #[test]
-    fn sizes_and_patterns() {
-        assert_eq!(parse_size("4K"), Ok(4096));
-        assert_eq!(parse_size("2M"), Ok(2 << 20));
-        assert_eq!(parse_size("0x10"), Ok(16));
-        assert!(parse_size("99999999999999999999M").is_err());
-        assert!(parse_size("x").is_err());
-        assert_eq!(
-            parse_hex("0xdeadBEEF"),
-            Ok(HexBytes(vec![0xde, 0xad, 0xbe, 0xef]))
-        );
-        assert!(parse_hex("abc").is_err());
-        assert_eq!(parse_byte("0xff"), Ok(255));
-        assert!(parse_byte("256").is_err());
-    }
 
     #[test]
     fn the_command_line_is_consistent() {

@@ -6,19 +6,19 @@ use serde_json::{Value, json};
 use vmbmmio_host::{Access, Attachment, Error, Host, RegionView, VmId, VmSession};
 
 use super::args::{Cli, MapArgs, ReadArgs, RingArgs, VerifyArgs, WaitArgs, WriteArgs};
-use super::failure::Failure;
+use super::failure::{Failure, failure};
+use vmbmmio_cli_support::bytes::{hex, hex_dump, pattern_byte};
+use vmbmmio_cli_support::output::Outcome;
 
 /// The most bytes `read` prints.
 const MAX_READ: u64 = 16 << 20;
-
-type Outcome = Result<Value, (Value, Failure)>;
 
 fn fail(failure: Failure) -> (Value, Failure) {
     (json!({}), failure)
 }
 
 fn lib(error: Error) -> (Value, Failure) {
-    fail(error.into())
+    fail(failure(error))
 }
 
 fn session_json(session: &VmSession) -> Value {
@@ -77,7 +77,7 @@ fn vm_for(cli: &Cli, host: &Host, region: &str) -> Result<VmId, Failure> {
             .parse::<VmId>()
             .map_err(|error| Failure::setup("usage", error.to_string()));
     }
-    let sessions = host.list()?;
+    let sessions = host.list().map_err(failure)?;
     let mut owners = sessions
         .iter()
         .filter(|session| session.regions.iter().any(|r| r.name == region))
@@ -122,12 +122,11 @@ fn check_range(view: &RegionView, offset: u64, length: u64) -> Result<usize, Fai
         .checked_add(length)
         .is_some_and(|end| end <= view.len());
     if !inside {
-        return Err(Error::OutOfBounds {
+        return Err(failure(Error::OutOfBounds {
             offset,
             len: length,
             size: view.len(),
-        }
-        .into());
+        }));
     }
     usize::try_from(length).map_err(|_| Failure::setup("out_of_bounds", "too long"))
 }
@@ -157,32 +156,6 @@ pub fn map(cli: &Cli, host: &Host, args: &MapArgs) -> Outcome {
             ),
         }))
     })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-/// A hex dump, 16 bytes a line, offsets from `base`.
-fn hex_dump(base: u64, bytes: &[u8]) -> String {
-    let mut text = String::new();
-    let mut offset = base;
-    for line in bytes.chunks(16) {
-        let hex: Vec<String> = line.iter().map(|byte| format!("{byte:02x}")).collect();
-        let ascii: String = line
-            .iter()
-            .map(|&byte| {
-                if byte.is_ascii_graphic() || byte == b' ' {
-                    char::from(byte)
-                } else {
-                    '.'
-                }
-            })
-            .collect();
-        text.push_str(&format!("{offset:08x}  {:<47}  |{ascii}|\n", hex.join(" ")));
-        offset = offset.saturating_add(16);
-    }
-    text
 }
 
 /// `read`.
@@ -226,12 +199,6 @@ pub fn write(cli: &Cli, host: &Host, args: &WriteArgs) -> Outcome {
             "text": format!("wrote {length} bytes at {:#x} in {}\n", args.offset, args.region),
         }))
     })
-}
-
-/// The byte `verify` writes at `offset` (varies with the offset and the run's seed).
-fn pattern_byte(offset: usize, seed: u8) -> u8 {
-    let low = offset.to_le_bytes();
-    low.first().copied().unwrap_or(0) ^ low.get(1).copied().unwrap_or(0).rotate_left(3) ^ seed
 }
 
 /// `verify`.

@@ -1,7 +1,8 @@
 //! The CLI's commands (`docs/host-library.md`, "Command line"): each opens the driver, finds
 //! the region, attaches with the access it needs and prints text or (`--json`) one JSON object
 //! on stdout. Failures print the library's message (on stderr, and as the `error` object with
-//! `--json`) and exit 2 for a usage or setup problem, 1 for a failed check.
+//! `--json`) and exit 2 for a usage or setup problem, 1 for a failed check; the printing and
+//! the exit codes are the guest agent's, shared in `vmbmmio_cli_support::output`.
 
 pub mod args;
 mod commands;
@@ -10,10 +11,11 @@ mod failure;
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
+use vmbmmio_cli_support::output::{self, Style, Untexted};
 use vmbmmio_host::{Error, Host};
 
 use args::{Cli, Command};
-use failure::Failure;
+use failure::{Failure, failure};
 
 /// The environment variable that makes the CLI use the library's scripted fake driver instead
 /// of `\\.\vmbmmio` (value `demo`): for tests of the command line on any system.
@@ -33,21 +35,18 @@ pub fn open_host() -> Result<Host, Error> {
 /// Runs the command with the host `open` gives; the process's exit code.
 pub fn run(cli: &Cli, open: &dyn Fn() -> Result<Host, Error>) -> ExitCode {
     let (output, failure) = outcome(cli, open);
-    print(cli, output, failure.as_ref());
-    match failure {
-        None => ExitCode::SUCCESS,
-        Some(failure) => {
-            eprintln!("vmbmmio-host: {}", failure.message);
-            ExitCode::from(failure.exit)
-        }
-    }
+    let style = Style {
+        json: cli.json,
+        untexted: Untexted::Silent,
+    };
+    output::finish("vmbmmio-host", style, output, failure)
 }
 
 /// The command's output object and failure.
 pub fn outcome(cli: &Cli, open: &dyn Fn() -> Result<Host, Error>) -> (Value, Option<Failure>) {
     let host = match open() {
         Ok(host) => host,
-        Err(error) => return (json!({}), Some(error.into())),
+        Err(error) => return (json!({}), Some(failure(error))),
     };
     let result = match &cli.command {
         Command::List => commands::list(&host),
@@ -58,24 +57,5 @@ pub fn outcome(cli: &Cli, open: &dyn Fn() -> Result<Host, Error>) -> (Value, Opt
         Command::Wait(args) => commands::wait(cli, &host, args),
         Command::Ring(args) => commands::ring(cli, &host, args),
     };
-    match result {
-        Ok(value) => (value, None),
-        Err((value, failure)) => (value, Some(failure)),
-    }
-}
-
-/// Prints `output` with `ok` and `error` set: JSON, or its text form.
-fn print(cli: &Cli, mut output: Value, failure: Option<&Failure>) {
-    if let Some(object) = output.as_object_mut() {
-        object.insert("ok".into(), json!(failure.is_none()));
-        object.insert(
-            "error".into(),
-            failure.map_or(Value::Null, Failure::to_json),
-        );
-    }
-    if cli.json {
-        println!("{output}");
-    } else if let Some(text) = output.get("text").and_then(Value::as_str) {
-        print!("{text}");
-    }
+    output::split(result)
 }
