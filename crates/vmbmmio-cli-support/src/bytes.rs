@@ -34,9 +34,43 @@ pub fn pattern_byte(offset: usize, seed: u8) -> u8 {
     low.first().copied().unwrap_or(0) ^ low.get(1).copied().unwrap_or(0).rotate_left(3) ^ seed
 }
 
+/// What `write` repeats over the range and the range's length: `--pattern`'s bytes, else
+/// `--byte`; the length is `--length`, else one pattern. `Err` is the usage failure when
+/// neither was given.
+pub fn write_unit(
+    pattern: Option<&crate::parse::HexBytes>,
+    byte: Option<u8>,
+    length: Option<u64>,
+) -> Result<(Vec<u8>, u64), crate::failure::Failure> {
+    let unit = match (pattern, byte) {
+        (Some(pattern), _) => pattern.0.clone(),
+        (None, Some(byte)) => vec![byte],
+        (None, None) => {
+            return Err(crate::failure::Failure::setup(
+                "usage",
+                "give --pattern or --byte",
+            ));
+        }
+    };
+    let length = length.unwrap_or_else(|| u64::try_from(unit.len()).unwrap_or(u64::MAX));
+    Ok((unit, length))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_unit_prefers_the_pattern_and_defaults_the_length_to_it() {
+        let pattern = crate::parse::HexBytes(vec![1, 2, 3]);
+        assert_eq!(
+            write_unit(Some(&pattern), Some(9), None).ok(),
+            Some((vec![1, 2, 3], 3))
+        );
+        assert_eq!(write_unit(None, Some(9), Some(5)).ok(), Some((vec![9], 5)));
+        let failure = write_unit(None, None, Some(5)).err();
+        assert_eq!(failure.map(|f| (f.exit, f.kind)), Some((2, "usage")));
+    }
 
     #[test]
     fn hex_and_dump() {

@@ -13,7 +13,7 @@ use super::args::{Cli, ReadArgs, VerifyArgs, WriteArgs};
 use super::failure::{Failure, failure};
 use super::found;
 use super::session_json::{change_json, session_json};
-use vmbmmio_cli_support::bytes::{hex, hex_dump, pattern_byte};
+use vmbmmio_cli_support::bytes::{hex, hex_dump, pattern_byte, write_unit};
 use vmbmmio_cli_support::output::text_of;
 
 /// The most bytes `read` prints.
@@ -143,16 +143,7 @@ pub fn read(cli: &Cli, args: &ReadArgs) -> Result<Value, (Value, Failure)> {
 /// `write`.
 pub fn write(cli: &Cli, args: &WriteArgs) -> Result<Value, (Value, Failure)> {
     let fail = |failure: Failure| (json!({}), failure);
-    let unit = match (&args.pattern, args.byte) {
-        (Some(pattern), _) => pattern.0.clone(),
-        (None, Some(byte)) => vec![byte],
-        (None, None) => {
-            return Err(fail(Failure::setup("usage", "give --pattern or --byte")));
-        }
-    };
-    let length = args
-        .length
-        .unwrap_or_else(|| u64::try_from(unit.len()).unwrap_or(u64::MAX));
+    let (unit, length) = write_unit(args.pattern.as_ref(), args.byte, args.length).map_err(fail)?;
     with_region(cli, &args.region, |view| {
         let (window, region) = (view.window(), view.region());
         let length = check_range(window, args.offset, length).map_err(fail)?;

@@ -7,7 +7,7 @@ use vmbmmio_host::{Access, Attachment, Error, Host, RegionView, VmId, VmSession}
 
 use super::args::{Cli, MapArgs, ReadArgs, RingArgs, VerifyArgs, WaitArgs, WriteArgs};
 use super::failure::{Failure, failure};
-use vmbmmio_cli_support::bytes::{hex, hex_dump, pattern_byte};
+use vmbmmio_cli_support::bytes::{hex, hex_dump, pattern_byte, write_unit};
 use vmbmmio_cli_support::output::Outcome;
 
 /// The most bytes `read` prints.
@@ -181,14 +181,7 @@ pub fn read(cli: &Cli, host: &Host, args: &ReadArgs) -> Outcome {
 
 /// `write`.
 pub fn write(cli: &Cli, host: &Host, args: &WriteArgs) -> Outcome {
-    let unit = match (&args.pattern, args.byte) {
-        (Some(pattern), _) => pattern.0.clone(),
-        (None, Some(byte)) => vec![byte],
-        (None, None) => return Err(fail(Failure::setup("usage", "give --pattern or --byte"))),
-    };
-    let length = args
-        .length
-        .unwrap_or_else(|| u64::try_from(unit.len()).unwrap_or(u64::MAX));
+    let (unit, length) = write_unit(args.pattern.as_ref(), args.byte, args.length).map_err(fail)?;
     with_view(cli, host, &args.region, Access::ReadWrite, |_, view| {
         let count = check_range(view, args.offset, length).map_err(fail)?;
         let data: Vec<u8> = unit.iter().copied().cycle().take(count).collect();
